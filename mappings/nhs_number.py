@@ -1,0 +1,53 @@
+"""NHS number checks: the modulus-11 check digit, placeholders and issued ranges.
+
+Only a number that passes `is_valid` may ever be used as a patient's NHS number. Range and
+placeholder findings are warnings, not rejections: cross-border patients (Scottish CHI,
+Northern Ireland) are real, and test-range numbers are legitimate in test environments.
+"""
+
+from __future__ import annotations
+
+_WEIGHTS = (10, 9, 8, 7, 6, 5, 4, 3, 2)
+
+
+def normalise(raw: str) -> str:
+    """Strip the spaces and hyphens people and systems put in (``943 476 5919``)."""
+    return raw.replace(" ", "").replace("-", "").strip()
+
+
+def check_digit(first_nine: str) -> int | None:
+    """The modulus-11 check digit for nine digits; None where none can exist (remainder 10)."""
+    total = sum(int(d) * w for d, w in zip(first_nine, _WEIGHTS, strict=True))
+    digit = 11 - total % 11
+    if digit == 11:
+        return 0
+    if digit == 10:
+        return None
+    return digit
+
+
+def is_valid(value: str) -> bool:
+    """True for exactly ten ASCII digits whose last digit is the modulus-11 check digit."""
+    if len(value) != 10 or not value.isascii() or not value.isdigit():
+        return False
+    return check_digit(value[:9]) == int(value[9])
+
+
+def warnings_for(value: str) -> tuple[str, ...]:
+    """Reasons a valid-looking NHS number still deserves an operator's eye."""
+    if not is_valid(value):
+        return ("NHS number fails the modulus-11 check",)
+    found: list[str] = []
+    if len(set(value)) == 1:
+        found.append("NHS number is a repeated-digit placeholder")
+    prefix = int(value[:9])
+    if value.startswith("999"):
+        found.append("NHS number is in the reserved test range 999")
+    elif not (
+        400_000_000 <= prefix <= 499_999_999
+        or 600_000_000 <= prefix <= 799_999_999
+        or 300_000_000 <= prefix <= 399_999_999
+        or 10_100_000 <= prefix <= 311_299_999
+    ):
+        found.append("NHS number is outside the issued ranges")
+    return tuple(found)
