@@ -1,0 +1,159 @@
+"""The composition root: the one place that builds the adapters and wires them to the engine.
+
+    config ─► Store.open (migrations) ─► Broker.start (topology) ─► DeliveryLoop, Intake
+           ─► one consumer per source queue ─► /healthz, /readyz ─► wait for SIGTERM/SIGINT
+
+Shutdown (SIGTERM): stop consuming, finish the intake batch in hand, let in-flight deliveries
+finish until the deadline (then release their leases), close the broker and the store. Anything
+not acknowledged to the broker is redelivered to the next engine; nothing is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Mapping
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+
+import structlog
+
+from adapters.rabbitmq import AmqpSettings, Broker, ExchangeSpec, Topology, inbound_topology
+from adapters.webhook import WebhookClient
+from engine import health
+from engine.config import AmqpConfig, AmqpDestination, Config, WebhookDestination
+from engine.delivery import DeliveryLoop
+from engine.destinations import AmqpSender, Sender, WebhookSender
+from engine.intake import Intake
+from engine.store import Store
+
+log = structlog.get_logger("carebridge.app")
+
+INBOUND_EXCHANGE = "carebridge.inbound"
+SHUTDOWN_DEADLINE = 20.0
+
+
+def queue_for(source: str) -> str:
+    return f"{INBOUND_EXCHANGE}.{source}"
+
+
+def amqp_settings(config: AmqpConfig, name: str = "carebridge-engine") -> AmqpSettings:
+    tls = config.tls
+    return AmqpSettings(
+        url=config.url,
+        prefetch=config.prefetch,
+        heartbeat=int(config.heartbeat.total_seconds()),
+        connection_name=name,
+        confirm_timeout=config.confirm_timeout.total_seconds(),
+        ca_file=str(tls.ca_file) if tls and tls.ca_file else None,
+        cert_file=str(tls.cert_file) if tls and tls.cert_file else None,
+        key_file=str(tls.key_file) if tls and tls.key_file else None,
+        verify=tls.verify if tls else True,
+        server_hostname=tls.server_hostname if tls else None,
+    )
+
+
+def topology(config: Config) -> Topology:
+    inbound = inbound_topology([s.name for s in config.sources], exchange=INBOUND_EXCHANGE,
+                               delivery_limit=config.amqp.delivery_limit)
+    event_exchanges = sorted({d.exchange for d in config.destinations
+                              if isinstance(d, AmqpDestination)})
+    return Topology(
+        exchanges=[*inbound.exchanges, *(ExchangeSpec(name, "topic") for name in event_exchanges)],
+        queues=list(inbound.queues),
+        bindings=list(inbound.bindings),
+    )
+
+
+@dataclass
+class Engine:
+    """A running engine: what tests and the CLI hold on to."""
+
+    config: Config
+    store: Store
+    broker: Broker
+    intake: Intake
+    delivery: DeliveryLoop
+    http_port: int
+    _stack: AsyncExitStack
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    async def readiness(self) -> dict[str, bool]:
+        return {
+            "broker_connected": self.broker.connected,
+            "consumers_attached": self.broker.consumers_attached,
+            "store_reachable": await self.store.ping(),
+        }
+
+    async def stop(self, deadline: float = SHUTDOWN_DEADLINE) -> None:
+        log.info("engine.stopping", deadline_s=deadline)
+        self.intake.stop()
+        await self.broker.cancel_consumers()
+        self.delivery.stop()
+        await asyncio.wait(self._tasks, timeout=deadline)
+        await self.delivery.drain(deadline)
+        for task in self._tasks:
+            task.cancel()
+        await self._stack.aclose()
+        log.info("engine.stopped")
+
+
+def _senders(config: Config, webhook: WebhookClient, broker: Broker) -> dict[str, Sender]:
+    async def publish(exchange: str, routing_key: str, body: bytes, headers: Mapping[str, str],
+                      message_id: str, mandatory: bool) -> None:
+        await broker.publish(exchange, routing_key, body, headers=dict(headers),
+                             message_id=message_id, content_type="application/json",
+                             mandatory=mandatory)
+
+    senders: dict[str, Sender] = {}
+    for dest in config.destinations:
+        if isinstance(dest, WebhookDestination):
+            senders[dest.name] = WebhookSender(dest, webhook.post)
+        else:
+            senders[dest.name] = AmqpSender(dest, publish)
+    return senders
+
+
+async def start_engine(config: Config) -> Engine:
+    """Start every part of the engine; the caller owns the returned Engine and must stop it."""
+    stack = AsyncExitStack()
+    try:
+        store = await Store.open(config.store)
+        stack.push_async_callback(store.close)
+        broker = Broker(amqp_settings(config.amqp), topology(config))
+        await broker.start()
+        stack.push_async_callback(broker.close)
+        webhook = await stack.enter_async_context(WebhookClient())
+        delivery = DeliveryLoop(
+            store,
+            _senders(config, webhook, broker),
+            {d.name: config.retry_policies[d.retry] for d in config.destinations},
+            {d.name: d.hold_on_dead_letter for d in config.destinations},
+            config.delivery,
+        )
+        intake = Intake(store, config, on_committed=delivery.wake)
+        tasks = [asyncio.create_task(delivery.run(), name="delivery"),
+                 asyncio.create_task(intake.run(), name="intake")]
+        for source in config.sources:
+            await broker.consume(queue_for(source.name), intake.handler_for(source.name))
+        engine = Engine(config, store, broker, intake, delivery, 0, stack, tasks)
+        runner, engine.http_port = await health.serve(
+            health.health_app(engine.readiness), config.http.host, config.http.port)
+        stack.push_async_callback(runner.cleanup)
+    except BaseException:
+        await stack.aclose()
+        raise
+    log.info("engine.started", sources=[s.name for s in config.sources],
+             destinations=[d.name for d in config.destinations], http_port=engine.http_port)
+    return engine
+
+
+async def run_until_signalled(config: Config) -> None:
+    """`carebridge run`: start, then stop cleanly on SIGTERM or SIGINT."""
+    engine = await start_engine(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await engine.stop()

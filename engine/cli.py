@@ -1,0 +1,156 @@
+"""`carebridge`: run the engine, check a config, map a message, send messages, print the schema.
+
+Exit codes: 0 success; 1 the input (config or message) was rejected, with a one-line reason on
+stderr and never a traceback; 2 usage error. Standard output carries only results (JSON);
+logs go to standard error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from engine.config import Config, ConfigError, load_config
+from mappings.errors import MappingError
+from mappings.inbound import map_message
+from mappings.model import CareEvent
+from mappings.profile import FeedProfile
+
+EXIT_OK, EXIT_REJECTED, EXIT_USAGE = 0, 1, 2
+DEFAULT_AMQP = "amqp://guest:guest@localhost:5672/"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="carebridge", description=__doc__.splitlines()[0] if __doc__ else None)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    run = sub.add_parser("run", help="run the engine (embedded defaults without -c)")
+    run.add_argument("-c", "--config", type=Path, help="YAML config file")
+
+    check = sub.add_parser("check-config", help="validate a config file: exit 0 valid, 1 invalid")
+    check.add_argument("file", type=Path)
+
+    mapper = sub.add_parser("map", help="map one message file to a care event (JSON on stdout)")
+    mapper.add_argument("file", type=Path)
+    mapper.add_argument("--to", choices=["canonical"], default="canonical")
+    mapper.add_argument("-c", "--config", type=Path, help="config whose source profile to use")
+    mapper.add_argument("--source", help="source name in the config (needs -c)")
+
+    send = sub.add_parser("send", help="publish message files to a source's inbound queue")
+    send.add_argument("files", type=Path, nargs="+")
+    send.add_argument("--source", required=True)
+    send.add_argument("--amqp", default=DEFAULT_AMQP, help=f"broker URL (default {DEFAULT_AMQP})")
+
+    sub.add_parser("schema", help="print the JSON Schema of the care event")
+    return parser
+
+
+def _fail(message: str, code: int = EXIT_REJECTED) -> int:
+    print(f"carebridge: {message}", file=sys.stderr)
+    return code
+
+
+def _load(path: Path | None) -> Config:
+    return load_config(path)
+
+
+def cmd_check_config(path: Path) -> int:
+    try:
+        config = _load(path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return EXIT_REJECTED
+    print(f"{path}: valid ({len(config.sources)} sources, {len(config.destinations)} "
+          f"destinations, {len(config.routes)} routes)")
+    return EXIT_OK
+
+
+def _profile(config_path: Path | None, source: str | None, file: Path) -> FeedProfile | int:
+    if config_path is None:
+        if source is not None:
+            return _fail("--source needs -c CONFIG", EXIT_USAGE)
+        return FeedProfile(feed=file.stem or "cli")
+    try:
+        config = _load(config_path)
+    except ConfigError as exc:
+        return _fail(f"invalid config: {exc.problems[0]}")
+    if source is None:
+        return _fail("-c needs --source NAME", EXIT_USAGE)
+    found = config.source(source)
+    if found is None:
+        return _fail(f"no source named {source!r} in {config_path}", EXIT_USAGE)
+    return FeedProfile(feed=found.name, care_setting=found.care_setting, timezone=found.timezone)
+
+
+def cmd_map(file: Path, config_path: Path | None, source: str | None) -> int:
+    profile = _profile(config_path, source, file)
+    if isinstance(profile, int):
+        return profile
+    try:
+        raw = file.read_bytes()
+    except OSError as exc:
+        return _fail(f"{file}: cannot read ({exc.strerror})", EXIT_USAGE)
+    try:
+        event = map_message(raw, profile)
+    except MappingError as exc:
+        return _fail(f"{file}: rejected: {exc}")
+    print(event.model_dump_json(indent=2, exclude_none=True))
+    return EXIT_OK
+
+
+def cmd_send(files: Sequence[Path], source: str, amqp_url: str) -> int:
+    from engine.sending import send_files
+
+    return asyncio.run(send_files(files, source, amqp_url))
+
+
+def cmd_schema() -> int:
+    print(json.dumps(CareEvent.model_json_schema(), indent=2, sort_keys=True))
+    return EXIT_OK
+
+
+def cmd_run(config_path: Path | None) -> int:
+    try:
+        config = _load(config_path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return EXIT_REJECTED
+    from engine import logs
+    from engine.app import run_until_signalled
+
+    logs.configure(config.logging.level, config.logging.format)
+    asyncio.run(run_until_signalled(config))
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    match args.command:
+        case "check-config":
+            return cmd_check_config(args.file)
+        case "map":
+            return cmd_map(args.file, args.config, args.source)
+        case "send":
+            return cmd_send(args.files, args.source, args.amqp)
+        case "schema":
+            return cmd_schema()
+        case "run":
+            return cmd_run(args.config)
+    return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,339 @@
+"""The one YAML config file: sources, routes, destinations and retry policies, validated at start.
+
+Loading happens in three steps, each reporting every problem as ``path: reason``:
+
+1. YAML is read (a syntax error names its line);
+2. ``${NAME}`` references are replaced from the environment (secrets live only there);
+3. the result is validated by the pydantic models below, then cross-checked (routes name
+   known sources and destinations, destinations name known retry policies).
+
+`carebridge run` without ``-c`` uses `engine/defaults.yaml`, embedded in the package.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import zoneinfo
+from collections.abc import Mapping
+from datetime import timedelta
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from mappings.model import CareSetting, EventKind
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+
+
+class ConfigError(Exception):
+    """The config is invalid; `problems` holds one ``path: reason`` line each."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def _parse_duration(value: object) -> object:
+    """Durations are numbers of seconds or strings like ``250ms``, ``5s``, ``15m``, ``72h``."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 30s, 5m or 72h")
+    if isinstance(value, int | float):
+        return timedelta(seconds=float(value))
+    if isinstance(value, str) and (m := _DURATION.match(value)):
+        return timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2)])
+    raise ValueError("expected a duration such as 30s, 5m or 72h")
+
+
+Duration = Annotated[timedelta, BeforeValidator(_parse_duration)]
+Name = Annotated[str, Field(pattern=NAME_PATTERN)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TlsConfig(_Strict):
+    """TLS for a client connection (AMQP or PostgreSQL)."""
+
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    verify: bool = True
+    server_hostname: str | None = None
+
+
+class AmqpConfig(_Strict):
+    url: str = "amqp://guest:guest@localhost:5672/"
+    prefetch: int = Field(default=200, ge=1, le=65535)
+    heartbeat: Duration = timedelta(seconds=30)
+    confirm_timeout: Duration = timedelta(seconds=15)
+    delivery_limit: int = Field(default=10, ge=1)
+    """Quorum queue `x-delivery-limit`: a message that crashes the engine this often is parked."""
+    tls: TlsConfig | None = None
+
+
+class StoreConfig(_Strict):
+    url: str = "sqlite+aiosqlite:///carebridge.db"
+    tls: TlsConfig | None = None
+    pool_size: int = Field(default=5, ge=1)
+
+    @field_validator("url")
+    @classmethod
+    def _supported_driver(cls, url: str) -> str:
+        if not url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError("must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
+        return url
+
+
+class HttpConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+
+
+class IntakeConfig(_Strict):
+    batch_size: int = Field(default=100, ge=1, le=1000)
+    """Messages committed in one store transaction at most (each still atomic on its own)."""
+
+
+class DeliveryConfig(_Strict):
+    concurrency: int = Field(default=32, ge=1)
+    batch_size: int = Field(default=100, ge=1)
+    poll_interval: Duration = timedelta(seconds=1)
+    lease: Duration = timedelta(seconds=120)
+    """How long a claimed delivery is reserved; must exceed a destination's timeout."""
+
+
+class LoggingConfig(_Strict):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["json", "console"] = "json"
+
+
+class RetryPolicy(_Strict):
+    """Quick in-process retries first, then durable rescheduling with backoff and jitter."""
+
+    quick_attempts: int = Field(default=3, ge=1, le=10)
+    quick_wait: Duration = timedelta(milliseconds=200)
+    initial_backoff: Duration = timedelta(seconds=5)
+    max_backoff: Duration = timedelta(minutes=15)
+    multiplier: float = Field(default=2.0, ge=1.0)
+    jitter: float = Field(default=0.2, ge=0.0, le=1.0)
+    max_attempts: int | None = Field(default=None, ge=1)
+    max_age: Duration | None = timedelta(hours=72)
+
+    @model_validator(mode="after")
+    def _bounded(self) -> RetryPolicy:
+        if self.max_attempts is None and self.max_age is None:
+            raise ValueError("set max_attempts or max_age, or a delivery could retry forever")
+        if self.max_backoff < self.initial_backoff:
+            raise ValueError("max_backoff must not be shorter than initial_backoff")
+        return self
+
+
+class SourceConfig(_Strict):
+    name: Name
+    description: str | None = None
+    care_setting: CareSetting = CareSetting.UNKNOWN
+    timezone: str = "Europe/London"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, zone: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(zone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {zone!r}") from None
+        return zone
+
+
+class WebhookDestination(_Strict):
+    """POSTs the canonical care event as JSON, with an Idempotency-Key header."""
+
+    type: Literal["webhook"]
+    name: Name
+    url: Annotated[str, Field(pattern=r"^https?://[^\s]+$")]
+    secret: str | None = None
+    """HMAC-SHA256 key for the X-Carebridge-Signature header; only as ${ENV_NAME}."""
+    headers: dict[str, str] = Field(default_factory=dict)
+    timeout: Duration = timedelta(seconds=10)
+    retry: Name = "default"
+    hold_on_dead_letter: bool = False
+    """If true, a dead-lettered event holds back that patient's later events until resolved."""
+
+
+class AmqpDestination(_Strict):
+    """Publishes canonical care events to a RabbitMQ topic exchange for any subscriber.
+
+    The routing key is ``<kind>.<care_setting>.<source>`` (e.g. ``discharge.mental_health.mh-trust``).
+    Publishing waits for the broker's confirm; with `mandatory` true an event no queue is bound
+    for counts as a failed delivery, otherwise it is the subscribers' business to be bound.
+    """
+
+    type: Literal["amqp"]
+    name: Name
+    exchange: str = "carebridge.events"
+    mandatory: bool = False
+    retry: Name = "default"
+    hold_on_dead_letter: bool = False
+
+
+Destination = Annotated[WebhookDestination | AmqpDestination, Field(discriminator="type")]
+
+
+class RouteMatch(_Strict):
+    """Every given criterion must match; an omitted one matches anything."""
+
+    kinds: list[EventKind] | None = None
+    care_settings: list[CareSetting] | None = None
+    sources: list[Name] | None = None
+
+
+class Route(_Strict):
+    name: Name
+    match: RouteMatch = RouteMatch()
+    to: list[Name] = Field(min_length=1)
+
+
+class Config(_Strict):
+    amqp: AmqpConfig = AmqpConfig()
+    store: StoreConfig = StoreConfig()
+    http: HttpConfig = HttpConfig()
+    intake: IntakeConfig = IntakeConfig()
+    delivery: DeliveryConfig = DeliveryConfig()
+    logging: LoggingConfig = LoggingConfig()
+    retry_policies: dict[Name, RetryPolicy] = Field(default_factory=lambda: {"default": RetryPolicy()})
+    sources: list[SourceConfig] = Field(min_length=1)
+    destinations: list[Destination] = Field(default_factory=list)
+    routes: list[Route] = Field(default_factory=list)
+
+    def source(self, name: str) -> SourceConfig | None:
+        return next((s for s in self.sources if s.name == name), None)
+
+    def destination(self, name: str) -> Destination | None:
+        return next((d for d in self.destinations if d.name == name), None)
+
+
+def _cross_check(raw: Config) -> list[str]:
+    problems: list[str] = []
+    for kind, items in (("sources", raw.sources), ("destinations", raw.destinations),
+                        ("routes", raw.routes)):
+        seen: set[str] = set()
+        for i, item in enumerate(items):
+            if item.name in seen:
+                problems.append(f"{kind}[{i}].name: duplicate name {item.name!r}")
+            seen.add(item.name)
+    sources = {s.name for s in raw.sources}
+    destinations = {d.name for d in raw.destinations}
+    for i, dest in enumerate(raw.destinations):
+        if dest.retry not in raw.retry_policies:
+            problems.append(f"destinations[{i}].retry: no retry policy named {dest.retry!r}")
+    for i, route in enumerate(raw.routes):
+        for j, name in enumerate(route.to):
+            if name not in destinations:
+                problems.append(f"routes[{i}].to[{j}]: no destination named {name!r}")
+        for j, name in enumerate(route.match.sources or []):
+            if name not in sources:
+                problems.append(f"routes[{i}].match.sources[{j}]: no source named {name!r}")
+    return problems
+
+
+def _substitute(node: Any, path: str, env: Mapping[str, str], problems: list[str]) -> Any:
+    """Replace ${NAME} from the environment, recording a problem for each one that is unset."""
+    if isinstance(node, dict):
+        return {k: _substitute(v, f"{path}.{k}" if path else str(k), env, problems)
+                for k, v in node.items()}
+    if isinstance(node, list):
+        return [_substitute(v, f"{path}[{i}]", env, problems) for i, v in enumerate(node)]
+    if isinstance(node, str):
+        def replace(m: re.Match[str]) -> str:
+            if m.group(1) not in env:
+                problems.append(f"{path}: environment variable {m.group(1)} is not set")
+                return ""
+            return env[m.group(1)]
+
+        return _ENV_REF.sub(replace, node)
+    return node
+
+
+def _secrets_by_reference(node: Any, problems: list[str]) -> None:
+    """Secret fields must name an environment variable, never hold the secret itself."""
+    for i, dest in enumerate(node.get("destinations") or []):
+        if not isinstance(dest, dict):
+            continue
+        secret = dest.get("secret")
+        if secret is not None and not (isinstance(secret, str) and _ENV_REF.fullmatch(secret)):
+            problems.append(f"destinations[{i}].secret: must be an environment reference like "
+                            "${WEBHOOK_SECRET}, not the secret itself")
+        for header, value in (dest.get("headers") or {}).items():
+            if header.lower() == "authorization" and not (
+                isinstance(value, str) and _ENV_REF.search(value)
+            ):
+                problems.append(f"destinations[{i}].headers.{header}: credentials must come "
+                                "from the environment (${NAME})")
+
+
+def _pydantic_path(loc: tuple[int | str, ...]) -> str:
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif part in {"webhook", "amqp"}:  # discriminator tag pydantic inserts into the location
+            continue
+        else:
+            path += f".{part}" if path else str(part)
+    return path or "(top level)"
+
+
+def parse_config(text: str, *, origin: str = "config",
+                 env: Mapping[str, str] | None = None) -> Config:
+    """Parse and validate config text; raise ConfigError listing every problem."""
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark is not None else origin
+        raise ConfigError([f"{where}: not valid YAML ({getattr(exc, 'problem', exc)})"]) from None
+    if not isinstance(raw, dict):
+        raise ConfigError(["(top level): must be a mapping of settings"])
+    problems: list[str] = []
+    _secrets_by_reference(raw, problems)
+    raw = _substitute(raw, "", os.environ if env is None else env, problems)
+    try:
+        config = Config.model_validate(raw)
+    except ValidationError as exc:
+        problems += [f"{_pydantic_path(e['loc'])}: {e['msg']}" for e in exc.errors()]
+        raise ConfigError(problems) from None
+    problems += _cross_check(config)
+    if problems:
+        raise ConfigError(problems)
+    return config
+
+
+def load_config(path: Path | None, env: Mapping[str, str] | None = None) -> Config:
+    """Load the config file at `path`, or the embedded defaults when `path` is None."""
+    if path is None:
+        text = resources.files("engine").joinpath("defaults.yaml").read_text("utf-8")
+        return parse_config(text, origin="embedded defaults", env=env)
+    try:
+        text = path.read_text("utf-8")
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read ({exc.strerror})"]) from None
+    except UnicodeDecodeError:
+        raise ConfigError([f"{path}: not UTF-8 text"]) from None
+    return parse_config(text, origin=str(path), env=env)

@@ -1,0 +1,248 @@
+"""Delivery: drain the outbox to the destinations, in per-patient order, surviving anything.
+
+    store.claim_due()      the oldest pending delivery per (destination, patient), leased
+      ─► sender.send()     a few quick tries (tenacity), each recorded as an attempt
+      ─► classify          delivered │ permanent → dead letter │ transient → backoff or dead letter
+      ─► store.finish_delivery()
+
+Retry state lives in the store (`next_attempt_at`, `attempts`), so backoff survives restarts and
+outages of hours. A patient whose head delivery is waiting holds only that patient's later events
+for that destination; every other patient's deliveries go past it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime, timedelta
+
+import structlog
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception,
+    retry_if_result,
+    stop_after_attempt,
+    wait_exponential,
+    wait_fixed,
+)
+
+from engine.config import DeliveryConfig, RetryPolicy
+from engine.destinations import Sender, SendResult
+from engine.store import (
+    AttemptRecord,
+    ClaimedDelivery,
+    DeadLettered,
+    Delivered,
+    DeliveryOutcome,
+    Rescheduled,
+    Store,
+    refused_content,
+)
+
+log = structlog.get_logger("carebridge.delivery")
+
+
+def backoff(policy: RetryPolicy, attempts: int, rng: Callable[[], float] = random.random) -> float:
+    """Seconds to wait after `attempts` tries: exponential per round of quick tries, capped,
+    with +/- `jitter` so that deliveries failed by one outage do not all return at once."""
+    rounds = max(1, math.ceil(attempts / policy.quick_attempts))
+    base = policy.initial_backoff.total_seconds() * policy.multiplier ** (rounds - 1)
+    delay = min(policy.max_backoff.total_seconds(), base)
+    return max(0.0, delay * (1 + policy.jitter * (2 * rng() - 1)))
+
+
+def decide(
+    policy: RetryPolicy,
+    claimed: ClaimedDelivery,
+    tries: list[AttemptRecord],
+    last: SendResult,
+    *,
+    hold: bool,
+    now: datetime,
+    rng: Callable[[], float] = random.random,
+) -> DeliveryOutcome:
+    """What follows from the last answer, the attempts so far and the destination's policy."""
+    if last.outcome == "delivered":
+        return Delivered(now)
+    detail = last.detail or (f"HTTP {last.status_code}" if last.status_code else "failed")
+    if last.outcome == "permanent":
+        code = f"HTTP {last.status_code}: " if last.status_code else ""
+        return DeadLettered(f"refused by the destination: {code}{detail}", hold=hold)
+    total = claimed.attempts + len(tries)
+    if policy.max_attempts is not None and total >= policy.max_attempts:
+        return DeadLettered(f"gave up after {total} attempts: {detail}", hold=hold)
+    age = now - claimed.created_at
+    if policy.max_age is not None and age >= policy.max_age:
+        return DeadLettered(f"gave up after {age} pending: {detail}", hold=hold)
+    return Rescheduled(now + timedelta(seconds=backoff(policy, total, rng)), detail)
+
+
+class DeliveryLoop:
+    def __init__(
+        self,
+        store: Store,
+        senders: Mapping[str, Sender],
+        policies: Mapping[str, RetryPolicy],
+        holds: Mapping[str, bool],
+        config: DeliveryConfig,
+        *,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._store = store
+        self._senders = senders
+        self._policies = policies
+        self._holds = holds
+        self._config = config
+        self._sleep = sleep
+        self._owner = f"engine-{uuid.uuid4().hex[:12]}"
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._slots = asyncio.Semaphore(config.concurrency)
+        self._in_flight: set[asyncio.Task[None]] = set()
+
+    def wake(self) -> None:
+        """Intake committed new deliveries: look now rather than at the next poll."""
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._in_flight)
+
+    async def run(self) -> None:
+        destinations = list(self._senders)
+        while not self._stopping.is_set():
+            self._wake.clear()
+            free = self._config.concurrency - len(self._in_flight)
+            claimed: list[ClaimedDelivery] = []
+            if free > 0:
+                try:
+                    claimed = await self._store.claim_due(
+                        destinations, limit=min(free, self._config.batch_size),
+                        lease=self._config.lease, owner=self._owner)
+                except Exception as exc:  # noqa: BLE001 - the loop must outlive any store fault
+                    log.error("delivery.claim_failed", error=type(exc).__name__)
+            for item in claimed:
+                task = asyncio.create_task(self._deliver(item))
+                self._in_flight.add(task)
+                task.add_done_callback(self._done)
+            if claimed and len(claimed) == free:
+                continue  # more may be due right now: claim again once a slot frees
+            if not claimed or free <= 0:
+                await self._idle()
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.discard(task)
+        self._wake.set()
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.error("delivery.crashed", error=type(exc).__name__)
+
+    async def _idle(self) -> None:
+        try:
+            await asyncio.wait_for(self._wake.wait(), self._config.poll_interval.total_seconds())
+        except TimeoutError:
+            pass
+
+    async def drain(self, deadline: float) -> None:
+        """On shutdown: let in-flight deliveries finish until `deadline` (seconds), then cancel;
+        a cancelled delivery's lease is released so any replica can send it at once."""
+        if self._in_flight:
+            await asyncio.wait(set(self._in_flight), timeout=deadline)
+        for task in list(self._in_flight):
+            task.cancel()
+        if self._in_flight:
+            await asyncio.wait(set(self._in_flight), timeout=5)
+
+    async def _deliver(self, claimed: ClaimedDelivery) -> None:
+        sender = self._senders[claimed.destination]
+        policy = self._policies[claimed.destination]
+        tries: list[AttemptRecord] = []
+        bound = structlog.contextvars.bound_contextvars(
+            event_id=claimed.event_id, delivery_id=claimed.id, destination=claimed.destination,
+            event_kind=claimed.kind)
+        with bound:
+            try:
+                last = await self._try(sender, claimed, policy, tries)
+            except asyncio.CancelledError:
+                await asyncio.shield(self._record_cancelled(claimed, tries))
+                raise
+            outcome = decide(policy, claimed, tries, last,
+                             hold=self._holds.get(claimed.destination, False),
+                             now=datetime.now(UTC))
+            await self._finish(claimed, tries, outcome)
+            self._log(claimed, tries, outcome)
+
+    async def _try(self, sender: Sender, claimed: ClaimedDelivery, policy: RetryPolicy,
+                   tries: list[AttemptRecord]) -> SendResult:
+        """A few quick tries while the answer is transient; the last answer is returned."""
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(policy.quick_attempts),
+            wait=wait_fixed(policy.quick_wait.total_seconds()),
+            retry=retry_if_result(
+                lambda r: r.outcome == "transient" and not self._stopping.is_set()),
+            sleep=self._sleep,
+            retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
+        )
+        result: SendResult = await retrying(self._attempt, sender, claimed, tries)
+        return result
+
+    @staticmethod
+    async def _attempt(sender: Sender, claimed: ClaimedDelivery,
+                       tries: list[AttemptRecord]) -> SendResult:
+        started = datetime.now(UTC)
+        clock = time.perf_counter()
+        try:
+            result = await sender.send(claimed)
+        except Exception as exc:  # noqa: BLE001 - a sender bug must not lose the delivery
+            result = SendResult("transient", detail=f"sender failed: {type(exc).__name__}")
+        tries.append(AttemptRecord(
+            started_at=started, duration_ms=int((time.perf_counter() - clock) * 1000),
+            outcome=result.outcome, status_code=result.status_code, detail=result.detail))
+        return result
+
+    async def _finish(self, claimed: ClaimedDelivery, tries: list[AttemptRecord],
+                      outcome: DeliveryOutcome) -> None:
+        """Record the outcome; if the store is down, keep trying (the lease protects the row,
+        and if it runs out another worker resends under the same idempotency key)."""
+        retrying = AsyncRetrying(
+            wait=wait_exponential(multiplier=0.2, max=10),
+            retry=retry_if_exception(lambda exc: not refused_content(exc)),
+            sleep=self._sleep,
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                await self._store.finish_delivery(claimed.id, tries, outcome)
+
+    async def _record_cancelled(self, claimed: ClaimedDelivery,
+                                tries: list[AttemptRecord]) -> None:
+        try:
+            if tries:
+                retry_now = Rescheduled(datetime.now(UTC), "interrupted by shutdown")
+                await self._store.finish_delivery(claimed.id, tries, retry_now)
+            else:
+                await self._store.release([claimed.id])
+        except Exception as exc:  # noqa: BLE001 - shutting down; the lease will expire anyway
+            log.warning("delivery.release_failed", error=type(exc).__name__)
+
+    @staticmethod
+    def _log(claimed: ClaimedDelivery, tries: list[AttemptRecord],
+             outcome: DeliveryOutcome) -> None:
+        fields = {"attempts": claimed.attempts + len(tries),
+                  "status_code": tries[-1].status_code if tries else None}
+        match outcome:
+            case Delivered():
+                log.info("delivery.delivered", **fields)
+            case Rescheduled(next_attempt_at=at):
+                log.warning("delivery.rescheduled", next_attempt_at=at.isoformat(), **fields)
+            case DeadLettered(reason=reason):
+                # The reason may quote the destination's answer: keep it in the store only.
+                log.error("delivery.dead_lettered", **fields)
+                del reason

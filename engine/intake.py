@@ -1,0 +1,249 @@
+"""Intake: from a RabbitMQ delivery to a committed message-log row, event and outbox rows.
+
+    broker delivery ─► prepare(): parse → map → route        (pure; a failure is a rejection)
+                   ─► store.record_intake(batch)               (one transaction)
+                   ─► ack each delivery                        (only after the commit)
+                   ─► wake the delivery loop
+
+Messages are taken in small batches (whatever has arrived, up to `intake.batch_size`) so that one
+commit, one fsync, covers many messages; each message is still written whole or not at all.
+A store that is down stalls intake (messages stay unacked at the broker, bounded by prefetch)
+rather than nacking them: a nack would count towards the queue's delivery limit and park
+healthy messages as poison.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import structlog
+import sqlalchemy as sa
+from tenacity import AsyncRetrying, retry_if_exception, wait_exponential
+
+from engine.config import Config
+from engine.routing import care_setting, destinations_for, patient_key
+from engine.store import AcceptedEvent, IntakeRecord, IntakeResult, Store, refused_content
+from mappings.errors import MappingError
+from mappings.inbound import detect_format, map_message
+from mappings.model import CareEvent
+from mappings.profile import FeedProfile
+
+log = structlog.get_logger("carebridge.intake")
+
+
+class BrokerDelivery(Protocol):
+    """What intake needs of a message the broker handed it."""
+
+    @property
+    def body(self) -> bytes: ...
+
+    @property
+    def message_id(self) -> str | None: ...
+
+    def ack(self) -> None: ...
+
+    def nack(self, requeue: bool) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    record: IntakeRecord
+    event: CareEvent | None
+
+
+MAX_MESSAGE_KEY = 200
+
+
+def bounded_key(key: str) -> str:
+    """Keys built from sender data are bounded: a long one is replaced by its digest."""
+    if len(key) <= 200:
+        return key
+    return "sha256:" + hashlib.sha256(key.encode()).hexdigest()
+
+
+def profiles_from(config: Config) -> dict[str, FeedProfile]:
+    return {
+        s.name: FeedProfile(feed=s.name, care_setting=s.care_setting, timezone=s.timezone)
+        for s in config.sources
+    }
+
+
+def prepare(
+    source: str,
+    payload: bytes,
+    *,
+    config: Config,
+    profiles: Mapping[str, FeedProfile],
+    received_at: datetime,
+    transport_id: str | None = None,
+) -> Prepared:
+    """Parse, map and route one message. Never raises for bad content: that is a rejection."""
+    profile = profiles[source]
+    try:
+        fmt = detect_format(payload)
+        event = map_message(payload, profile).model_copy(update={"received_at": received_at})
+    except MappingError as exc:
+        return Prepared(
+            IntakeRecord(source=source, payload=payload, received_at=received_at,
+                         transport_id=transport_id, reason=exc.reason,
+                         error_location=exc.location, error_code=exc.code),
+            None,
+        )
+    if len(event.source.message_id) > MAX_MESSAGE_KEY:
+        return Prepared(
+            IntakeRecord(source=source, payload=payload, received_at=received_at,
+                         transport_id=transport_id, format=fmt.value, error_code="102",
+                         error_location="MSH-10",
+                         reason=f"message id longer than {MAX_MESSAGE_KEY} characters"),
+            None,
+        )
+    holds = {d.name: d.hold_on_dead_letter for d in config.destinations}
+    accepted = AcceptedEvent(
+        event_id=event.event_id,
+        kind=event.kind.value,
+        care_setting=care_setting(event).value,
+        patient_key=bounded_key(patient_key(event)),
+        occurred_at=event.occurred_at.utc if event.occurred_at else None,
+        body=event.model_dump_json(exclude_none=True),
+        destinations=tuple((d, holds[d]) for d in destinations_for(event, config.routes)),
+    )
+    record = IntakeRecord(
+        source=source, payload=payload, received_at=received_at, transport_id=transport_id,
+        format=fmt.value, message_key=event.source.message_id, accepted=accepted,
+    )
+    return Prepared(record, event)
+
+
+class Intake:
+    """Consumes every source queue and commits what arrives; see the module docstring."""
+
+    def __init__(
+        self,
+        store: Store,
+        config: Config,
+        *,
+        on_committed: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._store = store
+        self._config = config
+        self._profiles = profiles_from(config)
+        self._on_committed = on_committed
+        self._inbox: asyncio.Queue[tuple[str, BrokerDelivery]] = asyncio.Queue()
+        self._stopping = asyncio.Event()
+
+    def handler_for(self, source: str) -> Callable[[Any], Awaitable[None]]:
+        """The consumer callback for one source's queue: the queue, not a header, names the
+        source, since anything inside a message is the sender's word."""
+
+        async def enqueue(delivery: BrokerDelivery) -> None:
+            await self._inbox.put((source, delivery))
+
+        return enqueue
+
+    def stop(self) -> None:
+        """Finish the batch in hand, then stop; unread deliveries stay unacked at the broker."""
+        self._stopping.set()
+
+    @property
+    def backlog(self) -> int:
+        return self._inbox.qsize()
+
+    async def run(self) -> None:
+        while not self._stopping.is_set():
+            getter = asyncio.ensure_future(self._inbox.get())
+            stopper = asyncio.ensure_future(self._stopping.wait())
+            done, _ = await asyncio.wait({getter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            if getter not in done:
+                getter.cancel()
+                break
+            stopper.cancel()
+            batch = [getter.result()]
+            while len(batch) < self._config.intake.batch_size and not self._inbox.empty():
+                batch.append(self._inbox.get_nowait())
+            await self._commit(batch)
+
+    async def _commit(self, batch: list[tuple[str, BrokerDelivery]]) -> None:
+        now = datetime.now(UTC)
+        prepared = [
+            prepare(source, d.body, config=self._config, profiles=self._profiles,
+                    received_at=now, transport_id=(d.message_id or "")[:200] or None)
+            for source, d in batch
+        ]
+        try:
+            results: list[IntakeResult | None] = list(
+                await self._write([p.record for p in prepared]))
+        except (sa.exc.IntegrityError, sa.exc.DataError, sa.exc.StatementError):
+            # Content the store refuses (a constraint, a value it cannot hold) must not stall
+            # every message behind it: write one at a time so only the culprit is set aside.
+            results = [await self._write_alone(p) for p in prepared]
+        for (_source, delivery), item, result in zip(batch, prepared, results, strict=True):
+            if result is None:
+                # Not even a rejection could be stored: park it in the broker's dead-letter
+                # queue rather than lose it or loop on it.
+                delivery.nack(requeue=False)
+                log.error("intake.unstorable", source=item.record.source,
+                          transport_id=item.record.transport_id)
+                continue
+            delivery.ack()
+            self._log(item, result)
+        self._on_committed()
+
+    async def _write_alone(self, item: Prepared) -> IntakeResult | None:
+        try:
+            return (await self._write([item.record]))[0]
+        except sa.exc.SQLAlchemyError as exc:
+            reason = f"the store refused this message ({type(exc).__name__}); kept for an operator"
+            record = item.record
+            stub = IntakeRecord(source=record.source, payload=record.payload,
+                                received_at=record.received_at, reason=reason,
+                                error_code="207", format=record.format)
+            try:
+                return (await self._write([stub]))[0]
+            except sa.exc.SQLAlchemyError:
+                return None
+
+    async def _write(self, records: list[IntakeRecord]) -> list[IntakeResult]:
+        """Write until the store is reachable: the messages are safe at the broker meanwhile.
+
+        Everything but content the store refuses is retried here (connection refused or dropped,
+        a server starting up, a locked database); refused content is raised for the caller to
+        isolate the message that caused it.
+        """
+        retrying = AsyncRetrying(
+            wait=wait_exponential(multiplier=0.2, max=10),
+            retry=retry_if_exception(lambda exc: not refused_content(exc)),
+            before_sleep=lambda state: log.error(
+                "intake.refused_content",
+                attempt=state.attempt_number,
+                error=type(state.outcome.exception()).__name__ if state.outcome else None,
+            ),
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                return await self._store.record_intake(records)
+        raise AssertionError("unreachable: tenacity retries until success")
+
+    @staticmethod
+    def _log(item: Prepared, result: IntakeResult) -> None:
+        # Identifiers of the message only: never names, NHS numbers or payload text.
+        record = item.record
+        fields: dict[str, Any] = {
+            "source": record.source,
+            "message_row": result.message_id,
+            "message_key": record.message_key,
+            "status": result.status,
+        }
+        if item.event is not None:
+            fields.update(event_id=item.event.event_id, event_kind=item.event.kind.value,
+                          deliveries=result.deliveries)
+        if result.status == "rejected":
+            log.warning("intake.rejected", reason=result.reason,
+                        location=record.error_location, **fields)
+        else:
+            log.info(f"intake.{result.status}", **fields)

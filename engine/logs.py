@@ -1,0 +1,67 @@
+"""structlog set up once, at the edge: JSON lines on stderr, context bound per message.
+
+Log lines carry identifiers of messages and deliveries, never payloads, names or NHS numbers.
+Code is written that way; `redact_digits` is a second line of defence that blanks any run of
+ten digits (an NHS number, spaced or not) that reaches a log line by mistake.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import MutableMapping
+from typing import Any, TextIO
+
+import structlog
+
+_TEN_DIGITS = re.compile(r"(?<!\d)\d{3}[ -]?\d{3}[ -]?\d{4}(?!\d)")
+_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
+           "error": logging.ERROR}
+
+
+def _scrub(value: Any) -> Any:
+    if isinstance(value, str):
+        return _TEN_DIGITS.sub("[redacted]", value)
+    if isinstance(value, dict):
+        return {k: _scrub(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_scrub(v) for v in value]
+    return value
+
+
+def redact_digits(_logger: object, _name: str,
+                  event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    for key, value in list(event_dict.items()):
+        if key not in ("timestamp", "level"):
+            event_dict[key] = _scrub(value)
+    return event_dict
+
+
+def configure(level: str = "info", fmt: str = "json", stream: TextIO | None = None) -> None:
+    """Configure structlog and route the standard library's loggers (pika, aiohttp) through it."""
+    renderer: Any = (structlog.processors.JSONRenderer() if fmt == "json"
+                     else structlog.dev.ConsoleRenderer(colors=False))
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.format_exc_info,
+        redact_digits,
+    ]
+    structlog.configure(
+        processors=[*shared, renderer],
+        wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
+        logger_factory=structlog.PrintLoggerFactory(stream or sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(structlog.stdlib.ProcessorFormatter(
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
+    ))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    # pika is chatty at INFO about every frame of a reconnect; its warnings are enough.
+    root.setLevel(_LEVELS[level])
+    logging.getLogger("pika").setLevel(max(_LEVELS[level], logging.WARNING))

@@ -1,0 +1,46 @@
+"""Bring the store's schema to the newest migration, safely with several replicas starting."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.environment import EnvironmentContext
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, text
+
+from engine.schema import metadata
+
+_MIGRATIONS = Path(__file__).with_name("migrations")
+# Any constant will do: it only has to be the same for every replica of this application.
+_PG_MIGRATION_LOCK = 0x43415245  # "CARE"
+
+
+def _script() -> tuple[AlembicConfig, ScriptDirectory]:
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(_MIGRATIONS))
+    return config, ScriptDirectory.from_config(config)
+
+
+def upgrade(connection: Connection) -> None:
+    """Apply every pending migration inside the caller's transaction."""
+    if connection.dialect.name == "postgresql":
+        # Two replicas starting at once must not both create the tables.
+        connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
+    config, script = _script()
+
+    def steps(revision: object, _context: object) -> object:
+        return script._upgrade_revs("head", revision)  # noqa: SLF001 - alembic's documented hook
+
+    with EnvironmentContext(config, script, fn=steps, destination_rev="head") as env:
+        env.configure(connection=connection, target_metadata=metadata)
+        env.run_migrations()
+
+
+def current_revision(connection: Connection) -> str | None:
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+def head_revision() -> str | None:
+    return _script()[1].get_current_head()

@@ -1,0 +1,136 @@
+"""The store's tables (SQLAlchemy Core). Migrations in `engine/migrations` create and change them.
+
+    messages    every message received, accepted or not (the message log), with its raw bytes
+    events      the canonical care event each accepted message became
+    deliveries  one row per (event, destination): the outbox the delivery loop drains
+    attempts    every try of every delivery, with the destination's answer or the error
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite keeps no offset of its own)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; use UTC-aware datetimes")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+metadata = MetaData()
+
+messages = Table(
+    "messages",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("source", String(64), nullable=False),
+    Column("message_key", String(200)),
+    Column("format", String(16)),
+    Column("status", String(16), nullable=False),
+    Column("reason", Text),
+    Column("error_location", String(64)),
+    Column("error_code", String(8)),
+    Column("payload", LargeBinary, nullable=False),
+    Column("payload_sha256", String(64), nullable=False),
+    Column("received_at", UtcDateTime, nullable=False),
+    Column("committed_at", UtcDateTime, nullable=False),
+    Column("transport_id", String(200)),
+    Column("duplicate_of", Id),
+    Column("event_id", String(40)),
+    Column("event_kind", String(32)),
+    Column("patient_key", String(200)),
+    Index(
+        "ux_messages_source_key_accepted",
+        "source",
+        "message_key",
+        unique=True,
+        sqlite_where=Column("status") == "accepted",
+        postgresql_where=Column("status") == "accepted",
+    ),
+    Index("ix_messages_received_at", "received_at"),
+    Index("ix_messages_patient_key", "patient_key"),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("event_id", String(40), primary_key=True),
+    Column("message_id", Id, ForeignKey("messages.id"), nullable=False),
+    Column("source", String(64), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("care_setting", String(32), nullable=False),
+    Column("patient_key", String(200), nullable=False),
+    Column("occurred_at", UtcDateTime),
+    Column("received_at", UtcDateTime, nullable=False),
+    Column("body", Text, nullable=False),
+    Index("ix_events_patient_key", "patient_key"),
+)
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("event_id", String(40), ForeignKey("events.event_id"), nullable=False),
+    Column("destination", String(64), nullable=False),
+    Column("patient_key", String(200), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("idempotency_key", String(120), nullable=False, unique=True),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("next_attempt_at", UtcDateTime, nullable=False),
+    Column("lease_until", UtcDateTime),
+    Column("lease_owner", String(80)),
+    Column("delivered_at", UtcDateTime),
+    Column("last_error", Text),
+    Column("hold", Boolean, nullable=False, default=False),
+    Index("ix_deliveries_order", "destination", "patient_key", "id"),
+    Index("ix_deliveries_due", "status", "next_attempt_at"),
+)
+
+attempts = Table(
+    "attempts",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("delivery_id", Id, ForeignKey("deliveries.id"), nullable=False),
+    Column("started_at", UtcDateTime, nullable=False),
+    Column("duration_ms", Integer, nullable=False),
+    Column("outcome", String(16), nullable=False),
+    Column("status_code", Integer),
+    Column("detail", Text),
+    Index("ix_attempts_delivery", "delivery_id"),
+)

@@ -1,0 +1,424 @@
+"""The durable store: the message log, canonical events and the delivery outbox.
+
+SQLite (WAL, synchronous=FULL) is the embedded default; PostgreSQL by URL for several replicas,
+where claims use ``FOR UPDATE SKIP LOCKED``. Every write the engine's guarantees rest on is one
+transaction here:
+
+- `record_intake`: a batch of received messages, each with its message-log row, its event and
+  one delivery row per routed destination, then the caller acks the AMQP deliveries;
+- `claim_due`: the oldest pending delivery per (destination, patient) whose time has come,
+  leased so no other worker or replica takes it meanwhile;
+- `finish_delivery`: the attempts made and the outcome (delivered, rescheduled, dead-lettered).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ssl
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+import sqlalchemy as sa
+from sqlalchemy import event as sa_event
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from engine import migrate
+from engine.config import StoreConfig, TlsConfig
+from engine.schema import attempts, deliveries, events, messages
+
+MessageStatus = Literal["accepted", "rejected", "duplicate"]
+
+
+@dataclass(frozen=True, slots=True)
+class AcceptedEvent:
+    """What intake derived from a message that mapped: the event and where it must go."""
+
+    event_id: str
+    kind: str
+    care_setting: str
+    patient_key: str
+    occurred_at: datetime | None
+    body: str
+    destinations: tuple[tuple[str, bool], ...]
+    """(destination name, hold_on_dead_letter) for each routed destination, in route order."""
+
+
+@dataclass(frozen=True, slots=True)
+class IntakeRecord:
+    source: str
+    payload: bytes
+    received_at: datetime
+    transport_id: str | None = None
+    format: str | None = None
+    message_key: str | None = None
+    accepted: AcceptedEvent | None = None
+    reason: str | None = None
+    error_location: str | None = None
+    error_code: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IntakeResult:
+    message_id: int
+    status: MessageStatus
+    deliveries: int = 0
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedDelivery:
+    id: int
+    event_id: str
+    destination: str
+    patient_key: str
+    idempotency_key: str
+    attempts: int
+    created_at: datetime
+    kind: str
+    care_setting: str
+    source: str
+    body: str
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRecord:
+    started_at: datetime
+    duration_ms: int
+    outcome: Literal["delivered", "transient", "permanent"]
+    status_code: int | None = None
+    detail: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Delivered:
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Rescheduled:
+    next_attempt_at: datetime
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLettered:
+    reason: str
+    hold: bool = False
+
+
+DeliveryOutcome = Delivered | Rescheduled | DeadLettered
+
+
+def _ssl_context(tls: TlsConfig) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=str(tls.ca_file) if tls.ca_file else None)
+    if tls.cert_file:
+        context.load_cert_chain(str(tls.cert_file), str(tls.key_file) if tls.key_file else None)
+    if not tls.verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: object) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL lets readers (console, health) run beside the writer; FULL makes every commit durable
+    # before intake acks the broker, so a power cut cannot lose an acknowledged message.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def refused_content(exc: BaseException) -> bool:
+    """True when the store refused what was written (a constraint, a value it cannot hold).
+
+    Anything else (connection refused or dropped, a server starting up, a lock timeout) is the
+    store being unavailable: worth waiting for, never a reason to set a message aside.
+    """
+    if isinstance(exc, sa.exc.IntegrityError | sa.exc.DataError):
+        return True
+    return isinstance(exc, sa.exc.StatementError) and not isinstance(exc, sa.exc.DBAPIError)
+
+
+def _text(value: str | None, limit: int = 4000) -> str | None:
+    """Free text bound for the store: PostgreSQL refuses NUL characters; keep it bounded."""
+    return None if value is None else value.replace("\x00", "")[:limit]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Store:
+    engine: AsyncEngine
+    _is_postgres: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._is_postgres = self.engine.dialect.name == "postgresql"
+
+    @classmethod
+    async def open(cls, config: StoreConfig) -> Store:
+        """Connect and bring the schema up to date (migrations run once, under a lock)."""
+        kwargs: dict[str, Any] = {}
+        if config.url.startswith("postgresql"):
+            kwargs["pool_size"] = config.pool_size
+            kwargs["pool_pre_ping"] = True
+            if config.tls is not None:
+                kwargs["connect_args"] = {"ssl": _ssl_context(config.tls)}
+        engine = create_async_engine(config.url, **kwargs)
+        if engine.dialect.name == "sqlite":
+            sa_event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        store = cls(engine)
+        async with engine.begin() as conn:
+            await conn.run_sync(migrate.upgrade)
+        return store
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    async def ping(self) -> bool:
+        try:
+            async with self.engine.connect() as conn:
+                await conn.execute(sa.text("SELECT 1"))
+        except (sa.exc.SQLAlchemyError, OSError):
+            return False
+        return True
+
+    async def _begin_write(self, conn: AsyncConnection) -> None:
+        if not self._is_postgres:
+            # Take SQLite's write lock up front: a deferred transaction that reads then writes
+            # can fail with "database is locked" instead of waiting for busy_timeout.
+            await conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    # ---- intake -------------------------------------------------------------------------
+
+    async def record_intake(self, records: Sequence[IntakeRecord]) -> list[IntakeResult]:
+        """Write a batch of received messages in one transaction; return what became of each.
+
+        A message whose (source, message key) was already accepted with the same bytes is a
+        duplicate (a sender retry or a broker redelivery) and creates no deliveries. The same key
+        with *different* bytes is rejected, never silently dropped: an operator must look.
+        """
+        committed_at = _now()
+        results: list[IntakeResult] = []
+        async with self.engine.connect() as conn:
+            await self._begin_write(conn)
+            seen = await self._accepted_keys(conn, records)
+            for record in records:
+                digest = hashlib.sha256(record.payload).hexdigest()
+                results.append(await self._record_one(conn, record, digest, committed_at, seen))
+            await conn.commit()
+        return results
+
+    async def _accepted_keys(
+        self, conn: AsyncConnection, records: Sequence[IntakeRecord]
+    ) -> dict[tuple[str, str], tuple[int, str]]:
+        keys = {(r.source, r.message_key) for r in records if r.accepted and r.message_key}
+        found: dict[tuple[str, str], tuple[int, str]] = {}
+        for source in {s for s, _ in keys}:
+            wanted = [k for s, k in keys if s == source]
+            rows = await conn.execute(
+                sa.select(messages.c.id, messages.c.message_key, messages.c.payload_sha256).where(
+                    messages.c.source == source,
+                    messages.c.status == "accepted",
+                    messages.c.message_key.in_(wanted),
+                )
+            )
+            for row in rows:
+                found[(source, row.message_key)] = (row.id, row.payload_sha256)
+        return found
+
+    async def _record_one(
+        self,
+        conn: AsyncConnection,
+        record: IntakeRecord,
+        digest: str,
+        committed_at: datetime,
+        seen: dict[tuple[str, str], tuple[int, str]],
+    ) -> IntakeResult:
+        row: dict[str, Any] = {
+            "source": record.source,
+            "message_key": record.message_key,
+            "format": record.format,
+            "payload": record.payload,
+            "payload_sha256": digest,
+            "received_at": record.received_at,
+            "committed_at": committed_at,
+            "transport_id": record.transport_id,
+        }
+        accepted = record.accepted
+        if accepted is None:
+            row.update(status="rejected", reason=_text(record.reason),
+                       error_location=record.error_location, error_code=record.error_code)
+            return IntakeResult(await self._insert_message(conn, row), "rejected",
+                                reason=record.reason)
+        assert record.message_key is not None
+        key = (record.source, record.message_key)
+        row.update(event_id=accepted.event_id, event_kind=accepted.kind,
+                   patient_key=accepted.patient_key)
+        if key in seen:
+            first_id, first_digest = seen[key]
+            if first_digest == digest:
+                row.update(status="duplicate", message_key=None, duplicate_of=first_id)
+                return IntakeResult(await self._insert_message(conn, row), "duplicate")
+            reason = (f"message id already used by message #{first_id} with different content; "
+                      "not processed, an operator must decide")
+            row.update(status="rejected", message_key=None, duplicate_of=first_id, reason=reason,
+                       error_location="MSH-10", error_code="205", event_id=None)
+            return IntakeResult(await self._insert_message(conn, row), "rejected", reason=reason)
+        row["status"] = "accepted"
+        message_id = await self._insert_message(conn, row)
+        seen[key] = (message_id, digest)
+        await conn.execute(sa.insert(events).values(
+            event_id=accepted.event_id, message_id=message_id, source=record.source,
+            kind=accepted.kind, care_setting=accepted.care_setting,
+            patient_key=accepted.patient_key, occurred_at=accepted.occurred_at,
+            received_at=record.received_at, body=accepted.body,
+        ))
+        for destination, _hold in accepted.destinations:
+            await conn.execute(sa.insert(deliveries).values(
+                event_id=accepted.event_id, destination=destination,
+                patient_key=accepted.patient_key, status="pending",
+                idempotency_key=f"{accepted.event_id}.{destination}", attempts=0,
+                created_at=committed_at, next_attempt_at=committed_at, hold=False,
+            ))
+        return IntakeResult(message_id, "accepted", deliveries=len(accepted.destinations))
+
+    async def _insert_message(self, conn: AsyncConnection, row: dict[str, Any]) -> int:
+        result = await conn.execute(sa.insert(messages).values(**row).returning(messages.c.id))
+        return int(result.scalar_one())
+
+    # ---- delivery -----------------------------------------------------------------------
+
+    async def claim_due(
+        self, destinations: Sequence[str], *, limit: int, lease: timedelta, owner: str,
+        now: datetime | None = None,
+    ) -> list[ClaimedDelivery]:
+        """Lease the deliveries that may be sent now, in order, one per (destination, patient).
+
+        A delivery may go only when no earlier delivery of the same patient to the same
+        destination is still pending (or dead-lettered with `hold`): this is what keeps each
+        patient's events in order while other patients' deliveries flow past a failing one.
+        """
+        if not destinations:
+            return []
+        now = now or _now()
+        earlier = deliveries.alias("earlier")
+        blocked = sa.exists().where(
+            earlier.c.destination == deliveries.c.destination,
+            earlier.c.patient_key == deliveries.c.patient_key,
+            earlier.c.id < deliveries.c.id,
+            sa.or_(earlier.c.status == "pending",
+                   sa.and_(earlier.c.status == "dead", earlier.c.hold.is_(True))),
+        )
+        query = (
+            sa.select(deliveries.c.id)
+            .where(
+                deliveries.c.status == "pending",
+                deliveries.c.next_attempt_at <= now,
+                deliveries.c.destination.in_(list(destinations)),
+                sa.or_(deliveries.c.lease_until.is_(None), deliveries.c.lease_until < now),
+                ~blocked,
+            )
+            .order_by(deliveries.c.id)
+            .limit(limit)
+        )
+        if self._is_postgres:
+            query = query.with_for_update(skip_locked=True, of=deliveries)
+        async with self.engine.connect() as conn:
+            await self._begin_write(conn)
+            ids = [row.id for row in await conn.execute(query)]
+            if not ids:
+                await conn.rollback()
+                return []
+            await conn.execute(
+                sa.update(deliveries)
+                .where(deliveries.c.id.in_(ids))
+                .values(lease_until=now + lease, lease_owner=owner)
+            )
+            rows = await conn.execute(
+                sa.select(deliveries, events.c.kind, events.c.care_setting, events.c.source,
+                          events.c.body)
+                .join(events, events.c.event_id == deliveries.c.event_id)
+                .where(deliveries.c.id.in_(ids))
+                .order_by(deliveries.c.id)
+            )
+            claimed = [
+                ClaimedDelivery(
+                    id=r.id, event_id=r.event_id, destination=r.destination,
+                    patient_key=r.patient_key, idempotency_key=r.idempotency_key,
+                    attempts=r.attempts, created_at=r.created_at, kind=r.kind,
+                    care_setting=r.care_setting, source=r.source, body=r.body,
+                )
+                for r in rows
+            ]
+            await conn.commit()
+        return claimed
+
+    async def finish_delivery(
+        self, delivery_id: int, tries: Sequence[AttemptRecord], outcome: DeliveryOutcome
+    ) -> None:
+        """Record the attempts made under a lease and what follows from them, atomically."""
+        values: dict[str, Any] = {"lease_until": None, "lease_owner": None,
+                                  "attempts": deliveries.c.attempts + len(tries)}
+        match outcome:
+            case Delivered(at=at):
+                values.update(status="delivered", delivered_at=at, last_error=None)
+            case Rescheduled(next_attempt_at=at, error=error):
+                values.update(next_attempt_at=at, last_error=_text(error))
+            case DeadLettered(reason=reason, hold=hold):
+                values.update(status="dead", last_error=_text(reason), hold=hold)
+        async with self.engine.connect() as conn:
+            await self._begin_write(conn)
+            if tries:
+                await conn.execute(sa.insert(attempts), [
+                    {"delivery_id": delivery_id, "started_at": t.started_at,
+                     "duration_ms": t.duration_ms, "outcome": t.outcome,
+                     "status_code": t.status_code, "detail": _text(t.detail)}
+                    for t in tries
+                ])
+            # Only a pending delivery changes: a delivery another worker already finished (after
+            # this worker's lease ran out) keeps its outcome; the attempts are still on record.
+            await conn.execute(
+                sa.update(deliveries)
+                .where(deliveries.c.id == delivery_id, deliveries.c.status == "pending")
+                .values(**values)
+            )
+            await conn.commit()
+
+    async def release(self, delivery_ids: Sequence[int]) -> None:
+        """Give up leases without an attempt (shutdown), so the deliveries can go at once."""
+        if not delivery_ids:
+            return
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                sa.update(deliveries)
+                .where(deliveries.c.id.in_(list(delivery_ids)), deliveries.c.status == "pending")
+                .values(lease_until=None, lease_owner=None)
+            )
+
+    # ---- queries for operators and tests ----------------------------------------------------
+
+    async def counts(self) -> dict[str, int]:
+        """Messages by status and deliveries by status, for health and tests."""
+        async with self.engine.connect() as conn:
+            out: dict[str, int] = {}
+            for table, prefix in ((messages, "messages"), (deliveries, "deliveries")):
+                rows = await conn.execute(
+                    sa.select(table.c.status, sa.func.count()).group_by(table.c.status))
+                out.update({f"{prefix}.{status}": n for status, n in rows})
+            return out
+
+    async def message_log(self, *, limit: int = 50) -> list[dict[str, Any]]:
+        """The newest message-log rows without payloads."""
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                sa.select(messages.c.id, messages.c.source, messages.c.message_key,
+                          messages.c.status, messages.c.reason, messages.c.error_location,
+                          messages.c.event_kind, messages.c.received_at)
+                .order_by(messages.c.id.desc()).limit(limit))
+            return [dict(r._mapping) for r in rows]

@@ -1,0 +1,37 @@
+"""One entry point for every inbound payload: detect its format, then map it to a care event."""
+
+from __future__ import annotations
+
+from mappings.errors import MappingError
+from mappings.model import CareEvent, MessageFormat
+from mappings.profile import FeedProfile
+
+_BOM = b"\xef\xbb\xbf"
+_MLLP_FRAME = b"\x0b\x1c"
+
+
+def detect_format(raw: bytes) -> MessageFormat:
+    """HL7v2 starts with an MSH (or batch/file header) segment; FHIR JSON with ``{``."""
+    head = raw[:64].lstrip(_BOM + _MLLP_FRAME + b" \t\r\n")
+    if head.startswith((b"MSH", b"FHS", b"BHS")):
+        return MessageFormat.HL7V2
+    if head.startswith(b"{"):
+        return MessageFormat.FHIR
+    if not head:
+        raise MappingError("empty message", code="100")
+    raise MappingError("neither HL7v2 (no MSH segment first) nor FHIR JSON", code="100")
+
+
+def map_message(raw: bytes, profile: FeedProfile) -> CareEvent:
+    """Map any supported inbound payload; raise MappingError with a precise reason otherwise."""
+    fmt = detect_format(raw)
+    if fmt is MessageFormat.HL7V2:
+        from mappings.hl7v2_in import map_hl7v2
+
+        return map_hl7v2(raw, profile)
+    raise MappingError(
+        "FHIR input is recognised but not yet mapped by this version of Carebridge "
+        "(HL7v2 ADT only)",
+        location="Bundle",
+        code="200",
+    )

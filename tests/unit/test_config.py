@@ -1,0 +1,123 @@
+from pathlib import Path
+
+import pytest
+
+from engine.config import ConfigError, load_config, parse_config
+
+REPO = Path(__file__).resolve().parents[2]
+
+MINIMAL = """
+sources:
+  - name: mh-trust
+    care_setting: mental_health
+destinations:
+  - name: community-team
+    type: webhook
+    url: https://community.example.nhs.uk/events
+    secret: ${COMMUNITY_SECRET}
+routes:
+  - name: discharges
+    match: {kinds: [discharge], care_settings: [mental_health]}
+    to: [community-team]
+"""
+
+
+def problems(text: str, env: dict[str, str] | None = None) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, env=env or {})
+    return caught.value.problems
+
+
+def test_embedded_defaults_are_valid_and_use_sqlite_and_local_rabbitmq() -> None:
+    config = load_config(None, env={})
+    assert config.store.url.startswith("sqlite+aiosqlite://")
+    assert config.amqp.url == "amqp://guest:guest@localhost:5672/"
+    assert {s.name for s in config.sources} == {"mh-trust", "acute-trust", "community"}
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "config").glob("*.yaml")))
+def test_every_shipped_example_config_is_valid(name: str) -> None:
+    env = {"COMMUNITY_TEAM_WEBHOOK_SECRET": "s1", "GP_WEBHOOK_SECRET": "s2",
+           "GP_CONNECT_TOKEN": "t", "CAREBRIDGE_AMQP_URL": "amqp://guest:guest@localhost/",
+           "CAREBRIDGE_STORE_URL": "sqlite+aiosqlite:///x.db"}
+    load_config(REPO / "config" / name, env=env)
+
+
+def test_secret_is_taken_from_the_environment() -> None:
+    config = parse_config(MINIMAL, env={"COMMUNITY_SECRET": "s3cret"})
+    dest = config.destination("community-team")
+    assert dest is not None and getattr(dest, "secret", None) == "s3cret"
+
+
+def test_missing_environment_variable_is_reported_with_its_path() -> None:
+    assert problems(MINIMAL) == [
+        "destinations[0].secret: environment variable COMMUNITY_SECRET is not set"]
+
+
+def test_a_literal_secret_is_refused() -> None:
+    text = MINIMAL.replace("${COMMUNITY_SECRET}", "hunter2")
+    assert problems(text)[0].startswith("destinations[0].secret: must be an environment reference")
+
+
+def test_every_error_is_reported_as_path_and_reason() -> None:
+    text = """
+sources:
+  - name: mh-trust
+    timezone: Mars/Olympus
+  - name: mh-trust
+destinations:
+  - name: gp
+    type: webhook
+    url: not a url
+    retry: patient
+routes:
+  - name: r
+    to: [nowhere]
+    match: {sources: [elsewhere], kinds: [teleport]}
+delivery:
+  poll_interval: soon
+"""
+    found = problems(text)
+    assert "sources[0].timezone: Value error, unknown time zone 'Mars/Olympus'" in found
+    assert any(p.startswith("destinations[0].url: String should match pattern") for p in found)
+    assert any(p.startswith("routes[0].match.kinds[0]: Input should be") for p in found)
+    assert any(p.startswith("delivery.poll_interval: Value error, expected a duration")
+               for p in found)
+
+
+def test_cross_references_are_checked() -> None:
+    text = """
+sources: [{name: mh-trust}, {name: mh-trust}]
+destinations:
+  - {name: gp, type: webhook, url: "https://gp.example/x", retry: patient}
+routes:
+  - {name: r, to: [nowhere], match: {sources: [elsewhere]}}
+"""
+    assert problems(text) == [
+        "sources[1].name: duplicate name 'mh-trust'",
+        "destinations[0].retry: no retry policy named 'patient'",
+        "routes[0].to[0]: no destination named 'nowhere'",
+        "routes[0].match.sources[0]: no source named 'elsewhere'",
+    ]
+
+
+def test_yaml_syntax_error_names_the_line() -> None:
+    assert problems("sources:\n  - name: [unclosed\n")[0].startswith("line ")
+
+
+def test_unknown_settings_are_refused_not_ignored() -> None:
+    text = "sources: [{name: a}]\nstore: {url: 'sqlite+aiosqlite:///x.db', pool: 3}\n"
+    assert problems(text) == ["store.pool: Extra inputs are not permitted"]
+
+
+def test_retry_policy_must_end() -> None:
+    text = "sources: [{name: a}]\nretry_policies: {default: {max_age: null}}\n"
+    assert problems(text) == ["retry_policies.default: Value error, set max_attempts or max_age, "
+                              "or a delivery could retry forever"]
+
+
+def test_durations_accept_units() -> None:
+    config = parse_config("sources: [{name: a}]\ndelivery: {poll_interval: 250ms, lease: 2m}\n",
+                          env={})
+    assert config.delivery.poll_interval.total_seconds() == 0.25
+    assert config.delivery.lease.total_seconds() == 120
