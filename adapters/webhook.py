@@ -45,21 +45,26 @@ class WebhookClient:
             await self._session.close()
             self._session = None
 
-    async def post(self, url: str, body: bytes, headers: Mapping[str, str],
-                   timeout: float) -> HttpResponse:
+    async def post(
+        self, url: str, body: bytes, headers: Mapping[str, str], deadline: float
+    ) -> HttpResponse:
+        """POST `body`; the whole exchange must finish within `deadline` seconds."""
         if self._session is None:
             raise DestinationError("webhook client is closed")
         try:
             async with self._session.post(
-                url, data=body, headers=dict(headers),
-                timeout=aiohttp.ClientTimeout(total=timeout), allow_redirects=False,
+                url,
+                data=body,
+                headers=dict(headers),
+                timeout=aiohttp.ClientTimeout(total=deadline),
+                allow_redirects=False,
             ) as response:
                 # Read a bounded amount: a destination's answer is kept for operators, and a
                 # hostile or broken one must not exhaust memory.
                 content = await response.content.read(_MAX_RESPONSE)
                 return HttpResponse(response.status, content)
         except TimeoutError as exc:
-            raise DestinationTimeout(f"no answer within {timeout:g}s") from exc
+            raise DestinationTimeout(f"no answer within {deadline:g}s") from exc
         except asyncio.CancelledError:
             raise
         except aiohttp.ClientError as exc:

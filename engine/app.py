@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Mapping
+import sys
+from collections.abc import Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import structlog
 
+from adapters.errors import BrokerUnavailable, PublishReturned, TransportError
 from adapters.rabbitmq import AmqpSettings, Broker, ExchangeSpec, Topology, inbound_topology
 from adapters.webhook import WebhookClient
 from engine import health
@@ -54,15 +57,16 @@ def amqp_settings(config: AmqpConfig, name: str = "carebridge-engine") -> AmqpSe
 
 
 def topology(config: Config) -> Topology:
-    inbound = inbound_topology([s.name for s in config.sources], exchange=INBOUND_EXCHANGE,
-                               delivery_limit=config.amqp.delivery_limit)
-    event_exchanges = sorted({d.exchange for d in config.destinations
-                              if isinstance(d, AmqpDestination)})
-    return Topology(
-        exchanges=[*inbound.exchanges, *(ExchangeSpec(name, "topic") for name in event_exchanges)],
-        queues=list(inbound.queues),
-        bindings=list(inbound.bindings),
+    """The inbound queues of every source, and the topic exchange of every AMQP destination."""
+    inbound = inbound_topology(
+        [s.name for s in config.sources],
+        exchange=INBOUND_EXCHANGE,
+        delivery_limit=config.amqp.delivery_limit,
     )
+    event_exchanges = sorted(
+        {d.exchange for d in config.destinations if isinstance(d, AmqpDestination)}
+    )
+    return inbound + Topology(exchanges=[ExchangeSpec(name, "topic") for name in event_exchanges])
 
 
 @dataclass
@@ -72,6 +76,10 @@ class Engine:
     config: Config
     store: Store
     broker: Broker
+    """Consumes the inbound queues (and acks)."""
+    publisher: Broker
+    """Publishes to AMQP destinations: a connection of its own, since RabbitMQ blocks a
+    publishing connection during a resource alarm, and the intake acks must still go out."""
     intake: Intake
     delivery: DeliveryLoop
     http_port: int
@@ -80,7 +88,7 @@ class Engine:
 
     async def readiness(self) -> dict[str, bool]:
         return {
-            "broker_connected": self.broker.connected,
+            "broker_connected": self.broker.connected and self.publisher.connected,
             "consumers_attached": self.broker.consumers_attached,
             "store_reachable": await self.store.ping(),
         }
@@ -98,12 +106,24 @@ class Engine:
         log.info("engine.stopped")
 
 
-def _senders(config: Config, webhook: WebhookClient, broker: Broker) -> dict[str, Sender]:
-    async def publish(exchange: str, routing_key: str, body: bytes, headers: Mapping[str, str],
-                      message_id: str, mandatory: bool) -> None:
-        await broker.publish(exchange, routing_key, body, headers=dict(headers),
-                             message_id=message_id, content_type="application/json",
-                             mandatory=mandatory)
+def _senders(config: Config, webhook: WebhookClient, publisher: Broker) -> dict[str, Sender]:
+    async def publish(
+        exchange: str,
+        routing_key: str,
+        body: bytes,
+        headers: Mapping[str, str],
+        message_id: str,
+        mandatory: bool,
+    ) -> None:
+        await publisher.publish(
+            exchange,
+            routing_key,
+            body,
+            headers=dict(headers),
+            message_id=message_id,
+            content_type="application/json",
+            mandatory=mandatory,
+        )
 
     senders: dict[str, Sender] = {}
     for dest in config.destinations:
@@ -120,31 +140,42 @@ async def start_engine(config: Config) -> Engine:
     try:
         store = await Store.open(config.store)
         stack.push_async_callback(store.close)
-        broker = Broker(amqp_settings(config.amqp), topology(config))
+        wanted = topology(config)
+        publisher = Broker(amqp_settings(config.amqp, "carebridge-publish"), wanted)
+        await publisher.start()
+        stack.push_async_callback(publisher.close)
+        broker = Broker(amqp_settings(config.amqp, "carebridge-intake"), wanted)
         await broker.start()
         stack.push_async_callback(broker.close)
         webhook = await stack.enter_async_context(WebhookClient())
         delivery = DeliveryLoop(
             store,
-            _senders(config, webhook, broker),
+            _senders(config, webhook, publisher),
             {d.name: config.retry_policies[d.retry] for d in config.destinations},
             {d.name: d.hold_on_dead_letter for d in config.destinations},
             config.delivery,
         )
         intake = Intake(store, config, on_committed=delivery.wake)
-        tasks = [asyncio.create_task(delivery.run(), name="delivery"),
-                 asyncio.create_task(intake.run(), name="intake")]
+        tasks = [
+            asyncio.create_task(delivery.run(), name="delivery"),
+            asyncio.create_task(intake.run(), name="intake"),
+        ]
         for source in config.sources:
             await broker.consume(queue_for(source.name), intake.handler_for(source.name))
-        engine = Engine(config, store, broker, intake, delivery, 0, stack, tasks)
+        engine = Engine(config, store, broker, publisher, intake, delivery, 0, stack, tasks)
         runner, engine.http_port = await health.serve(
-            health.health_app(engine.readiness), config.http.host, config.http.port)
+            health.health_app(engine.readiness), config.http.host, config.http.port
+        )
         stack.push_async_callback(runner.cleanup)
     except BaseException:
         await stack.aclose()
         raise
-    log.info("engine.started", sources=[s.name for s in config.sources],
-             destinations=[d.name for d in config.destinations], http_port=engine.http_port)
+    log.info(
+        "engine.started",
+        sources=[s.name for s in config.sources],
+        destinations=[d.name for d in config.destinations],
+        http_port=engine.http_port,
+    )
     return engine
 
 
@@ -157,3 +188,46 @@ async def run_until_signalled(config: Config) -> None:
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     await engine.stop()
+
+
+async def send_files(files: Sequence[Path], source: str, amqp_url: str) -> int:
+    """`carebridge send`: publish each file to a source's inbound queue, confirmed.
+
+    Exit 0 when every file was confirmed; 1 when any was refused (no queue for that source: is
+    an engine running with it configured?) or unreadable; the broker being down is also 1.
+    """
+    failures = 0
+    publisher = Broker(AmqpSettings(url=amqp_url, connection_name="carebridge-send"))
+    try:
+        await publisher.start(timeout=15)
+    except BrokerUnavailable as exc:
+        print(f"carebridge: cannot reach RabbitMQ: {exc}", file=sys.stderr)
+        return 1
+    try:
+        for path in files:
+            try:
+                body = path.read_bytes()
+                await publisher.publish(
+                    INBOUND_EXCHANGE,
+                    source,
+                    body,
+                    headers={"source": source, "filename": path.name[:200]},
+                )
+            except OSError as exc:
+                failures += 1
+                print(f"carebridge: {path}: cannot read ({exc.strerror})", file=sys.stderr)
+            except PublishReturned:
+                failures += 1
+                print(
+                    f"carebridge: {path}: no inbound queue for source {source!r} "
+                    "(is an engine running with that source?)",
+                    file=sys.stderr,
+                )
+            except TransportError as exc:
+                failures += 1
+                print(f"carebridge: {path}: not accepted by RabbitMQ: {exc}", file=sys.stderr)
+            else:
+                print(f"{path}: published to {INBOUND_EXCHANGE} for source {source}")
+    finally:
+        await publisher.close()
+    return 1 if failures else 0

@@ -72,8 +72,10 @@ def cmd_check_config(path: Path) -> int:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         return EXIT_REJECTED
-    print(f"{path}: valid ({len(config.sources)} sources, {len(config.destinations)} "
-          f"destinations, {len(config.routes)} routes)")
+    print(
+        f"{path}: valid ({len(config.sources)} sources, {len(config.destinations)} "
+        f"destinations, {len(config.routes)} routes)"
+    )
     return EXIT_OK
 
 
@@ -111,7 +113,7 @@ def cmd_map(file: Path, config_path: Path | None, source: str | None) -> int:
 
 
 def cmd_send(files: Sequence[Path], source: str, amqp_url: str) -> int:
-    from engine.sending import send_files
+    from engine.app import send_files
 
     return asyncio.run(send_files(files, source, amqp_url))
 

@@ -180,7 +180,8 @@ class WebhookDestination(_Strict):
 class AmqpDestination(_Strict):
     """Publishes canonical care events to a RabbitMQ topic exchange for any subscriber.
 
-    The routing key is ``<kind>.<care_setting>.<source>`` (e.g. ``discharge.mental_health.mh-trust``).
+    The routing key is ``<kind>.<care_setting>.<source>``, e.g.
+    ``discharge.mental_health.mh-trust``.
     Publishing waits for the broker's confirm; with `mandatory` true an event no queue is bound
     for counts as a failed delivery, otherwise it is the subscribers' business to be bound.
     """
@@ -217,7 +218,9 @@ class Config(_Strict):
     intake: IntakeConfig = IntakeConfig()
     delivery: DeliveryConfig = DeliveryConfig()
     logging: LoggingConfig = LoggingConfig()
-    retry_policies: dict[Name, RetryPolicy] = Field(default_factory=lambda: {"default": RetryPolicy()})
+    retry_policies: dict[Name, RetryPolicy] = Field(
+        default_factory=lambda: {"default": RetryPolicy()}
+    )
     sources: list[SourceConfig] = Field(min_length=1)
     destinations: list[Destination] = Field(default_factory=list)
     routes: list[Route] = Field(default_factory=list)
@@ -231,8 +234,11 @@ class Config(_Strict):
 
 def _cross_check(raw: Config) -> list[str]:
     problems: list[str] = []
-    for kind, items in (("sources", raw.sources), ("destinations", raw.destinations),
-                        ("routes", raw.routes)):
+    for kind, items in (
+        ("sources", raw.sources),
+        ("destinations", raw.destinations),
+        ("routes", raw.routes),
+    ):
         seen: set[str] = set()
         for i, item in enumerate(items):
             if item.name in seen:
@@ -256,11 +262,14 @@ def _cross_check(raw: Config) -> list[str]:
 def _substitute(node: Any, path: str, env: Mapping[str, str], problems: list[str]) -> Any:
     """Replace ${NAME} from the environment, recording a problem for each one that is unset."""
     if isinstance(node, dict):
-        return {k: _substitute(v, f"{path}.{k}" if path else str(k), env, problems)
-                for k, v in node.items()}
+        return {
+            k: _substitute(v, f"{path}.{k}" if path else str(k), env, problems)
+            for k, v in node.items()
+        }
     if isinstance(node, list):
         return [_substitute(v, f"{path}[{i}]", env, problems) for i, v in enumerate(node)]
     if isinstance(node, str):
+
         def replace(m: re.Match[str]) -> str:
             if m.group(1) not in env:
                 problems.append(f"{path}: environment variable {m.group(1)} is not set")
@@ -278,14 +287,18 @@ def _secrets_by_reference(node: Any, problems: list[str]) -> None:
             continue
         secret = dest.get("secret")
         if secret is not None and not (isinstance(secret, str) and _ENV_REF.fullmatch(secret)):
-            problems.append(f"destinations[{i}].secret: must be an environment reference like "
-                            "${WEBHOOK_SECRET}, not the secret itself")
+            problems.append(
+                f"destinations[{i}].secret: must be an environment reference like "
+                "${WEBHOOK_SECRET}, not the secret itself"
+            )
         for header, value in (dest.get("headers") or {}).items():
             if header.lower() == "authorization" and not (
                 isinstance(value, str) and _ENV_REF.search(value)
             ):
-                problems.append(f"destinations[{i}].headers.{header}: credentials must come "
-                                "from the environment (${NAME})")
+                problems.append(
+                    f"destinations[{i}].headers.{header}: credentials must come "
+                    "from the environment (${NAME})"
+                )
 
 
 def _pydantic_path(loc: tuple[int | str, ...]) -> str:
@@ -300,8 +313,9 @@ def _pydantic_path(loc: tuple[int | str, ...]) -> str:
     return path or "(top level)"
 
 
-def parse_config(text: str, *, origin: str = "config",
-                 env: Mapping[str, str] | None = None) -> Config:
+def parse_config(
+    text: str, *, origin: str = "config", env: Mapping[str, str] | None = None
+) -> Config:
     """Parse and validate config text; raise ConfigError listing every problem."""
     try:
         raw = yaml.safe_load(text)

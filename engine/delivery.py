@@ -13,6 +13,7 @@ for that destination; every other patient's deliveries go past it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import random
 import time
@@ -125,8 +126,11 @@ class DeliveryLoop:
             if free > 0:
                 try:
                     claimed = await self._store.claim_due(
-                        destinations, limit=min(free, self._config.batch_size),
-                        lease=self._config.lease, owner=self._owner)
+                        destinations,
+                        limit=min(free, self._config.batch_size),
+                        lease=self._config.lease,
+                        owner=self._owner,
+                    )
                 except Exception as exc:  # noqa: BLE001 - the loop must outlive any store fault
                     log.error("delivery.claim_failed", error=type(exc).__name__)
             for item in claimed:
@@ -145,10 +149,8 @@ class DeliveryLoop:
             log.error("delivery.crashed", error=type(exc).__name__)
 
     async def _idle(self) -> None:
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), self._config.poll_interval.total_seconds())
-        except TimeoutError:
-            pass
 
     async def drain(self, deadline: float) -> None:
         """On shutdown: let in-flight deliveries finish until `deadline` (seconds), then cancel;
@@ -165,28 +167,42 @@ class DeliveryLoop:
         policy = self._policies[claimed.destination]
         tries: list[AttemptRecord] = []
         bound = structlog.contextvars.bound_contextvars(
-            event_id=claimed.event_id, delivery_id=claimed.id, destination=claimed.destination,
-            event_kind=claimed.kind)
+            event_id=claimed.event_id,
+            delivery_id=claimed.id,
+            destination=claimed.destination,
+            event_kind=claimed.kind,
+        )
         with bound:
             try:
                 last = await self._try(sender, claimed, policy, tries)
             except asyncio.CancelledError:
                 await asyncio.shield(self._record_cancelled(claimed, tries))
                 raise
-            outcome = decide(policy, claimed, tries, last,
-                             hold=self._holds.get(claimed.destination, False),
-                             now=datetime.now(UTC))
+            outcome = decide(
+                policy,
+                claimed,
+                tries,
+                last,
+                hold=self._holds.get(claimed.destination, False),
+                now=datetime.now(UTC),
+            )
             await self._finish(claimed, tries, outcome)
             self._log(claimed, tries, outcome)
 
-    async def _try(self, sender: Sender, claimed: ClaimedDelivery, policy: RetryPolicy,
-                   tries: list[AttemptRecord]) -> SendResult:
+    async def _try(
+        self,
+        sender: Sender,
+        claimed: ClaimedDelivery,
+        policy: RetryPolicy,
+        tries: list[AttemptRecord],
+    ) -> SendResult:
         """A few quick tries while the answer is transient; the last answer is returned."""
         retrying = AsyncRetrying(
             stop=stop_after_attempt(policy.quick_attempts),
             wait=wait_fixed(policy.quick_wait.total_seconds()),
             retry=retry_if_result(
-                lambda r: r.outcome == "transient" and not self._stopping.is_set()),
+                lambda r: r.outcome == "transient" and not self._stopping.is_set()
+            ),
             sleep=self._sleep,
             retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
         )
@@ -194,21 +210,29 @@ class DeliveryLoop:
         return result
 
     @staticmethod
-    async def _attempt(sender: Sender, claimed: ClaimedDelivery,
-                       tries: list[AttemptRecord]) -> SendResult:
+    async def _attempt(
+        sender: Sender, claimed: ClaimedDelivery, tries: list[AttemptRecord]
+    ) -> SendResult:
         started = datetime.now(UTC)
         clock = time.perf_counter()
         try:
             result = await sender.send(claimed)
         except Exception as exc:  # noqa: BLE001 - a sender bug must not lose the delivery
             result = SendResult("transient", detail=f"sender failed: {type(exc).__name__}")
-        tries.append(AttemptRecord(
-            started_at=started, duration_ms=int((time.perf_counter() - clock) * 1000),
-            outcome=result.outcome, status_code=result.status_code, detail=result.detail))
+        tries.append(
+            AttemptRecord(
+                started_at=started,
+                duration_ms=int((time.perf_counter() - clock) * 1000),
+                outcome=result.outcome,
+                status_code=result.status_code,
+                detail=result.detail,
+            )
+        )
         return result
 
-    async def _finish(self, claimed: ClaimedDelivery, tries: list[AttemptRecord],
-                      outcome: DeliveryOutcome) -> None:
+    async def _finish(
+        self, claimed: ClaimedDelivery, tries: list[AttemptRecord], outcome: DeliveryOutcome
+    ) -> None:
         """Record the outcome; if the store is down, keep trying (the lease protects the row,
         and if it runs out another worker resends under the same idempotency key)."""
         retrying = AsyncRetrying(
@@ -221,8 +245,7 @@ class DeliveryLoop:
             with attempt:
                 await self._store.finish_delivery(claimed.id, tries, outcome)
 
-    async def _record_cancelled(self, claimed: ClaimedDelivery,
-                                tries: list[AttemptRecord]) -> None:
+    async def _record_cancelled(self, claimed: ClaimedDelivery, tries: list[AttemptRecord]) -> None:
         try:
             if tries:
                 retry_now = Rescheduled(datetime.now(UTC), "interrupted by shutdown")
@@ -233,10 +256,13 @@ class DeliveryLoop:
             log.warning("delivery.release_failed", error=type(exc).__name__)
 
     @staticmethod
-    def _log(claimed: ClaimedDelivery, tries: list[AttemptRecord],
-             outcome: DeliveryOutcome) -> None:
-        fields = {"attempts": claimed.attempts + len(tries),
-                  "status_code": tries[-1].status_code if tries else None}
+    def _log(
+        claimed: ClaimedDelivery, tries: list[AttemptRecord], outcome: DeliveryOutcome
+    ) -> None:
+        fields = {
+            "attempts": claimed.attempts + len(tries),
+            "status_code": tries[-1].status_code if tries else None,
+        }
         match outcome:
             case Delivered():
                 log.info("delivery.delivered", **fields)

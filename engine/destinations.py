@@ -75,21 +75,26 @@ def event_headers(delivery: ClaimedDelivery) -> dict[str, str]:
 class WebhookSender:
     """POSTs the canonical care event JSON, signed when a secret is configured."""
 
-    def __init__(self, config: WebhookDestination, post: PostFn,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, config: WebhookDestination, post: PostFn, clock: Callable[[], float] = time.time
+    ) -> None:
         self._config = config
         self._post = post
         self._clock = clock
 
     async def send(self, delivery: ClaimedDelivery) -> SendResult:
         body = delivery.body.encode()
-        headers = {**self._config.headers, **event_headers(delivery),
-                   "Content-Type": "application/json"}
+        headers = {
+            **self._config.headers,
+            **event_headers(delivery),
+            "Content-Type": "application/json",
+        }
         if self._config.secret:
             headers[SIGNATURE_HEADER] = sign(self._config.secret, int(self._clock()), body)
         try:
-            answer = await self._post(self._config.url, body, headers,
-                                      self._config.timeout.total_seconds())
+            answer = await self._post(
+                self._config.url, body, headers, self._config.timeout.total_seconds()
+            )
         except DestinationTimeout:
             return SendResult("transient", detail="no answer within the timeout")
         except DestinationError as exc:
@@ -108,9 +113,14 @@ class AmqpSender:
     async def send(self, delivery: ClaimedDelivery) -> SendResult:
         routing_key = f"{delivery.kind}.{delivery.care_setting}.{delivery.source}"
         try:
-            await self._publish(self._config.exchange, routing_key, delivery.body.encode(),
-                                event_headers(delivery), delivery.idempotency_key,
-                                self._config.mandatory)
+            await self._publish(
+                self._config.exchange,
+                routing_key,
+                delivery.body.encode(),
+                event_headers(delivery),
+                delivery.idempotency_key,
+                self._config.mandatory,
+            )
         except TransportError as exc:
             return SendResult("transient", detail=f"{type(exc).__name__}: {exc}"[:_DETAIL_LIMIT])
         return SendResult("delivered")

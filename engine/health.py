@@ -20,8 +20,10 @@ def health_app(readiness: Readiness) -> web.Application:
     async def readyz(_request: web.Request) -> web.Response:
         checks = await readiness()
         ready = all(checks.values())
-        return web.json_response({"status": "ready" if ready else "not ready", "checks": checks},
-                                 status=200 if ready else 503)
+        return web.json_response(
+            {"status": "ready" if ready else "not ready", "checks": checks},
+            status=200 if ready else 503,
+        )
 
     app = web.Application()
     app.router.add_get("/healthz", healthz)
@@ -35,7 +37,7 @@ async def serve(app: web.Application, host: str, port: int) -> tuple[web.AppRunn
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
-    server = site._server  # noqa: SLF001 - aiohttp exposes the bound socket only here
+    server = site._server
     sockets = getattr(server, "sockets", None) or []
     bound = sockets[0].getsockname()[1] if sockets else port
     return runner, int(bound)

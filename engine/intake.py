@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-import structlog
 import sqlalchemy as sa
+import structlog
 from tenacity import AsyncRetrying, retry_if_exception, wait_exponential
 
 from engine.config import Config
@@ -89,17 +89,29 @@ def prepare(
         event = map_message(payload, profile).model_copy(update={"received_at": received_at})
     except MappingError as exc:
         return Prepared(
-            IntakeRecord(source=source, payload=payload, received_at=received_at,
-                         transport_id=transport_id, reason=exc.reason,
-                         error_location=exc.location, error_code=exc.code),
+            IntakeRecord(
+                source=source,
+                payload=payload,
+                received_at=received_at,
+                transport_id=transport_id,
+                reason=exc.reason,
+                error_location=exc.location,
+                error_code=exc.code,
+            ),
             None,
         )
     if len(event.source.message_id) > MAX_MESSAGE_KEY:
         return Prepared(
-            IntakeRecord(source=source, payload=payload, received_at=received_at,
-                         transport_id=transport_id, format=fmt.value, error_code="102",
-                         error_location="MSH-10",
-                         reason=f"message id longer than {MAX_MESSAGE_KEY} characters"),
+            IntakeRecord(
+                source=source,
+                payload=payload,
+                received_at=received_at,
+                transport_id=transport_id,
+                format=fmt.value,
+                error_code="102",
+                error_location="MSH-10",
+                reason=f"message id longer than {MAX_MESSAGE_KEY} characters",
+            ),
             None,
         )
     holds = {d.name: d.hold_on_dead_letter for d in config.destinations}
@@ -113,8 +125,13 @@ def prepare(
         destinations=tuple((d, holds[d]) for d in destinations_for(event, config.routes)),
     )
     record = IntakeRecord(
-        source=source, payload=payload, received_at=received_at, transport_id=transport_id,
-        format=fmt.value, message_key=event.source.message_id, accepted=accepted,
+        source=source,
+        payload=payload,
+        received_at=received_at,
+        transport_id=transport_id,
+        format=fmt.value,
+        message_key=event.source.message_id,
+        accepted=accepted,
     )
     return Prepared(record, event)
 
@@ -170,13 +187,20 @@ class Intake:
     async def _commit(self, batch: list[tuple[str, BrokerDelivery]]) -> None:
         now = datetime.now(UTC)
         prepared = [
-            prepare(source, d.body, config=self._config, profiles=self._profiles,
-                    received_at=now, transport_id=(d.message_id or "")[:200] or None)
+            prepare(
+                source,
+                d.body,
+                config=self._config,
+                profiles=self._profiles,
+                received_at=now,
+                transport_id=(d.message_id or "")[:200] or None,
+            )
             for source, d in batch
         ]
         try:
             results: list[IntakeResult | None] = list(
-                await self._write([p.record for p in prepared]))
+                await self._write([p.record for p in prepared])
+            )
         except (sa.exc.IntegrityError, sa.exc.DataError, sa.exc.StatementError):
             # Content the store refuses (a constraint, a value it cannot hold) must not stall
             # every message behind it: write one at a time so only the culprit is set aside.
@@ -186,8 +210,11 @@ class Intake:
                 # Not even a rejection could be stored: park it in the broker's dead-letter
                 # queue rather than lose it or loop on it.
                 delivery.nack(requeue=False)
-                log.error("intake.unstorable", source=item.record.source,
-                          transport_id=item.record.transport_id)
+                log.error(
+                    "intake.unstorable",
+                    source=item.record.source,
+                    transport_id=item.record.transport_id,
+                )
                 continue
             delivery.ack()
             self._log(item, result)
@@ -199,9 +226,14 @@ class Intake:
         except sa.exc.SQLAlchemyError as exc:
             reason = f"the store refused this message ({type(exc).__name__}); kept for an operator"
             record = item.record
-            stub = IntakeRecord(source=record.source, payload=record.payload,
-                                received_at=record.received_at, reason=reason,
-                                error_code="207", format=record.format)
+            stub = IntakeRecord(
+                source=record.source,
+                payload=record.payload,
+                received_at=record.received_at,
+                reason=reason,
+                error_code="207",
+                format=record.format,
+            )
             try:
                 return (await self._write([stub]))[0]
             except sa.exc.SQLAlchemyError:
@@ -240,10 +272,14 @@ class Intake:
             "status": result.status,
         }
         if item.event is not None:
-            fields.update(event_id=item.event.event_id, event_kind=item.event.kind.value,
-                          deliveries=result.deliveries)
+            fields.update(
+                event_id=item.event.event_id,
+                event_kind=item.event.kind.value,
+                deliveries=result.deliveries,
+            )
         if result.status == "rejected":
-            log.warning("intake.rejected", reason=result.reason,
-                        location=record.error_location, **fields)
+            log.warning(
+                "intake.rejected", reason=result.reason, location=record.error_location, **fields
+            )
         else:
             log.info(f"intake.{result.status}", **fields)

@@ -16,8 +16,12 @@ from typing import Any, TextIO
 import structlog
 
 _TEN_DIGITS = re.compile(r"(?<!\d)\d{3}[ -]?\d{3}[ -]?\d{4}(?!\d)")
-_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
-           "error": logging.ERROR}
+_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
 
 
 def _scrub(value: Any) -> Any:
@@ -30,8 +34,9 @@ def _scrub(value: Any) -> Any:
     return value
 
 
-def redact_digits(_logger: object, _name: str,
-                  event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+def redact_digits(
+    _logger: object, _name: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
     for key, value in list(event_dict.items()):
         if key not in ("timestamp", "level"):
             event_dict[key] = _scrub(value)
@@ -40,8 +45,11 @@ def redact_digits(_logger: object, _name: str,
 
 def configure(level: str = "info", fmt: str = "json", stream: TextIO | None = None) -> None:
     """Configure structlog and route the standard library's loggers (pika, aiohttp) through it."""
-    renderer: Any = (structlog.processors.JSONRenderer() if fmt == "json"
-                     else structlog.dev.ConsoleRenderer(colors=False))
+    renderer: Any = (
+        structlog.processors.JSONRenderer()
+        if fmt == "json"
+        else structlog.dev.ConsoleRenderer(colors=False)
+    )
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
@@ -56,10 +64,12 @@ def configure(level: str = "info", fmt: str = "json", stream: TextIO | None = No
         cache_logger_on_first_use=False,
     )
     handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(structlog.stdlib.ProcessorFormatter(
-        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
-        foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
-    ))
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+            foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
+        )
+    )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     # pika is chatty at INFO about every frame of a reconnect; its warnings are enough.

@@ -30,8 +30,8 @@ def upgrade(connection: Connection) -> None:
         connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
     config, script = _script()
 
-    def steps(revision: object, _context: object) -> object:
-        return script._upgrade_revs("head", revision)  # noqa: SLF001 - alembic's documented hook
+    def steps(revision: str, _context: object) -> object:
+        return script._upgrade_revs("head", revision)
 
     with EnvironmentContext(config, script, fn=steps, destination_rev="head") as env:
         env.configure(connection=connection, target_metadata=metadata)

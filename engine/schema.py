@@ -1,9 +1,9 @@
 """The store's tables (SQLAlchemy Core). Migrations in `engine/migrations` create and change them.
 
-    messages    every message received, accepted or not (the message log), with its raw bytes
-    events      the canonical care event each accepted message became
-    deliveries  one row per (event, destination): the outbox the delivery loop drains
-    attempts    every try of every delivery, with the destination's answer or the error
+messages    every message received, accepted or not (the message log), with its raw bytes
+events      the canonical care event each accepted message became
+deliveries  one row per (event, destination): the outbox the delivery loop drains
+attempts    every try of every delivery, with the destination's answer or the error
 """
 
 from __future__ import annotations

@@ -252,40 +252,69 @@ class Store:
         }
         accepted = record.accepted
         if accepted is None:
-            row.update(status="rejected", reason=_text(record.reason),
-                       error_location=record.error_location, error_code=record.error_code)
-            return IntakeResult(await self._insert_message(conn, row), "rejected",
-                                reason=record.reason)
+            row.update(
+                status="rejected",
+                reason=_text(record.reason),
+                error_location=record.error_location,
+                error_code=record.error_code,
+            )
+            return IntakeResult(
+                await self._insert_message(conn, row), "rejected", reason=record.reason
+            )
         assert record.message_key is not None
         key = (record.source, record.message_key)
-        row.update(event_id=accepted.event_id, event_kind=accepted.kind,
-                   patient_key=accepted.patient_key)
+        row.update(
+            event_id=accepted.event_id, event_kind=accepted.kind, patient_key=accepted.patient_key
+        )
         if key in seen:
             first_id, first_digest = seen[key]
             if first_digest == digest:
                 row.update(status="duplicate", message_key=None, duplicate_of=first_id)
                 return IntakeResult(await self._insert_message(conn, row), "duplicate")
-            reason = (f"message id already used by message #{first_id} with different content; "
-                      "not processed, an operator must decide")
-            row.update(status="rejected", message_key=None, duplicate_of=first_id, reason=reason,
-                       error_location="MSH-10", error_code="205", event_id=None)
+            reason = (
+                f"message id already used by message #{first_id} with different content; "
+                "not processed, an operator must decide"
+            )
+            row.update(
+                status="rejected",
+                message_key=None,
+                duplicate_of=first_id,
+                reason=reason,
+                error_location="MSH-10",
+                error_code="205",
+                event_id=None,
+            )
             return IntakeResult(await self._insert_message(conn, row), "rejected", reason=reason)
         row["status"] = "accepted"
         message_id = await self._insert_message(conn, row)
         seen[key] = (message_id, digest)
-        await conn.execute(sa.insert(events).values(
-            event_id=accepted.event_id, message_id=message_id, source=record.source,
-            kind=accepted.kind, care_setting=accepted.care_setting,
-            patient_key=accepted.patient_key, occurred_at=accepted.occurred_at,
-            received_at=record.received_at, body=accepted.body,
-        ))
+        await conn.execute(
+            sa.insert(events).values(
+                event_id=accepted.event_id,
+                message_id=message_id,
+                source=record.source,
+                kind=accepted.kind,
+                care_setting=accepted.care_setting,
+                patient_key=accepted.patient_key,
+                occurred_at=accepted.occurred_at,
+                received_at=record.received_at,
+                body=accepted.body,
+            )
+        )
         for destination, _hold in accepted.destinations:
-            await conn.execute(sa.insert(deliveries).values(
-                event_id=accepted.event_id, destination=destination,
-                patient_key=accepted.patient_key, status="pending",
-                idempotency_key=f"{accepted.event_id}.{destination}", attempts=0,
-                created_at=committed_at, next_attempt_at=committed_at, hold=False,
-            ))
+            await conn.execute(
+                sa.insert(deliveries).values(
+                    event_id=accepted.event_id,
+                    destination=destination,
+                    patient_key=accepted.patient_key,
+                    status="pending",
+                    idempotency_key=f"{accepted.event_id}.{destination}",
+                    attempts=0,
+                    created_at=committed_at,
+                    next_attempt_at=committed_at,
+                    hold=False,
+                )
+            )
         return IntakeResult(message_id, "accepted", deliveries=len(accepted.destinations))
 
     async def _insert_message(self, conn: AsyncConnection, row: dict[str, Any]) -> int:
@@ -295,7 +324,12 @@ class Store:
     # ---- delivery -----------------------------------------------------------------------
 
     async def claim_due(
-        self, destinations: Sequence[str], *, limit: int, lease: timedelta, owner: str,
+        self,
+        destinations: Sequence[str],
+        *,
+        limit: int,
+        lease: timedelta,
+        owner: str,
         now: datetime | None = None,
     ) -> list[ClaimedDelivery]:
         """Lease the deliveries that may be sent now, in order, one per (destination, patient).
@@ -312,8 +346,10 @@ class Store:
             earlier.c.destination == deliveries.c.destination,
             earlier.c.patient_key == deliveries.c.patient_key,
             earlier.c.id < deliveries.c.id,
-            sa.or_(earlier.c.status == "pending",
-                   sa.and_(earlier.c.status == "dead", earlier.c.hold.is_(True))),
+            sa.or_(
+                earlier.c.status == "pending",
+                sa.and_(earlier.c.status == "dead", earlier.c.hold.is_(True)),
+            ),
         )
         query = (
             sa.select(deliveries.c.id)
@@ -341,18 +377,26 @@ class Store:
                 .values(lease_until=now + lease, lease_owner=owner)
             )
             rows = await conn.execute(
-                sa.select(deliveries, events.c.kind, events.c.care_setting, events.c.source,
-                          events.c.body)
+                sa.select(
+                    deliveries, events.c.kind, events.c.care_setting, events.c.source, events.c.body
+                )
                 .join(events, events.c.event_id == deliveries.c.event_id)
                 .where(deliveries.c.id.in_(ids))
                 .order_by(deliveries.c.id)
             )
             claimed = [
                 ClaimedDelivery(
-                    id=r.id, event_id=r.event_id, destination=r.destination,
-                    patient_key=r.patient_key, idempotency_key=r.idempotency_key,
-                    attempts=r.attempts, created_at=r.created_at, kind=r.kind,
-                    care_setting=r.care_setting, source=r.source, body=r.body,
+                    id=r.id,
+                    event_id=r.event_id,
+                    destination=r.destination,
+                    patient_key=r.patient_key,
+                    idempotency_key=r.idempotency_key,
+                    attempts=r.attempts,
+                    created_at=r.created_at,
+                    kind=r.kind,
+                    care_setting=r.care_setting,
+                    source=r.source,
+                    body=r.body,
                 )
                 for r in rows
             ]
@@ -363,8 +407,11 @@ class Store:
         self, delivery_id: int, tries: Sequence[AttemptRecord], outcome: DeliveryOutcome
     ) -> None:
         """Record the attempts made under a lease and what follows from them, atomically."""
-        values: dict[str, Any] = {"lease_until": None, "lease_owner": None,
-                                  "attempts": deliveries.c.attempts + len(tries)}
+        values: dict[str, Any] = {
+            "lease_until": None,
+            "lease_owner": None,
+            "attempts": deliveries.c.attempts + len(tries),
+        }
         match outcome:
             case Delivered(at=at):
                 values.update(status="delivered", delivered_at=at, last_error=None)
@@ -375,12 +422,20 @@ class Store:
         async with self.engine.connect() as conn:
             await self._begin_write(conn)
             if tries:
-                await conn.execute(sa.insert(attempts), [
-                    {"delivery_id": delivery_id, "started_at": t.started_at,
-                     "duration_ms": t.duration_ms, "outcome": t.outcome,
-                     "status_code": t.status_code, "detail": _text(t.detail)}
-                    for t in tries
-                ])
+                await conn.execute(
+                    sa.insert(attempts),
+                    [
+                        {
+                            "delivery_id": delivery_id,
+                            "started_at": t.started_at,
+                            "duration_ms": t.duration_ms,
+                            "outcome": t.outcome,
+                            "status_code": t.status_code,
+                            "detail": _text(t.detail),
+                        }
+                        for t in tries
+                    ],
+                )
             # Only a pending delivery changes: a delivery another worker already finished (after
             # this worker's lease ran out) keeps its outcome; the attempts are still on record.
             await conn.execute(
@@ -409,7 +464,8 @@ class Store:
             out: dict[str, int] = {}
             for table, prefix in ((messages, "messages"), (deliveries, "deliveries")):
                 rows = await conn.execute(
-                    sa.select(table.c.status, sa.func.count()).group_by(table.c.status))
+                    sa.select(table.c.status, sa.func.count()).group_by(table.c.status)
+                )
                 out.update({f"{prefix}.{status}": n for status, n in rows})
             return out
 
@@ -417,8 +473,17 @@ class Store:
         """The newest message-log rows without payloads."""
         async with self.engine.connect() as conn:
             rows = await conn.execute(
-                sa.select(messages.c.id, messages.c.source, messages.c.message_key,
-                          messages.c.status, messages.c.reason, messages.c.error_location,
-                          messages.c.event_kind, messages.c.received_at)
-                .order_by(messages.c.id.desc()).limit(limit))
+                sa.select(
+                    messages.c.id,
+                    messages.c.source,
+                    messages.c.message_key,
+                    messages.c.status,
+                    messages.c.reason,
+                    messages.c.error_location,
+                    messages.c.event_kind,
+                    messages.c.received_at,
+                )
+                .order_by(messages.c.id.desc())
+                .limit(limit)
+            )
             return [dict(r._mapping) for r in rows]

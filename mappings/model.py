@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 NHS_NUMBER_SYSTEM = "https://fhir.nhs.uk/Id/nhs-number"
 ODS_ORGANISATION_SYSTEM = "https://fhir.nhs.uk/Id/ods-organization-code"
 ODS_SITE_SYSTEM = "https://fhir.nhs.uk/Id/ods-site-code"
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION: Literal["1"] = "1"
 
 
 class _Frozen(BaseModel):

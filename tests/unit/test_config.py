@@ -37,21 +37,26 @@ def test_embedded_defaults_are_valid_and_use_sqlite_and_local_rabbitmq() -> None
 
 @pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "config").glob("*.yaml")))
 def test_every_shipped_example_config_is_valid(name: str) -> None:
-    env = {"COMMUNITY_TEAM_WEBHOOK_SECRET": "s1", "GP_WEBHOOK_SECRET": "s2",
-           "GP_CONNECT_TOKEN": "t", "CAREBRIDGE_AMQP_URL": "amqp://guest:guest@localhost/",
-           "CAREBRIDGE_STORE_URL": "sqlite+aiosqlite:///x.db"}
+    env = {
+        "COMMUNITY_TEAM_WEBHOOK_SECRET": "s1",
+        "GP_WEBHOOK_SECRET": "s2",
+        "GP_CONNECT_TOKEN": "t",
+        "CAREBRIDGE_AMQP_URL": "amqp://guest:guest@localhost/",
+        "CAREBRIDGE_STORE_URL": "sqlite+aiosqlite:///x.db",
+    }
     load_config(REPO / "config" / name, env=env)
 
 
 def test_secret_is_taken_from_the_environment() -> None:
     config = parse_config(MINIMAL, env={"COMMUNITY_SECRET": "s3cret"})
     dest = config.destination("community-team")
-    assert dest is not None and getattr(dest, "secret", None) == "s3cret"
+    assert getattr(dest, "secret", None) == "s3cret"
 
 
 def test_missing_environment_variable_is_reported_with_its_path() -> None:
     assert problems(MINIMAL) == [
-        "destinations[0].secret: environment variable COMMUNITY_SECRET is not set"]
+        "destinations[0].secret: environment variable COMMUNITY_SECRET is not set"
+    ]
 
 
 def test_a_literal_secret_is_refused() -> None:
@@ -81,8 +86,9 @@ delivery:
     assert "sources[0].timezone: Value error, unknown time zone 'Mars/Olympus'" in found
     assert any(p.startswith("destinations[0].url: String should match pattern") for p in found)
     assert any(p.startswith("routes[0].match.kinds[0]: Input should be") for p in found)
-    assert any(p.startswith("delivery.poll_interval: Value error, expected a duration")
-               for p in found)
+    assert any(
+        p.startswith("delivery.poll_interval: Value error, expected a duration") for p in found
+    )
 
 
 def test_cross_references_are_checked() -> None:
@@ -112,12 +118,15 @@ def test_unknown_settings_are_refused_not_ignored() -> None:
 
 def test_retry_policy_must_end() -> None:
     text = "sources: [{name: a}]\nretry_policies: {default: {max_age: null}}\n"
-    assert problems(text) == ["retry_policies.default: Value error, set max_attempts or max_age, "
-                              "or a delivery could retry forever"]
+    assert problems(text) == [
+        "retry_policies.default: Value error, set max_attempts or max_age, "
+        "or a delivery could retry forever"
+    ]
 
 
 def test_durations_accept_units() -> None:
-    config = parse_config("sources: [{name: a}]\ndelivery: {poll_interval: 250ms, lease: 2m}\n",
-                          env={})
+    config = parse_config(
+        "sources: [{name: a}]\ndelivery: {poll_interval: 250ms, lease: 2m}\n", env={}
+    )
     assert config.delivery.poll_interval.total_seconds() == 0.25
     assert config.delivery.lease.total_seconds() == 120

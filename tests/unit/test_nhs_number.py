@@ -10,8 +10,16 @@ def test_valid_numbers_pass_the_modulus_11_check(value: str) -> None:
 
 @pytest.mark.parametrize(
     "value",
-    ["9434765918", "9990000000", "9876544321", "943476591", "94347659I9", "", "94347659190",
-     "９４３４７６５９１９"],
+    [
+        "9434765918",
+        "9990000000",
+        "9876544321",
+        "943476591",
+        "94347659I9",
+        "",
+        "94347659190",
+        "".join(chr(0xFF10 + int(d)) for d in "9434765919"),
+    ],
 )
 def test_invalid_numbers_fail(value: str) -> None:
     assert not nhs_number.is_valid(value)
@@ -32,5 +40,7 @@ def test_placeholders_pass_the_check_but_are_flagged(value: str) -> None:
 
 
 def test_test_range_is_flagged_and_issued_number_is_not() -> None:
-    assert nhs_number.warnings_for("9990000018") == ("NHS number is in the reserved test range 999",)
+    assert nhs_number.warnings_for("9990000018") == (
+        "NHS number is in the reserved test range 999",
+    )
     assert nhs_number.warnings_for("4010232137") == ()
