@@ -1,0 +1,238 @@
+"""HL7 v2 data types read into model values: DTM, coded values, XCN, PL, HD.
+
+Shared by the segment mappings (`hl7v2_patient`, `hl7v2_in`). Everything here is lenient
+about what it cannot use (a warning, then None) except where the caller says a value is
+required, and then a bad value is a `MappingError` naming the element.
+
+Timestamps: ``YYYY[MM[DD[HH[MM[SS[.S+]]]]]][+/-ZZZZ]``.
+
+- An explicit offset always wins.
+- Without one the value is wall-clock time in the feed's zone (Europe/London by default).
+  At the autumn change the repeated hour is ambiguous: the *first* occurrence is used
+  (``fold=0``: 01:30 on 25 Oct 2026 is 01:30 BST = 00:30 UTC). At the spring change the
+  skipped hour does not exist: it is read with the offset in force *before* the change,
+  which moves it forward on the clock (01:30 on 29 Mar 2026 is 01:30 GMT = 01:30 UTC, which
+  the clock calls 02:30 BST). Both add a warning, since the sender's meaning is uncertain.
+- A value keeps its precision: a date is a DAY whose `utc` is local midnight.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+from mappings.codes import local_system
+from mappings.errors import MappingError
+from mappings.hl7v2_reader import Field, Repetition
+from mappings.model import Clinician, Coding, Instant, Location, Precision
+
+__all__ = [
+    "InvalidTimestamp",
+    "Reading",
+    "clean",
+    "looks_like_ods",
+    "parse_dtm",
+    "read_clinician",
+    "read_code",
+    "read_date",
+    "read_instant",
+    "read_location",
+]
+
+_DTM = re.compile(
+    r"(\d{4})(?:(\d{2})(?:(\d{2})(?:(\d{2})(?:(\d{2})(?:(\d{2})(?:\.(\d{1,6})\d*)?)?)?)?)?)?"
+    r"(?:([+-])(\d{2})(\d{2}))?"
+)
+_PRECISIONS = (
+    Precision.YEAR,
+    Precision.MONTH,
+    Precision.DAY,
+    Precision.HOUR,
+    Precision.MINUTE,
+    Precision.SECOND,
+    Precision.FRACTION,
+)
+# Trust and site codes (R/T + 2, optionally + 2 site digits) and GP practices (letter + 5
+# digits): the shapes a PID-3 assigning authority takes when it is an organisation's ODS code.
+_ODS = re.compile(r"[RT][A-Z0-9]{2}(?:[A-Z0-9]{2})?|[A-Z]\d{5}")
+
+
+@dataclass(slots=True)
+class Reading:
+    """What mapping one message needs besides the message itself, and what it has noticed."""
+
+    feed: str
+    zone: ZoneInfo
+    warnings: list[str] = field(default_factory=list)
+
+    def warn(self, location: str, text: str) -> None:
+        """Note a non-fatal oddity. Never put patient data (numbers, names, dates) in `text`."""
+        self.warnings.append(f"{location}: {text}")
+
+
+class InvalidTimestamp(ValueError):
+    """The text is not an HL7 DTM."""
+
+
+def clean(value: str) -> str | None:
+    """The value without surrounding spaces, or None when nothing is left."""
+    value = value.strip()
+    return value or None
+
+
+def looks_like_ods(code: str | None) -> bool:
+    """True when `code` has the shape of an NHS trust, site or GP practice ODS code."""
+    return bool(code) and _ODS.fullmatch(code or "") is not None
+
+
+def _parts(text: str) -> tuple[datetime, Precision, timezone | None]:
+    match = _DTM.fullmatch(text)
+    if match is None:
+        raise InvalidTimestamp(text)
+    groups = match.groups()
+    given = sum(1 for g in groups[:7] if g is not None)
+    # Absent parts are the start of the period the text names (a month is its 1st, 00:00).
+    year, month, day, hour, minute, second = (
+        int(g) if g is not None else default
+        for g, default in zip(groups[:6], (0, 1, 1, 0, 0, 0), strict=True)
+    )
+    micro = int((groups[6] or "0").ljust(6, "0"))
+    try:
+        naive = datetime(year, month, day, hour, minute, second, micro)
+    except ValueError as exc:  # month 13, 30 February, hour 24...
+        raise InvalidTimestamp(text) from exc
+    offset = None
+    if groups[7]:
+        hours, minutes = int(groups[8]), int(groups[9])
+        if hours > 14 or minutes > 59:
+            raise InvalidTimestamp(text)
+        delta = timedelta(hours=hours, minutes=minutes)
+        offset = timezone(-delta if groups[7] == "-" else delta)
+    return naive, _PRECISIONS[given - 1], offset
+
+
+def parse_dtm(text: str, zone: ZoneInfo) -> tuple[Instant, str | None]:
+    """Read an HL7 DTM; the second value names a clock-change problem (ambiguous/nonexistent).
+
+    Raises `InvalidTimestamp` when the text is not a valid date/time.
+    """
+    naive, precision, offset = _parts(text)
+    note = None
+    try:
+        if offset is not None:
+            utc = naive.replace(tzinfo=offset).astimezone(UTC)
+        else:
+            local = naive.replace(tzinfo=zone)  # fold=0: the first occurrence when ambiguous
+            utc = local.astimezone(UTC)
+            if utc.astimezone(zone).replace(tzinfo=None) != naive:
+                note = "nonexistent"
+            elif local.utcoffset() != local.replace(fold=1).utcoffset():
+                note = "ambiguous"
+    except OverflowError as exc:  # year 1 or 9999 pushed past the calendar by the offset
+        raise InvalidTimestamp(text) from exc
+    instant = Instant(utc=utc, original=text, precision=precision, zone_assumed=offset is None)
+    return instant, note
+
+
+def read_instant(
+    reading: Reading, value: str, location: str, *, required: bool = False
+) -> Instant | None:
+    """An instant from a DTM value; None when empty. Invalid: an error if required, else a
+    warning."""
+    text = value.strip()
+    if not text:
+        return None
+    try:
+        instant, note = parse_dtm(text, reading.zone)
+    except InvalidTimestamp:
+        if required:
+            raise MappingError("not a valid HL7 date/time", location=location, code="102") from None
+        reading.warn(location, "not a valid HL7 date/time; ignored")
+        return None
+    if note == "ambiguous":
+        reading.warn(location, "local time repeats at a clock change; the first one is used")
+    elif note == "nonexistent":
+        reading.warn(location, "local time skipped at a clock change; read as one hour later")
+    return instant
+
+
+def read_date(reading: Reading, value: str, location: str) -> tuple[date | None, str | None]:
+    """A calendar date as written (no zone conversion) and the original text."""
+    text = value.strip()
+    if not text:
+        return None, None
+    try:
+        naive, precision, _ = _parts(text)
+    except InvalidTimestamp:
+        reading.warn(location, "not a valid HL7 date; ignored")
+        return None, None
+    if precision in (Precision.YEAR, Precision.MONTH):
+        reading.warn(location, "date has no day; only the original text is kept")
+        return None, text
+    return naive.date(), text
+
+
+def read_code(
+    reading: Reading,
+    value: str,
+    location: str,
+    *,
+    system: str,
+    known: Mapping[str, str],
+    what: str,
+    quote: bool = True,
+) -> Coding | None:
+    """A code under `system` when it is in `known`, else under the feed's local system.
+
+    `quote=False` keeps the code out of the warning (for codes that describe the person).
+    """
+    code = value.strip()
+    if not code:
+        return None
+    if code in known:
+        return Coding(system=system, code=code, display=known[code])
+    # Short codes only: a long "code" is free text, and free text may say anything.
+    shown = f" {code!r}" if quote and len(code) <= 12 else ""
+    reading.warn(location, f"{what}{shown} is not in the national list; kept as a local code")
+    return Coding(system=local_system(reading.feed, location), code=code)
+
+
+def read_clinician(rep: Repetition) -> Clinician | None:
+    """A clinician from an XCN: code (consultant 'C' + 7 digits), family, given, prefix."""
+    clinician = Clinician(
+        code=clean(rep.value(1)),
+        family=clean(rep.value(2)),
+        given=clean(rep.value(3)),
+        prefix=clean(rep.value(6)),
+    )
+    return clinician if clinician != _NO_CLINICIAN else None
+
+
+_NO_CLINICIAN = Clinician()
+
+
+def read_location(pl: Field) -> Location | None:
+    """A location from a PL, read the NHS ITK way.
+
+    ITK puts the point of care in PL.1, the NHS ward code in PL.2 ("room"), the bed in PL.3
+    and the ODS site in PL.4. Feeds that put the ward in PL.1 and leave PL.2 empty are read
+    with PL.1 as the ward. `room` stays empty: under ITK the room component is the ward.
+    """
+    if not pl:
+        return None
+    point_of_care = clean(pl.value(1))
+    ward = clean(pl.value(2)) or point_of_care
+    location = Location(
+        ward=ward,
+        bed=clean(pl.value(3)),
+        facility=clean(pl.value(4)),
+        point_of_care=point_of_care,
+        description=clean(pl.value(9)),
+    )
+    return location if location != _NO_LOCATION else None
+
+
+_NO_LOCATION = Location()
