@@ -199,7 +199,7 @@ async def send_files(files: Sequence[Path], source: str, amqp_url: str) -> int:
     failures = 0
     publisher = Broker(AmqpSettings(url=amqp_url, connection_name="carebridge-send"))
     try:
-        await publisher.start(timeout=15)
+        await publisher.start(timeout=5)
     except BrokerUnavailable as exc:
         print(f"carebridge: cannot reach RabbitMQ: {exc}", file=sys.stderr)
         return 1
