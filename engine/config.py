@@ -4,6 +4,7 @@ Loading happens in three steps, each reporting every problem as ``path: reason``
 
 1. YAML is read (a syntax error names its line);
 2. ``${NAME}`` references are replaced from the environment (secrets live only there);
+   ``${NAME:-default}`` gives a default for settings that are not secrets;
 3. the result is validated by the pydantic models below, then cross-checked (routes name
    known sources and destinations, destinations name known retry policies).
 
@@ -34,7 +35,7 @@ from pydantic import (
 
 from mappings.model import CareSetting, EventKind
 
-_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
@@ -271,13 +272,24 @@ def _substitute(node: Any, path: str, env: Mapping[str, str], problems: list[str
     if isinstance(node, str):
 
         def replace(m: re.Match[str]) -> str:
-            if m.group(1) not in env:
-                problems.append(f"{path}: environment variable {m.group(1)} is not set")
-                return ""
-            return env[m.group(1)]
+            name, default = m.group(1), m.group(2)
+            if name in env:
+                return env[name]
+            if default is not None:
+                return default
+            problems.append(f"{path}: environment variable {name} is not set")
+            return ""
 
         return _ENV_REF.sub(replace, node)
     return node
+
+
+def _is_env_reference(value: object, *, whole: bool) -> bool:
+    """A reference to the environment with no default (a default would put the secret here)."""
+    if not isinstance(value, str):
+        return False
+    refs = [_ENV_REF.fullmatch(value)] if whole else list(_ENV_REF.finditer(value))
+    return bool(refs) and all(m is not None and m.group(2) is None for m in refs)
 
 
 def _secrets_by_reference(node: Any, problems: list[str]) -> None:
@@ -286,15 +298,13 @@ def _secrets_by_reference(node: Any, problems: list[str]) -> None:
         if not isinstance(dest, dict):
             continue
         secret = dest.get("secret")
-        if secret is not None and not (isinstance(secret, str) and _ENV_REF.fullmatch(secret)):
+        if secret is not None and not _is_env_reference(secret, whole=True):
             problems.append(
                 f"destinations[{i}].secret: must be an environment reference like "
                 "${WEBHOOK_SECRET}, not the secret itself"
             )
         for header, value in (dest.get("headers") or {}).items():
-            if header.lower() == "authorization" and not (
-                isinstance(value, str) and _ENV_REF.search(value)
-            ):
+            if header.lower() == "authorization" and not _is_env_reference(value, whole=False):
                 problems.append(
                     f"destinations[{i}].headers.{header}: credentials must come "
                     "from the environment (${NAME})"

@@ -130,3 +130,9 @@ def test_durations_accept_units() -> None:
     )
     assert config.delivery.poll_interval.total_seconds() == 0.25
     assert config.delivery.lease.total_seconds() == 120
+
+
+def test_environment_reference_may_carry_a_default() -> None:
+    text = "sources: [{name: a}]\nhttp: {port: '${PORT:-9090}'}\n"
+    assert parse_config(text, env={}).http.port == 9090
+    assert parse_config(text, env={"PORT": "7070"}).http.port == 7070

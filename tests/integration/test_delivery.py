@@ -1,0 +1,248 @@
+"""The delivery loop against a real HTTP receiver and both real stores."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from aiohttp import web
+
+from adapters.webhook import WebhookClient
+from engine.config import DeliveryConfig, RetryPolicy, StoreConfig, WebhookDestination
+from engine.delivery import DeliveryLoop
+from engine.destinations import SIGNATURE_HEADER, WebhookSender
+from engine.schema import attempts, deliveries
+from engine.store import AcceptedEvent, IntakeRecord, Store
+from tests.e2e.harness import free_port, wait_until
+
+pytestmark = pytest.mark.integration
+
+FAST = RetryPolicy(
+    quick_attempts=2,
+    quick_wait=timedelta(milliseconds=10),
+    initial_backoff=timedelta(milliseconds=100),
+    max_backoff=timedelta(milliseconds=300),
+    max_age=timedelta(minutes=5),
+)
+
+
+@dataclass
+class Hit:
+    key: str
+    patient: str
+    seq: int
+    signature: str | None
+    body: bytes
+
+
+@dataclass
+class Destination:
+    """A receiver whose answer per request the test decides."""
+
+    answer: Callable[[Hit], int] = lambda _hit: 200
+    delay: float = 0.0
+    hits: list[Hit] = field(default_factory=list)
+    url: str = ""
+
+    async def handle(self, request: web.Request) -> web.Response:
+        raw = await request.read()
+        body = json.loads(raw)
+        hit = Hit(request.headers["Idempotency-Key"], body["patient"], body["seq"],
+                  request.headers.get(SIGNATURE_HEADER), raw)  # fmt: skip
+        self.hits.append(hit)
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        return web.Response(status=self.answer(hit), text="answer")
+
+
+@pytest.fixture
+async def destination() -> AsyncIterator[Destination]:
+    dest = Destination()
+    app = web.Application()
+    app.router.add_post("/", dest.handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    dest.url = f"http://127.0.0.1:{port}/"
+    yield dest
+    await runner.cleanup()
+
+
+async def enqueue(store: Store, patient: str, seq: int) -> None:
+    body = json.dumps({"patient": patient, "seq": seq})
+    await store.record_intake([IntakeRecord(
+        source="s", payload=body.encode(), received_at=datetime.now(UTC), format="hl7v2",
+        message_key=f"{patient}-{seq}",
+        accepted=AcceptedEvent(event_id=f"ev-{patient}-{seq}", kind="discharge",
+                               care_setting="mental_health", patient_key=patient,
+                               occurred_at=None, body=body, destinations=(("dest", False),)),
+    )])  # fmt: skip
+
+
+@dataclass
+class Running:
+    loop: DeliveryLoop
+    task: asyncio.Task[None]
+    client: WebhookClient
+
+    async def stop(self) -> None:
+        self.loop.stop()
+        await self.task
+        await self.loop.drain(5)
+        await self.client.close()
+
+
+async def start_loop(
+    store: Store, url: str, *, policy: RetryPolicy = FAST, secret: str | None = None,
+    answer_within: float = 5.0, hold: bool = False,
+) -> Running:  # fmt: skip
+    client = await WebhookClient().__aenter__()
+    config = WebhookDestination(type="webhook", name="dest", url=url, secret=secret,
+                                timeout=timedelta(seconds=answer_within))  # fmt: skip
+    loop = DeliveryLoop(
+        store, {"dest": WebhookSender(config, client.post)}, {"dest": policy}, {"dest": hold},
+        DeliveryConfig(concurrency=8, poll_interval=timedelta(milliseconds=50)),
+    )  # fmt: skip
+    return Running(loop, asyncio.create_task(loop.run()), client)
+
+
+async def statuses(store: Store) -> dict[str, str]:
+    async with store.engine.connect() as conn:
+        rows = await conn.execute(sa.select(deliveries.c.event_id, deliveries.c.status))
+        return {r.event_id: r.status for r in rows}
+
+
+async def test_transient_failures_are_retried_until_delivered(
+    store: Store, destination: Destination
+) -> None:
+    failures = iter([503, 429])
+    destination.answer = lambda _hit: next(failures, 200)
+    await enqueue(store, "p1", 1)
+    running = await start_loop(store, destination.url)
+    await wait_until(lambda: len(destination.hits) >= 3, what="three tries")
+    await running.stop()
+    assert await statuses(store) == {"ev-p1-1": "delivered"}
+    assert {h.key for h in destination.hits} == {"ev-p1-1.dest"}
+    async with store.engine.connect() as conn:
+        codes = [r.status_code for r in await conn.execute(
+            sa.select(attempts.c.status_code).order_by(attempts.c.id))]  # fmt: skip
+    assert codes == [503, 429, 200]
+
+
+async def test_a_failing_patient_never_holds_up_the_others(
+    store: Store, destination: Destination
+) -> None:
+    destination.answer = lambda hit: 503 if hit.patient == "stuck" else 200
+    for seq in range(3):
+        await enqueue(store, "stuck", seq)
+        await enqueue(store, "fine", seq)
+    running = await start_loop(store, destination.url)
+    await wait_until(lambda: len([h for h in destination.hits if h.patient == "fine"]) == 3)
+    await running.stop()
+    fine = [h.seq for h in destination.hits if h.patient == "fine"]
+    assert fine == [0, 1, 2]
+    # The stuck patient's later events wait behind its first: order is never broken.
+    assert {h.seq for h in destination.hits if h.patient == "stuck"} == {0}
+    found = await statuses(store)
+    assert found["ev-stuck-0"] == found["ev-stuck-1"] == "pending"
+
+
+async def test_permanent_refusal_dead_letters_and_later_events_flow(
+    store: Store, destination: Destination
+) -> None:
+    destination.answer = lambda hit: 422 if hit.seq == 0 else 200
+    await enqueue(store, "p", 0)
+    await enqueue(store, "p", 1)
+    running = await start_loop(store, destination.url)
+    await wait_until(lambda: any(h.seq == 1 for h in destination.hits))
+    await running.stop()
+    assert await statuses(store) == {"ev-p-0": "dead", "ev-p-1": "delivered"}
+    assert [h.seq for h in destination.hits] == [0, 1]  # a 4xx is not retried
+    async with store.engine.connect() as conn:
+        reason = (await conn.execute(sa.select(deliveries.c.last_error).where(
+            deliveries.c.event_id == "ev-p-0"))).scalar_one()  # fmt: skip
+    assert reason == "refused by the destination: HTTP 422: answer"
+
+
+async def test_dead_letter_with_hold_keeps_later_events_back(
+    store: Store, destination: Destination
+) -> None:
+    destination.answer = lambda hit: 422 if hit.seq == 0 else 200
+    await enqueue(store, "p", 0)
+    await enqueue(store, "p", 1)
+    running = await start_loop(store, destination.url, hold=True)
+    await wait_until(lambda: len(destination.hits) == 1)
+    await asyncio.sleep(0.3)  # several poll intervals: nothing else may go
+    await running.stop()
+    assert await statuses(store) == {"ev-p-0": "dead", "ev-p-1": "pending"}
+
+
+async def test_max_attempts_then_dead_letter(store: Store, destination: Destination) -> None:
+    destination.answer = lambda _hit: 500
+    await enqueue(store, "p", 0)
+    policy = FAST.model_copy(update={"max_attempts": 4, "max_age": None})
+    running = await start_loop(store, destination.url, policy=policy)
+    await wait_until(lambda: len(destination.hits) == 4)
+    await asyncio.sleep(0.5)
+    await running.stop()
+    assert len(destination.hits) == 4
+    assert await statuses(store) == {"ev-p-0": "dead"}
+
+
+async def test_timeout_is_transient(store: Store, destination: Destination) -> None:
+    destination.delay = 1.0
+    await enqueue(store, "p", 0)
+    running = await start_loop(store, destination.url, answer_within=0.2)
+    await wait_until(lambda: len(destination.hits) >= 2)
+    destination.delay = 0
+    await wait_until(lambda: len(destination.hits) >= 3)
+    await running.stop()
+    async with store.engine.connect() as conn:
+        details = [r.detail for r in await conn.execute(
+            sa.select(attempts.c.detail).order_by(attempts.c.id))]  # fmt: skip
+    assert details[0] == "no answer within the timeout"
+
+
+async def test_signature_verifies_with_the_shared_secret(
+    store: Store, destination: Destination
+) -> None:
+    await enqueue(store, "p", 0)
+    running = await start_loop(store, destination.url, secret="s3cret")
+    await wait_until(lambda: len(destination.hits) == 1)
+    await running.stop()
+    [hit] = destination.hits
+    assert hit.signature is not None
+    timestamp, mac = (part.split("=", 1)[1] for part in hit.signature.split(","))
+    expected = hmac.new(b"s3cret", f"{timestamp}.".encode() + hit.body, hashlib.sha256).hexdigest()
+    assert hmac.compare_digest(mac, expected)
+
+
+async def test_backoff_survives_a_restart(tmp_path: Path, destination: Destination) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'cb.db'}"
+    store = await Store.open(StoreConfig(url=url))
+    destination.answer = lambda _hit: 503
+    await enqueue(store, "p", 0)
+    slow = FAST.model_copy(update={"initial_backoff": timedelta(seconds=1)})
+    running = await start_loop(store, destination.url, policy=slow)
+    await wait_until(lambda: len(destination.hits) == 2)
+    await running.stop()
+    await store.close()
+
+    destination.answer = lambda _hit: 200
+    reopened = await Store.open(StoreConfig(url=url))
+    running = await start_loop(reopened, destination.url, policy=slow)
+    await wait_until(lambda: len(destination.hits) == 3, deadline=30)
+    await running.stop()
+    async with reopened.engine.connect() as conn:
+        row = (await conn.execute(sa.select(deliveries.c.status, deliveries.c.attempts))).one()
+    await reopened.close()
+    assert tuple(row) == ("delivered", 3)
