@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from engine import logs
 from engine.config import Config, ConfigError, load_config
 from mappings.errors import MappingError
 from mappings.inbound import map_message
@@ -130,7 +131,6 @@ def cmd_run(config_path: Path | None) -> int:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         return EXIT_REJECTED
-    from engine import logs
     from engine.app import run_until_signalled
 
     logs.configure(config.logging.level, config.logging.format)
@@ -140,6 +140,8 @@ def cmd_run(config_path: Path | None) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    # Standard output is for results only; `run` reconfigures from its config file.
+    logs.configure(level="warning", fmt="console")
     match args.command:
         case "check-config":
             return cmd_check_config(args.file)
