@@ -91,12 +91,19 @@ class Receiver:
 
 
 def engine_config(
-    tmp: Path, sources: list[str], receiver_url: str, *, http_port: int, extra: str = ""
+    tmp: Path,
+    sources: list[str],
+    receiver_url: str,
+    *,
+    http_port: int,
+    extra: str = "",
+    store_url: str | None = None,
 ) -> Path:
+    sqlite_url = f"sqlite+aiosqlite:///{tmp / 'carebridge.db'}"
     source_lines = "\n".join(f"  - {{name: {s}, care_setting: mental_health}}" for s in sources)
     text = f"""
 amqp: {{url: "{AMQP_URL}", prefetch: 200}}
-store: {{url: "sqlite+aiosqlite:///{tmp / "carebridge.db"}"}}
+store: {{url: "{store_url or sqlite_url}"}}
 http: {{host: 127.0.0.1, port: {http_port}}}
 delivery: {{poll_interval: 200ms, lease: 30s}}
 retry_policies:
@@ -121,9 +128,14 @@ class EngineProcess:
     http_port: int
     log_path: Path
     process: asyncio.subprocess.Process | None = None
+    runs: list[Path] = field(default_factory=list)
+    killed: set[Path] = field(default_factory=set)
 
     async def start(self, *, env: dict[str, str] | None = None) -> None:
-        log = self.log_path.open("ab")
+        """Start the engine; each start logs to a file of its own."""
+        path = self.log_path.with_name(f"{self.log_path.stem}-{len(self.runs) + 1}.log")
+        self.runs.append(path)
+        log = path.open("ab")
         self.process = await asyncio.create_subprocess_exec(
             str(CAREBRIDGE), "run", "-c", str(self.config),
             stdout=log, stderr=log, env={**os.environ, **(env or {})},
@@ -138,7 +150,9 @@ class EngineProcess:
             while True:
                 assert self.process is not None
                 if self.process.returncode is not None:
-                    raise AssertionError(f"engine exited with {self.process.returncode}")
+                    raise AssertionError(
+                        f"engine exited with {self.process.returncode}:\n{self.tail()}"
+                    )
                 try:
                     async with session.get(url) as response:
                         if response.status == 200:
@@ -146,12 +160,13 @@ class EngineProcess:
                 except aiohttp.ClientError:
                     pass
                 if time.monotonic() > end:
-                    raise AssertionError("engine not ready in time")
+                    raise AssertionError(f"engine not ready in time:\n{self.tail()}")
                 await asyncio.sleep(0.1)
 
     def kill(self) -> None:
         assert self.process is not None
         self.process.send_signal(signal.SIGKILL)
+        self.killed.add(self.runs[-1])
 
     async def terminate(self, deadline: float = 30.0) -> int:
         assert self.process is not None
@@ -159,8 +174,18 @@ class EngineProcess:
             self.process.send_signal(signal.SIGTERM)
         return await asyncio.wait_for(self.process.wait(), deadline)
 
+    def tail(self, lines: int = 30) -> str:
+        return "\n".join(self.log_lines()[-lines:])
+
     def log_lines(self) -> list[str]:
-        return self.log_path.read_text(errors="replace").splitlines()
+        """Every complete log line of every run (a SIGKILL may cut a run's last line short)."""
+        lines: list[str] = []
+        for path in self.runs:
+            text = path.read_text(errors="replace") if path.exists() else ""
+            if path in self.killed and not text.endswith("\n"):
+                text = text.rsplit("\n", 1)[0]
+            lines += text.splitlines()
+        return lines
 
 
 async def publish_all(source: str, messages: list[bytes]) -> None:

@@ -17,6 +17,7 @@ import pytest
 
 from mappings.profile import event_id
 from tests.adt_factory import CANARY_FAMILY, CANARY_GIVEN, patients, stream
+from tests.conftest import create_pg_database, drop_pg_database, pg_url
 from tests.e2e.harness import (
     EngineProcess,
     Receipt,
@@ -46,17 +47,22 @@ def source() -> str:
     return f"e2e-{uuid.uuid4().hex[:10]}"
 
 
-@pytest.fixture
-async def engine(tmp_path: Path, source: str, receiver: Receiver) -> AsyncIterator[EngineProcess]:
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def engine(
+    request: pytest.FixtureRequest, tmp_path: Path, source: str, receiver: Receiver
+) -> AsyncIterator[EngineProcess]:
+    """The engine as a subprocess, on a fresh SQLite file or a fresh PostgreSQL database."""
+    database = await create_pg_database() if request.param == "postgresql" else None
     port = free_port()
-    proc = EngineProcess(
-        engine_config(tmp_path, [source], receiver.url, http_port=port), port,
-        tmp_path / "engine.log",
-    )  # fmt: skip
+    config = engine_config(tmp_path, [source], receiver.url, http_port=port,
+                           store_url=pg_url(database) if database else None)  # fmt: skip
+    proc = EngineProcess(config, port, tmp_path / "engine.log")
     yield proc
     if proc.process is not None and proc.process.returncode is None:
         await proc.terminate()
     delete_queues([f"carebridge.inbound.{source}"])
+    if database:
+        await drop_pg_database(database)
 
 
 def assert_per_patient_order(receipts: list[Receipt]) -> None:
