@@ -111,6 +111,8 @@ class HttpConfig(_Strict):
 class IntakeConfig(_Strict):
     batch_size: int = Field(default=100, ge=1, le=1000)
     """Messages committed in one store transaction at most (each still atomic on its own)."""
+    max_message_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    """A larger message is rejected (and kept): no ADT or FHIR message of one event is this big."""
 
 
 class DeliveryConfig(_Strict):

@@ -84,6 +84,14 @@ def prepare(
 ) -> Prepared:
     """Parse, map and route one message. Never raises for bad content: that is a rejection."""
     profile = profiles[source]
+    limit = config.intake.max_message_bytes
+    if len(payload) > limit:
+        return Prepared(
+            IntakeRecord(source=source, payload=payload, received_at=received_at,
+                         transport_id=transport_id, error_code="207",
+                         reason=f"message is {len(payload)} bytes, over the {limit}-byte limit"),
+            None,
+        )  # fmt: skip
     try:
         fmt = detect_format(payload)
         event = map_message(payload, profile).model_copy(update={"received_at": received_at})

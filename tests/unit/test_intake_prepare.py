@@ -1,0 +1,72 @@
+"""Intake's pure step: parse, map, route; bad content becomes a rejection, never an exception."""
+
+from datetime import UTC, datetime
+
+from engine.config import parse_config
+from engine.intake import Prepared, bounded_key, prepare, profiles_from
+from tests.adt_factory import adt, patients
+
+CONFIG = parse_config(
+    """
+intake: {max_message_bytes: 2048}
+sources: [{name: mh-trust, care_setting: mental_health}, {name: acute, care_setting: acute}]
+destinations:
+  - {name: team, type: webhook, url: "https://team.example/x", hold_on_dead_letter: true}
+  - {name: gp, type: webhook, url: "https://gp.example/x"}
+routes:
+  - {name: mh, match: {kinds: [discharge], care_settings: [mental_health]}, to: [team, gp]}
+  - {name: all-discharges, match: {kinds: [discharge]}, to: [gp]}
+""",
+    env={},
+)
+NOW = datetime(2026, 4, 1, 12, tzinfo=UTC)
+
+
+def run(source: str, payload: bytes) -> Prepared:
+    return prepare(source, payload, config=CONFIG, profiles=profiles_from(CONFIG), received_at=NOW)
+
+
+def test_discharge_from_mental_health_goes_to_every_routed_destination_once() -> None:
+    [patient] = patients(1)
+    prepared = run("mh-trust", adt("A03", patient, "C1", NOW))
+    accepted = prepared.record.accepted
+    assert accepted is not None
+    assert accepted.destinations == (("team", True), ("gp", False))
+    assert accepted.patient_key == f"nhs:{patient.nhs_number}"
+    assert prepared.record.message_key == "C1"
+    assert prepared.event is not None
+    assert prepared.event.received_at == NOW
+
+
+def test_admission_matches_no_route_and_creates_no_delivery() -> None:
+    [patient] = patients(1)
+    accepted = run("acute", adt("A01", patient, "C2", NOW)).record.accepted
+    assert accepted is not None
+    assert accepted.destinations == ()
+
+
+def test_unmappable_input_is_a_rejection_with_location_and_code() -> None:
+    record = run("mh-trust", b"MSH|^~\\&|A|B|C|D|20260101||ADT^A17|X|P|2.4\r").record
+    assert record.accepted is None
+    assert record.error_code == "201"
+    assert record.error_location == "MSH-9.2"
+
+
+def test_oversized_message_is_rejected_before_parsing() -> None:
+    record = run("mh-trust", b"MSH|" + b"x" * 4096).record
+    assert record.accepted is None
+    assert record.reason == "message is 4100 bytes, over the 2048-byte limit"
+
+
+def test_overlong_message_id_is_rejected() -> None:
+    [patient] = patients(1)
+    record = run("mh-trust", adt("A03", patient, "C" * 201, NOW)).record
+    assert record.accepted is None
+    assert record.error_location == "MSH-10"
+
+
+def test_long_patient_keys_are_bounded() -> None:
+    assert bounded_key("k" * 10) == "k" * 10
+    long = bounded_key("k" * 500)
+    assert long.startswith("sha256:")
+    assert len(long) == 71
