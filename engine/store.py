@@ -173,8 +173,12 @@ class Store:
         if engine.dialect.name == "sqlite":
             sa_event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         store = cls(engine)
-        async with engine.begin() as conn:
-            await conn.run_sync(migrate.upgrade)
+        try:
+            async with engine.begin() as conn:
+                await conn.run_sync(migrate.upgrade)
+        except BaseException:
+            await engine.dispose()
+            raise
         return store
 
     async def close(self) -> None:
