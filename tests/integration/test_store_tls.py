@@ -96,7 +96,9 @@ def tls_postgres() -> Iterator[tuple[int, Path]]:
                          "-l", str(folder / "log"), "-w", "start"])  # fmt: skip
     assert start.returncode == 0, start.stderr + (folder / "log").read_text()
     (data / "pg_hba.conf").write_text(
-        "local all all trust\nhostssl all all 127.0.0.1/32 trust\nhostnossl all all 0.0.0.0/0 reject\n"
+        "local all all trust\n"
+        "hostssl all all 127.0.0.1/32 trust\n"
+        "hostnossl all all 0.0.0.0/0 reject\n"
     )
     as_postgres([f"{BIN[-1]}/pg_ctl", "-D", str(data), "reload"])
     time.sleep(0.5)  # reload is asynchronous; there is no signal to wait on
