@@ -101,7 +101,11 @@ def tls_postgres() -> Iterator[tuple[int, Path]]:
         "hostnossl all all 0.0.0.0/0 reject\n"
     )
     as_postgres([f"{BIN[-1]}/pg_ctl", "-D", str(data), "reload"])
-    time.sleep(0.5)  # reload is asynchronous; there is no signal to wait on
+    plain = ["psql", f"host=127.0.0.1 port={port} user=postgres sslmode=disable", "-c", "SELECT 1"]
+    deadline = time.monotonic() + 30
+    while subprocess.run(plain, capture_output=True, timeout=10, check=False).returncode == 0:
+        assert time.monotonic() < deadline, "pg_hba.conf reload not in effect"
+        time.sleep(0.05)  # polling: a reload is asynchronous and says nothing when done
     try:
         yield port, folder / "ca.pem"
     finally:
