@@ -23,7 +23,7 @@ import structlog
 from adapters.errors import BrokerUnavailable, PublishReturned, TransportError
 from adapters.rabbitmq import AmqpSettings, Broker, ExchangeSpec, Topology, inbound_topology
 from adapters.webhook import WebhookClient
-from engine import health
+from engine import health, retention
 from engine.config import AmqpConfig, AmqpDestination, Config, WebhookDestination
 from engine.delivery import DeliveryLoop
 from engine.destinations import AmqpSender, Sender, WebhookSender
@@ -33,7 +33,6 @@ from engine.store import Store
 log = structlog.get_logger("carebridge.app")
 
 INBOUND_EXCHANGE = "carebridge.inbound"
-SHUTDOWN_DEADLINE = 20.0
 
 
 def queue_for(source: str) -> str:
@@ -85,6 +84,7 @@ class Engine:
     http_port: int
     _stack: AsyncExitStack
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def readiness(self) -> dict[str, bool]:
         return {
@@ -93,13 +93,19 @@ class Engine:
             "store_reachable": await self.store.ping(),
         }
 
-    async def stop(self, deadline: float = SHUTDOWN_DEADLINE) -> None:
+    async def stop(self, deadline: float | None = None) -> None:
+        """Stop intake, let deliveries in flight finish until the deadline, close everything."""
+        if deadline is None:
+            deadline = self.config.shutdown.deadline.total_seconds()
         log.info("engine.stopping", deadline_s=deadline)
+        clock = asyncio.get_running_loop().time
+        end = clock() + deadline
+        self._stopping.set()
         self.intake.stop()
         await self.broker.cancel_consumers()
         self.delivery.stop()
         await asyncio.wait(self._tasks, timeout=deadline)
-        await self.delivery.drain(deadline)
+        await self.delivery.drain(max(0.0, end - clock()))
         for task in self._tasks:
             task.cancel()
         await self._stack.aclose()
@@ -156,13 +162,17 @@ async def start_engine(config: Config) -> Engine:
             config.delivery,
         )
         intake = Intake(store, config, on_committed=delivery.wake)
+        stopping = asyncio.Event()
         tasks = [
             asyncio.create_task(delivery.run(), name="delivery"),
             asyncio.create_task(intake.run(), name="intake"),
+            asyncio.create_task(retention.run(store, config.retention, stopping), name="retention"),
         ]
         for source in config.sources:
             await broker.consume(queue_for(source.name), intake.handler_for(source.name))
-        engine = Engine(config, store, broker, publisher, intake, delivery, 0, stack, tasks)
+        engine = Engine(
+            config, store, broker, publisher, intake, delivery, 0, stack, tasks, stopping
+        )
         runner, engine.http_port = await health.serve(
             health.health_app(engine.readiness), config.http.host, config.http.port
         )

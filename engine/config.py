@@ -123,6 +123,19 @@ class DeliveryConfig(_Strict):
     """How long a claimed delivery is reserved; must exceed a destination's timeout."""
 
 
+class ShutdownConfig(_Strict):
+    deadline: Duration = timedelta(seconds=20)
+    """On SIGTERM, in-flight deliveries get this long to finish; then their leases are released."""
+
+
+class RetentionConfig(_Strict):
+    message_log: Duration | None = timedelta(days=90)
+    """Settled messages older than this are pruned with their events, deliveries and attempts;
+    null keeps everything. Pending deliveries, dead letters and rejected messages are kept."""
+    interval: Duration = timedelta(hours=1)
+    batch: int = Field(default=1000, ge=1)
+
+
 class LoggingConfig(_Strict):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["json", "console"] = "json"
@@ -221,6 +234,8 @@ class Config(_Strict):
     intake: IntakeConfig = IntakeConfig()
     delivery: DeliveryConfig = DeliveryConfig()
     logging: LoggingConfig = LoggingConfig()
+    shutdown: ShutdownConfig = ShutdownConfig()
+    retention: RetentionConfig = RetentionConfig()
     retry_policies: dict[Name, RetryPolicy] = Field(
         default_factory=lambda: {"default": RetryPolicy()}
     )

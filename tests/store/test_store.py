@@ -184,3 +184,18 @@ async def test_concurrent_claimers_never_share_a_delivery(store: Store) -> None:
     )
     ids = [c.id for batch in results for c in batch]
     assert len(ids) == len(set(ids)) == 60
+
+
+async def test_retention_prunes_only_settled_messages(store: Store) -> None:
+    await store.record_intake([record("done"), record("waiting", "p:w"), record("done")])
+    rejected = IntakeRecord(source="mh-trust", payload=b"x", received_at=T0, reason="bad")
+    await store.record_intake([rejected])
+    for c in await store.claim_due(["gp", "team"], limit=10, lease=LEASE, owner="w"):
+        if c.event_id == "ev-done":
+            await store.finish_delivery(c.id, [], Delivered(T0))
+    # Received at T0, so all are old enough; the young cutoff keeps everything.
+    assert await store.prune(T0 - timedelta(days=1)) == 0
+    assert await store.prune(T0 + timedelta(days=1)) == 2  # "done" and its duplicate
+    assert await store.counts() == {"messages.accepted": 1, "messages.rejected": 1,
+                                    "deliveries.pending": 2}  # fmt: skip
+    assert await store.prune(T0 + timedelta(days=1)) == 0

@@ -1,0 +1,39 @@
+"""Retention: prune the settled part of the message log by age, in the background."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import UTC, datetime
+
+import structlog
+
+from engine.config import RetentionConfig
+from engine.store import Store
+
+log = structlog.get_logger("carebridge.retention")
+
+
+async def prune_once(store: Store, config: RetentionConfig) -> int:
+    """Prune everything that is due now, in batches; return how many messages went."""
+    if config.message_log is None:
+        return 0
+    cutoff = datetime.now(UTC) - config.message_log
+    total = 0
+    while True:
+        pruned = await store.prune(cutoff, limit=config.batch)
+        total += pruned
+        if pruned < config.batch:
+            return total
+
+
+async def run(store: Store, config: RetentionConfig, stopping: asyncio.Event) -> None:
+    """Prune at start and then every `interval` until `stopping` is set."""
+    while not stopping.is_set():
+        try:
+            if pruned := await prune_once(store, config):
+                log.info("retention.pruned", messages=pruned)
+        except Exception as exc:  # noqa: BLE001 - retention must never stop the engine
+            log.error("retention.failed", error=type(exc).__name__)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), config.interval.total_seconds())
