@@ -56,12 +56,18 @@ class Receiver:
     applied: dict[str, Receipt] = field(default_factory=dict)
     repeats: int = 0
     answer: Callable[[dict[str, Any]], int] = lambda _event: 200
+    delay: float = 0.0
+    """Seconds each request takes: deliveries stay in flight that long."""
+    started: int = 0
     url: str = ""
     _runner: web.AppRunner | None = None
 
     async def _handle(self, request: web.Request) -> web.Response:
         key = request.headers["Idempotency-Key"]
         event = json.loads(await request.read())
+        self.started += 1
+        if self.delay:
+            await asyncio.sleep(self.delay)
         status = self.answer(event)
         if status != 200:
             return web.Response(status=status, text="refused by test receiver")

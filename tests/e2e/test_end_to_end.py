@@ -8,6 +8,7 @@ arrive in the order they happened; after a SIGKILL in the middle of a run, still
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator
@@ -142,4 +143,27 @@ async def test_bad_input_is_rejected_kept_and_never_blocks_the_rest(
     assert len(rejected) == 3
     assert all(r["reason"] for r in rejected)
     assert any(r["event"] == "delivery.dead_lettered" for r in lines)
+    assert_clean_logs(engine)
+
+
+async def test_sigterm_exits_within_the_deadline_and_loses_nothing(
+    engine: EngineProcess, receiver: Receiver, source: str
+) -> None:
+    engine.config.write_text(engine.config.read_text() + "shutdown: {deadline: 2s}\n")
+    people = patients(20, run="T")
+    messages = stream(people, 2, run="T")
+    receiver.delay = 1.5  # every delivery is still in flight when SIGTERM comes
+    await engine.start()
+    await publish_all(source, [body for _, _, body in messages])
+    await wait_until(lambda: receiver.started >= 5, what="deliveries in flight")
+    assert engine.process is not None
+    began = time.monotonic()
+    assert await engine.terminate() == 0
+    assert time.monotonic() - began < 2 + 5, "shutdown overran its deadline"
+    receiver.delay = 0
+    await engine.start()
+    expected = {event_id(source, cid) for _, cid, _ in messages}
+    await wait_until(lambda: {r.event["event_id"] for r in receiver.applied_order()} >= expected)
+    assert_per_patient_order(receiver.applied_order())
+    assert await engine.terminate() == 0
     assert_clean_logs(engine)
