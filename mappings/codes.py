@@ -23,10 +23,13 @@ __all__ = [
     "ETHNIC_CATEGORIES",
     "ETHNIC_CATEGORY_ENGLAND",
     "HL7_PATIENT_CLASS",
+    "LEGAL_STATUSES",
+    "LEGAL_STATUS_ENGLAND",
     "NHS_NUMBER_SYSTEM",
     "ODS_ORGANISATION_SYSTEM",
     "ODS_SITE_SYSTEM",
     "PATIENT_CLASSES",
+    "RISK_FLAG",
     "SOURCES_OF_ADMISSION",
     "SOURCE_OF_ADMISSION_ENGLAND",
     "TREATMENT_FUNCTION",
@@ -43,6 +46,10 @@ ETHNIC_CATEGORY_ENGLAND = "https://fhir.hl7.org.uk/CodeSystem/UKCore-EthnicCateg
 # UK Core has no treatment-function CodeSystem; NHS England's own FHIR services use this one.
 TREATMENT_FUNCTION = "https://fhir.nhs.uk/CodeSystem/NHSDataModelAndDictionary-treatment-function"
 HL7_PATIENT_CLASS = "http://terminology.hl7.org/CodeSystem/v2-0004"
+LEGAL_STATUS_ENGLAND = "https://fhir.hl7.org.uk/CodeSystem/UKCore-LegalStatusClassificationEngland"
+# The engine's own flag for a feed that only says yes/no ("high risk: Y"); coded risk flags
+# keep the sender's codes under the feed's local system.
+RISK_FLAG = "urn:carebridge:risk-flag"
 
 _LOCAL_PREFIX = "urn:carebridge:local:"
 
@@ -162,5 +169,38 @@ ETHNIC_CATEGORIES: dict[str, str] = {
     "R": "Other Ethnic Groups - Chinese",
     "S": "Other Ethnic Groups - Any other ethnic group",
     "Z": "Not stated",
+    "99": "Not known",
+}
+
+# NHS DD Mental Health Act Legal Status Classification Code (England). There is no CTO code:
+# CTO, CTO recall and conditional discharge are held separately (MHSDS), and Wales's 35 (CTO)
+# is a different list.
+LEGAL_STATUSES: dict[str, str] = {
+    "01": "Informal",
+    "02": "Detained: section 2",
+    "03": "Detained: section 3",
+    "04": "Detained: section 4",
+    "05": "Detained: section 5(2)",
+    "06": "Detained: section 5(4)",
+    "07": "Detained: section 35",
+    "08": "Detained: section 36",
+    "09": "Detained: section 37 with section 41 restrictions",
+    "10": "Detained: section 37",
+    "12": "Detained: section 38",
+    "13": "Detained: section 44",
+    "14": "Detained: section 46",
+    "15": "Detained: section 47 with section 49 restrictions",
+    "16": "Detained: section 47",
+    "17": "Detained: section 48 with section 49 restrictions",
+    "18": "Detained: section 48",
+    "19": "Detained: section 135",
+    "20": "Detained: section 136",
+    "31": "Detained: Criminal Procedure (Insanity) Act",
+    "32": "Detained: other acts",
+    "35": "Guardianship: section 7",
+    "36": "Guardianship: section 37",
+    "37": "Detained: section 45A (limitation direction in force)",
+    "38": "Detained: section 45A (limitation direction ended)",
+    "98": "Not applicable",
     "99": "Not known",
 }

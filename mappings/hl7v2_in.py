@@ -1,101 +1,107 @@
-"""HL7 v2 ADT admissions, transfers and discharges (A01, A02, A03; v2.1-2.8) as care events.
+"""HL7 v2 ADT messages (v2.1-2.8) as care events.
 
-`map_hl7v2` reads the message with the fast reader, then maps MSH and EVN (where and when),
-PID/PD1 (who: `hl7v2_patient`) and PV1 (the stay). What it cannot use it reports in
-`CareEvent.warnings`; what makes the message meaningless (another message type or trigger,
-no MSH-10, no PID or PV1, an invalid required timestamp) raises `MappingError` with the
-element at fault and its HL7 table 0357 code, ready for an ACK's ERR segment.
+`map_hl7v2` reads the message with the fast reader, finds what its trigger means
+(`mappings.hl7v2_events`), then maps MSH and EVN (where and when), PID/PD1 (who:
+`hl7v2_patient`), PV1/PV2 and the feed's local fields (the stay: `hl7v2_stay`) and, for a
+merge, MRG. What it cannot use it reports in `CareEvent.warnings`; what makes the message
+meaningless (another message type or trigger, no MSH-10, no PID, no PV1 where the trigger
+needs one, an invalid required timestamp) raises `MappingError` with the element at fault and
+its HL7 table 0357 code, ready for an ACK's ERR segment.
 
 When the event happened (`occurred_at`): EVN-6 (ITK requires it), else the stay's own time
-for the event (PV1-44 admit on A01, PV1-45 discharge on A03), else EVN-2 (recorded), else
-MSH-7 (sent); every fallback is noted in the warnings. `recorded_at` is EVN-2.
+for the event (PV1-44 on an admission or registration, PV1-45 on a discharge), else EVN-2
+(recorded), else MSH-7 (sent); every fallback is noted in the warnings. `recorded_at` is
+EVN-2.
+
+An empty field means "unchanged" and ``""`` means "delete the stored value" (ITK): both map
+to an absent value, and the deletions are listed in `CareEvent.cleared`.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
-from mappings.codes import (
-    ADMISSION_METHOD_ENGLAND,
-    ADMISSION_METHODS,
-    DISCHARGE_DESTINATION_ENGLAND,
-    DISCHARGE_DESTINATIONS,
-    DISCHARGE_METHOD_ENGLAND,
-    DISCHARGE_METHODS,
-    HL7_PATIENT_CLASS,
-    PATIENT_CLASSES,
-    SOURCE_OF_ADMISSION_ENGLAND,
-    SOURCES_OF_ADMISSION,
-    TREATMENT_FUNCTION,
-    local_system,
-)
 from mappings.errors import MappingError
-from mappings.hl7v2_patient import map_patient
-from mappings.hl7v2_reader import Segment, parse
-from mappings.hl7v2_types import Reading, clean, read_clinician, read_code, read_instant
-from mappings.hl7v2_types import read_location as read_pl
+from mappings.hl7v2_events import SUPPORTED_TRIGGERS, AdtEvent, trigger_name
+from mappings.hl7v2_patient import map_merge, map_patient
+from mappings.hl7v2_reader import Hl7Message, Segment, parse
+from mappings.hl7v2_stay import map_stay, movement
+from mappings.hl7v2_types import Reading, clean, read_instant
 from mappings.model import (
     CareEvent,
-    CareSetting,
-    Coding,
     EventKind,
     Instant,
+    Location,
     MessageFormat,
     MessageSource,
+    Patient,
     Stay,
-    StayStatus,
 )
 from mappings.profile import FeedProfile, event_id
 
 __all__ = ["SUPPORTED_TRIGGERS", "map_hl7v2"]
 
-
-@dataclass(frozen=True, slots=True)
-class _Event:
-    kind: EventKind
-    status: StayStatus
-    stay_time: int | None
-    """The PV1 field holding this event's own time (44 admit, 45 discharge), if any."""
-
-
-SUPPORTED_TRIGGERS: dict[str, _Event] = {
-    "A01": _Event(EventKind.ADMISSION, StayStatus.ACTIVE, 44),
-    "A02": _Event(EventKind.TRANSFER, StayStatus.ACTIVE, None),
-    "A03": _Event(EventKind.DISCHARGE, StayStatus.FINISHED, 45),
-}
 _VERSION = re.compile(r"2\.[1-8](?:\.\d+)*")
-_MENTAL_HEALTH_FUNCTIONS = range(700, 730)
+_HL7_NULL = '""'
+# Fields whose explicit null ("") deletes a model value, and that value's path, by segment.
+_DELETABLE: dict[str, tuple[tuple[int, str], ...]] = {
+    "PID": (
+        (5, "patient.names"),
+        (7, "patient.birth_date"),
+        (8, "patient.gender"),
+        (11, "patient.addresses"),
+        (22, "patient.ethnic_category"),
+        (29, "patient.deceased_at"),
+    ),
+    "PD1": ((3, "patient.gp_practice_ods"), (4, "patient.gp_code")),
+    "PV1": (
+        (3, "stay.location"),
+        (4, "stay.admission_method"),
+        (7, "stay.responsible_clinician"),
+        (9, "stay.responsible_clinician"),
+        (10, "stay.specialty"),
+        (14, "stay.admission_source"),
+        (36, "stay.discharge_method"),
+        (37, "stay.discharge_destination"),
+        (44, "stay.admitted_at"),
+        (45, "stay.discharged_at"),
+        (50, "stay.episode_id"),
+    ),
+    "PV2": ((47, "stay.leave_expected_return"),),
+}
 
 
 def map_hl7v2(raw: bytes | str, profile: FeedProfile) -> CareEvent:
-    """Map one HL7 v2 ADT A01/A02/A03 to a care event, or raise `MappingError` saying why not."""
+    """Map one HL7 v2 ADT message to a care event, or raise `MappingError` saying why not."""
     message = parse(raw)
     msh = message.msh
     reading = Reading(feed=profile.feed, zone=_zone(profile.timezone))
     reading.warnings.extend(message.warnings)
     evn = message.segment("EVN")
-    trigger = _trigger(msh, evn)
+    trigger = _trigger(msh, evn, reading)
     event = SUPPORTED_TRIGGERS[trigger]
     message_id = clean(msh.value(10))
     if message_id is None:
         raise MappingError("message control id missing", location="MSH-10", code="101")
     source = _source(msh, trigger, profile, reading)
     pv1 = message.segment("PV1")
-    if pv1 is None:
+    if pv1 is None and event.has_stay:
         raise MappingError(f"PV1 segment missing from an {trigger}", location="PV1", code="100")
     if evn is None:
         reading.warn("EVN", "segment missing")
     recorded_at = read_instant(reading, evn.value(2), "EVN-2", required=True) if evn else None
-    stay = _stay(pv1, msh, event, trigger, profile, reading)
+    stay: Stay | None = None
+    cleared: tuple[str, ...] = ()
+    location_from: Location | None = None
+    location_to: Location | None = None
+    if pv1 is not None and event.has_stay:
+        stay, cleared = map_stay(message, pv1, event, trigger, profile, reading)
+        location_from, location_to = movement(pv1, event, stay, profile)
     occurred_at = _occurred_at(evn, stay, event, recorded_at, source, reading)
     patient = map_patient(message, reading)
-    # A transfer moves from PV1-6 to PV1-3; an admission arrives at PV1-3; a discharge
-    # leaves PV1-3.
-    here = stay.location
-    came_from = read_pl(pv1.field(6)) if trigger == "A02" else None
+    merge = map_merge(message, patient, reading) if event.kind is EventKind.MERGE else None
     return CareEvent(
         event_id=event_id(profile.feed, message_id),
         kind=event.kind,
@@ -105,8 +111,11 @@ def map_hl7v2(raw: bytes | str, profile: FeedProfile) -> CareEvent:
         source=source,
         patient=patient,
         stay=stay,
-        location_from=here if trigger == "A03" else came_from,
-        location_to=None if trigger == "A03" else here,
+        location_from=location_from,
+        location_to=location_to,
+        cancels=event.cancels,
+        merge=merge,
+        cleared=_cleared(message, patient, stay) + cleared,
         warnings=tuple(reading.warnings),
     )
 
@@ -121,22 +130,27 @@ def _shown(code: str) -> str:
     return code if 0 < len(code) <= 10 else "(none)" if not code else "(unreadable)"
 
 
-def _trigger(msh: Segment, evn: Segment | None) -> str:
+def _trigger(msh: Segment, evn: Segment | None, reading: Reading) -> str:
     message_type = msh.value(9).strip().upper()
     if message_type != "ADT":
         raise MappingError(
             f"message type {_shown(message_type)} is not supported", location="MSH-9.1", code="200"
         )
     trigger, location = msh.value(9, 2).strip().upper(), "MSH-9.2"
-    if not trigger and evn is not None:
+    evn_trigger = evn.value(1).strip().upper() if evn is not None else ""
+    if not trigger and evn_trigger:
         # v2.1/2.2 senders put the event code only in EVN-1.
-        trigger, location = evn.value(1).strip().upper(), "EVN-1"
+        trigger, location = evn_trigger, "EVN-1"
     if not trigger:
         raise MappingError("trigger event missing", location="MSH-9.2", code="101")
     if trigger not in SUPPORTED_TRIGGERS:
+        name = trigger_name(trigger)
+        described = f"{_shown(trigger)} ({name})" if name else _shown(trigger)
         raise MappingError(
-            f"trigger event {_shown(trigger)} is not supported", location=location, code="201"
+            f"trigger event {described} is not supported", location=location, code="201"
         )
+    if evn_trigger and evn_trigger != trigger:
+        reading.warn("EVN-1", "event type differs from MSH-9.2; MSH-9.2 is used")
     return trigger
 
 
@@ -165,107 +179,10 @@ def _source(msh: Segment, trigger: str, profile: FeedProfile, reading: Reading) 
     )
 
 
-def _stay(
-    pv1: Segment,
-    msh: Segment,
-    event: _Event,
-    trigger: str,
-    profile: FeedProfile,
-    reading: Reading,
-) -> Stay:
-    specialty = _specialty(pv1.value(10), reading)
-    admitted_at = read_instant(reading, pv1.value(44), "PV1-44", required=event.stay_time == 44)
-    discharged_at = read_instant(reading, pv1.value(45), "PV1-45", required=event.stay_time == 45)
-    if trigger == "A03" and discharged_at is None:
-        reading.warn("PV1-45", "discharge date/time missing on a discharge")
-    elif trigger != "A03" and discharged_at is not None:
-        reading.warn("PV1-45", f"discharge date/time on an {trigger}")
-    if admitted_at and discharged_at and discharged_at.utc < admitted_at.utc:
-        reading.warn("PV1-45", "discharge is earlier than admission (PV1-44)")
-    if trigger == "A02" and not pv1.field(6):
-        reading.warn("PV1-6", "prior location missing on a transfer")
-    location = read_pl(pv1.field(3))
-    clinician_field = pv1.field(9) if pv1.field(9) else pv1.field(7)
-    return Stay(
-        id=clean(pv1.value(19)),
-        episode_id=clean(pv1.value(50)),
-        care_setting=_care_setting(profile.care_setting, specialty),
-        patient_class=read_code(
-            reading,
-            pv1.value(2),
-            "PV1-2",
-            system=HL7_PATIENT_CLASS,
-            known=PATIENT_CLASSES,
-            what="patient class",
-        ),
-        status=event.status,
-        provider_ods=clean(msh.value(4)),
-        site_ods=location.facility if location else None,
-        location=location,
-        specialty=specialty,
-        admitted_at=admitted_at,
-        discharged_at=discharged_at,
-        admission_method=read_code(
-            reading,
-            pv1.value(4),
-            "PV1-4",
-            system=ADMISSION_METHOD_ENGLAND,
-            known=ADMISSION_METHODS,
-            what="admission method",
-        ),
-        admission_source=read_code(
-            reading,
-            pv1.value(14),
-            "PV1-14",
-            system=SOURCE_OF_ADMISSION_ENGLAND,
-            known=SOURCES_OF_ADMISSION,
-            what="source of admission",
-        ),
-        # Legal status has no ITK field; ZU5's legacy codes need a per-feed map. Never
-        # inferred: a missing legal status is not "informal".
-        legal_status=(),
-        responsible_clinician=read_clinician(clinician_field.first()),
-        discharge_method=read_code(
-            reading,
-            pv1.value(36),
-            "PV1-36",
-            system=DISCHARGE_METHOD_ENGLAND,
-            known=DISCHARGE_METHODS,
-            what="discharge method",
-        ),
-        discharge_destination=read_code(
-            reading,
-            pv1.value(37),
-            "PV1-37",
-            system=DISCHARGE_DESTINATION_ENGLAND,
-            known=DISCHARGE_DESTINATIONS,
-            what="discharge destination",
-        ),
-    )
-
-
-def _specialty(value: str, reading: Reading) -> Coding | None:
-    code = value.strip()
-    if not code:
-        return None
-    if len(code) == 3 and code.isdigit():
-        return Coding(system=TREATMENT_FUNCTION, code=code)
-    return Coding(system=local_system(reading.feed, "PV1-10"), code=code)
-
-
-def _care_setting(configured: CareSetting, specialty: Coding | None) -> CareSetting:
-    """The feed's care setting; a feed that does not say is mental health for a 7xx function."""
-    if configured is not CareSetting.UNKNOWN or specialty is None:
-        return configured
-    if specialty.system == TREATMENT_FUNCTION and int(specialty.code) in _MENTAL_HEALTH_FUNCTIONS:
-        return CareSetting.MENTAL_HEALTH
-    return configured
-
-
 def _occurred_at(
     evn: Segment | None,
-    stay: Stay,
-    event: _Event,
+    stay: Stay | None,
+    event: AdtEvent,
     recorded_at: Instant | None,
     source: MessageSource,
     reading: Reading,
@@ -273,14 +190,34 @@ def _occurred_at(
     occurred = read_instant(reading, evn.value(6), "EVN-6", required=True) if evn else None
     if occurred is not None:
         return occurred
-    stay_time = {44: stay.admitted_at, 45: stay.discharged_at}.get(event.stay_time or 0)
-    for instant, location in (
-        (stay_time, f"PV1-{event.stay_time}"),
-        (recorded_at, "EVN-2"),
-        (source.sent_at, "MSH-7"),
-    ):
+    fallbacks: list[tuple[Instant | None, str]] = []
+    if stay is not None and event.stay_time is not None:
+        own = stay.admitted_at if event.stay_time == 44 else stay.discharged_at
+        fallbacks.append((own, f"PV1-{event.stay_time}"))
+    fallbacks += [(recorded_at, "EVN-2"), (source.sent_at, "MSH-7")]
+    for instant, location in fallbacks:
         if instant is not None:
             reading.warn("EVN-6", f"event date/time missing; taken from {location}")
             return instant
     reading.warn("EVN-6", "event date/time missing and nothing to take it from")
     return None
+
+
+def _cleared(message: Hl7Message, patient: Patient, stay: Stay | None) -> tuple[str, ...]:
+    """The model paths whose field the sender sent as ``""`` and that are now absent."""
+    cleared: list[str] = []
+    for name, fields in _DELETABLE.items():
+        segment = message.segment(name)
+        if segment is None or _HL7_NULL not in segment.raw:
+            continue  # the common case: no explicit null anywhere in the segment
+        owner = patient if name in ("PID", "PD1") else stay
+        if owner is None:
+            continue
+        for number, path in fields:
+            if (
+                path not in cleared
+                and segment.field(number).is_null
+                and not getattr(owner, path.split(".", 1)[1])
+            ):
+                cleared.append(path)
+    return tuple(cleared)

@@ -34,13 +34,14 @@ from mappings.model import (
     Gender,
     Identifier,
     IdentifierKind,
+    Merge,
     NameUse,
     NhsNumberStatus,
     Patient,
     PersonName,
 )
 
-__all__ = ["map_patient"]
+__all__ = ["map_merge", "map_patient"]
 
 _NHS_AUTHORITIES = frozenset({"NHS", "NHSNBR", "NHSNMBR", "NHS NUMBER"})
 _NHS_TYPES = frozenset({"NH", "NHS", "NHSNBR", "NHSNMBR"})
@@ -110,8 +111,9 @@ def map_patient(message: Hl7Message, reading: Reading) -> Patient:
     gender = _GENDERS.get(gender_code)
     if gender_code and gender is None:
         reading.warn("PID-8", "sex code not recognised")
+    status = _nhs_number_status(pid, reading)
     return Patient(
-        identifiers=_identifiers(pid, reading),
+        identifiers=_identifiers(pid, status, reading),
         names=_names(pid, reading),
         birth_date=birth_date,
         birth_date_original=birth_text,
@@ -123,12 +125,43 @@ def map_patient(message: Hl7Message, reading: Reading) -> Patient:
         gp_code=clean(pd1.value(4)) if pd1 else None,
         deceased_at=read_instant(reading, pid.value(29), "PID-29"),
         identity_unknown=pid.value(31).strip().upper() == "Y",
+        nhs_number_status=status,
         location_hidden=_location_hidden(message.segment("ZU8"), reading),
     )
 
 
-def _identifiers(pid: Segment, reading: Reading) -> tuple[Identifier, ...]:
-    status = _nhs_number_status(pid, reading)
+def map_merge(message: Hl7Message, patient: Patient, reading: Reading) -> Merge:
+    """The merge of an A34/A40: PID-3 survives, MRG-1 (and the v2.3 MRG-4) is retired.
+
+    One PID/MRG pair per message: a merge of several patients in one message is refused
+    rather than half applied.
+    """
+    merges = message.segments("MRG")
+    if not merges:
+        raise MappingError("MRG segment missing from a merge", location="MRG", code="100")
+    if len(merges) > 1 or len(message.segments("PID")) > 1:
+        raise MappingError(
+            "more than one PID/MRG pair; send one merge per message", location="MRG", code="100"
+        )
+    if not patient.identifiers:
+        raise MappingError("the surviving patient has no identifier", location="PID-3", code="101")
+    mrg = merges[0]
+    retired: dict[tuple[IdentifierKind, str, str | None], Identifier] = {}
+    reps = [(f"MRG-1[{i}]", rep) for i, rep in enumerate(mrg.field(1).repetitions(), start=1)]
+    if mrg.field(4):
+        reps.append(("MRG-4", mrg.field(4).first()))
+    for location, rep in reps:
+        identifier = _identifier(rep, location, None, reading)
+        if identifier is not None:
+            retired.setdefault((identifier.kind, identifier.value, identifier.system), identifier)
+    if not retired:
+        raise MappingError("prior patient identifier missing", location="MRG-1", code="101")
+    return Merge(survivor=patient.identifiers, retired=tuple(retired.values()))
+
+
+def _identifiers(
+    pid: Segment, status: NhsNumberStatus | None, reading: Reading
+) -> tuple[Identifier, ...]:
     found: dict[tuple[IdentifierKind, str, str | None], Identifier] = {}
     external: list[Identifier] = []
     for index, rep in enumerate(pid.field(3).repetitions(), start=1):

@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo
 
 from mappings.codes import local_system
 from mappings.errors import MappingError
-from mappings.hl7v2_reader import Field, Repetition
+from mappings.hl7v2_reader import Repetition
 from mappings.model import Clinician, Coding, Instant, Location, Precision
 
 __all__ = [
@@ -184,20 +184,32 @@ def read_code(
     known: Mapping[str, str],
     what: str,
     quote: bool = True,
+    table: Mapping[str, str] | None = None,
+    element: str | None = None,
+    display: str | None = None,
 ) -> Coding | None:
     """A code under `system` when it is in `known`, else under the feed's local system.
 
-    `quote=False` keeps the code out of the warning (for codes that describe the person).
+    A feed's code `table` (local code to national code) is tried first. `element` names the
+    local system when it is not the HL7 `location` (a profile-configured field); `display` is
+    the sender's own text, kept for a local code. `quote=False` keeps the code out of the
+    warning (for codes that describe the person).
     """
     code = value.strip()
     if not code:
         return None
+    if table:
+        national = table.get(code)
+        if national is not None and national in known:
+            return Coding(system=system, code=national, display=known[national])
     if code in known:
         return Coding(system=system, code=code, display=known[code])
     # Short codes only: a long "code" is free text, and free text may say anything.
     shown = f" {code!r}" if quote and len(code) <= 12 else ""
     reading.warn(location, f"{what}{shown} is not in the national list; kept as a local code")
-    return Coding(system=local_system(reading.feed, location), code=code)
+    return Coding(
+        system=local_system(reading.feed, element or location), code=code, display=display
+    )
 
 
 def read_clinician(rep: Repetition) -> Clinician | None:
@@ -214,19 +226,25 @@ def read_clinician(rep: Repetition) -> Clinician | None:
 _NO_CLINICIAN = Clinician()
 
 
-def read_location(pl: Field) -> Location | None:
-    """A location from a PL, read the NHS ITK way.
+def read_location(pl: Repetition, ward_component: int = 2) -> Location | None:
+    """A location from a PL, read the NHS ITK way unless the feed says its ward is in PL.1.
 
-    ITK puts the point of care in PL.1, the NHS ward code in PL.2 ("room"), the bed in PL.3
-    and the ODS site in PL.4. Feeds that put the ward in PL.1 and leave PL.2 empty are read
-    with PL.1 as the ward. `room` stays empty: under ITK the room component is the ward.
+    ITK (``ward_component=2``) puts the point of care in PL.1, the NHS ward code in PL.2
+    ("room"), the bed in PL.3 and the ODS site in PL.4; a feed that leaves PL.2 empty is read
+    with PL.1 as the ward, and `room` stays empty (under ITK the room component is the ward).
+    With ``ward_component=1`` the PL is read as base HL7 has it: PL.1 the ward (point of
+    care), PL.2 the room.
     """
     if not pl:
         return None
     point_of_care = clean(pl.value(1))
-    ward = clean(pl.value(2)) or point_of_care
+    if ward_component == 1:
+        ward, room = point_of_care, clean(pl.value(2))
+    else:
+        ward, room = clean(pl.value(2)) or point_of_care, None
     location = Location(
         ward=ward,
+        room=room,
         bed=clean(pl.value(3)),
         facility=clean(pl.value(4)),
         point_of_care=point_of_care,

@@ -159,6 +159,9 @@ class Patient(_Frozen):
     gp_code: str | None = None
     deceased_at: Instant | None = None
     identity_unknown: bool = False
+    nhs_number_status: NhsNumberStatus | None = None
+    """PID-32 as sent, kept even when the message carries no NHS number (NSTS03, 04 and 07 say
+    why there is none)."""
     location_hidden: bool = False
     """ZU8 location hiding: address, telephone, next of kin and GP must not go downstream."""
 
@@ -245,6 +248,10 @@ class Stay(_Frozen):
     responsible_clinician: Clinician | None = None
     discharge_method: Coding | None = None
     discharge_destination: Coding | None = None
+    leave_expected_return: Instant | None = None
+    """When a patient on leave of absence is expected back (PV2-47 on an A21)."""
+    risk_flags: tuple[Coding, ...] = ()
+    """Risk flags (e.g. high risk) from where the feed's profile says it sends them."""
 
 
 class EventKind(StrEnum):
@@ -314,5 +321,11 @@ class CareEvent(_Frozen):
     cancels: EventKind | None = None
     """For a cancel-* event, the kind of event it cancels."""
     merge: Merge | None = None
+    cleared: tuple[str, ...] = ()
+    """Model paths the sender explicitly deleted with HL7's ``""`` (e.g. ``stay.discharge_method``).
+
+    ITK: an empty field means "unchanged", ``""`` means "delete the stored value". Both map to
+    an absent value; only a deletion is listed here, so an update (A08, A31) can tell them apart.
+    """
     warnings: tuple[str, ...] = Field(default=())
     """Things an operator should know that did not stop the mapping (e.g. an invalid NHS number)."""

@@ -5,16 +5,19 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
+import yaml
 
 from mappings.codes import (
     DISCHARGE_DESTINATION_ENGLAND,
     DISCHARGE_METHOD_ENGLAND,
     ETHNIC_CATEGORY_ENGLAND,
+    LEGAL_STATUS_ENGLAND,
+    RISK_FLAG,
     TREATMENT_FUNCTION,
     local_system,
 )
 from mappings.errors import MappingError
-from mappings.hl7v2_in import map_hl7v2
+from mappings.hl7v2_in import SUPPORTED_TRIGGERS, map_hl7v2
 from mappings.model import (
     NHS_NUMBER_SYSTEM,
     CareEvent,
@@ -22,6 +25,7 @@ from mappings.model import (
     EventKind,
     Gender,
     IdentifierKind,
+    LegalStatusContext,
     NameUse,
     NhsNumberStatus,
     Precision,
@@ -125,15 +129,23 @@ def rejection(*, drop: tuple[str, ...] = (), **fields: str) -> MappingError:
 # --- golden files ---------------------------------------------------------------------------
 
 
+FIXTURE_PROFILES = {
+    name: FeedProfile.from_mapping(data)
+    for name, data in yaml.safe_load((FIXTURES / "profiles.yaml").read_text()).items()
+}
+
+
 @pytest.mark.parametrize("fixture", sorted(FIXTURES.glob("*.hl7")), ids=lambda p: p.stem)
 def test_fixture_maps_to_its_golden_care_event(fixture: Path) -> None:
-    profile = ACUTE if fixture.stem.startswith("acute") else MH
+    profile = FIXTURE_PROFILES[fixture.stem.split("_", 1)[0]]
     event = map_hl7v2(fixture.read_bytes(), profile)
     assert_golden(event.model_dump(mode="json"), GOLDEN / f"{fixture.stem}.json")
 
 
-def test_there_are_golden_fixtures() -> None:
-    assert len(list(FIXTURES.glob("*.hl7"))) >= 5
+def test_there_are_golden_fixtures_for_the_triggers_mh_feeds_send() -> None:
+    triggers = {p.stem.split("_")[1].upper() for p in FIXTURES.glob("*.hl7")}
+    expected = {"A01", "A02", "A03", "A08", "A11", "A12", "A13", "A21", "A22", "A28", "A31", "A40"}
+    assert expected <= triggers
 
 
 def test_garbled_messages_only_ever_raise_mapping_error() -> None:
@@ -150,6 +162,7 @@ def test_garbled_messages_only_ever_raise_mapping_error() -> None:
                 del data[pos : pos + rng.randint(1, 12)]
         with contextlib.suppress(MappingError):  # anything else fails the test
             map_hl7v2(bytes(data), MH)
+            map_hl7v2(bytes(data), FIXTURE_PROFILES["mhlocal"])
 
 
 # --- what the event is ----------------------------------------------------------------------
@@ -179,25 +192,188 @@ def test_the_same_message_maps_to_the_same_event() -> None:
 
 
 @pytest.mark.parametrize(
-    ("trigger", "kind", "status"),
+    ("trigger", "kind", "status", "cancels"),
     [
-        ("A01", EventKind.ADMISSION, StayStatus.ACTIVE),
-        ("A02", EventKind.TRANSFER, StayStatus.ACTIVE),
-        ("A03", EventKind.DISCHARGE, StayStatus.FINISHED),
+        ("A01", EventKind.ADMISSION, StayStatus.ACTIVE, None),
+        ("A02", EventKind.TRANSFER, StayStatus.ACTIVE, None),
+        ("A03", EventKind.DISCHARGE, StayStatus.FINISHED, None),
+        ("A04", EventKind.REGISTRATION, StayStatus.ACTIVE, None),
+        ("A05", EventKind.PRE_ADMISSION, StayStatus.PLANNED, None),
+        ("A06", EventKind.ADMISSION, StayStatus.ACTIVE, None),
+        ("A07", EventKind.DISCHARGE, StayStatus.FINISHED, None),
+        ("A08", EventKind.UPDATE, None, None),
+        ("A11", EventKind.CANCEL_ADMISSION, StayStatus.CANCELLED, EventKind.ADMISSION),
+        ("A12", EventKind.CANCEL_TRANSFER, StayStatus.ACTIVE, EventKind.TRANSFER),
+        ("A13", EventKind.CANCEL_DISCHARGE, StayStatus.ACTIVE, EventKind.DISCHARGE),
+        ("A21", EventKind.LEAVE_START, StayStatus.ON_LEAVE, None),
+        ("A22", EventKind.LEAVE_END, StayStatus.ACTIVE, None),
+        ("A38", EventKind.CANCEL_PRE_ADMISSION, StayStatus.CANCELLED, EventKind.PRE_ADMISSION),
+        ("A52", EventKind.CANCEL_LEAVE_START, StayStatus.ACTIVE, EventKind.LEAVE_START),
+        ("A53", EventKind.CANCEL_LEAVE_END, StayStatus.ON_LEAVE, EventKind.LEAVE_END),
     ],
 )
-def test_supported_triggers(trigger: str, kind: EventKind, status: StayStatus) -> None:
+def test_stay_triggers(
+    trigger: str, kind: EventKind, status: StayStatus | None, cancels: EventKind | None
+) -> None:
     event = mapped(MSH_9=f"ADT^{trigger}", PV1_6="RXT^WARD1^BED1^RXT01", PV1_45="20260120100000")
-    assert event.kind is kind
+    assert (event.kind, event.cancels, event.trigger) == (kind, cancels, trigger)
     assert event.stay is not None
     assert event.stay.status is status
+    assert event.merge is None
 
 
-@pytest.mark.parametrize("trigger", ["A21", "A08", "A04", "A11", "A13", "A17", "A40"])
-def test_other_adt_triggers_are_rejected_naming_the_trigger(trigger: str) -> None:
+@pytest.mark.parametrize(
+    ("trigger", "name"),
+    [
+        ("A09", "patient departing - tracking"),
+        ("A14", "pending admit"),
+        ("A17", "swap patients"),
+        ("A29", "delete person information"),
+        ("A47", "change patient identifier list"),
+        ("A60", "update allergy information"),
+    ],
+)
+def test_other_adt_triggers_are_rejected_naming_the_trigger(trigger: str, name: str) -> None:
     error = rejection(MSH_9=f"ADT^{trigger}^ADT_A01")
     assert (error.location, error.code) == ("MSH-9.2", "201")
-    assert str(error) == f"MSH-9.2: trigger event {trigger} is not supported"
+    assert str(error) == f"MSH-9.2: trigger event {trigger} ({name}) is not supported"
+
+
+def test_an_unknown_trigger_is_rejected_as_sent() -> None:
+    assert rejection(MSH_9="ADT^O01").reason == "trigger event O01 is not supported"
+
+
+def test_evn_1_disagreeing_with_msh_9_is_noted_and_msh_9_wins() -> None:
+    event = mapped(MSH_9="ADT^A08", EVN_1="A01")
+    assert event.kind is EventKind.UPDATE
+    assert "EVN-1: event type differs from MSH-9.2; MSH-9.2 is used" in event.warnings
+
+
+@pytest.mark.parametrize("trigger", ["A28", "A31"])
+def test_person_triggers_carry_demographics_only(trigger: str) -> None:
+    event = mapped(MSH_9=f"ADT^{trigger}^ADT_A05")
+    assert event.kind is EventKind.PERSON_UPDATE
+    assert (event.stay, event.location_from, event.location_to) == (None, None, None)
+    assert event.patient.nhs_number == "4010232137"
+    assert mapped(drop=("PV1",), MSH_9=f"ADT^{trigger}").kind is EventKind.PERSON_UPDATE
+
+
+def test_a_leave_of_absence_is_never_a_discharge() -> None:
+    pv2 = "PV2" + "|" * 47 + "20260122180000"
+    event = mapped(MSH_9="ADT^A21^ADT_A21", PV1_45="20260120100000", add=(pv2,))
+    assert event.kind is EventKind.LEAVE_START
+    assert event.stay is not None
+    assert event.stay.status is StayStatus.ON_LEAVE
+    assert event.stay.leave_expected_return is not None
+    assert event.stay.leave_expected_return.original == "20260122180000"
+    assert event.location_from is not None
+    assert event.location_from.ward == "WARD7"
+    assert event.location_to is None
+    assert "PV1-45: discharge date/time on an A21, which does not end the stay" in event.warnings
+
+
+@pytest.mark.parametrize(
+    ("trigger", "moves_from", "moves_to"),
+    [
+        ("A01", None, "WARD7"),
+        ("A02", "WARD9", "WARD7"),
+        ("A03", "WARD7", None),
+        ("A04", None, "WARD7"),
+        ("A05", None, None),
+        ("A06", "WARD9", "WARD7"),
+        ("A07", "WARD9", "WARD7"),
+        ("A08", None, None),
+        ("A11", None, None),
+        ("A12", "WARD9", "WARD7"),  # from the cancelled destination back to PV1-3
+        ("A13", None, "WARD7"),
+        ("A21", "WARD7", None),
+        ("A22", None, "WARD7"),
+        ("A38", None, None),
+        ("A52", None, None),
+        ("A53", None, None),
+    ],
+)
+def test_where_each_trigger_moves_the_patient(
+    trigger: str, moves_from: str | None, moves_to: str | None
+) -> None:
+    event = mapped(MSH_9=f"ADT^{trigger}", PV1_6="RXT^WARD9^BED1^RXT01")
+    assert (event.location_from.ward if event.location_from else None) == moves_from
+    assert (event.location_to.ward if event.location_to else None) == moves_to
+
+
+def test_every_cancel_names_what_it_cancels() -> None:
+    for trigger, event in SUPPORTED_TRIGGERS.items():
+        assert event.kind.value.startswith("cancel_") == (event.cancels is not None), trigger
+        if event.cancels is not None:
+            assert event.kind.value == f"cancel_{event.cancels.value}", trigger
+
+
+def test_a_cancelled_discharge_does_not_carry_the_discharge_it_cancels() -> None:
+    event = mapped(MSH_9="ADT^A13", EVN_1="A13", PV1_36="1", PV1_37="19", PV1_45="20260120100000")
+    stay = event.stay
+    assert stay is not None
+    assert (stay.discharge_method, stay.discharge_destination, stay.discharged_at) == (
+        None,
+        None,
+        None,
+    )
+    assert stay.status is StayStatus.ACTIVE
+    assert event.warnings == ()
+
+
+def test_a_cancelled_transfer_puts_the_patient_back_in_pv1_3() -> None:
+    event = mapped(MSH_9="ADT^A12", PV1_3="RXT^WARD7^BED3^RXT01", PV1_6="RXT^WARD9^BED1^RXT01")
+    assert event.stay is not None
+    assert event.stay.location is not None
+    assert event.stay.location.ward == "WARD7"
+    assert event.location_to == event.stay.location
+
+
+def test_a_merge_retires_mrg_1_into_the_pid_3_survivor() -> None:
+    event = mapped(
+        drop=("PV1",),
+        MSH_9="ADT^A40^ADT_A39",
+        add=("MRG|RXT7654321^^^RXT^MR~9449305552^^^NHS^NH",),
+    )
+    assert event.kind is EventKind.MERGE
+    assert event.stay is None
+    assert event.merge is not None
+    assert event.merge.survivor == event.patient.identifiers
+    assert [(i.kind, i.value) for i in event.merge.retired] == [
+        (IdentifierKind.LOCAL, "RXT7654321"),
+        (IdentifierKind.NHS_NUMBER, "9449305552"),
+    ]
+
+
+def test_a_v2_3_merge_may_name_the_retired_id_in_mrg_4() -> None:
+    event = mapped(drop=("PV1",), MSH_9="ADT^A34", MSH_12="2.3", add=("MRG||||RXT7654321^^^RXT",))
+    assert event.merge is not None
+    assert [i.value for i in event.merge.retired] == ["RXT7654321"]
+
+
+@pytest.mark.parametrize(
+    ("add", "location", "code", "reason"),
+    [
+        ((), "MRG", "100", "MRG segment missing from a merge"),
+        (("MRG|",), "MRG-1", "101", "prior patient identifier missing"),
+        (
+            ("MRG|X1^^^RXT", "PID|2||X9^^^RXT", "MRG|X2^^^RXT"),
+            "MRG",
+            "100",
+            "more than one PID/MRG pair; send one merge per message",
+        ),
+    ],
+)
+def test_a_merge_needs_exactly_one_prior_identifier_list(
+    add: tuple[str, ...], location: str, code: str, reason: str
+) -> None:
+    with pytest.raises(MappingError) as caught:
+        map_hl7v2(hl7({"MSH_9": "ADT^A40"}, drop=("PV1",), add=add), MH)
+    assert (caught.value.location, caught.value.code, caught.value.reason) == (
+        location,
+        code,
+        reason,
+    )
 
 
 @pytest.mark.parametrize("message_type", ["ORU^R01", "RDE^O01", "ACK^A01"])
@@ -597,11 +773,28 @@ def test_the_responsible_clinician_is_pv1_9_else_pv1_7() -> None:
     assert attending.code == "C7654321"
 
 
-def test_explicit_nulls_clear_nothing_and_map_to_absent() -> None:
-    stay = mapped(PV1_36='""', PV1_45='""').stay
+def test_explicit_nulls_map_to_absent_and_are_listed_as_cleared() -> None:
+    event = mapped(MSH_9="ADT^A08", PV1_36='""', PV1_45='""', PD1_4='""', PID_8='""')
+    stay = event.stay
     assert stay is not None
-    assert stay.discharge_method is None
-    assert stay.discharged_at is None
+    assert (stay.discharge_method, stay.discharged_at) == (None, None)
+    assert (event.patient.gp_code, event.patient.gender) == (None, None)
+    assert event.cleared == (
+        "patient.gender",
+        "patient.gp_code",
+        "stay.discharge_method",
+        "stay.discharged_at",
+    )
+
+
+def test_empty_fields_are_unchanged_not_cleared() -> None:
+    event = mapped(MSH_9="ADT^A31", PID_8="", PD1_4="", PID_22="")
+    assert event.cleared == ()
+
+
+def test_a_null_clinician_is_cleared_only_when_no_other_field_names_one() -> None:
+    assert mapped(PV1_9='""', PV1_7="").cleared == ("stay.responsible_clinician",)
+    assert mapped(PV1_9='""', PV1_7="C7654321^ATTENDING").cleared == ()
 
 
 # --- the patient ----------------------------------------------------------------------------
@@ -700,3 +893,150 @@ def test_the_gp_practice_is_xon_3_then_xon_10_then_a_code_in_xon_1(
 @pytest.mark.parametrize(("flag", "hidden"), [("Y", True), ("N", False), ("", False), ("?", True)])
 def test_zu8_4_hides_the_location_and_an_unknown_value_hides(flag: str, hidden: bool) -> None:
     assert mapped(add=(f"ZU8||||{flag}",)).patient.location_hidden is hidden
+
+
+def test_the_nhs_number_status_is_kept_when_no_nhs_number_is_sent() -> None:
+    patient = mapped(PID_3="RXT1234567^^^RXT^MR", PID_32="NSTS03").patient
+    assert patient.nhs_number is None
+    assert patient.nhs_number_status is NhsNumberStatus.TRACE_REQUIRED
+
+
+# --- the feed's profile ---------------------------------------------------------------------
+
+LOCAL = FeedProfile.from_mapping(
+    {
+        "feed": "mh-local",
+        "care_setting": "mental_health",
+        "ward_component": 1,
+        "code_tables": {
+            "discharge_destination": {"HOME": "19", "PRISON": "38"},
+            "legal_status": "mha-section-labels",
+        },
+        "legal_status": [{"field": "ZMH-2", "start": "ZMH-3"}],
+        "risk_flags": [{"field": "OBX-5", "observation": "RISK"}, "ZMH-5"],
+    }
+)
+ZU5 = FeedProfile.from_mapping(
+    {
+        "feed": "mh-zu5",
+        "code_tables": {"legal_status": "zu5-legal-status"},
+        "legal_status": {"field": "ZU5-2", "context": "admission"},
+    }
+)
+
+
+def test_a_feed_may_put_the_ward_in_pl_1() -> None:
+    location = mapped(LOCAL, PV1_3="OAK^ROOM2^BED4^RXT01").stay.location  # type: ignore[union-attr]
+    assert location is not None
+    assert (location.ward, location.room, location.bed, location.facility) == (
+        "OAK",
+        "ROOM2",
+        "BED4",
+        "RXT01",
+    )
+
+
+def test_a_feed_code_table_translates_local_codes_to_the_national_list() -> None:
+    event = mapped(LOCAL, MSH_9="ADT^A03", PV1_37="PRISON", PV1_45="20260120100000")
+    destination = event.stay.discharge_destination  # type: ignore[union-attr]
+    assert destination is not None
+    assert (destination.system, destination.code) == (DISCHARGE_DESTINATION_ENGLAND, "38")
+    assert not any("PV1-37" in w for w in event.warnings)
+
+
+def test_codes_in_neither_the_table_nor_the_national_list_stay_local() -> None:
+    event = mapped(LOCAL, PV1_37="BOAT")
+    destination = event.stay.discharge_destination  # type: ignore[union-attr]
+    assert destination is not None
+    assert destination.system == local_system("mh-local", "PV1-37")
+    assert (
+        "PV1-37: discharge destination 'BOAT' is not in the national list; kept as a local code"
+        in (event.warnings)
+    )
+    national = mapped(LOCAL, PV1_37="54").stay.discharge_destination  # type: ignore[union-attr]
+    assert national is not None
+    assert national.code == "54"
+
+
+def test_legal_status_from_a_local_z_segment_takes_the_events_context() -> None:
+    zmh = "ZMH|1|S3^Section 3^LOCAL|20260105"
+    for trigger, context in (
+        ("A01", LegalStatusContext.ADMISSION),
+        ("A03", LegalStatusContext.DISCHARGE),
+        ("A08", LegalStatusContext.CURRENT),
+    ):
+        event = mapped(LOCAL, MSH_9=f"ADT^{trigger}", PV1_45="20260120100000", add=(zmh,))
+        (status,) = event.stay.legal_status  # type: ignore[union-attr]
+        assert (status.code.system, status.code.code) == (LEGAL_STATUS_ENGLAND, "03")
+        assert status.context is context
+        assert status.start is not None
+        assert status.start.original == "20260105"
+
+
+def test_zu5_legacy_single_digit_codes_become_two_digit_codes() -> None:
+    event = mapped(ZU5, MSH_9="ADT^A03", PV1_45="20260120100000", add=("ZU5|1|2",))
+    (status,) = event.stay.legal_status  # type: ignore[union-attr]
+    assert (status.code.code, status.context) == ("02", LegalStatusContext.ADMISSION)
+
+
+def test_a_legal_status_outside_the_england_list_is_kept_local() -> None:
+    event = mapped(LOCAL, add=("ZMH|1|CTO^Community treatment order",))
+    (status,) = event.stay.legal_status  # type: ignore[union-attr]
+    assert (status.code.system, status.code.code, status.code.display) == (
+        local_system("mh-local", "legal_status"),
+        "CTO",
+        "Community treatment order",
+    )
+    assert "ZMH-2: legal status is not in the national list; kept as a local code" in (
+        event.warnings
+    )
+
+
+def test_legal_status_is_never_inferred_from_its_absence() -> None:
+    assert mapped(LOCAL).stay.legal_status == ()  # type: ignore[union-attr]
+    assert mapped(LOCAL, add=("ZMH|1|",)).stay.legal_status == ()  # type: ignore[union-attr]
+    # A feed whose profile names no source: even a ZU5 is not read.
+    assert mapped(add=("ZU5|1|01",)).stay.legal_status == ()  # type: ignore[union-attr]
+
+
+def test_a_deleted_legal_status_is_listed_as_cleared() -> None:
+    event = mapped(LOCAL, MSH_9="ADT^A08", add=('ZMH|1|""',))
+    assert event.stay.legal_status == ()  # type: ignore[union-attr]
+    assert event.cleared == ("stay.legal_status",)
+
+
+def test_legal_status_from_an_observation() -> None:
+    profile = FeedProfile.from_mapping(
+        {
+            "feed": "mh-obx",
+            "code_tables": {"legal_status": "mha-section-labels"},
+            "legal_status": {"field": "OBX-5", "observation": "LEGAL", "start": "OBX-14"},
+        }
+    )
+    obx = "OBX|1|CE|LEGAL^Legal status^L||S136^Section 136||||||F|||20260114080000"
+    other = "OBX|2|CE|OTHER^Something else^L||S3"
+    (status,) = mapped(profile, add=(other, obx)).stay.legal_status  # type: ignore[union-attr]
+    assert status.code.code == "20"
+    assert status.start is not None
+    assert status.start.original == "20260114080000"
+
+
+@pytest.mark.parametrize(
+    ("obx_5", "zmh_5", "flags"),
+    [
+        ("Y", "", [(RISK_FLAG, "high-risk")]),
+        ("N", "", []),
+        ("", "", []),
+        ("", "SELF^Risk to self~OTHERS", [("local", "SELF"), ("local", "OTHERS")]),
+        ("?", "", [("local", "?")]),  # unrecognised: shown, not lost
+        ("YES", "Y", [(RISK_FLAG, "high-risk")]),
+    ],
+)
+def test_risk_flags_from_the_profiles_sources(
+    obx_5: str, zmh_5: str, flags: list[tuple[str, str]]
+) -> None:
+    add = (f"OBX|1|ST|RISK^High risk^L||{obx_5}", f"ZMH|1||||{zmh_5}")
+    event = mapped(LOCAL, add=add)
+    local = local_system("mh-local", "risk_flag")
+    expected = [(local if system == "local" else system, code) for system, code in flags]
+    assert [(f.system, f.code) for f in event.stay.risk_flags] == expected  # type: ignore[union-attr]

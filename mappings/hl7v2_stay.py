@@ -1,0 +1,164 @@
+"""The stay (hospital spell or community episode) of an HL7 v2 ADT message: PV1, PV2 and the
+feed's local fields.
+
+Codes are checked against the national lists (`mappings.codes`) after the feed's code tables
+have had their say; a code that is in neither is kept under the feed's local system with a
+warning, never relabelled as national (ITK table 0112's discharge "2" is not the NHS Data
+Dictionary's discharge method "2", which no longer exists).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from mappings.code_tables import CODED_ELEMENTS
+from mappings.codes import HL7_PATIENT_CLASS, PATIENT_CLASSES, TREATMENT_FUNCTION, local_system
+from mappings.hl7v2_events import AdtEvent
+from mappings.hl7v2_mental_health import read_legal_status, read_risk_flags
+from mappings.hl7v2_reader import Hl7Message, Segment
+from mappings.hl7v2_types import Reading, clean, read_clinician, read_code, read_instant
+from mappings.hl7v2_types import read_location as read_pl
+from mappings.model import (
+    CareSetting,
+    Coding,
+    EventKind,
+    LegalStatusContext,
+    Location,
+    Stay,
+)
+from mappings.profile import FeedProfile
+
+__all__ = ["map_stay", "movement"]
+
+_MENTAL_HEALTH_FUNCTIONS = range(700, 730)
+_LEGAL_STATUS_CONTEXT = {
+    EventKind.ADMISSION: LegalStatusContext.ADMISSION,
+    EventKind.DISCHARGE: LegalStatusContext.DISCHARGE,
+}
+
+
+def map_stay(
+    message: Hl7Message,
+    pv1: Segment,
+    event: AdtEvent,
+    trigger: str,
+    profile: FeedProfile,
+    reading: Reading,
+) -> tuple[Stay, tuple[str, ...]]:
+    """The stay, and the paths of its fields the sender deleted with ``""`` (local fields)."""
+    specialty = _specialty(pv1.value(10), reading)
+    admitted_at = read_instant(reading, pv1.value(44), "PV1-44", required=event.stay_time == 44)
+    discharged_at = (
+        read_instant(reading, pv1.value(45), "PV1-45", required=event.stay_time == 45)
+        if event.reads_discharge
+        else None
+    )
+    if trigger == "A03" and discharged_at is None:
+        reading.warn("PV1-45", "discharge date/time missing on a discharge")
+    elif event.open_stay and discharged_at is not None:
+        reading.warn("PV1-45", f"discharge date/time on an {trigger}, which does not end the stay")
+    if admitted_at and discharged_at and discharged_at.utc < admitted_at.utc:
+        reading.warn("PV1-45", "discharge is earlier than admission (PV1-44)")
+    if trigger == "A02" and not pv1.field(6):
+        reading.warn("PV1-6", "prior location missing on a transfer")
+    location = read_pl(pv1.field(3), profile.ward_component)
+    clinician_field = pv1.field(9) if pv1.field(9) else pv1.field(7)
+    tables = profile.code_tables
+    cleared: list[str] = []
+    legal_status, legal_cleared = read_legal_status(
+        message,
+        profile,
+        _LEGAL_STATUS_CONTEXT.get(event.kind, LegalStatusContext.CURRENT),
+        reading,
+    )
+    if legal_cleared:
+        cleared.append("stay.legal_status")
+    risk_flags, flags_cleared = read_risk_flags(message, profile, reading)
+    if flags_cleared:
+        cleared.append("stay.risk_flags")
+    pv2 = message.segment("PV2")
+    stay = Stay(
+        id=clean(pv1.value(19)),
+        episode_id=clean(pv1.value(50)),
+        care_setting=_care_setting(profile.care_setting, specialty),
+        patient_class=read_code(
+            reading,
+            pv1.value(2),
+            "PV1-2",
+            system=HL7_PATIENT_CLASS,
+            known=PATIENT_CLASSES,
+            what="patient class",
+        ),
+        status=event.status,
+        provider_ods=clean(message.msh.value(4)),
+        site_ods=location.facility if location else None,
+        location=location,
+        specialty=specialty,
+        admitted_at=admitted_at,
+        discharged_at=discharged_at,
+        admission_method=_coded(pv1, 4, tables, reading),
+        admission_source=_coded(pv1, 14, tables, reading),
+        legal_status=legal_status,
+        responsible_clinician=read_clinician(clinician_field.first()),
+        discharge_method=_coded(pv1, 36, tables, reading) if event.reads_discharge else None,
+        discharge_destination=(_coded(pv1, 37, tables, reading) if event.reads_discharge else None),
+        leave_expected_return=(
+            read_instant(reading, pv2.value(47), "PV2-47") if pv2 is not None else None
+        ),
+        risk_flags=risk_flags,
+    )
+    return stay, tuple(cleared)
+
+
+def movement(
+    pv1: Segment, event: AdtEvent, stay: Stay, profile: FeedProfile
+) -> tuple[Location | None, Location | None]:
+    """Where the event moves the patient from and to (PV1-3 assigned, PV1-6 prior location)."""
+
+    def location(number: int | None) -> Location | None:
+        if number == 3:
+            return stay.location  # already read
+        return read_pl(pv1.field(number), profile.ward_component) if number else None
+
+    return location(event.moves_from), location(event.moves_to)
+
+
+_PV1_CODED = {
+    4: "admission_method",
+    14: "admission_source",
+    36: "discharge_method",
+    37: "discharge_destination",
+}
+
+
+def _coded(
+    pv1: Segment, number: int, tables: Mapping[str, Mapping[str, str]], reading: Reading
+) -> Coding | None:
+    element = CODED_ELEMENTS[_PV1_CODED[number]]
+    return read_code(
+        reading,
+        pv1.value(number),
+        f"PV1-{number}",
+        system=element.system,
+        known=element.known,
+        what=element.what,
+        table=tables.get(element.name),
+    )
+
+
+def _specialty(value: str, reading: Reading) -> Coding | None:
+    code = value.strip()
+    if not code:
+        return None
+    if len(code) == 3 and code.isdigit():
+        return Coding(system=TREATMENT_FUNCTION, code=code)
+    return Coding(system=local_system(reading.feed, "PV1-10"), code=code)
+
+
+def _care_setting(configured: CareSetting, specialty: Coding | None) -> CareSetting:
+    """The feed's care setting; a feed that does not say is mental health for a 7xx function."""
+    if configured is not CareSetting.UNKNOWN or specialty is None:
+        return configured
+    if specialty.system == TREATMENT_FUNCTION and int(specialty.code) in _MENTAL_HEALTH_FUNCTIONS:
+        return CareSetting.MENTAL_HEALTH
+    return configured
