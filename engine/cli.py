@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from engine import logs
-from engine.config import Config, ConfigError, load_config
+from engine.config import Config, ConfigError, feed_profile, load_config
 from mappings.errors import MappingError
 from mappings.inbound import map_message
 from mappings.model import CareEvent
@@ -94,7 +94,7 @@ def _profile(config_path: Path | None, source: str | None, file: Path) -> FeedPr
     found = config.source(source)
     if found is None:
         return _fail(f"no source named {source!r} in {config_path}", EXIT_USAGE)
-    return FeedProfile(feed=found.name, care_setting=found.care_setting, timezone=found.timezone)
+    return feed_profile(found)
 
 
 def cmd_map(file: Path, config_path: Path | None, source: str | None) -> int:

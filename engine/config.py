@@ -34,6 +34,7 @@ from pydantic import (
 )
 
 from mappings.model import CareSetting, EventKind
+from mappings.profile import FeedProfile, ProfileError
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
@@ -167,6 +168,9 @@ class SourceConfig(_Strict):
     description: str | None = None
     care_setting: CareSetting = CareSetting.UNKNOWN
     timezone: str = "Europe/London"
+    profile: dict[str, Any] = Field(default_factory=dict)
+    """How this feed differs from NHS ITK conventions (see docs/configuration.md): which PV1-3
+    component holds the ward, local code tables, where legal status and risk flags are."""
 
     @field_validator("timezone")
     @classmethod
@@ -250,8 +254,39 @@ class Config(_Strict):
         return next((d for d in self.destinations if d.name == name), None)
 
 
+_PROFILE_OWN_KEYS = ("feed", "care_setting", "timezone")
+
+
+def feed_profile(source: SourceConfig) -> FeedProfile:
+    """The mapping profile of one source; raises ProfileError (problems without a prefix)."""
+    problems = [f"{k}: set on the source itself, not in its profile"
+                for k in _PROFILE_OWN_KEYS if k in source.profile]  # fmt: skip
+    own = {k: v for k, v in source.profile.items() if k not in _PROFILE_OWN_KEYS}
+    try:
+        profile = FeedProfile.from_mapping({
+            "feed": source.name,
+            "care_setting": source.care_setting.value,
+            "timezone": source.timezone,
+            **own,
+        })  # fmt: skip
+    except ProfileError as exc:
+        problems += exc.problems
+    if problems:
+        raise ProfileError(problems)
+    return profile
+
+
+def feed_profiles(config: Config) -> dict[str, FeedProfile]:
+    return {source.name: feed_profile(source) for source in config.sources}
+
+
 def _cross_check(raw: Config) -> list[str]:
     problems: list[str] = []
+    for i, source in enumerate(raw.sources):
+        try:
+            feed_profile(source)
+        except ProfileError as exc:
+            problems += [f"sources[{i}].profile.{p}" for p in exc.problems]
     for kind, items in (
         ("sources", raw.sources),
         ("destinations", raw.destinations),

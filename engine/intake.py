@@ -25,7 +25,7 @@ import sqlalchemy as sa
 import structlog
 from tenacity import AsyncRetrying, retry_if_exception, wait_exponential
 
-from engine.config import Config
+from engine.config import Config, feed_profiles
 from engine.routing import care_setting, destinations_for, patient_key
 from engine.store import AcceptedEvent, IntakeRecord, IntakeResult, Store, refused_content
 from mappings.errors import MappingError
@@ -64,13 +64,6 @@ def bounded_key(key: str) -> str:
     if len(key) <= 200:
         return key
     return "sha256:" + hashlib.sha256(key.encode()).hexdigest()
-
-
-def profiles_from(config: Config) -> dict[str, FeedProfile]:
-    return {
-        s.name: FeedProfile(feed=s.name, care_setting=s.care_setting, timezone=s.timezone)
-        for s in config.sources
-    }
 
 
 def prepare(
@@ -156,7 +149,7 @@ class Intake:
     ) -> None:
         self._store = store
         self._config = config
-        self._profiles = profiles_from(config)
+        self._profiles = feed_profiles(config)
         self._on_committed = on_committed
         self._inbox: asyncio.Queue[tuple[str, BrokerDelivery]] = asyncio.Queue()
         self._stopping = asyncio.Event()

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.config import ConfigError, load_config, parse_config
+from engine.config import ConfigError, feed_profiles, load_config, parse_config
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -136,3 +136,28 @@ def test_environment_reference_may_carry_a_default() -> None:
     text = "sources: [{name: a}]\nhttp: {port: '${PORT:-9090}'}\n"
     assert parse_config(text, env={}).http.port == 9090
     assert parse_config(text, env={"PORT": "7070"}).http.port == 7070
+
+
+def test_a_sources_profile_is_validated_with_exact_paths() -> None:
+    text = """
+sources:
+  - name: mh-trust
+    profile:
+      ward_component: 3
+      timezone: Europe/Paris
+      code_tables: {discharge_destination: no-such-table}
+"""
+    found = problems(text)
+    assert all(p.startswith("sources[0].profile.") for p in found), found
+    assert "sources[0].profile.timezone: set on the source itself, not in its profile" in found
+    assert any(p.startswith("sources[0].profile.ward_component") for p in found)
+    assert any(p.startswith("sources[0].profile.code_tables.discharge_destination") for p in found)
+
+
+def test_a_sources_profile_reaches_the_mapping() -> None:
+    config = parse_config(
+        "sources: [{name: mh, care_setting: mental_health, profile: {ward_component: 1}}]", env={}
+    )
+    [profile] = feed_profiles(config).values()
+    assert (profile.feed, profile.ward_component, profile.care_setting.value) == (
+        "mh", 1, "mental_health")  # fmt: skip

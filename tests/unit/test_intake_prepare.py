@@ -2,8 +2,8 @@
 
 from datetime import UTC, datetime
 
-from engine.config import parse_config
-from engine.intake import Prepared, bounded_key, prepare, profiles_from
+from engine.config import feed_profiles, parse_config
+from engine.intake import Prepared, bounded_key, prepare
 from tests.adt_factory import adt, patients
 
 CONFIG = parse_config(
@@ -23,7 +23,7 @@ NOW = datetime(2026, 4, 1, 12, tzinfo=UTC)
 
 
 def run(source: str, payload: bytes) -> Prepared:
-    return prepare(source, payload, config=CONFIG, profiles=profiles_from(CONFIG), received_at=NOW)
+    return prepare(source, payload, config=CONFIG, profiles=feed_profiles(CONFIG), received_at=NOW)
 
 
 def test_discharge_from_mental_health_goes_to_every_routed_destination_once() -> None:
