@@ -1,6 +1,7 @@
 """Intake: from a RabbitMQ delivery to a committed message-log row, event and outbox rows.
 
     broker delivery ─► prepare(): parse → map → route        (pure; a failure is a rejection)
+                   ─► Corrections.link(): cancels find their originals, merges re-key
                    ─► store.record_intake(batch)               (one transaction)
                    ─► ack each delivery                        (only after the commit)
                    ─► wake the delivery loop
@@ -15,9 +16,7 @@ healthy messages as poison.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -26,12 +25,9 @@ import structlog
 from tenacity import AsyncRetrying, retry_if_exception, wait_exponential
 
 from engine.config import Config, feed_profiles
-from engine.routing import care_setting, destinations_for, patient_key
-from engine.store import AcceptedEvent, IntakeRecord, IntakeResult, Store, refused_content
-from mappings.errors import MappingError
-from mappings.inbound import detect_format, map_message
-from mappings.model import CareEvent
-from mappings.profile import FeedProfile
+from engine.corrections import Corrections
+from engine.preparation import Prepared, prepare
+from engine.store import IntakeRecord, IntakeResult, Store, refused_content
 
 log = structlog.get_logger("carebridge.intake")
 
@@ -50,93 +46,6 @@ class BrokerDelivery(Protocol):
     def nack(self, requeue: bool) -> None: ...
 
 
-@dataclass(frozen=True, slots=True)
-class Prepared:
-    record: IntakeRecord
-    event: CareEvent | None
-
-
-MAX_MESSAGE_KEY = 200
-
-
-def bounded_key(key: str) -> str:
-    """Keys built from sender data are bounded: a long one is replaced by its digest."""
-    if len(key) <= 200:
-        return key
-    return "sha256:" + hashlib.sha256(key.encode()).hexdigest()
-
-
-def prepare(
-    source: str,
-    payload: bytes,
-    *,
-    config: Config,
-    profiles: Mapping[str, FeedProfile],
-    received_at: datetime,
-    transport_id: str | None = None,
-) -> Prepared:
-    """Parse, map and route one message. Never raises for bad content: that is a rejection."""
-    profile = profiles[source]
-    limit = config.intake.max_message_bytes
-    if len(payload) > limit:
-        return Prepared(
-            IntakeRecord(source=source, payload=payload, received_at=received_at,
-                         transport_id=transport_id, error_code="207",
-                         reason=f"message is {len(payload)} bytes, over the {limit}-byte limit"),
-            None,
-        )  # fmt: skip
-    try:
-        fmt = detect_format(payload)
-        event = map_message(payload, profile).model_copy(update={"received_at": received_at})
-    except MappingError as exc:
-        return Prepared(
-            IntakeRecord(
-                source=source,
-                payload=payload,
-                received_at=received_at,
-                transport_id=transport_id,
-                reason=exc.reason,
-                error_location=exc.location,
-                error_code=exc.code,
-            ),
-            None,
-        )
-    if len(event.source.message_id) > MAX_MESSAGE_KEY:
-        return Prepared(
-            IntakeRecord(
-                source=source,
-                payload=payload,
-                received_at=received_at,
-                transport_id=transport_id,
-                format=fmt.value,
-                error_code="102",
-                error_location="MSH-10",
-                reason=f"message id longer than {MAX_MESSAGE_KEY} characters",
-            ),
-            None,
-        )
-    holds = {d.name: d.hold_on_dead_letter for d in config.destinations}
-    accepted = AcceptedEvent(
-        event_id=event.event_id,
-        kind=event.kind.value,
-        care_setting=care_setting(event).value,
-        patient_key=bounded_key(patient_key(event)),
-        occurred_at=event.occurred_at.utc if event.occurred_at else None,
-        body=event.model_dump_json(exclude_none=True),
-        destinations=tuple((d, holds[d]) for d in destinations_for(event, config.routes)),
-    )
-    record = IntakeRecord(
-        source=source,
-        payload=payload,
-        received_at=received_at,
-        transport_id=transport_id,
-        format=fmt.value,
-        message_key=event.source.message_id,
-        accepted=accepted,
-    )
-    return Prepared(record, event)
-
-
 class Intake:
     """Consumes every source queue and commits what arrives; see the module docstring."""
 
@@ -150,6 +59,9 @@ class Intake:
         self._store = store
         self._config = config
         self._profiles = feed_profiles(config)
+        self._corrections = Corrections(
+            store, {d.name: d.hold_on_dead_letter for d in config.destinations}
+        )
         self._on_committed = on_committed
         self._inbox: asyncio.Queue[tuple[str, BrokerDelivery]] = asyncio.Queue()
         self._stopping = asyncio.Event()
@@ -199,14 +111,13 @@ class Intake:
             for source, d in batch
         ]
         try:
-            results: list[IntakeResult | None] = list(
-                await self._write([p.record for p in prepared])
-            )
+            linked, written = await self._write(prepared)
+            results: list[IntakeResult | None] = list(written)
         except (sa.exc.IntegrityError, sa.exc.DataError, sa.exc.StatementError):
             # Content the store refuses (a constraint, a value it cannot hold) must not stall
             # every message behind it: write one at a time so only the culprit is set aside.
-            results = [await self._write_alone(p) for p in prepared]
-        for (_source, delivery), item, result in zip(batch, prepared, results, strict=True):
+            linked, results = prepared, [await self._write_alone(p) for p in prepared]
+        for (_source, delivery), item, result in zip(batch, linked, results, strict=True):
             if result is None:
                 # Not even a rejection could be stored: park it in the broker's dead-letter
                 # queue rather than lose it or loop on it.
@@ -223,7 +134,7 @@ class Intake:
 
     async def _write_alone(self, item: Prepared) -> IntakeResult | None:
         try:
-            return (await self._write([item.record]))[0]
+            return (await self._write([item]))[1][0]
         except sa.exc.SQLAlchemyError as exc:
             reason = f"the store refused this message ({type(exc).__name__}); kept for an operator"
             record = item.record
@@ -236,12 +147,13 @@ class Intake:
                 format=record.format,
             )
             try:
-                return (await self._write([stub]))[0]
+                return (await self._write([Prepared(stub, None)]))[1][0]
             except sa.exc.SQLAlchemyError:
                 return None
 
-    async def _write(self, records: list[IntakeRecord]) -> list[IntakeResult]:
-        """Write until the store is reachable: the messages are safe at the broker meanwhile.
+    async def _write(self, prepared: list[Prepared]) -> tuple[list[Prepared], list[IntakeResult]]:
+        """Link corrections and write, until the store is reachable: the messages are safe at
+        the broker meanwhile.
 
         Everything but content the store refuses is retried here (connection refused or dropped,
         a server starting up, a locked database); refused content is raised for the caller to
@@ -251,7 +163,7 @@ class Intake:
             wait=wait_exponential(multiplier=0.2, max=10),
             retry=retry_if_exception(lambda exc: not refused_content(exc)),
             before_sleep=lambda state: log.error(
-                "intake.refused_content",
+                "intake.store_unavailable",
                 attempt=state.attempt_number,
                 error=type(state.outcome.exception()).__name__ if state.outcome else None,
             ),
@@ -259,7 +171,8 @@ class Intake:
         )
         async for attempt in retrying:
             with attempt:
-                return await self._store.record_intake(records)
+                linked = await self._corrections.link(prepared)
+                return linked, await self._store.record_intake([p.record for p in linked])
         raise AssertionError("unreachable: tenacity retries until success")
 
     @staticmethod

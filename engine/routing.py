@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from engine.config import Route
-from mappings.model import CareEvent, CareSetting
+from mappings.model import CareEvent, CareSetting, Identifier, IdentifierKind
 
 
 def patient_key(event: CareEvent) -> str:
@@ -18,9 +18,28 @@ def patient_key(event: CareEvent) -> str:
     patient = event.patient
     if (nhs := patient.nhs_number) is not None:
         return f"nhs:{nhs}"
-    if (local := patient.local_identifier()) is not None:
-        return f"local:{event.source.feed}:{local.system or ''}:{local.value}"
+    local = patient.local_identifier()
+    if local is not None and (key := identifier_key(event.source.feed, local)) is not None:
+        return key
     return f"message:{event.source.feed}:{event.source.message_id}"
+
+
+def identifier_key(feed: str, identifier: Identifier) -> str | None:
+    """The patient key one identifier stands for (see `patient_key`)."""
+    if identifier.kind is IdentifierKind.NHS_NUMBER:
+        return f"nhs:{identifier.value}"
+    if identifier.kind is IdentifierKind.LOCAL:
+        return f"local:{feed}:{identifier.system or ''}:{identifier.value}"
+    return None
+
+
+def retired_keys(event: CareEvent) -> list[str]:
+    """For a merge, the keys of the retired identities that must now follow the survivor."""
+    if event.merge is None:
+        return []
+    survivor = patient_key(event)
+    keys = (identifier_key(event.source.feed, i) for i in event.merge.retired)
+    return sorted({k for k in keys if k is not None and k != survivor})
 
 
 def care_setting(event: CareEvent) -> CareSetting:

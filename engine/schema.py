@@ -98,7 +98,10 @@ events = Table(
     Column("occurred_at", UtcDateTime),
     Column("received_at", UtcDateTime, nullable=False),
     Column("body", Text, nullable=False),
+    Column("stay_id", String(200)),
+    Column("corrects", String(40)),
     Index("ix_events_patient_key", "patient_key"),
+    Index("ix_events_patient_stay_kind", "patient_key", "stay_id", "kind"),
 )
 
 deliveries = Table(

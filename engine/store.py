@@ -43,6 +43,19 @@ class AcceptedEvent:
     body: str
     destinations: tuple[tuple[str, bool], ...]
     """(destination name, hold_on_dead_letter) for each routed destination, in route order."""
+    stay_id: str | None = None
+    corrects: str | None = None
+    """For a cancel: the event it cancels. For an event whose cancel arrived first: that cancel."""
+    retired_keys: tuple[str, ...] = ()
+    """For a merge: the patient keys that now become `patient_key`."""
+
+
+@dataclass(frozen=True, slots=True)
+class Original:
+    """An earlier event a cancel refers to, and the destinations that have or will have it."""
+
+    event_id: str
+    destinations: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,9 +305,20 @@ class Store:
         row["status"] = "accepted"
         message_id = await self._insert_message(conn, row)
         seen[key] = (message_id, digest)
+        if accepted.retired_keys:
+            await self._rekey(conn, accepted.retired_keys, accepted.patient_key)
+        if accepted.corrects and not accepted.kind.startswith("cancel_"):
+            # This event arrived after its own cancel: link the cancel back to it.
+            await conn.execute(
+                sa.update(events)
+                .where(events.c.event_id == accepted.corrects)
+                .values(corrects=accepted.event_id)
+            )
         await conn.execute(
             sa.insert(events).values(
                 event_id=accepted.event_id,
+                stay_id=accepted.stay_id,
+                corrects=accepted.corrects,
                 message_id=message_id,
                 source=record.source,
                 kind=accepted.kind,
@@ -320,6 +344,62 @@ class Store:
                 )
             )
         return IntakeResult(message_id, "accepted", deliveries=len(accepted.destinations))
+
+    @staticmethod
+    async def _rekey(conn: AsyncConnection, retired: Sequence[str], survivor: str) -> None:
+        """A merge: the retired identities' history and pending deliveries follow the survivor,
+        so ordering and search use one key from now on."""
+        for table in (messages, events, deliveries):
+            await conn.execute(
+                sa.update(table)
+                .where(table.c.patient_key.in_(list(retired)))
+                .values(patient_key=survivor)
+            )
+
+    async def find_original(
+        self, patient_key: str, stay_id: str | None, kind: str
+    ) -> Original | None:
+        """The newest accepted event of `kind` for this patient and stay, with the destinations
+        that received it or are still to (not those where it was dead-lettered)."""
+        same_stay = (events.c.stay_id.is_(None) if stay_id is None
+                     else events.c.stay_id == stay_id)  # fmt: skip
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(
+                sa.select(events.c.event_id)
+                .where(events.c.patient_key == patient_key, events.c.kind == kind, same_stay)
+                .order_by(events.c.message_id.desc())
+                .limit(1)
+            )).first()  # fmt: skip
+            if row is None:
+                return None
+            sent = await conn.execute(
+                sa.select(deliveries.c.destination)
+                .where(deliveries.c.event_id == row.event_id,
+                       deliveries.c.status.in_(["pending", "delivered"]))
+                .order_by(deliveries.c.id)
+            )  # fmt: skip
+            return Original(row.event_id, tuple(r.destination for r in sent))
+
+    async def find_early_cancel(
+        self, patient_key: str, stay_id: str | None, cancel_kind: str, occurred_at: datetime | None
+    ) -> str | None:
+        """A cancel of `cancel_kind` for this patient and stay that found nothing to cancel when
+        it arrived and happened no earlier than `occurred_at` (so it cancels an event that came
+        late, out of order, not a newer one): its event id, or None."""
+        same_stay = (events.c.stay_id.is_(None) if stay_id is None
+                     else events.c.stay_id == stay_id)  # fmt: skip
+        not_before = (sa.true() if occurred_at is None
+                      else sa.or_(events.c.occurred_at.is_(None),
+                                  events.c.occurred_at >= occurred_at))  # fmt: skip
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(
+                sa.select(events.c.event_id)
+                .where(events.c.patient_key == patient_key, events.c.kind == cancel_kind,
+                       events.c.corrects.is_(None), same_stay, not_before)
+                .order_by(events.c.message_id)
+                .limit(1)
+            )).first()  # fmt: skip
+            return None if row is None else str(row.event_id)
 
     async def _insert_message(self, conn: AsyncConnection, row: dict[str, Any]) -> int:
         result = await conn.execute(sa.insert(messages).values(**row).returning(messages.c.id))

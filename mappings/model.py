@@ -320,6 +320,9 @@ class CareEvent(_Frozen):
     location_to: Location | None = None
     cancels: EventKind | None = None
     """For a cancel-* event, the kind of event it cancels."""
+    corrects_event_id: str | None = None
+    """For a cancel: the `event_id` of the event it cancels, found by the engine at intake; None
+    when that event was never received. Set by the engine, never by a mapping."""
     merge: Merge | None = None
     cleared: tuple[str, ...] = ()
     """Model paths the sender explicitly deleted with HL7's ``""`` (e.g. ``stay.discharge_method``).

@@ -3,7 +3,7 @@
 from datetime import UTC, datetime
 
 from engine.config import feed_profiles, parse_config
-from engine.intake import Prepared, bounded_key, prepare
+from engine.preparation import Prepared, bounded_key, prepare
 from tests.adt_factory import adt, patients
 
 CONFIG = parse_config(

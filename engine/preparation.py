@@ -1,0 +1,111 @@
+"""Intake's pure step: one inbound payload to a record for the store.
+
+    size check ─► detect format ─► map (mappings/) ─► route ─► IntakeRecord
+
+Never raises for bad content: a message that cannot be mapped becomes a rejected record with a
+precise reason (and the HL7 table 0357 code and location the sender's standard uses).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from engine.config import Config
+from engine.routing import care_setting, destinations_for, patient_key, retired_keys
+from engine.store import AcceptedEvent, IntakeRecord
+from mappings.errors import MappingError
+from mappings.inbound import detect_format, map_message
+from mappings.model import CareEvent
+from mappings.profile import FeedProfile
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    record: IntakeRecord
+    event: CareEvent | None
+
+
+MAX_MESSAGE_KEY = 200
+
+
+def bounded_key(key: str) -> str:
+    """Keys built from sender data are bounded: a long one is replaced by its digest."""
+    if len(key) <= 200:
+        return key
+    return "sha256:" + hashlib.sha256(key.encode()).hexdigest()
+
+
+def prepare(
+    source: str,
+    payload: bytes,
+    *,
+    config: Config,
+    profiles: Mapping[str, FeedProfile],
+    received_at: datetime,
+    transport_id: str | None = None,
+) -> Prepared:
+    """Parse, map and route one message. Never raises for bad content: that is a rejection."""
+    profile = profiles[source]
+    limit = config.intake.max_message_bytes
+    if len(payload) > limit:
+        return Prepared(
+            IntakeRecord(source=source, payload=payload, received_at=received_at,
+                         transport_id=transport_id, error_code="207",
+                         reason=f"message is {len(payload)} bytes, over the {limit}-byte limit"),
+            None,
+        )  # fmt: skip
+    try:
+        fmt = detect_format(payload)
+        event = map_message(payload, profile).model_copy(update={"received_at": received_at})
+    except MappingError as exc:
+        return Prepared(
+            IntakeRecord(
+                source=source,
+                payload=payload,
+                received_at=received_at,
+                transport_id=transport_id,
+                reason=exc.reason,
+                error_location=exc.location,
+                error_code=exc.code,
+            ),
+            None,
+        )
+    if len(event.source.message_id) > MAX_MESSAGE_KEY:
+        return Prepared(
+            IntakeRecord(
+                source=source,
+                payload=payload,
+                received_at=received_at,
+                transport_id=transport_id,
+                format=fmt.value,
+                error_code="102",
+                error_location="MSH-10",
+                reason=f"message id longer than {MAX_MESSAGE_KEY} characters",
+            ),
+            None,
+        )
+    holds = {d.name: d.hold_on_dead_letter for d in config.destinations}
+    accepted = AcceptedEvent(
+        event_id=event.event_id,
+        kind=event.kind.value,
+        care_setting=care_setting(event).value,
+        patient_key=bounded_key(patient_key(event)),
+        stay_id=event.stay.id if event.stay else None,
+        retired_keys=tuple(bounded_key(k) for k in retired_keys(event)),
+        occurred_at=event.occurred_at.utc if event.occurred_at else None,
+        body=event.model_dump_json(exclude_none=True),
+        destinations=tuple((d, holds[d]) for d in destinations_for(event, config.routes)),
+    )
+    record = IntakeRecord(
+        source=source,
+        payload=payload,
+        received_at=received_at,
+        transport_id=transport_id,
+        format=fmt.value,
+        message_key=event.source.message_id,
+        accepted=accepted,
+    )
+    return Prepared(record, event)

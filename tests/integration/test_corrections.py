@@ -1,0 +1,172 @@
+"""Cancels reach exactly the destinations that had the original; late originals and merges.
+
+Intake runs in-process against both real stores; the broker side is a delivery double that
+records acks (the RabbitMQ contract itself is tested in test_rabbitmq.py and end to end).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from engine.config import parse_config
+from engine.intake import Intake
+from engine.schema import deliveries, events
+from engine.store import Store
+from tests.adt_factory import Patient, adt, patients
+from tests.e2e.harness import wait_until
+
+pytestmark = pytest.mark.integration
+
+CONFIG = parse_config(
+    """
+sources: [{name: mh, care_setting: mental_health}]
+destinations:
+  - {name: team, type: webhook, url: "https://team.example/x"}
+  - {name: gp, type: webhook, url: "https://gp.example/x"}
+routes:
+  - {name: team, match: {kinds: [admission, transfer, discharge, cancel_admission,
+                                 cancel_transfer, cancel_discharge, merge]}, to: [team]}
+  - {name: gp, match: {kinds: [discharge]}, to: [gp]}
+""",
+    env={},
+)
+T0 = datetime(2026, 6, 1, 9, 0, tzinfo=UTC)
+
+
+@dataclass
+class FakeDelivery:
+    body: bytes
+    message_id: str | None = None
+    acked: bool = False
+
+    def ack(self) -> None:
+        self.acked = True
+
+    def nack(self, requeue: bool) -> None:
+        raise AssertionError("nothing here should be nacked")
+
+
+async def ingest(store: Store, *messages: bytes) -> None:
+    """Each message in its own batch, in order, as a slow sender would deliver them."""
+    intake = Intake(store, CONFIG)
+    task = asyncio.create_task(intake.run())
+    handler = intake.handler_for("mh")
+    try:
+        for body in messages:
+            delivery = FakeDelivery(body)
+            await handler(delivery)
+            await wait_until(lambda d=delivery: d.acked, deadline=30)  # type: ignore[misc]
+    finally:
+        intake.stop()
+        await task
+
+
+async def routed(store: Store, control_id: str) -> dict[str, Any]:
+    """The event of a message: its destinations, what it corrects, its warnings."""
+    async with store.engine.connect() as conn:
+        event = (await conn.execute(sa.select(events).where(
+            events.c.event_id == _event_id(control_id)))).one()  # fmt: skip
+        dests = [r.destination for r in await conn.execute(
+            sa.select(deliveries.c.destination).where(
+                deliveries.c.event_id == event.event_id).order_by(deliveries.c.id))]  # fmt: skip
+    body = json.loads(event.body)
+    return {"to": dests, "corrects": event.corrects, "warnings": body.get("warnings", []),
+            "body_corrects": body.get("corrects_event_id")}  # fmt: skip
+
+
+def _event_id(control_id: str) -> str:
+    from mappings.profile import event_id
+
+    return event_id("mh", control_id)
+
+
+def at(minutes: int) -> datetime:
+    return T0 + timedelta(minutes=minutes)
+
+
+async def test_cancelled_discharge_corrects_every_destination_that_had_it(store: Store) -> None:
+    [p] = patients(1)
+    await ingest(store, adt("A01", p, "ADM", at(0)), adt("A03", p, "DIS", at(60)),
+                 adt("A13", p, "CAN", at(90)))  # fmt: skip
+    assert (await routed(store, "DIS"))["to"] == ["team", "gp"]
+    cancel = await routed(store, "CAN")
+    assert cancel["to"] == ["team", "gp"]
+    assert cancel["corrects"] == cancel["body_corrects"] == _event_id("DIS")
+
+
+async def test_cancelled_admission_corrects_only_where_the_admission_went(store: Store) -> None:
+    [p] = patients(1)
+    await ingest(store, adt("A01", p, "ADM", at(0)), adt("A11", p, "CAN", at(5)))
+    cancel = await routed(store, "CAN")
+    assert cancel["to"] == ["team"]  # the GP never received the admission
+    assert cancel["corrects"] == _event_id("ADM")
+
+
+async def test_cancel_of_an_event_never_received_goes_nowhere(store: Store) -> None:
+    [p] = patients(1)
+    await ingest(store, adt("A13", p, "CAN", at(0)))
+    cancel = await routed(store, "CAN")
+    assert cancel["to"] == []
+    assert cancel["corrects"] is None
+    assert "cancels an event that was never received: nothing to correct" in cancel["warnings"]
+
+
+async def test_discharge_arriving_after_its_cancel_is_not_delivered(store: Store) -> None:
+    [p] = patients(1)
+    await ingest(store, adt("A13", p, "CAN", at(90)), adt("A03", p, "DIS", at(60)))
+    late = await routed(store, "DIS")
+    assert late["to"] == []
+    assert late["corrects"] == _event_id("CAN")
+    assert (await routed(store, "CAN"))["corrects"] == _event_id("DIS")
+
+
+async def test_a_newer_discharge_after_an_unmatched_cancel_is_delivered(store: Store) -> None:
+    [p] = patients(1)
+    await ingest(store, adt("A13", p, "CAN", at(0)), adt("A03", p, "DIS", at(60)))
+    assert (await routed(store, "DIS"))["to"] == ["team", "gp"]
+
+
+async def test_cancel_in_the_same_batch_as_its_original(store: Store) -> None:
+    [p] = patients(1)
+    intake = Intake(store, CONFIG)
+    batch = [FakeDelivery(adt("A03", p, "DIS", at(0))), FakeDelivery(adt("A13", p, "CAN", at(5)))]
+    for delivery in batch:
+        await intake.handler_for("mh")(delivery)
+    task = asyncio.create_task(intake.run())
+    await wait_until(lambda: all(d.acked for d in batch))
+    intake.stop()
+    await task
+    assert (await routed(store, "CAN"))["to"] == ["team", "gp"]
+
+
+def merge_message(survivor: Patient, retired_mrn: str, control_id: str) -> bytes:
+    ts = at(120).strftime("%Y%m%d%H%M%S")
+    return (
+        f"MSH|^~\\&|EPR|RXT|CB|NHS|{ts}||ADT^A40^ADT_A39|{control_id}|P|2.4\r"
+        f"EVN|A40|{ts}||||{ts}\r"
+        f"PID|1||{survivor.nhs_number}^^^NHS^NH~{survivor.mrn}^^^RXT^MR||{survivor.family}^"
+        f"{survivor.given}||19800101|2\r"
+        f"MRG|{retired_mrn}^^^RXT^MR\r"
+    ).encode()
+
+
+async def test_merge_rekeys_history_and_pending_deliveries_to_the_survivor(
+    store: Store,
+) -> None:
+    [survivor] = patients(1)
+    unknown = Patient("", "RXT0999", survivor.family, survivor.given)
+    local_only = adt("A01", unknown, "OLD", at(0)).replace(b"^^^NHS^NH~", b"")
+    await ingest(store, local_only, merge_message(survivor, "RXT0999", "MRG"))
+    async with store.engine.connect() as conn:
+        keys = {r.patient_key for r in await conn.execute(sa.select(deliveries.c.patient_key))}
+        old = (await conn.execute(sa.select(events.c.patient_key).where(
+            events.c.event_id == _event_id("OLD")))).scalar_one()  # fmt: skip
+    assert old == f"nhs:{survivor.nhs_number}"
+    assert keys == {f"nhs:{survivor.nhs_number}"}
