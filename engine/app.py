@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import ssl
 import sys
 from collections.abc import Mapping, Sequence
 from contextlib import AsyncExitStack
@@ -21,14 +22,26 @@ from pathlib import Path
 import structlog
 
 from adapters.errors import BrokerUnavailable, PublishReturned, TransportError
+from adapters.mllp import MllpClient, MllpListener, client_ssl_context, server_ssl_context
 from adapters.rabbitmq import AmqpSettings, Broker, ExchangeSpec, Topology, inbound_topology
 from adapters.webhook import WebhookClient
 from engine import health, retention
-from engine.config import AmqpConfig, AmqpDestination, Config, WebhookDestination
+from engine.config import (
+    AmqpConfig,
+    AmqpDestination,
+    Config,
+    MllpDestination,
+    TlsConfig,
+    WebhookDestination,
+    feed_profiles,
+)
 from engine.delivery import DeliveryLoop
-from engine.destinations import AmqpSender, Sender, WebhookSender
+from engine.destinations import AmqpSender, MllpSender, Sender, WebhookSender
 from engine.intake import Intake
+from engine.mllp_gateway import MllpGateway
 from engine.store import Store
+from mappings.errors import MappingError
+from mappings.hl7v2_ack import parse_ack
 
 log = structlog.get_logger("carebridge.app")
 
@@ -85,6 +98,8 @@ class Engine:
     _stack: AsyncExitStack
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    listeners: list[MllpListener] = field(default_factory=list)
+    """The MLLP listeners, in the order of the sources that have one."""
 
     async def readiness(self) -> dict[str, bool]:
         return {
@@ -101,6 +116,8 @@ class Engine:
         clock = asyncio.get_running_loop().time
         end = clock() + deadline
         self._stopping.set()
+        for listener in self.listeners:  # no new messages; answers in progress still go out
+            await listener.close(grace=min(5.0, deadline))
         self.intake.stop()
         await self.broker.cancel_consumers()
         self.delivery.stop()
@@ -112,7 +129,9 @@ class Engine:
         log.info("engine.stopped")
 
 
-def _senders(config: Config, webhook: WebhookClient, publisher: Broker) -> dict[str, Sender]:
+def _senders(
+    config: Config, webhook: WebhookClient, publisher: Broker, stack: AsyncExitStack
+) -> dict[str, Sender]:
     async def publish(
         exchange: str,
         routing_key: str,
@@ -135,9 +154,64 @@ def _senders(config: Config, webhook: WebhookClient, publisher: Broker) -> dict[
     for dest in config.destinations:
         if isinstance(dest, WebhookDestination):
             senders[dest.name] = WebhookSender(dest, webhook.post)
+        elif isinstance(dest, MllpDestination):
+            link = MllpClient(
+                dest.host, dest.port, timeout=dest.timeout.total_seconds(),
+                ssl_context=_client_tls(dest.tls),
+                server_hostname=dest.tls.server_hostname if dest.tls else None,
+            )  # fmt: skip
+            stack.push_async_callback(link.close)
+            senders[dest.name] = MllpSender(dest, link)
         else:
             senders[dest.name] = AmqpSender(dest, publish)
     return senders
+
+
+def _client_tls(tls: TlsConfig | None) -> ssl.SSLContext | None:
+    if tls is None:
+        return None
+    context = client_ssl_context(
+        str(tls.ca_file) if tls.ca_file else None,
+        str(tls.cert_file) if tls.cert_file else None,
+        str(tls.key_file) if tls.key_file else None,
+        check_hostname=tls.verify,
+    )
+    if not tls.verify:
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+async def _start_listeners(config: Config, publisher: Broker,
+                           stack: AsyncExitStack) -> list[MllpListener]:  # fmt: skip
+    """One MLLP listener per source that has one; each answers only after the broker confirm."""
+
+    async def publish(source: str, payload: bytes, headers: Mapping[str, str]) -> None:
+        await publisher.publish(INBOUND_EXCHANGE, source, payload, headers=dict(headers))
+
+    listeners: list[MllpListener] = []
+    profiles = feed_profiles(config)
+    for source in config.sources:
+        if source.mllp is None:
+            continue
+        settings = source.mllp
+        allowed = settings.allowed_client_names
+        gateway = MllpGateway(source.name, profiles[source.name], publish,
+                              frozenset(allowed) if allowed is not None else None)  # fmt: skip
+        tls = settings.tls
+        listener = MllpListener(
+            settings.host, settings.port, handle=gateway.handle,
+            max_message_bytes=settings.max_message_bytes,
+            frame_timeout=settings.frame_timeout.total_seconds(),
+            idle_timeout=settings.idle_timeout.total_seconds(),
+            max_connections=settings.max_connections,
+            ssl_context=server_ssl_context(tls.cert_file, tls.key_file, tls.ca_file,
+                                           tls.require_client_cert) if tls else None,
+            reject_oversized=gateway.reject_oversized,
+        )  # fmt: skip
+        await listener.start()
+        stack.push_async_callback(listener.close)
+        listeners.append(listener)
+    return listeners
 
 
 async def start_engine(config: Config) -> Engine:
@@ -156,7 +230,7 @@ async def start_engine(config: Config) -> Engine:
         webhook = await stack.enter_async_context(WebhookClient())
         delivery = DeliveryLoop(
             store,
-            _senders(config, webhook, publisher),
+            _senders(config, webhook, publisher, stack),
             {d.name: config.retry_policies[d.retry] for d in config.destinations},
             {d.name: d.hold_on_dead_letter for d in config.destinations},
             config.delivery,
@@ -170,9 +244,11 @@ async def start_engine(config: Config) -> Engine:
         ]
         for source in config.sources:
             await broker.consume(queue_for(source.name), intake.handler_for(source.name))
+        listeners = await _start_listeners(config, publisher, stack)
         engine = Engine(
-            config, store, broker, publisher, intake, delivery, 0, stack, tasks, stopping
-        )
+            config, store, broker, publisher, intake, delivery, 0, stack, tasks, stopping,
+            listeners,
+        )  # fmt: skip
         runner, engine.http_port = await health.serve(
             health.health_app(engine.readiness), config.http.host, config.http.port
         )
@@ -240,4 +316,32 @@ async def send_files(files: Sequence[Path], source: str, amqp_url: str) -> int:
                 print(f"{path}: published to {INBOUND_EXCHANGE} for source {source}")
     finally:
         await publisher.close()
+    return 1 if failures else 0
+
+
+async def send_files_mllp(files: Sequence[Path], host: str, port: int) -> int:
+    """`carebridge send --mllp`: send each file over MLLP and print the ACK it gets.
+
+    Exit 0 when every file was acknowledged AA (or CA); 1 otherwise.
+    """
+    failures = 0
+    async with MllpClient(host, port, timeout=30.0) as link:
+        for path in files:
+            try:
+                answer = await link.send(path.read_bytes())
+            except OSError as exc:
+                failures += 1
+                print(f"carebridge: {path}: cannot read ({exc.strerror})", file=sys.stderr)
+                continue
+            except TransportError as exc:
+                failures += 1
+                print(f"carebridge: {path}: no acknowledgement: {exc}", file=sys.stderr)
+                continue
+            print(f"{path}:")
+            print(answer.decode("utf-8", "replace").replace("\r", "\n").rstrip("\n"))
+            try:
+                accepted = parse_ack(answer).code in ("AA", "CA")
+            except MappingError:
+                accepted = False
+            failures += not accepted
     return 1 if failures else 0

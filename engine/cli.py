@@ -48,10 +48,14 @@ def _parser() -> argparse.ArgumentParser:
     mapper.add_argument("-c", "--config", type=Path, help="config whose source profile to use")
     mapper.add_argument("--source", help="source name in the config (needs -c)")
 
-    send = sub.add_parser("send", help="publish message files to a source's inbound queue")
+    send = sub.add_parser(
+        "send", help="publish message files to a source's inbound queue, or send them over MLLP"
+    )
     send.add_argument("files", type=Path, nargs="+")
-    send.add_argument("--source", required=True)
-    send.add_argument("--amqp", default=DEFAULT_AMQP, help=f"broker URL (default {DEFAULT_AMQP})")
+    send.add_argument("--source", help="source name (publishing to RabbitMQ)")
+    via = send.add_mutually_exclusive_group()
+    via.add_argument("--amqp", default=DEFAULT_AMQP, help=f"broker URL (default {DEFAULT_AMQP})")
+    via.add_argument("--mllp", metavar="HOST:PORT", help="send over MLLP and print each ACK")
 
     sub.add_parser("schema", help="print the JSON Schema of the care event")
     return parser
@@ -113,9 +117,16 @@ def cmd_map(file: Path, config_path: Path | None, source: str | None) -> int:
     return EXIT_OK
 
 
-def cmd_send(files: Sequence[Path], source: str, amqp_url: str) -> int:
-    from engine.app import send_files
+def cmd_send(files: Sequence[Path], source: str | None, amqp_url: str, mllp: str | None) -> int:
+    from engine.app import send_files, send_files_mllp
 
+    if mllp is not None:
+        host, _, port = mllp.rpartition(":")
+        if not host or not port.isdigit():
+            return _fail("--mllp takes HOST:PORT", EXIT_USAGE)
+        return asyncio.run(send_files_mllp(files, host, int(port)))
+    if source is None:
+        return _fail("--source NAME is needed to publish to RabbitMQ", EXIT_USAGE)
     return asyncio.run(send_files(files, source, amqp_url))
 
 
@@ -148,7 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         case "map":
             return cmd_map(args.file, args.config, args.source)
         case "send":
-            return cmd_send(args.files, args.source, args.amqp)
+            return cmd_send(args.files, args.source, args.amqp, args.mllp)
         case "schema":
             return cmd_schema()
         case "run":

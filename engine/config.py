@@ -163,11 +163,41 @@ class RetryPolicy(_Strict):
         return self
 
 
+class ServerTlsConfig(_Strict):
+    """TLS for a listener: its certificate and, to check client certificates, a CA."""
+
+    cert_file: Path
+    key_file: Path
+    ca_file: Path | None = None
+    require_client_cert: bool = False
+
+    @model_validator(mode="after")
+    def _client_certs_need_a_ca(self) -> ServerTlsConfig:
+        if self.require_client_cert and self.ca_file is None:
+            raise ValueError("require_client_cert needs ca_file, the CA that signs client certs")
+        return self
+
+
+class MllpListenerConfig(_Strict):
+    """An MLLP listener for one source: HL7v2 over TCP, answered only after the broker has it."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(ge=0, le=65535)
+    max_message_bytes: int = Field(default=1024 * 1024, ge=1024)
+    frame_timeout: Duration = timedelta(seconds=30)
+    idle_timeout: Duration = timedelta(minutes=10)
+    max_connections: int = Field(default=32, ge=1)
+    tls: ServerTlsConfig | None = None
+    allowed_client_names: list[str] | None = None
+    """With client certificates: the certificate common names allowed to send for this source."""
+
+
 class SourceConfig(_Strict):
     name: Name
     description: str | None = None
     care_setting: CareSetting = CareSetting.UNKNOWN
     timezone: str = "Europe/London"
+    mllp: MllpListenerConfig | None = None
     profile: dict[str, Any] = Field(default_factory=dict)
     """How this feed differs from NHS ITK conventions (see docs/configuration.md): which PV1-3
     component holds the ward, local code tables, where legal status and risk flags are."""
@@ -214,7 +244,40 @@ class AmqpDestination(_Strict):
     hold_on_dead_letter: bool = False
 
 
-Destination = Annotated[WebhookDestination | AmqpDestination, Field(discriminator="type")]
+AckHandling = Literal["delivered", "transient", "permanent"]
+
+
+class MllpAckPolicy(_Strict):
+    """What each answer of an MLLP destination means for the delivery."""
+
+    AE: AckHandling = "permanent"
+    AR: AckHandling = "transient"
+    silence: AckHandling = "transient"
+    """No answer within the timeout, or a connection that failed."""
+
+
+class MllpDestination(_Strict):
+    """Sends each care event as an HL7v2 ADT message (ITK conventions) over MLLP."""
+
+    type: Literal["mllp"]
+    name: Name
+    host: str
+    port: int = Field(ge=1, le=65535)
+    version: Literal["2.4", "2.5", "2.5.1"] = "2.4"
+    sending_application: str = "CAREBRIDGE"
+    sending_facility: str = ""
+    receiving_application: str = ""
+    receiving_facility: str = ""
+    timeout: Duration = timedelta(seconds=30)
+    tls: TlsConfig | None = None
+    ack: MllpAckPolicy = MllpAckPolicy()
+    retry: Name = "default"
+    hold_on_dead_letter: bool = False
+
+
+Destination = Annotated[
+    WebhookDestination | AmqpDestination | MllpDestination, Field(discriminator="type")
+]
 
 
 class RouteMatch(_Strict):
@@ -282,7 +345,14 @@ def feed_profiles(config: Config) -> dict[str, FeedProfile]:
 
 def _cross_check(raw: Config) -> list[str]:
     problems: list[str] = []
+    listening: dict[tuple[str, int], int] = {}
     for i, source in enumerate(raw.sources):
+        if source.mllp is not None and source.mllp.port != 0:
+            where = (source.mllp.host, source.mllp.port)
+            if where in listening:
+                problems.append(f"sources[{i}].mllp.port: {where[1]} is already the MLLP port "
+                                f"of sources[{listening[where]}]")  # fmt: skip
+            listening[where] = i
         try:
             feed_profile(source)
         except ProfileError as exc:
@@ -363,13 +433,16 @@ def _secrets_by_reference(node: Any, problems: list[str]) -> None:
                 )
 
 
+_DESTINATION_TAGS = frozenset({"webhook", "amqp", "mllp"})
+
+
 def _pydantic_path(loc: tuple[int | str, ...]) -> str:
     path = ""
-    for part in loc:
+    for i, part in enumerate(loc):
         if isinstance(part, int):
             path += f"[{part}]"
-        elif part in {"webhook", "amqp"}:  # discriminator tag pydantic inserts into the location
-            continue
+        elif i == 2 and loc[0] == "destinations" and part in _DESTINATION_TAGS:
+            continue  # the discriminator tag pydantic inserts after destinations[i]
         else:
             path += f".{part}" if path else str(part)
     return path or "(top level)"

@@ -73,7 +73,7 @@ def adt(
         pv1[45] = ts
     segments = [
         f"MSH|^~\\&|{feed}|RXT|CAREBRIDGE|NHS|{ts}||ADT^{trigger}^{structure}|{control_id}|P|2.4"
-        f"|||AL|NE|GBR|UNICODE UTF-8|||ITKv1.0",
+        f"|||||GBR|UNICODE UTF-8|||ITKv1.0",
         f"EVN|{trigger}|{ts}||||{ts}",
         f"PID|1||{patient.nhs_number}^^^NHS^NH~{patient.mrn}^^^RXT^MR||{patient.family}^"
         f"{patient.given}^^^Mx||19800101|2|||1 Test Street^^Leeds^^LS1 1AA^GBR^H",

@@ -161,3 +161,20 @@ def test_a_sources_profile_reaches_the_mapping() -> None:
     [profile] = feed_profiles(config).values()
     assert (profile.feed, profile.ward_component, profile.care_setting.value) == (
         "mh", 1, "mental_health")  # fmt: skip
+
+
+def test_two_sources_cannot_share_an_mllp_port() -> None:
+    text = "sources: [{name: a, mllp: {port: 2575}}, {name: b, mllp: {port: 2575}}]\n"
+    assert problems(text) == ["sources[1].mllp.port: 2575 is already the MLLP port of sources[0]"]
+
+
+def test_mllp_client_certificates_need_a_ca() -> None:
+    text = """
+sources:
+  - name: a
+    mllp: {port: 2575, tls: {cert_file: s.pem, key_file: s.key, require_client_cert: true}}
+"""
+    assert problems(text) == [
+        "sources[0].mllp.tls: Value error, require_client_cert needs "
+        "ca_file, the CA that signs client certs"
+    ]

@@ -1,0 +1,152 @@
+"""The engine's MLLP policy: when to answer AA, AE, AR; how an MLLP destination's ACK counts."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import pytest
+
+from adapters.errors import BrokerUnavailable, ConfirmTimeout, DestinationTimeout
+from engine.config import MllpAckPolicy, MllpDestination
+from engine.destinations import MllpSender, mllp_control_id
+from engine.mllp_gateway import MllpGateway
+from engine.store import ClaimedDelivery
+from mappings.hl7v2_ack import build_ack, parse_ack
+from mappings.hl7v2_in import map_hl7v2
+from mappings.profile import FeedProfile
+from tests.adt_factory import adt, patients
+
+NOW = datetime(2026, 7, 1, 10, 0, tzinfo=UTC)
+[PATIENT] = patients(1)
+GOOD = adt("A03", PATIENT, "CTRL-1", NOW)
+BAD = b"MSH|^~\\&|EPR|RXT|CB|NHS|20260701||ADT^A17^ADT_A17|CTRL-2|P|2.4\rEVN|A17\r"
+
+
+@dataclass(frozen=True)
+class Peer:
+    host: str = "127.0.0.1"
+    client_cn: str | None = None
+
+
+@dataclass
+class Broker:
+    fail_with: Exception | None = None
+    published: list[tuple[str, bytes]] = field(default_factory=list)
+
+    async def publish(self, source: str, payload: bytes, _headers: Mapping[str, str]) -> None:
+        if self.fail_with is not None:
+            raise self.fail_with
+        self.published.append((source, payload))
+
+
+def gateway(broker: Broker, allowed: frozenset[str] | None = None) -> MllpGateway:
+    return MllpGateway("mh", FeedProfile(feed="mh"), broker.publish, allowed, clock=lambda: NOW)
+
+
+async def test_aa_only_after_the_broker_took_the_message() -> None:
+    broker = Broker()
+    answer = parse_ack(await gateway(broker).handle(GOOD, Peer()))
+    assert (answer.code, answer.control_id) == ("AA", "CTRL-1")
+    assert broker.published == [("mh", GOOD)]
+
+
+async def test_content_error_is_ae_with_the_reason_and_still_kept() -> None:
+    broker = Broker()
+    raw = await gateway(broker).handle(BAD, Peer())
+    answer = parse_ack(raw)
+    assert answer.code == "AE"
+    assert b"ERR|" in raw
+    assert "A17" in (answer.text or "")
+    assert broker.published == [("mh", BAD)]  # logged as rejected by intake
+
+
+@pytest.mark.parametrize("error", [BrokerUnavailable("down"), ConfirmTimeout("slow")])
+async def test_ar_when_the_engine_cannot_accept(error: Exception) -> None:
+    answer = parse_ack(await gateway(Broker(fail_with=error)).handle(GOOD, Peer()))
+    assert answer.code == "AR"
+
+
+async def test_a_sender_not_allowed_for_the_source_gets_ar_and_nothing_is_kept() -> None:
+    broker = Broker()
+    answer = await gateway(broker, frozenset({"mh-epr"})).handle(GOOD, Peer(client_cn="intruder"))
+    assert parse_ack(answer).code == "AR"
+    assert broker.published == []
+    allowed = await gateway(broker, frozenset({"mh-epr"})).handle(GOOD, Peer(client_cn="mh-epr"))
+    assert parse_ack(allowed).code == "AA"
+
+
+async def test_enhanced_mode_never_means_no_answer() -> None:
+    never = GOOD.replace(b"|||||GBR|", b"|||NE|NE|GBR|", 1)
+    assert await gateway(Broker()).handle(never, Peer()) == b""
+
+
+@dataclass
+class Link:
+    answer: bytes | Exception
+    sent: list[bytes] = field(default_factory=list)
+    closed: int = 0
+
+    async def send(self, message: bytes) -> bytes:
+        self.sent.append(message)
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        return self.answer
+
+    async def close(self) -> None:
+        self.closed += 1
+
+
+DEST = MllpDestination(type="mllp", name="pas", host="127.0.0.1", port=2575)
+DELIVERY = ClaimedDelivery(
+    id=1, event_id="ev-1", destination="pas", patient_key="nhs:x", idempotency_key="ev-1.pas",
+    attempts=0, created_at=NOW, kind="discharge", care_setting="mental_health", source="mh",
+    body=map_hl7v2(GOOD, FeedProfile(feed="mh")).model_dump_json(exclude_none=True),
+)  # fmt: skip
+CONTROL = mllp_control_id("ev-1.pas")
+
+
+def ack(code: str, control_id: str = CONTROL) -> bytes:
+    original = f"MSH|^~\\&|R|R|CB|CB|20260701||ADT^A03^ADT_A03|{control_id}|P|2.4\r".encode()
+    return build_ack(original, code, now=NOW, control_id="R1")  # type: ignore[arg-type]
+
+
+def test_control_id_is_stable_and_fits_itk() -> None:
+    assert mllp_control_id("ev-1.pas") == CONTROL
+    assert len(CONTROL) <= 20
+
+
+@pytest.mark.parametrize(
+    ("code", "outcome"),
+    [("AA", "delivered"), ("CA", "delivered"), ("AE", "permanent"), ("AR", "transient"),
+     ("CR", "transient")],
+)  # fmt: skip
+async def test_ack_codes_are_classified(code: str, outcome: str) -> None:
+    link = Link(ack(code))
+    result = await MllpSender(DEST, link, clock=lambda: NOW).send(DELIVERY)
+    assert result.outcome == outcome
+    assert f"|{CONTROL}|".encode() in link.sent[0]
+    assert b"ADT^A03^ADT_A03" in link.sent[0]
+
+
+async def test_every_attempt_carries_the_same_msh_10() -> None:
+    link = Link(ack("AR"))
+    sender = MllpSender(DEST, link, clock=lambda: NOW)
+    await sender.send(DELIVERY)
+    await sender.send(DELIVERY)
+    assert link.sent[0] == link.sent[1]
+
+
+async def test_an_ack_for_another_message_drops_the_link_and_retries() -> None:
+    link = Link(ack("AA", control_id="SOMETHING-ELSE"))
+    result = await MllpSender(DEST, link, clock=lambda: NOW).send(DELIVERY)
+    assert result.outcome == "transient"
+    assert link.closed == 1
+
+
+async def test_silence_follows_the_destinations_policy() -> None:
+    strict = DEST.model_copy(update={"ack": MllpAckPolicy(silence="permanent")})
+    link = Link(DestinationTimeout("no answer"))
+    assert (await MllpSender(DEST, link).send(DELIVERY)).outcome == "transient"
+    assert (await MllpSender(strict, link).send(DELIVERY)).outcome == "permanent"
