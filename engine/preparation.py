@@ -19,6 +19,7 @@ from engine.store import AcceptedEvent, IntakeRecord
 from mappings.errors import MappingError
 from mappings.inbound import detect_format, map_message
 from mappings.model import CareEvent
+from mappings.privacy import withhold_hidden_location
 from mappings.profile import FeedProfile
 
 
@@ -59,7 +60,8 @@ def prepare(
         )  # fmt: skip
     try:
         fmt = detect_format(payload)
-        event = map_message(payload, profile).model_copy(update={"received_at": received_at})
+        mapped = map_message(payload, profile).model_copy(update={"received_at": received_at})
+        event = withhold_hidden_location(mapped)
     except MappingError as exc:
         return Prepared(
             IntakeRecord(

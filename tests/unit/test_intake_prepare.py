@@ -70,3 +70,20 @@ def test_long_patient_keys_are_bounded() -> None:
     long = bounded_key("k" * 500)
     assert long.startswith("sha256:")
     assert len(long) == 71
+
+
+def test_location_hiding_withholds_address_and_gp_from_every_destination() -> None:
+    [patient] = patients(1)
+    hidden = adt("A03", patient, "C9", NOW) + b"ZU8|||Y|Y\r"
+    prepared = run("mh-trust", hidden)
+    assert prepared.event is not None
+    assert prepared.event.patient.location_hidden
+    assert prepared.event.patient.addresses == ()
+    assert prepared.event.patient.gp_practice_ods is None
+    accepted = prepared.record.accepted
+    assert accepted is not None
+    assert "Test Street" not in accepted.body
+    assert "B12345" not in accepted.body
+    shown = run("mh-trust", adt("A03", patient, "C8", NOW)).record.accepted
+    assert shown is not None
+    assert "Test Street" in shown.body
