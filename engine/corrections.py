@@ -61,6 +61,7 @@ class Corrections:
     def __init__(self, store: Store, holds: Mapping[str, bool]) -> None:
         self._store = store
         self._holds = holds
+        self._unmatched: set[str] = set()
 
     async def link(self, batch: Sequence[Prepared]) -> list[Prepared]:
         """Link every cancel in `batch` to its original, and every late original to its cancel.
@@ -68,6 +69,10 @@ class Corrections:
         Earlier messages of the same batch count as received: they are committed first.
         """
         done: list[Prepared] = []
+        candidates = [p.record.accepted.patient_key for p in batch
+                      if p.event is not None and p.record.accepted is not None
+                      and p.event.kind in CANCEL_OF]  # fmt: skip
+        self._unmatched = await self._store.patients_with_unmatched_cancels(candidates)
         for item in batch:
             event, accepted = item.event, item.record.accepted
             if event is None or accepted is None:
@@ -121,7 +126,7 @@ class Corrections:
              and _same_episode(p.record.accepted, accepted)),
             None,
         )  # fmt: skip
-        if cancel_id is None:
+        if cancel_id is None and accepted.patient_key in self._unmatched:
             cancel_id = await self._store.find_early_cancel(
                 accepted.patient_key, accepted.stay_id, cancel_kind.value, _occurred(event)
             )

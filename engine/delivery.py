@@ -104,6 +104,10 @@ class DeliveryLoop:
         self._stopping = asyncio.Event()
         self._slots = asyncio.Semaphore(config.concurrency)
         self._in_flight: set[asyncio.Task[None]] = set()
+        self._outcomes: asyncio.Queue[
+            tuple[int, list[AttemptRecord], DeliveryOutcome, asyncio.Future[None]]
+        ] = asyncio.Queue()
+        self._writer: asyncio.Task[None] | None = None
 
     def wake(self) -> None:
         """Intake committed new deliveries: look now rather than at the next poll."""
@@ -123,7 +127,9 @@ class DeliveryLoop:
             self._wake.clear()
             free = self._config.concurrency - len(self._in_flight)
             claimed: list[ClaimedDelivery] = []
-            if free > 0:
+            # Claim when a quarter of the slots are free (or nothing is in flight), not for
+            # every single slot: each claim is a write transaction.
+            if free >= max(1, self._config.concurrency // 4) or not self._in_flight:
                 try:
                     claimed = await self._store.claim_due(
                         destinations,
@@ -139,8 +145,7 @@ class DeliveryLoop:
                 task.add_done_callback(self._done)
             if claimed and len(claimed) == free:
                 continue  # more may be due right now: claim again once a slot frees
-            if not claimed or free <= 0:
-                await self._idle()
+            await self._idle()
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._in_flight.discard(task)
@@ -161,6 +166,10 @@ class DeliveryLoop:
             task.cancel()
         if self._in_flight:
             await asyncio.wait(set(self._in_flight), timeout=5)
+        if self._writer is not None:
+            with contextlib.suppress(TimeoutError):  # outcomes already queued still go in
+                await asyncio.wait_for(self._outcomes.join(), timeout=5)
+            self._writer.cancel()
 
     async def _deliver(self, claimed: ClaimedDelivery) -> None:
         sender = self._senders[claimed.destination]
@@ -233,17 +242,49 @@ class DeliveryLoop:
     async def _finish(
         self, claimed: ClaimedDelivery, tries: list[AttemptRecord], outcome: DeliveryOutcome
     ) -> None:
-        """Record the outcome; if the store is down, keep trying (the lease protects the row,
-        and if it runs out another worker resends under the same idempotency key)."""
-        retrying = AsyncRetrying(
-            wait=wait_exponential(multiplier=0.2, max=10),
-            retry=retry_if_exception(lambda exc: not refused_content(exc)),
-            sleep=self._sleep,
-            reraise=True,
-        )
-        async for attempt in retrying:
-            with attempt:
-                await self._store.finish_delivery(claimed.id, tries, outcome)
+        """Record the outcome and wait until it is recorded.
+
+        Outcomes go to one writer task, which records whatever has finished meanwhile in one
+        transaction: one commit (one fsync) for many deliveries.
+        """
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_outcomes(), name="delivery-outcomes")
+        recorded: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._outcomes.put_nowait((claimed.id, tries, outcome, recorded))
+        await recorded
+
+    async def _write_outcomes(self) -> None:
+        """Record finished deliveries in batches; if the store is down, keep trying (the lease
+        protects each row, and if it runs out another worker resends under the same key)."""
+        while True:
+            batch = [await self._outcomes.get()]
+            while not self._outcomes.empty():
+                batch.append(self._outcomes.get_nowait())
+            retrying = AsyncRetrying(
+                wait=wait_exponential(multiplier=0.2, max=10),
+                retry=retry_if_exception(lambda exc: not refused_content(exc)),
+                sleep=self._sleep,
+                before_sleep=lambda state: log.error(
+                    "delivery.store_unavailable",
+                    attempt=state.attempt_number,
+                    error=type(state.outcome.exception()).__name__ if state.outcome else None,
+                ),
+                reraise=True,
+            )
+            error: BaseException | None = None
+            try:
+                async for attempt in retrying:
+                    with attempt:
+                        await self._store.finish_deliveries([item[:3] for item in batch])
+            except Exception as exc:  # noqa: BLE001 - reported to each waiting delivery
+                error = exc
+            for *_, recorded in batch:
+                if not recorded.done():
+                    if error is None:
+                        recorded.set_result(None)
+                    else:
+                        recorded.set_exception(error)
+                self._outcomes.task_done()
 
     async def _record_cancelled(self, claimed: ClaimedDelivery, tries: list[AttemptRecord]) -> None:
         try:

@@ -26,6 +26,7 @@ from sqlalchemy import (
     Table,
     Text,
     TypeDecorator,
+    text,
 )
 
 
@@ -51,6 +52,14 @@ class UtcDateTime(TypeDecorator[datetime]):
 
 
 Id = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def blocking(table: str = "") -> str:
+    """SQL true for a delivery that holds back the same patient's later deliveries to its
+    destination: the predicate of the partial index ix_deliveries_blocking."""
+    p = f"{table}." if table else ""
+    return f"{p}status = 'pending' OR ({p}status = 'dead' AND {p}hold)"
+
 
 metadata = MetaData()
 
@@ -122,6 +131,14 @@ deliveries = Table(
     Column("last_error", Text),
     Column("hold", Boolean, nullable=False, default=False),
     Index("ix_deliveries_order", "destination", "patient_key", "id"),
+    Index(
+        "ix_deliveries_blocking",
+        "destination",
+        "patient_key",
+        "id",
+        sqlite_where=text(blocking()),
+        postgresql_where=text(blocking()),
+    ),
     Index("ix_deliveries_due", "status", "next_attempt_at"),
 )
 

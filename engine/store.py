@@ -13,9 +13,11 @@ transaction here:
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import ssl
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -26,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from engine import migrate
 from engine.config import StoreConfig, TlsConfig
-from engine.schema import attempts, deliveries, events, messages
+from engine.schema import attempts, blocking, deliveries, events, messages
 
 MessageStatus = Literal["accepted", "rejected", "duplicate"]
 
@@ -161,6 +163,47 @@ def _text(value: str | None, limit: int = 4000) -> str | None:
     return None if value is None else value.replace("\x00", "")[:limit]
 
 
+_INSERT_MESSAGE = sa.insert(messages).returning(messages.c.id)
+
+
+@dataclass
+class _PendingRows:
+    """Event and delivery rows of an intake batch, inserted together (executemany) in order."""
+
+    events: list[dict[str, Any]] = field(default_factory=list)
+    deliveries: list[dict[str, Any]] = field(default_factory=list)
+
+    async def flush(self, conn: AsyncConnection) -> None:
+        if self.events:
+            await conn.execute(sa.insert(events), self.events)
+        if self.deliveries:
+            await conn.execute(sa.insert(deliveries), self.deliveries)
+        self.events, self.deliveries = [], []
+
+
+def _outcome_update(**values: Any) -> sa.Update:
+    """An UPDATE of one pending delivery by `d_id`, adding `n` attempts; run with executemany."""
+    return (
+        sa.update(deliveries)
+        .where(deliveries.c.id == sa.bindparam("d_id"), deliveries.c.status == "pending")
+        .values(lease_until=None, lease_owner=None,
+                attempts=deliveries.c.attempts + sa.bindparam("n"), **values)
+    )  # fmt: skip
+
+
+_OUTCOME_UPDATES = {
+    "delivered": _outcome_update(
+        status="delivered", delivered_at=sa.bindparam("at"), last_error=None
+    ),
+    "rescheduled": _outcome_update(
+        next_attempt_at=sa.bindparam("at"), last_error=sa.bindparam("error")
+    ),
+    "dead": _outcome_update(
+        status="dead", last_error=sa.bindparam("error"), hold=sa.bindparam("hold")
+    ),
+}
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -169,9 +212,11 @@ def _now() -> datetime:
 class Store:
     engine: AsyncEngine
     _is_postgres: bool = field(init=False)
+    _write_lock: asyncio.Lock = field(init=False)
 
     def __post_init__(self) -> None:
         self._is_postgres = self.engine.dialect.name == "postgresql"
+        self._write_lock = asyncio.Lock()
 
     @classmethod
     async def open(cls, config: StoreConfig) -> Store:
@@ -182,6 +227,10 @@ class Store:
             kwargs["pool_pre_ping"] = True
             if config.tls is not None:
                 kwargs["connect_args"] = {"ssl": _ssl_context(config.tls)}
+        else:
+            # Writes are serialised by the store's own lock; a few connections serve reads.
+            kwargs["pool_size"] = 4
+            kwargs["max_overflow"] = 0
         engine = create_async_engine(config.url, **kwargs)
         if engine.dialect.name == "sqlite":
             sa_event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
@@ -205,11 +254,23 @@ class Store:
             return False
         return True
 
-    async def _begin_write(self, conn: AsyncConnection) -> None:
-        if not self._is_postgres:
-            # Take SQLite's write lock up front: a deferred transaction that reads then writes
-            # can fail with "database is locked" instead of waiting for busy_timeout.
+    @contextlib.asynccontextmanager
+    async def _writing(self) -> AsyncIterator[AsyncConnection]:
+        """A connection in a write transaction; the caller commits.
+
+        SQLite has one writer at a time. Its own lock makes waiters sleep and poll (up to
+        100 ms each), so under load the lock sits free while writers sleep: writers queue on an
+        asyncio lock here instead, and take SQLite's lock up front (BEGIN IMMEDIATE) so a
+        transaction that reads then writes cannot fail half way with "database is locked".
+        PostgreSQL needs neither.
+        """
+        if self._is_postgres:
+            async with self.engine.connect() as conn:
+                yield conn
+            return
+        async with self._write_lock, self.engine.connect() as conn:
             await conn.exec_driver_sql("BEGIN IMMEDIATE")
+            yield conn
 
     # ---- intake -------------------------------------------------------------------------
 
@@ -222,12 +283,15 @@ class Store:
         """
         committed_at = _now()
         results: list[IntakeResult] = []
-        async with self.engine.connect() as conn:
-            await self._begin_write(conn)
+        async with self._writing() as conn:
             seen = await self._accepted_keys(conn, records)
+            pending = _PendingRows()
             for record in records:
                 digest = hashlib.sha256(record.payload).hexdigest()
-                results.append(await self._record_one(conn, record, digest, committed_at, seen))
+                results.append(
+                    await self._record_one(conn, record, digest, committed_at, seen, pending)
+                )
+            await pending.flush(conn)
             await conn.commit()
         return results
 
@@ -256,6 +320,7 @@ class Store:
         digest: str,
         committed_at: datetime,
         seen: dict[tuple[str, str], tuple[int, str]],
+        pending: _PendingRows,
     ) -> IntakeResult:
         row: dict[str, Any] = {
             "source": record.source,
@@ -305,6 +370,8 @@ class Store:
         row["status"] = "accepted"
         message_id = await self._insert_message(conn, row)
         seen[key] = (message_id, digest)
+        if accepted.retired_keys or (accepted.corrects and not accepted.kind.startswith("cancel_")):
+            await pending.flush(conn)  # the updates below must see this batch's rows too
         if accepted.retired_keys:
             await self._rekey(conn, accepted.retired_keys, accepted.patient_key)
         if accepted.corrects and not accepted.kind.startswith("cancel_"):
@@ -314,35 +381,20 @@ class Store:
                 .where(events.c.event_id == accepted.corrects)
                 .values(corrects=accepted.event_id)
             )
-        await conn.execute(
-            sa.insert(events).values(
-                event_id=accepted.event_id,
-                stay_id=accepted.stay_id,
-                corrects=accepted.corrects,
-                message_id=message_id,
-                source=record.source,
-                kind=accepted.kind,
-                care_setting=accepted.care_setting,
-                patient_key=accepted.patient_key,
-                occurred_at=accepted.occurred_at,
-                received_at=record.received_at,
-                body=accepted.body,
-            )
-        )
-        for destination, _hold in accepted.destinations:
-            await conn.execute(
-                sa.insert(deliveries).values(
-                    event_id=accepted.event_id,
-                    destination=destination,
-                    patient_key=accepted.patient_key,
-                    status="pending",
-                    idempotency_key=f"{accepted.event_id}.{destination}",
-                    attempts=0,
-                    created_at=committed_at,
-                    next_attempt_at=committed_at,
-                    hold=False,
-                )
-            )
+        pending.events.append({
+            "event_id": accepted.event_id, "stay_id": accepted.stay_id,
+            "corrects": accepted.corrects, "message_id": message_id, "source": record.source,
+            "kind": accepted.kind, "care_setting": accepted.care_setting,
+            "patient_key": accepted.patient_key, "occurred_at": accepted.occurred_at,
+            "received_at": record.received_at, "body": accepted.body,
+        })  # fmt: skip
+        pending.deliveries += [
+            {"event_id": accepted.event_id, "destination": destination,
+             "patient_key": accepted.patient_key, "status": "pending",
+             "idempotency_key": f"{accepted.event_id}.{destination}", "attempts": 0,
+             "created_at": committed_at, "next_attempt_at": committed_at, "hold": False}
+            for destination, _hold in accepted.destinations
+        ]  # fmt: skip
         return IntakeResult(message_id, "accepted", deliveries=len(accepted.destinations))
 
     @staticmethod
@@ -380,6 +432,20 @@ class Store:
             )  # fmt: skip
             return Original(row.event_id, tuple(r.destination for r in sent))
 
+    async def patients_with_unmatched_cancels(self, patient_keys: Sequence[str]) -> set[str]:
+        """Which of these patients have a cancel on record that found nothing to cancel: only
+        their events need `find_early_cancel` (one query per intake batch, not per message)."""
+        if not patient_keys:
+            return set()
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                sa.select(events.c.patient_key)
+                .where(events.c.patient_key.in_(sorted(set(patient_keys))),
+                       events.c.kind.like("cancel_%"), events.c.corrects.is_(None))
+                .distinct()
+            )  # fmt: skip
+            return {row.patient_key for row in rows}
+
     async def find_early_cancel(
         self, patient_key: str, stay_id: str | None, cancel_kind: str, occurred_at: datetime | None
     ) -> str | None:
@@ -402,8 +468,7 @@ class Store:
             return None if row is None else str(row.event_id)
 
     async def _insert_message(self, conn: AsyncConnection, row: dict[str, Any]) -> int:
-        result = await conn.execute(sa.insert(messages).values(**row).returning(messages.c.id))
-        return int(result.scalar_one())
+        return int((await conn.execute(_INSERT_MESSAGE, row)).scalar_one())
 
     # ---- delivery -----------------------------------------------------------------------
 
@@ -426,14 +491,13 @@ class Store:
             return []
         now = now or _now()
         earlier = deliveries.alias("earlier")
+        # The same predicate, word for word, as the partial index ix_deliveries_blocking, so
+        # SQLite and PostgreSQL can both answer from the index alone.
         blocked = sa.exists().where(
             earlier.c.destination == deliveries.c.destination,
             earlier.c.patient_key == deliveries.c.patient_key,
             earlier.c.id < deliveries.c.id,
-            sa.or_(
-                earlier.c.status == "pending",
-                sa.and_(earlier.c.status == "dead", earlier.c.hold.is_(True)),
-            ),
+            sa.text(blocking("earlier")),
         )
         query = (
             sa.select(deliveries.c.id)
@@ -449,8 +513,7 @@ class Store:
         )
         if self._is_postgres:
             query = query.with_for_update(skip_locked=True, of=deliveries)
-        async with self.engine.connect() as conn:
-            await self._begin_write(conn)
+        async with self._writing() as conn:
             ids = [row.id for row in await conn.execute(query)]
             if not ids:
                 await conn.rollback()
@@ -491,54 +554,50 @@ class Store:
         self, delivery_id: int, tries: Sequence[AttemptRecord], outcome: DeliveryOutcome
     ) -> None:
         """Record the attempts made under a lease and what follows from them, atomically."""
-        values: dict[str, Any] = {
-            "lease_until": None,
-            "lease_owner": None,
-            "attempts": deliveries.c.attempts + len(tries),
-        }
-        match outcome:
-            case Delivered(at=at):
-                values.update(status="delivered", delivered_at=at, last_error=None)
-            case Rescheduled(next_attempt_at=at, error=error):
-                values.update(next_attempt_at=at, last_error=_text(error))
-            case DeadLettered(reason=reason, hold=hold):
-                values.update(status="dead", last_error=_text(reason), hold=hold)
-        async with self.engine.connect() as conn:
-            await self._begin_write(conn)
-            if tries:
-                await conn.execute(
-                    sa.insert(attempts),
-                    [
-                        {
-                            "delivery_id": delivery_id,
-                            "started_at": t.started_at,
-                            "duration_ms": t.duration_ms,
-                            "outcome": t.outcome,
-                            "status_code": t.status_code,
-                            "detail": _text(t.detail),
-                        }
-                        for t in tries
-                    ],
-                )
-            # Only a pending delivery changes: a delivery another worker already finished (after
-            # this worker's lease ran out) keeps its outcome; the attempts are still on record.
-            await conn.execute(
-                sa.update(deliveries)
-                .where(deliveries.c.id == delivery_id, deliveries.c.status == "pending")
-                .values(**values)
-            )
+        await self.finish_deliveries([(delivery_id, tries, outcome)])
+
+    async def finish_deliveries(
+        self, finished: Sequence[tuple[int, Sequence[AttemptRecord], DeliveryOutcome]]
+    ) -> None:
+        """Record several deliveries' attempts and outcomes in one transaction (one commit, one
+        fsync for all of them). Only a pending delivery changes: one another worker already
+        finished (after this worker's lease ran out) keeps its outcome; the attempts are still
+        recorded."""
+        rows = [
+            {"delivery_id": delivery_id, "started_at": t.started_at,
+             "duration_ms": t.duration_ms, "outcome": t.outcome,
+             "status_code": t.status_code, "detail": _text(t.detail)}
+            for delivery_id, tries, _ in finished for t in tries
+        ]  # fmt: skip
+        by_kind: dict[str, list[dict[str, Any]]] = {"delivered": [], "rescheduled": [], "dead": []}
+        for delivery_id, tries, outcome in finished:
+            params: dict[str, Any] = {"d_id": delivery_id, "n": len(tries)}
+            match outcome:
+                case Delivered(at=at):
+                    by_kind["delivered"].append({**params, "at": at})
+                case Rescheduled(next_attempt_at=at, error=error):
+                    by_kind["rescheduled"].append({**params, "at": at, "error": _text(error)})
+                case DeadLettered(reason=reason, hold=hold):
+                    by_kind["dead"].append({**params, "error": _text(reason), "hold": hold})
+        async with self._writing() as conn:
+            if rows:
+                await conn.execute(sa.insert(attempts), rows)
+            for kind, params_list in by_kind.items():
+                if params_list:
+                    await conn.execute(_OUTCOME_UPDATES[kind], params_list)
             await conn.commit()
 
     async def release(self, delivery_ids: Sequence[int]) -> None:
         """Give up leases without an attempt (shutdown), so the deliveries can go at once."""
         if not delivery_ids:
             return
-        async with self.engine.begin() as conn:
+        async with self._writing() as conn:
             await conn.execute(
                 sa.update(deliveries)
                 .where(deliveries.c.id.in_(list(delivery_ids)), deliveries.c.status == "pending")
                 .values(lease_until=None, lease_owner=None)
             )
+            await conn.commit()
 
     # ---- retention ----------------------------------------------------------------------
 
@@ -564,8 +623,7 @@ class Store:
             .order_by(messages.c.id)
             .limit(limit)
         )
-        async with self.engine.connect() as conn:
-            await self._begin_write(conn)
+        async with self._writing() as conn:
             ids = [row.id for row in await conn.execute(eligible)]
             if not ids:
                 await conn.rollback()
