@@ -29,9 +29,6 @@ def map_message(raw: bytes, profile: FeedProfile) -> CareEvent:
         from mappings.hl7v2_in import map_hl7v2
 
         return map_hl7v2(raw, profile)
-    raise MappingError(
-        "FHIR input is recognised but not yet mapped by this version of Carebridge "
-        "(HL7v2 ADT only)",
-        location="Bundle",
-        code="200",
-    )
+    from mappings.fhir_in import map_fhir
+
+    return map_fhir(raw, profile)
