@@ -17,6 +17,7 @@ from pathlib import Path
 from engine import logs
 from engine.config import Config, ConfigError, feed_profile, load_config
 from mappings.errors import MappingError
+from mappings.fhir_out import render_fhir_message
 from mappings.inbound import map_message
 from mappings.model import CareEvent
 from mappings.profile import FeedProfile
@@ -44,7 +45,12 @@ def _parser() -> argparse.ArgumentParser:
 
     mapper = sub.add_parser("map", help="map one message file to a care event (JSON on stdout)")
     mapper.add_argument("file", type=Path)
-    mapper.add_argument("--to", choices=["canonical"], default="canonical")
+    mapper.add_argument(
+        "--to",
+        choices=["canonical", "fhir"],
+        default="canonical",
+        help="canonical care event JSON, or a UK Core FHIR R4 messaging Bundle",
+    )
     mapper.add_argument("-c", "--config", type=Path, help="config whose source profile to use")
     mapper.add_argument("--source", help="source name in the config (needs -c)")
 
@@ -101,7 +107,7 @@ def _profile(config_path: Path | None, source: str | None, file: Path) -> FeedPr
     return feed_profile(found)
 
 
-def cmd_map(file: Path, config_path: Path | None, source: str | None) -> int:
+def cmd_map(file: Path, config_path: Path | None, source: str | None, to: str) -> int:
     profile = _profile(config_path, source, file)
     if isinstance(profile, int):
         return profile
@@ -113,7 +119,10 @@ def cmd_map(file: Path, config_path: Path | None, source: str | None) -> int:
         event = map_message(raw, profile)
     except MappingError as exc:
         return _fail(f"{file}: rejected: {exc}")
-    print(event.model_dump_json(indent=2, exclude_none=True))
+    if to == "fhir":
+        print(json.dumps(render_fhir_message(event), indent=2, ensure_ascii=False))
+    else:
+        print(event.model_dump_json(indent=2, exclude_none=True))
     return EXIT_OK
 
 
@@ -157,7 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         case "check-config":
             return cmd_check_config(args.file)
         case "map":
-            return cmd_map(args.file, args.config, args.source)
+            return cmd_map(args.file, args.config, args.source, args.to)
         case "send":
             return cmd_send(args.files, args.source, args.amqp, args.mllp)
         case "schema":

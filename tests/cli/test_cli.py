@@ -145,3 +145,17 @@ def test_schema_prints_the_care_event_json_schema() -> None:
     result = run("schema")
     assert result.returncode == 0
     assert json.loads(result.stdout)["title"] == "CareEvent"
+
+
+@pytest.mark.parametrize(
+    "fixture",
+    [FIXTURES / "mh_a03_discharge.hl7",
+     REPO / "tests" / "fixtures" / "fhir" / "acute_transfer_transaction.json"],
+)  # fmt: skip
+def test_map_to_fhir_prints_a_uk_core_messaging_bundle(fixture: Path) -> None:
+    result = run("map", str(fixture), "--to", "fhir")
+    assert result.returncode == 0, result.stderr
+    bundle = json.loads(result.stdout)
+    assert bundle["resourceType"] == "Bundle"
+    assert bundle["type"] == "message"
+    assert bundle["entry"][0]["resource"]["resourceType"] == "MessageHeader"
