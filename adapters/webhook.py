@@ -9,19 +9,21 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import aiohttp
 
 from adapters.errors import DestinationError, DestinationTimeout
 
 _MAX_RESPONSE = 64 * 1024
+_KEPT_HEADERS = frozenset({"retry-after", "location", "content-type"})
 
 
 @dataclass(frozen=True, slots=True)
 class HttpResponse:
     status: int
     body: bytes
+    headers: Mapping[str, str] = field(default_factory=dict)
 
 
 class WebhookClient:
@@ -62,7 +64,8 @@ class WebhookClient:
                 # Read a bounded amount: a destination's answer is kept for operators, and a
                 # hostile or broken one must not exhaust memory.
                 content = await response.content.read(_MAX_RESPONSE)
-                return HttpResponse(response.status, content)
+                kept = {k: v for k, v in response.headers.items() if k.lower() in _KEPT_HEADERS}
+                return HttpResponse(response.status, content, kept)
         except TimeoutError as exc:
             raise DestinationTimeout(f"no answer within {deadline:g}s") from exc
         except asyncio.CancelledError:

@@ -22,7 +22,9 @@ from pathlib import Path
 import structlog
 
 from adapters.errors import BrokerUnavailable, PublishReturned, TransportError
+from adapters.fhir_http import FhirListener
 from adapters.mllp import MllpClient, MllpListener, client_ssl_context, server_ssl_context
+from adapters.oauth2 import ClientCredentials
 from adapters.rabbitmq import AmqpSettings, Broker, ExchangeSpec, Topology, inbound_topology
 from adapters.webhook import WebhookClient
 from engine import health, retention
@@ -30,13 +32,15 @@ from engine.config import (
     AmqpConfig,
     AmqpDestination,
     Config,
+    FhirDestination,
     MllpDestination,
     TlsConfig,
     WebhookDestination,
     feed_profiles,
 )
 from engine.delivery import DeliveryLoop
-from engine.destinations import AmqpSender, MllpSender, Sender, WebhookSender
+from engine.destinations import AmqpSender, FhirSender, MllpSender, Sender, WebhookSender
+from engine.fhir_gateway import FhirGateway, FhirSource
 from engine.intake import Intake
 from engine.mllp_gateway import MllpGateway
 from engine.store import Store
@@ -100,6 +104,7 @@ class Engine:
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
     listeners: list[MllpListener] = field(default_factory=list)
     """The MLLP listeners, in the order of the sources that have one."""
+    fhir_listener: FhirListener | None = None
 
     async def readiness(self) -> dict[str, bool]:
         return {
@@ -118,6 +123,8 @@ class Engine:
         self._stopping.set()
         for listener in self.listeners:  # no new messages; answers in progress still go out
             await listener.close(grace=min(5.0, deadline))
+        if self.fhir_listener is not None:
+            await self.fhir_listener.close()
         self.intake.stop()
         await self.broker.cancel_consumers()
         self.delivery.stop()
@@ -154,6 +161,18 @@ def _senders(
     for dest in config.destinations:
         if isinstance(dest, WebhookDestination):
             senders[dest.name] = WebhookSender(dest, webhook.post)
+        elif isinstance(dest, FhirDestination):
+            oauth = dest.oauth2
+            tokens = None
+            if oauth is not None:
+                tokens = ClientCredentials(
+                    webhook.post,
+                    token_url=oauth.token_url,
+                    client_id=oauth.client_id,
+                    client_secret=oauth.client_secret,
+                    scope=oauth.scope,
+                )
+            senders[dest.name] = FhirSender(dest, webhook.post, tokens)
         elif isinstance(dest, MllpDestination):
             link = MllpClient(
                 dest.host, dest.port, timeout=dest.timeout.total_seconds(),
@@ -179,6 +198,36 @@ def _client_tls(tls: TlsConfig | None) -> ssl.SSLContext | None:
     if not tls.verify:
         context.verify_mode = ssl.CERT_NONE
     return context
+
+
+async def _start_fhir_listener(
+    config: Config, publisher: Broker, stack: AsyncExitStack
+) -> FhirListener | None:
+    """`POST /fhir/{source}` for every source with `fhir` set; answers after the confirm."""
+    settings = config.fhir_http
+    if settings is None:
+        return None
+
+    async def publish(source: str, payload: bytes, headers: Mapping[str, str]) -> None:
+        await publisher.publish(INBOUND_EXCHANGE, source, payload, headers=dict(headers),
+                                content_type="application/fhir+json")  # fmt: skip
+
+    profiles = feed_profiles(config)
+    sources = {
+        s.name: FhirSource(profiles[s.name], tuple(s.fhir.tokens), frozenset(s.fhir.client_names))
+        for s in config.sources
+        if s.fhir is not None
+    }
+    tls = settings.tls
+    listener = FhirListener(
+        settings.host, settings.port, handle=FhirGateway(sources, publish).handle,
+        max_body_bytes=settings.max_body_bytes,
+        ssl_context=server_ssl_context(tls.cert_file, tls.key_file, tls.ca_file,
+                                       tls.require_client_cert) if tls else None,
+    )  # fmt: skip
+    await listener.start()
+    stack.push_async_callback(listener.close)
+    return listener
 
 
 async def _start_listeners(config: Config, publisher: Broker,
@@ -245,9 +294,10 @@ async def start_engine(config: Config) -> Engine:
         for source in config.sources:
             await broker.consume(queue_for(source.name), intake.handler_for(source.name))
         listeners = await _start_listeners(config, publisher, stack)
+        fhir_listener = await _start_fhir_listener(config, publisher, stack)
         engine = Engine(
             config, store, broker, publisher, intake, delivery, 0, stack, tasks, stopping,
-            listeners,
+            listeners, fhir_listener,
         )  # fmt: skip
         runner, engine.http_port = await health.serve(
             health.health_app(engine.readiness), config.http.host, config.http.port

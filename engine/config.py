@@ -192,12 +192,37 @@ class MllpListenerConfig(_Strict):
     """With client certificates: the certificate common names allowed to send for this source."""
 
 
+class FhirListenerConfig(_Strict):
+    """The FHIR HTTP endpoint: `POST /fhir/{source}` for every source that has `fhir` set."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(ge=0, le=65535)
+    max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    tls: ServerTlsConfig | None = None
+
+
+class SourceFhirAuth(_Strict):
+    """Who may POST FHIR for a source: a bearer token (from the environment) or a client
+    certificate common name (with `fhir_http.tls` requiring client certificates)."""
+
+    tokens: list[str] = Field(default_factory=list)
+    client_names: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _someone(self) -> SourceFhirAuth:
+        if not self.tokens and not self.client_names:
+            raise ValueError("give tokens or client_names: an open FHIR endpoint is refused")
+        return self
+
+
 class SourceConfig(_Strict):
     name: Name
     description: str | None = None
     care_setting: CareSetting = CareSetting.UNKNOWN
     timezone: str = "Europe/London"
     mllp: MllpListenerConfig | None = None
+    fhir: SourceFhirAuth | None = None
+    """Accept FHIR over HTTP for this source (needs the top-level `fhir_http`)."""
     profile: dict[str, Any] = Field(default_factory=dict)
     """How this feed differs from NHS ITK conventions (see docs/configuration.md): which PV1-3
     component holds the ward, local code tables, where legal status and risk flags are."""
@@ -244,6 +269,37 @@ class AmqpDestination(_Strict):
     hold_on_dead_letter: bool = False
 
 
+class OAuth2ClientCredentials(_Strict):
+    token_url: Annotated[str, Field(pattern=r"^https?://[^\s]+$")]
+    client_id: str
+    client_secret: str
+    """Only as ${ENV_NAME}."""
+    scope: str | None = None
+
+
+class FhirDestination(_Strict):
+    """Sends each care event to a FHIR R4 server, so that a retry never creates a duplicate:
+    `$process-message` with the stable Bundle identifier, or a transaction of
+    identifier-conditional creates and updates."""
+
+    type: Literal["fhir"]
+    name: Name
+    base_url: Annotated[str, Field(pattern=r"^https?://[^\s]+$")]
+    mode: Literal["process-message", "transaction"] = "process-message"
+    bearer_token: str | None = None
+    """Only as ${ENV_NAME}."""
+    oauth2: OAuth2ClientCredentials | None = None
+    timeout: Duration = timedelta(seconds=30)
+    retry: Name = "default"
+    hold_on_dead_letter: bool = False
+
+    @model_validator(mode="after")
+    def _one_way_to_authenticate(self) -> FhirDestination:
+        if self.bearer_token is not None and self.oauth2 is not None:
+            raise ValueError("give bearer_token or oauth2, not both")
+        return self
+
+
 AckHandling = Literal["delivered", "transient", "permanent"]
 
 
@@ -276,7 +332,8 @@ class MllpDestination(_Strict):
 
 
 Destination = Annotated[
-    WebhookDestination | AmqpDestination | MllpDestination, Field(discriminator="type")
+    WebhookDestination | AmqpDestination | MllpDestination | FhirDestination,
+    Field(discriminator="type"),
 ]
 
 
@@ -298,6 +355,7 @@ class Config(_Strict):
     amqp: AmqpConfig = AmqpConfig()
     store: StoreConfig = StoreConfig()
     http: HttpConfig = HttpConfig()
+    fhir_http: FhirListenerConfig | None = None
     intake: IntakeConfig = IntakeConfig()
     delivery: DeliveryConfig = DeliveryConfig()
     logging: LoggingConfig = LoggingConfig()
@@ -347,6 +405,8 @@ def _cross_check(raw: Config) -> list[str]:
     problems: list[str] = []
     listening: dict[tuple[str, int], int] = {}
     for i, source in enumerate(raw.sources):
+        if source.fhir is not None and raw.fhir_http is None:
+            problems.append(f"sources[{i}].fhir: needs the top-level fhir_http listener")
         if source.mllp is not None and source.mllp.port != 0:
             where = (source.mllp.host, source.mllp.port)
             if where in listening:
@@ -416,6 +476,14 @@ def _is_env_reference(value: object, *, whole: bool) -> bool:
 
 def _secrets_by_reference(node: Any, problems: list[str]) -> None:
     """Secret fields must name an environment variable, never hold the secret itself."""
+    for i, source in enumerate(node.get("sources") or []):
+        fhir = source.get("fhir") if isinstance(source, dict) else None
+        for j, token in enumerate(
+            (fhir or {}).get("tokens") or [] if isinstance(fhir, dict) else []
+        ):
+            if not _is_env_reference(token, whole=True):
+                problems.append(f"sources[{i}].fhir.tokens[{j}]: must be an environment "
+                                "reference like ${MH_FHIR_TOKEN}")  # fmt: skip
     for i, dest in enumerate(node.get("destinations") or []):
         if not isinstance(dest, dict):
             continue
@@ -425,6 +493,17 @@ def _secrets_by_reference(node: Any, problems: list[str]) -> None:
                 f"destinations[{i}].secret: must be an environment reference like "
                 "${WEBHOOK_SECRET}, not the secret itself"
             )
+        for key in ("bearer_token",):
+            value = dest.get(key)
+            if value is not None and not _is_env_reference(value, whole=True):
+                problems.append(f"destinations[{i}].{key}: must be an environment reference "
+                                "like ${FHIR_TOKEN}, not the secret itself")  # fmt: skip
+        oauth = dest.get("oauth2")
+        if isinstance(oauth, dict) and not _is_env_reference(
+            oauth.get("client_secret"), whole=True
+        ):
+            problems.append(f"destinations[{i}].oauth2.client_secret: must be an environment "
+                            "reference like ${OAUTH_SECRET}")  # fmt: skip
         for header, value in (dest.get("headers") or {}).items():
             if header.lower() == "authorization" and not _is_env_reference(value, whole=False):
                 problems.append(
@@ -433,7 +512,7 @@ def _secrets_by_reference(node: Any, problems: list[str]) -> None:
                 )
 
 
-_DESTINATION_TAGS = frozenset({"webhook", "amqp", "mllp"})
+_DESTINATION_TAGS = frozenset({"webhook", "amqp", "mllp", "fhir"})
 
 
 def _pydantic_path(loc: tuple[int | str, ...]) -> str:

@@ -45,6 +45,7 @@ from engine.store import (
 )
 
 log = structlog.get_logger("carebridge.delivery")
+MAX_RETRY_AFTER = 86400.0
 
 
 def backoff(policy: RetryPolicy, attempts: int, rng: Callable[[], float] = random.random) -> float:
@@ -79,7 +80,10 @@ def decide(
     age = now - claimed.created_at
     if policy.max_age is not None and age >= policy.max_age:
         return DeadLettered(f"gave up after {age} pending: {detail}", hold=hold)
-    return Rescheduled(now + timedelta(seconds=backoff(policy, total, rng)), detail)
+    wait = backoff(policy, total, rng)
+    if last.retry_after is not None:  # the destination said when: never sooner, capped at a day
+        wait = max(wait, min(last.retry_after, MAX_RETRY_AFTER))
+    return Rescheduled(now + timedelta(seconds=wait), detail)
 
 
 class DeliveryLoop:
@@ -210,7 +214,11 @@ class DeliveryLoop:
             stop=stop_after_attempt(policy.quick_attempts),
             wait=wait_fixed(policy.quick_wait.total_seconds()),
             retry=retry_if_result(
-                lambda r: r.outcome == "transient" and not self._stopping.is_set()
+                lambda r: (
+                    r.outcome == "transient"
+                    and r.retry_after is None  # asked to wait: no quick retries
+                    and not self._stopping.is_set()
+                )
             ),
             sleep=self._sleep,
             retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,

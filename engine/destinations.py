@@ -13,12 +13,17 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Literal, Protocol
 
+import orjson
+
 from adapters.errors import DestinationError, DestinationTimeout, TransportError
-from engine.config import AmqpDestination, MllpDestination, WebhookDestination
+from engine.config import AmqpDestination, FhirDestination, MllpDestination, WebhookDestination
 from engine.store import ClaimedDelivery
 from mappings.errors import MappingError
+from mappings.fhir_out import render_fhir_message
+from mappings.fhir_transaction import to_transaction
 from mappings.hl7v2_ack import parse_ack
 from mappings.hl7v2_out import render_adt
 from mappings.model import CareEvent
@@ -33,6 +38,8 @@ class SendResult:
     outcome: Outcome
     status_code: int | None = None
     detail: str | None = None
+    retry_after: float | None = None
+    """Seconds the destination asked to be left alone (HTTP Retry-After)."""
 
 
 class HttpAnswer(Protocol):
@@ -41,6 +48,25 @@ class HttpAnswer(Protocol):
 
     @property
     def body(self) -> bytes: ...
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+
+def retry_after(headers: Mapping[str, str], now: datetime | None = None) -> float | None:
+    """HTTP Retry-After as seconds from now: delta-seconds or an HTTP date; None if absent."""
+    value = next((v for k, v in headers.items() if k.lower() == "retry-after"), None)
+    if value is None:
+        return None
+    if value.strip().isdigit():
+        return float(value.strip())
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
 PostFn = Callable[[str, bytes, Mapping[str, str], float], Awaitable[HttpAnswer]]
@@ -168,6 +194,55 @@ class MllpSender:
             return SendResult("delivered", detail=detail)
         return SendResult(config.ack.AE if ack.code in ("AE", "CE") else config.ack.AR,
                           detail=detail)  # fmt: skip
+
+
+class TokenSource(Protocol):
+    async def token(self) -> str: ...
+
+    def invalidate(self) -> None: ...
+
+
+class FhirSender:
+    """Sends the care event as a UK Core FHIR R4 messaging Bundle so a retry never duplicates:
+    `$process-message` (the server drops a Bundle identifier it has processed) or a transaction
+    of identifier-conditional creates and updates. 429, 5xx and timeouts are transient, honouring
+    Retry-After; any other 4xx is permanent, with the server's OperationOutcome kept."""
+
+    def __init__(self, config: FhirDestination, post: PostFn,
+                 oauth2: TokenSource | None = None) -> None:  # fmt: skip
+        self._config = config
+        self._post = post
+        self._oauth2 = oauth2
+
+    async def send(self, delivery: ClaimedDelivery) -> SendResult:
+        config = self._config
+        message = render_fhir_message(CareEvent.model_validate_json(delivery.body))
+        if config.mode == "transaction":
+            url, payload = config.base_url.rstrip("/"), to_transaction(message)
+        else:
+            url, payload = f"{config.base_url.rstrip('/')}/$process-message", message
+        headers = {**event_headers(delivery), "Content-Type": "application/fhir+json",
+                   "Accept": "application/fhir+json"}  # fmt: skip
+        if config.bearer_token:
+            headers["Authorization"] = f"Bearer {config.bearer_token}"
+        elif self._oauth2 is not None:
+            try:
+                headers["Authorization"] = f"Bearer {await self._oauth2.token()}"
+            except DestinationError as exc:
+                return SendResult("transient", detail=f"no access token: {exc}"[:_DETAIL_LIMIT])
+        try:
+            answer = await self._post(url, orjson.dumps(payload), headers,
+                                      config.timeout.total_seconds())  # fmt: skip
+        except DestinationTimeout:
+            return SendResult("transient", detail="no answer within the timeout")
+        except DestinationError as exc:
+            return SendResult("transient", detail=f"not reached: {exc}"[:_DETAIL_LIMIT])
+        detail = answer.body[:_DETAIL_LIMIT].decode("utf-8", "replace") or None
+        outcome = classify_http(answer.status)
+        if answer.status == 401 and self._oauth2 is not None:
+            self._oauth2.invalidate()  # an expired or revoked token: fetch another and retry
+            outcome = "transient"
+        return SendResult(outcome, answer.status, detail, retry_after(answer.headers))
 
 
 class AmqpSender:

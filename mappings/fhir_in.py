@@ -25,7 +25,7 @@ admission, or transfer when the location history shows a move (an earlier locati
 Encounter ``entered-in-error`` under a header event that is not itself a cancel cancels that
 event. ``person-update`` and ``merge`` need no Encounter.
 
-docs/mapping-fhir.md has the field-by-field tables and the reasons for each choice.
+docs/mapping.md (FHIR part) has the field-by-field tables and the reasons for each choice.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ renders of one event are byte-identical.
 
 Location hiding (ZU8, `Patient.location_hidden`) leaves the patient's address and GP out and
 marks the Patient ``meta.security`` restricted (``R``), which `mappings.fhir_in` reads back.
-docs/mapping-fhir.md has the tables and the choices.
+docs/mapping.md (FHIR part) has the tables and the choices.
 """
 
 from __future__ import annotations

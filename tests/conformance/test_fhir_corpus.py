@@ -2,7 +2,7 @@
 reason, and what maps renders back to FHIR that reads as the same event.
 
 The outcome table is explicit, so any change in behaviour fails a test until the table (and
-docs/mapping-fhir.md) is updated. The corpus lives outside the repository: these tests are
+docs/mapping.md (FHIR part)) is updated. The corpus lives outside the repository: these tests are
 skipped when it is absent; ``CAREBRIDGE_CORPUS`` points them at another copy. To see the table
 as it is now::
 

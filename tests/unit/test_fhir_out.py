@@ -311,7 +311,7 @@ def test_instants_keep_their_precision_and_dates_are_never_moved(
 
 # --- round trip: HL7 v2 -> care event -> FHIR -> care event --------------------------------------
 
-# Fields that cannot come back the same through FHIR, and why (docs/mapping-fhir.md):
+# Fields that cannot come back the same through FHIR, and why (docs/mapping.md (FHIR part)):
 # - `original` and `zone_assumed` of every instant: FHIR carries the instant with its offset, so
 #   the text read back is FHIR's, and nothing is assumed;
 # - `birth_date_original`, `gender_original`: the sender's own text, which is HL7's;

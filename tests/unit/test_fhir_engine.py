@@ -1,0 +1,234 @@
+"""FHIR at the engine's edges: the HTTP gateway's answers, the FHIR destination's policy."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import orjson
+import pytest
+from fhir.resources.R4B.bundle import Bundle
+
+from adapters.errors import BrokerUnavailable, DestinationError
+from engine.config import FhirDestination, RetryPolicy
+from engine.delivery import decide
+from engine.destinations import FhirSender, SendResult, retry_after
+from engine.fhir_gateway import FhirGateway, FhirSource
+from engine.store import ClaimedDelivery
+from mappings.fhir_out import render_fhir_message
+from mappings.fhir_transaction import RESOURCE_ID_SYSTEM, to_transaction
+from mappings.hl7v2_in import map_hl7v2
+from mappings.profile import FeedProfile
+
+REPO = Path(__file__).resolve().parents[2]
+FHIR_MESSAGE = (REPO / "tests/fixtures/fhir/mh_discharge_message.json").read_bytes()
+EVENT = map_hl7v2((REPO / "tests/fixtures/hl7v2/mh_a03_discharge.hl7").read_bytes(),
+                  FeedProfile(feed="mh"))  # fmt: skip
+NOW = datetime(2026, 7, 1, 12, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Request:
+    source: str = "mh"
+    body: bytes = FHIR_MESSAGE
+    bearer_token: str | None = "s3cret"
+    client_cn: str | None = None
+    peer: str = "127.0.0.1"
+
+
+@dataclass
+class Publisher:
+    fail: Exception | None = None
+    published: list[bytes] = field(default_factory=list)
+
+    async def __call__(self, _source: str, body: bytes, _headers: Mapping[str, str]) -> None:
+        if self.fail is not None:
+            raise self.fail
+        self.published.append(body)
+
+
+def gateway(publisher: Publisher) -> FhirGateway:
+    source = FhirSource(FeedProfile(feed="mh"), ("s3cret",), frozenset({"mh-epr"}))
+    return FhirGateway({"mh": source}, publisher)
+
+
+async def test_valid_bundle_is_accepted_after_the_publish() -> None:
+    publisher = Publisher()
+    status, body, _ = await gateway(publisher).handle(Request())
+    assert status == 202
+    assert json.loads(body)["resourceType"] == "OperationOutcome"
+    assert publisher.published == [FHIR_MESSAGE]
+
+
+async def test_client_certificate_name_also_admits() -> None:
+    status, _, _ = await gateway(Publisher()).handle(Request(bearer_token=None, client_cn="mh-epr"))
+    assert status == 202
+
+
+@pytest.mark.parametrize(
+    ("request_", "status"),
+    [(Request(source="nope"), 404), (Request(bearer_token="wrong"), 401),
+     (Request(bearer_token=None), 401), (Request(bearer_token=None, client_cn="other"), 401)],
+)  # fmt: skip
+async def test_unknown_sources_and_senders_are_refused(request_: Request, status: int) -> None:
+    publisher = Publisher()
+    answer_status, _, headers = await gateway(publisher).handle(request_)
+    assert answer_status == status
+    assert publisher.published == []
+    if status == 401:
+        assert headers["WWW-Authenticate"] == "Bearer"
+
+
+async def test_invalid_resource_names_the_element_and_is_kept() -> None:
+    bundle = json.loads(FHIR_MESSAGE)
+    encounter = next(e for e in bundle["entry"] if e["resource"]["resourceType"] == "Encounter")
+    encounter["resource"]["period"] = {"start": "not a date"}
+    publisher = Publisher()
+    status, body, _ = await gateway(publisher).handle(Request(body=json.dumps(bundle).encode()))
+    issue = json.loads(body)["issue"][0]
+    assert status == 422
+    assert issue["expression"][0].endswith("period.start")
+    assert len(publisher.published) == 1
+
+
+@pytest.mark.parametrize("body", [b"{not json", b"MSH|^~\\&|A|B\r"])
+async def test_unreadable_input_is_400(body: bytes) -> None:
+    status, _, _ = await gateway(Publisher()).handle(Request(body=body))
+    assert status == 400
+
+
+async def test_503_with_retry_after_when_the_engine_cannot_accept() -> None:
+    status, _, headers = await gateway(Publisher(fail=BrokerUnavailable("x"))).handle(Request())
+    assert (status, headers["Retry-After"]) == (503, "5")
+
+
+def test_transaction_is_identifier_conditional_and_valid_r4() -> None:
+    transaction = to_transaction(render_fhir_message(EVENT))
+    Bundle.model_validate(transaction)
+    requests = {e["resource"]["resourceType"]: e["request"] for e in transaction["entry"]}
+    assert "MessageHeader" not in requests
+    assert requests["Patient"]["method"] == "PUT"
+    assert requests["Patient"]["url"].startswith(
+        "Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|"
+    )
+    assert requests["Encounter"]["method"] == "PUT"
+    assert requests["Organization"] == {
+        "method": "POST",
+        "url": "Organization",
+        "ifNoneExist": requests["Organization"]["ifNoneExist"],
+    }
+    assert all("id" not in e["resource"] for e in transaction["entry"])
+    assert all(e["request"].get("ifNoneExist") or "?identifier=" in e["request"]["url"]
+               for e in transaction["entry"])  # fmt: skip
+    assert any(i["system"] == RESOURCE_ID_SYSTEM for e in transaction["entry"]
+               for i in e["resource"].get("identifier", []))  # fmt: skip
+    assert to_transaction(render_fhir_message(EVENT)) == transaction  # a replay is the same
+
+
+def test_retry_after_reads_seconds_and_dates() -> None:
+    assert retry_after({"Retry-After": "120"}) == 120
+    assert retry_after({"retry-after": "Wed, 01 Jul 2026 12:01:00 GMT"}, NOW) == 60
+    assert retry_after({}) is None
+    assert retry_after({"Retry-After": "soon"}) is None
+
+
+def test_retry_after_is_honoured_over_a_shorter_backoff() -> None:
+    claimed = ClaimedDelivery(id=1, event_id="e", destination="d", patient_key="p",
+                              idempotency_key="e.d", attempts=0, created_at=NOW,
+                              kind="discharge", care_setting="mental_health", source="s",
+                              body="{}")  # fmt: skip
+    policy = RetryPolicy(initial_backoff=timedelta(seconds=1), jitter=0)
+    result = SendResult("transient", 429, "slow down", retry_after=300)
+    outcome = decide(policy, claimed, [], result, hold=False, now=NOW)
+    assert getattr(outcome, "next_attempt_at", None) == NOW + timedelta(seconds=300)
+
+
+@dataclass
+class Answer:
+    status: int
+    body: bytes = b""
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Server:
+    answers: list[Answer]
+    calls: list[tuple[str, dict[str, object], Mapping[str, str]]] = field(default_factory=list)
+
+    async def post(self, url: str, body: bytes, headers: Mapping[str, str],
+                   _deadline: float) -> Answer:  # fmt: skip
+        self.calls.append((url, orjson.loads(body), headers))
+        return self.answers.pop(0)
+
+
+@dataclass
+class Tokens:
+    issued: int = 0
+    invalidated: int = 0
+
+    async def token(self) -> str:
+        self.issued += 1
+        return f"token-{self.issued}"
+
+    def invalidate(self) -> None:
+        self.invalidated += 1
+
+
+DELIVERY = ClaimedDelivery(id=1, event_id=EVENT.event_id, destination="ehr", patient_key="p",
+                           idempotency_key=f"{EVENT.event_id}.ehr", attempts=0, created_at=NOW,
+                           kind="discharge", care_setting="mental_health", source="mh",
+                           body=EVENT.model_dump_json(exclude_none=True))  # fmt: skip
+
+
+def destination(**changes: object) -> FhirDestination:
+    base = FhirDestination(type="fhir", name="ehr", base_url="https://ehr.example/fhir/")
+    return base.model_copy(update=changes)
+
+
+async def test_process_message_posts_the_messaging_bundle_with_a_bearer_token() -> None:
+    server = Server([Answer(200)])
+    result = await FhirSender(destination(bearer_token="t0k"), server.post).send(DELIVERY)
+    url, bundle, headers = server.calls[0]
+    assert result.outcome == "delivered"
+    assert url == "https://ehr.example/fhir/$process-message"
+    assert bundle["type"] == "message"
+    assert headers["Authorization"] == "Bearer t0k"
+    assert headers["Idempotency-Key"] == f"{EVENT.event_id}.ehr"
+
+
+async def test_transaction_mode_posts_to_the_base() -> None:
+    server = Server([Answer(200)])
+    await FhirSender(destination(mode="transaction"), server.post).send(DELIVERY)
+    url, bundle, _ = server.calls[0]
+    assert (url, bundle["type"]) == ("https://ehr.example/fhir", "transaction")
+
+
+async def test_expired_oauth_token_is_renewed_and_the_delivery_retried() -> None:
+    tokens = Tokens()
+    sender = FhirSender(destination(), Server([Answer(401), Answer(200)]).post, tokens)
+    assert (await sender.send(DELIVERY)).outcome == "transient"
+    assert tokens.invalidated == 1
+    assert (await sender.send(DELIVERY)).outcome == "delivered"
+
+
+async def test_throttling_is_transient_with_retry_after_and_4xx_keeps_the_outcome() -> None:
+    outcome_body = b'{"resourceType":"OperationOutcome","issue":[{"severity":"error"}]}'
+    server = Server([Answer(429, headers={"Retry-After": "30"}), Answer(422, outcome_body)])
+    sender = FhirSender(destination(), server.post)
+    throttled = await sender.send(DELIVERY)
+    assert (throttled.outcome, throttled.retry_after) == ("transient", 30)
+    refused = await sender.send(DELIVERY)
+    assert refused.outcome == "permanent"
+    assert "OperationOutcome" in (refused.detail or "")
+
+
+async def test_unreachable_token_endpoint_is_transient() -> None:
+    class Broken(Tokens):
+        async def token(self) -> str:
+            raise DestinationError("token endpoint answered HTTP 500")
+
+    result = await FhirSender(destination(), Server([]).post, Broken()).send(DELIVERY)
+    assert result.outcome == "transient"
