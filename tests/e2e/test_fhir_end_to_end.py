@@ -145,10 +145,14 @@ async def test_fhir_in_over_http_and_hl7v2_out_to_a_fhir_server(
     assert status == 422
     assert outcome["issue"][0]["expression"][0].startswith("Bundle.entry[0]")
 
-    # An HL7v2 discharge published straight to RabbitMQ reaches the FHIR server too.
+    # The same kind of payload published straight to RabbitMQ takes the same path, and so
+    # does an HL7v2 discharge.
+    straight = json.loads(FHIR_MESSAGE)
+    straight["identifier"]["value"] = f"straight-{uuid.uuid4().hex}"
     [patient] = patients(1, run="F")
-    await publish_all(source, [adt("A03", patient, "FHIR-HL7-1", datetime.now(UTC))])
-    await wait_until(lambda: len(fhir_server.bundles) >= 2, what="both events at the server")
+    await publish_all(source, [json.dumps(straight).encode(),
+                               adt("A03", patient, "FHIR-HL7-1", datetime.now(UTC))])  # fmt: skip
+    await wait_until(lambda: len(fhir_server.bundles) >= 3, what="all three at the server")
     assert fhir_server.requests >= 3, "the first answer was a 503, retried after Retry-After"
     assert fhir_server.repeats == 0
     kinds = {b["entry"][0]["resource"]["eventCoding"]["code"] for b in fhir_server.bundles.values()}
