@@ -19,19 +19,10 @@ import structlog
 
 from engine.preparation import Prepared
 from engine.store import AcceptedEvent, Original, Store
-from mappings.model import CareEvent, EventKind
+from mappings.model import CANCEL_OF, CareEvent, EventKind
 
 log = structlog.get_logger("carebridge.intake")
 
-CANCEL_OF: dict[EventKind, EventKind] = {
-    EventKind.ADMISSION: EventKind.CANCEL_ADMISSION,
-    EventKind.REGISTRATION: EventKind.CANCEL_ADMISSION,
-    EventKind.TRANSFER: EventKind.CANCEL_TRANSFER,
-    EventKind.DISCHARGE: EventKind.CANCEL_DISCHARGE,
-    EventKind.PRE_ADMISSION: EventKind.CANCEL_PRE_ADMISSION,
-    EventKind.LEAVE_START: EventKind.CANCEL_LEAVE_START,
-    EventKind.LEAVE_END: EventKind.CANCEL_LEAVE_END,
-}
 # A11 cancels an admission or, in ITK, a registration (A04); look for both.
 CANCELLED_KINDS: dict[EventKind, tuple[EventKind, ...]] = {
     EventKind.ADMISSION: (EventKind.ADMISSION, EventKind.REGISTRATION),

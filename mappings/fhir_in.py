@@ -64,6 +64,8 @@ from mappings.errors import MappingError
 from mappings.hl7v2_events import SUPPORTED_TRIGGERS
 from mappings.hl7v2_types import Reading
 from mappings.model import (
+    CANCEL_OF,
+    CANCELS,
     NHS_NUMBER_SYSTEM,
     ODS_ORGANISATION_SYSTEM,
     ODS_SITE_SYSTEM,
@@ -244,7 +246,7 @@ def map_fhir(raw: bytes, profile: FeedProfile) -> CareEvent:
         stay=stay,
         location_from=location_from,
         location_to=location_to,
-        cancels=_CANCELS.get(kind),
+        cancels=CANCELS.get(kind),
         merge=patients.merge(patient_resource, patient) if kind is EventKind.MERGE else None,
         warnings=tuple(reading.warnings),
     )
@@ -569,23 +571,6 @@ _STAY_STATUS: Final[Mapping[str, StayStatus | None]] = {
     "entered-in-error": StayStatus.CANCELLED,
     "unknown": None,
 }
-_CANCEL_OF: Final = {
-    EventKind.ADMISSION: EventKind.CANCEL_ADMISSION,
-    EventKind.REGISTRATION: EventKind.CANCEL_ADMISSION,
-    EventKind.TRANSFER: EventKind.CANCEL_TRANSFER,
-    EventKind.DISCHARGE: EventKind.CANCEL_DISCHARGE,
-    EventKind.PRE_ADMISSION: EventKind.CANCEL_PRE_ADMISSION,
-    EventKind.LEAVE_START: EventKind.CANCEL_LEAVE_START,
-    EventKind.LEAVE_END: EventKind.CANCEL_LEAVE_END,
-}
-_CANCELS: Final = {
-    EventKind.CANCEL_ADMISSION: EventKind.ADMISSION,
-    EventKind.CANCEL_TRANSFER: EventKind.TRANSFER,
-    EventKind.CANCEL_DISCHARGE: EventKind.DISCHARGE,
-    EventKind.CANCEL_PRE_ADMISSION: EventKind.PRE_ADMISSION,
-    EventKind.CANCEL_LEAVE_START: EventKind.LEAVE_START,
-    EventKind.CANCEL_LEAVE_END: EventKind.LEAVE_END,
-}
 # An Encounter entered in error undoes the event: the stay is as it was before it.
 _AFTER_CANCEL: Final = {
     EventKind.CANCEL_ADMISSION: StayStatus.CANCELLED,
@@ -631,8 +616,8 @@ def _encounter_status(encounter: _Resource) -> str:
 
 def _kind(header_kind: EventKind | None, status: str, history: _History) -> EventKind:
     if header_kind is not None:
-        if status == "entered-in-error" and header_kind not in _CANCELS:
-            return _CANCEL_OF.get(header_kind, EventKind.CANCEL_ADMISSION)
+        if status == "entered-in-error" and header_kind not in CANCELS:
+            return CANCEL_OF.get(header_kind, EventKind.CANCEL_ADMISSION)
         return header_kind
     kind = _KIND_BY_STATUS[status]
     if kind is EventKind.ADMISSION and history.moved():

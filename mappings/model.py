@@ -273,6 +273,28 @@ class EventKind(StrEnum):
     MERGE = "merge"
 
 
+CANCEL_OF: dict[EventKind, EventKind] = {
+    EventKind.ADMISSION: EventKind.CANCEL_ADMISSION,
+    EventKind.REGISTRATION: EventKind.CANCEL_ADMISSION,  # A11 also cancels an A04
+    EventKind.TRANSFER: EventKind.CANCEL_TRANSFER,
+    EventKind.DISCHARGE: EventKind.CANCEL_DISCHARGE,
+    EventKind.PRE_ADMISSION: EventKind.CANCEL_PRE_ADMISSION,
+    EventKind.LEAVE_START: EventKind.CANCEL_LEAVE_START,
+    EventKind.LEAVE_END: EventKind.CANCEL_LEAVE_END,
+}
+"""The kind of event that cancels each cancellable kind."""
+
+CANCELS: dict[EventKind, EventKind] = {
+    EventKind.CANCEL_ADMISSION: EventKind.ADMISSION,
+    EventKind.CANCEL_TRANSFER: EventKind.TRANSFER,
+    EventKind.CANCEL_DISCHARGE: EventKind.DISCHARGE,
+    EventKind.CANCEL_PRE_ADMISSION: EventKind.PRE_ADMISSION,
+    EventKind.CANCEL_LEAVE_START: EventKind.LEAVE_START,
+    EventKind.CANCEL_LEAVE_END: EventKind.LEAVE_END,
+}
+"""The kind of event each cancel kind cancels."""
+
+
 class MessageFormat(StrEnum):
     HL7V2 = "hl7v2"
     FHIR = "fhir"
