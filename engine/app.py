@@ -38,6 +38,7 @@ from engine.config import (
     WebhookDestination,
     feed_profiles,
 )
+from engine.console.app import start_console
 from engine.delivery import DeliveryLoop
 from engine.destinations import AmqpSender, FhirSender, MllpSender, Sender, WebhookSender
 from engine.fhir_gateway import FhirGateway, FhirSource
@@ -105,6 +106,7 @@ class Engine:
     listeners: list[MllpListener] = field(default_factory=list)
     """The MLLP listeners, in the order of the sources that have one."""
     fhir_listener: FhirListener | None = None
+    console_port: int | None = None
 
     async def readiness(self) -> dict[str, bool]:
         return {
@@ -303,6 +305,11 @@ async def start_engine(config: Config) -> Engine:
             health.health_app(engine.readiness), config.http.host, config.http.port
         )
         stack.push_async_callback(runner.cleanup)
+        if config.console is not None:
+            console_runner, engine.console_port = await start_console(
+                store, config.console, on_replay=delivery.wake
+            )
+            stack.push_async_callback(console_runner.cleanup)
     except BaseException:
         await stack.aclose()
         raise

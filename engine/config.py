@@ -25,7 +25,6 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -33,12 +32,12 @@ from pydantic import (
     model_validator,
 )
 
+from engine.console.config import ConsoleConfig
+from engine.durations import Duration
 from mappings.model import CareSetting, EventKind
 from mappings.profile import FeedProfile, ProfileError
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 
 
@@ -50,20 +49,6 @@ class ConfigError(Exception):
         self.problems = problems
 
 
-def _parse_duration(value: object) -> object:
-    """Durations are numbers of seconds or strings like ``250ms``, ``5s``, ``15m``, ``72h``."""
-    if isinstance(value, timedelta):
-        return value
-    if isinstance(value, bool):
-        raise ValueError("expected a duration such as 30s, 5m or 72h")
-    if isinstance(value, int | float):
-        return timedelta(seconds=float(value))
-    if isinstance(value, str) and (m := _DURATION.match(value)):
-        return timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2)])
-    raise ValueError("expected a duration such as 30s, 5m or 72h")
-
-
-Duration = Annotated[timedelta, BeforeValidator(_parse_duration)]
 Name = Annotated[str, Field(pattern=NAME_PATTERN)]
 
 
@@ -356,6 +341,7 @@ class Config(_Strict):
     store: StoreConfig = StoreConfig()
     http: HttpConfig = HttpConfig()
     fhir_http: FhirListenerConfig | None = None
+    console: ConsoleConfig | None = None
     intake: IntakeConfig = IntakeConfig()
     delivery: DeliveryConfig = DeliveryConfig()
     logging: LoggingConfig = LoggingConfig()
@@ -476,6 +462,17 @@ def _is_env_reference(value: object, *, whole: bool) -> bool:
 
 def _secrets_by_reference(node: Any, problems: list[str]) -> None:
     """Secret fields must name an environment variable, never hold the secret itself."""
+    console = node.get("console")
+    if isinstance(console, dict):
+        if "session_secret" in console and not _is_env_reference(
+            console["session_secret"], whole=True
+        ):
+            problems.append("console.session_secret: must be an environment reference like "
+                            "${CONSOLE_SESSION_SECRET}")  # fmt: skip
+        for j, token in enumerate(console.get("tokens") or []):
+            value = token.get("token") if isinstance(token, dict) else None
+            if value is not None and not _is_env_reference(value, whole=True):
+                problems.append(f"console.tokens[{j}].token: must be an environment reference")
     for i, source in enumerate(node.get("sources") or []):
         fhir = source.get("fhir") if isinstance(source, dict) else None
         for j, token in enumerate(

@@ -4,6 +4,7 @@ messages    every message received, accepted or not (the message log), with its 
 events      the canonical care event each accepted message became
 deliveries  one row per (event, destination): the outbox the delivery loop drains
 attempts    every try of every delivery, with the destination's answer or the error
+audit_log   what operators did and saw in the console (append-only)
 """
 
 from __future__ import annotations
@@ -93,6 +94,15 @@ messages = Table(
     ),
     Index("ix_messages_received_at", "received_at"),
     Index("ix_messages_patient_key", "patient_key"),
+    # Console: an operator's resolution of a rejected message, and the search indexes (each
+    # filter with the id, so a page of the newest matches is read straight from the index).
+    Column("resolved_at", UtcDateTime),
+    Column("resolved_by", String(80)),
+    Column("resolution", Text),
+    Index("ix_messages_message_key", "message_key"),
+    Index("ix_messages_source_id", "source", "id"),
+    Index("ix_messages_status_id", "status", "id"),
+    Index("ix_messages_event_kind_id", "event_kind", "id"),
 )
 
 events = Table(
@@ -140,6 +150,14 @@ deliveries = Table(
         postgresql_where=text(blocking()),
     ),
     Index("ix_deliveries_due", "status", "next_attempt_at"),
+    # Console: a dead letter resolved by an operator, a delivery held back by one.
+    Column("resolved_at", UtcDateTime),
+    Column("resolved_by", String(80)),
+    Column("resolution", Text),
+    Column("held_at", UtcDateTime),
+    Column("held_by", String(80)),
+    Index("ix_deliveries_event", "event_id"),
+    Index("ix_deliveries_status_destination", "status", "destination", "id"),
 )
 
 attempts = Table(
@@ -153,4 +171,22 @@ attempts = Table(
     Column("status_code", Integer),
     Column("detail", Text),
     Index("ix_attempts_delivery", "delivery_id"),
+    Index("ix_attempts_started_at", "started_at"),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("at", UtcDateTime, nullable=False),
+    Column("actor", String(80), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("action", String(32), nullable=False),
+    Column("message_id", Id),
+    Column("delivery_id", Id),
+    Column("patient_key", String(200)),
+    Column("reason", Text),
+    Column("detail", Text),
+    Index("ix_audit_log_patient_key", "patient_key"),
+    Index("ix_audit_log_message_id", "message_id"),
 )

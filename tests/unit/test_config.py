@@ -178,3 +178,18 @@ sources:
         "sources[0].mllp.tls: Value error, require_client_cert needs "
         "ca_file, the CA that signs client certs"
     ]
+
+
+def test_console_secrets_come_from_the_environment() -> None:
+    text = """
+sources: [{name: a}]
+console:
+  session_secret: this-is-a-literal-secret-of-enough-length
+  tokens: [{name: prom, role: viewer, token: another-literal-token-of-enough-length}]
+"""
+    found = problems(text)
+    assert found[:2] == [
+        "console.session_secret: must be an environment reference like "
+        "${CONSOLE_SESSION_SECRET}",
+        "console.tokens[0].token: must be an environment reference",
+    ]

@@ -1,0 +1,262 @@
+"""What operators change: replay, resolve, hold and release, each audited in its own transaction.
+
+Writes go through the store's write discipline (`Store._writing`), and every UPDATE names the
+state it expects (``WHERE status = 'dead'`` and so on), so a concurrent delivery worker or a
+second operator can never be overridden: the later writer simply changes nothing.
+
+A **replay** ("resend as it was") puts a delivery back to pending, due now, keeping its
+attempts and its idempotency key: a destination that already applied it can drop the repeat.
+
+A **hold** keeps the delivery pending but due at the end of time, so no worker claims it while
+it still holds back the same patient's later deliveries to that destination, exactly as a
+pending delivery does: per-patient order survives a hold and its release. A delivery in flight
+(leased) cannot be held; try again when its attempt has been recorded.
+
+A **resolve** closes a dead letter with a comment; it stops holding later deliveries back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from engine.console import audit
+from engine.console.auth import Principal
+from engine.console.queries import dead_letter_condition
+from engine.schema import deliveries, events, messages
+from engine.store import Store
+
+HELD_UNTIL = datetime(9999, 1, 1, tzinfo=UTC)
+"""The due time of a held delivery: never, until released."""
+
+
+@dataclass(frozen=True, slots=True)
+class Changed:
+    count: int
+    delivery_ids: tuple[int, ...] = ()
+
+
+_RETURNING = (deliveries.c.id, deliveries.c.event_id, deliveries.c.patient_key)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _comment(text: str | None) -> str | None:
+    return None if text is None else text.replace("\x00", "").strip()[:2000] or None
+
+
+async def _message_ids(conn: AsyncConnection, event_ids: Sequence[str]) -> dict[str, int]:
+    if not event_ids:
+        return {}
+    rows = await conn.execute(
+        sa.select(events.c.event_id, events.c.message_id).where(
+            events.c.event_id.in_(sorted(set(event_ids)))
+        )
+    )
+    return {r.event_id: int(r.message_id) for r in rows}
+
+
+async def _update_deliveries(
+    store: Store,
+    principal: Principal,
+    action: str,
+    where: sa.ColumnElement[bool],
+    values: dict[str, Any],
+    reason: str | None,
+) -> Changed:
+    """One UPDATE of the deliveries matching `where`, one audit row per delivery changed."""
+    async with store._writing() as conn:
+        rows = (
+            await conn.execute(
+                sa.update(deliveries).where(where).values(**values).returning(*_RETURNING)
+            )
+        ).all()
+        owners = await _message_ids(conn, [r.event_id for r in rows])
+        await audit.write(
+            conn,
+            principal,
+            [
+                audit.AuditEntry(
+                    action,
+                    message_id=owners.get(r.event_id),
+                    delivery_id=r.id,
+                    patient_key=r.patient_key,
+                    reason=reason,
+                )
+                for r in rows
+            ],
+        )
+        await conn.commit()
+    return Changed(len(rows), tuple(sorted(r.id for r in rows)))
+
+
+def _replay_values(now: datetime) -> dict[str, Any]:
+    return {
+        "status": "pending",
+        "next_attempt_at": now,
+        "lease_until": None,
+        "lease_owner": None,
+        "hold": False,
+        "held_at": None,
+        "held_by": None,
+        "resolved_at": None,
+        "resolved_by": None,
+        "resolution": None,
+    }
+
+
+_REPLAYABLE = deliveries.c.status.in_(["dead", "delivered"])
+
+
+async def replay_delivery(
+    store: Store, principal: Principal, delivery_id: int, reason: str | None = None
+) -> Changed:
+    """Send a dead-lettered or delivered delivery again, as it was."""
+    return await _update_deliveries(
+        store,
+        principal,
+        "replay",
+        sa.and_(deliveries.c.id == delivery_id, _REPLAYABLE),
+        _replay_values(_now()),
+        _comment(reason),
+    )
+
+
+async def replay_message(
+    store: Store, principal: Principal, message_id: int, reason: str | None = None
+) -> Changed:
+    """Send every dead-lettered or delivered delivery of a message's event again, as it was."""
+    event_id = sa.select(messages.c.event_id).where(messages.c.id == message_id)
+    return await _update_deliveries(
+        store,
+        principal,
+        "replay",
+        sa.and_(deliveries.c.event_id == event_id.scalar_subquery(), _REPLAYABLE),
+        _replay_values(_now()),
+        _comment(reason),
+    )
+
+
+async def replay_dead_letters(
+    store: Store,
+    principal: Principal,
+    *,
+    destination: str | None,
+    source: str | None,
+    up_to: int | None,
+    limit: int,
+    reason: str | None = None,
+) -> Changed:
+    """Replay up to `limit` unresolved dead letters matching the filter, oldest first."""
+    chosen = (
+        sa.select(deliveries.c.id)
+        .where(dead_letter_condition(destination, source, up_to))
+        .order_by(deliveries.c.id)
+        .limit(limit)
+    )
+    return await _update_deliveries(
+        store,
+        principal,
+        "replay_bulk",
+        sa.and_(deliveries.c.id.in_(chosen.scalar_subquery()), deliveries.c.status == "dead"),
+        _replay_values(_now()),
+        _comment(reason),
+    )
+
+
+async def resolve_delivery(
+    store: Store, principal: Principal, delivery_id: int, comment: str
+) -> Changed:
+    """Close an unresolved dead letter with the operator's comment (required)."""
+    text = _comment(comment)
+    if not text:
+        raise ValueError("a resolution needs a comment")
+    return await _update_deliveries(
+        store,
+        principal,
+        "resolve",
+        sa.and_(
+            deliveries.c.id == delivery_id,
+            deliveries.c.status == "dead",
+            deliveries.c.resolved_at.is_(None),
+        ),
+        {"resolved_at": _now(), "resolved_by": principal.name, "resolution": text, "hold": False},
+        text,
+    )
+
+
+async def hold_delivery(
+    store: Store, principal: Principal, delivery_id: int, reason: str | None = None
+) -> Changed:
+    now = _now()
+    return await _update_deliveries(
+        store,
+        principal,
+        "hold",
+        sa.and_(
+            deliveries.c.id == delivery_id,
+            deliveries.c.status == "pending",
+            deliveries.c.held_at.is_(None),
+            sa.or_(deliveries.c.lease_until.is_(None), deliveries.c.lease_until < now),
+        ),
+        {"held_at": now, "held_by": principal.name, "next_attempt_at": HELD_UNTIL},
+        _comment(reason),
+    )
+
+
+async def release_delivery(
+    store: Store, principal: Principal, delivery_id: int, reason: str | None = None
+) -> Changed:
+    return await _update_deliveries(
+        store,
+        principal,
+        "release",
+        sa.and_(
+            deliveries.c.id == delivery_id,
+            deliveries.c.status == "pending",
+            deliveries.c.held_at.is_not(None),
+        ),
+        {"held_at": None, "held_by": None, "next_attempt_at": _now()},
+        _comment(reason),
+    )
+
+
+async def resolve_message(
+    store: Store, principal: Principal, message_id: int, comment: str
+) -> Changed:
+    """Close a rejected message with the operator's comment (required)."""
+    text = _comment(comment)
+    if not text:
+        raise ValueError("a resolution needs a comment")
+    async with store._writing() as conn:
+        row = (
+            await conn.execute(
+                sa.update(messages)
+                .where(
+                    messages.c.id == message_id,
+                    messages.c.status == "rejected",
+                    messages.c.resolved_at.is_(None),
+                )
+                .values(resolved_at=_now(), resolved_by=principal.name, resolution=text)
+                .returning(messages.c.id, messages.c.patient_key)
+            )
+        ).first()
+        if row is not None:
+            await audit.write(
+                conn,
+                principal,
+                [
+                    audit.AuditEntry(
+                        "resolve", message_id=row.id, patient_key=row.patient_key, reason=text
+                    )
+                ],
+            )
+        await conn.commit()
+    return Changed(0 if row is None else 1)

@@ -1,0 +1,266 @@
+"""Read-only queries over the store's tables for the console: search, detail, dead letters.
+
+Every list is a keyset page (newest id first, ``before`` = the last id shown), so the hundredth
+page costs what the first does. Each filter has an index led by its column and ending in the id
+(migration 0004), so a page of the newest matches is read from one index in order.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from engine.schema import attempts, deliveries, events, messages
+from engine.store import Store
+
+MESSAGE_STATUSES = ("accepted", "rejected", "duplicate")
+DELIVERY_STATUSES = ("pending", "held", "delivered", "dead")
+_NHS_NUMBER = re.compile(r"^\d{10}$")
+
+
+class BadFilter(ValueError):
+    """A search value the console cannot use; the message is safe to show."""
+
+
+@dataclass(frozen=True, slots=True)
+class SearchFilter:
+    patient: str | None = None
+    """An NHS number (spaces allowed), a local patient number, or a whole patient key."""
+    control_id: str | None = None
+    source: str | None = None
+    destination: str | None = None
+    status: str | None = None
+    delivery_status: str | None = None
+    """With or without `destination`: messages having a delivery in this state."""
+    kind: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    @property
+    def names_a_patient(self) -> bool:
+        return bool(self.patient)
+
+
+def patient_condition(text: str, source: str | None = None) -> sa.ColumnElement[bool]:
+    """The patient-key condition a patient search means.
+
+    ``nhs:``/``local:`` keys match exactly; ten digits (spaces or dashes allowed) are an NHS
+    number; anything else is a local patient number, ``local:<feed>:<authority>:<id>``: within
+    the key range of one source when a source is given (an index range), else a suffix match
+    over the whole index (slower on a large log: give a source).
+    """
+    text = text.strip()
+    if text.startswith(("nhs:", "local:")):
+        return messages.c.patient_key == text
+    digits = re.sub(r"[\s-]", "", text)
+    if _NHS_NUMBER.match(digits):
+        return messages.c.patient_key == f"nhs:{digits}"
+    if not text or len(text) > 120:
+        raise BadFilter("a patient number is 1 to 120 characters")
+    suffix = messages.c.patient_key.endswith(f":{text}", autoescape=True)
+    if source:
+        prefix = f"local:{source}:"
+        # ';' sorts right after ':', so this is exactly the keys that start with the prefix.
+        return sa.and_(
+            messages.c.patient_key >= prefix, messages.c.patient_key < f"local:{source};", suffix
+        )
+    return sa.and_(messages.c.patient_key.startswith("local:"), suffix)
+
+
+def _delivery_state(status: str) -> sa.ColumnElement[bool]:
+    if status == "held":
+        return sa.and_(deliveries.c.status == "pending", deliveries.c.held_at.is_not(None))
+    if status == "pending":
+        return sa.and_(deliveries.c.status == "pending", deliveries.c.held_at.is_(None))
+    if status == "dead":
+        return sa.and_(deliveries.c.status == "dead", deliveries.c.resolved_at.is_(None))
+    return deliveries.c.status == status
+
+
+def _conditions(f: SearchFilter) -> list[sa.ColumnElement[bool]]:
+    where: list[sa.ColumnElement[bool]] = []
+    if f.patient:
+        where.append(patient_condition(f.patient, f.source))
+    if f.control_id:
+        where.append(messages.c.message_key == f.control_id.strip())
+    if f.source:
+        where.append(messages.c.source == f.source)
+    if f.status:
+        if f.status not in MESSAGE_STATUSES:
+            raise BadFilter(f"status is one of {', '.join(MESSAGE_STATUSES)}")
+        where.append(messages.c.status == f.status)
+    if f.kind:
+        where.append(messages.c.event_kind == f.kind)
+    if f.since:
+        where.append(messages.c.received_at >= f.since)
+    if f.until:
+        where.append(messages.c.received_at < f.until)
+    if f.destination or f.delivery_status:
+        if f.delivery_status and f.delivery_status not in DELIVERY_STATUSES:
+            raise BadFilter(f"delivery status is one of {', '.join(DELIVERY_STATUSES)}")
+        inner: list[sa.ColumnElement[bool]] = [deliveries.c.event_id == messages.c.event_id]
+        if f.destination:
+            inner.append(deliveries.c.destination == f.destination)
+        if f.delivery_status:
+            inner.append(_delivery_state(f.delivery_status))
+        where.append(sa.exists().where(*inner))
+    return where
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    rows: list[dict[str, Any]]
+    next_before: int | None
+    """The `before` of the next (older) page, or None on the last page."""
+
+
+_LIST_COLUMNS = (
+    messages.c.id,
+    messages.c.received_at,
+    messages.c.source,
+    messages.c.message_key,
+    messages.c.format,
+    messages.c.status,
+    messages.c.event_kind,
+    messages.c.patient_key,
+    messages.c.reason,
+    messages.c.error_location,
+    messages.c.event_id,
+    messages.c.resolved_at,
+)
+
+
+def delivery_state(row: Any) -> str:
+    """A delivery's state as operators see it: held and resolved are refinements of the row."""
+    if row.status == "pending" and row.held_at is not None:
+        return "held"
+    if row.status == "dead" and row.resolved_at is not None:
+        return "resolved"
+    return str(row.status)
+
+
+async def search(
+    store: Store, f: SearchFilter, *, before: int | None = None, limit: int = 50
+) -> Page:
+    """Messages matching every given filter, newest first, with their deliveries' states."""
+    query = sa.select(*_LIST_COLUMNS).where(*_conditions(f))
+    if before is not None:
+        query = query.where(messages.c.id < before)
+    query = query.order_by(messages.c.id.desc()).limit(limit + 1)
+    async with store.engine.connect() as conn:
+        rows = [dict(r._mapping) for r in await conn.execute(query)]
+        more = len(rows) > limit
+        rows = rows[:limit]
+        event_ids = [r["event_id"] for r in rows if r["event_id"]]
+        states: dict[str, list[tuple[str, str]]] = {}
+        if event_ids:
+            found = await conn.execute(
+                sa.select(
+                    deliveries.c.event_id,
+                    deliveries.c.destination,
+                    deliveries.c.status,
+                    deliveries.c.held_at,
+                    deliveries.c.resolved_at,
+                )
+                .where(deliveries.c.event_id.in_(event_ids))
+                .order_by(deliveries.c.id)
+            )
+            for d in found:
+                states.setdefault(d.event_id, []).append((d.destination, delivery_state(d)))
+    for row in rows:
+        row["deliveries"] = states.get(row["event_id"] or "", [])
+    return Page(rows, rows[-1]["id"] if more and rows else None)
+
+
+@dataclass
+class MessageDetail:
+    message: dict[str, Any]
+    event: dict[str, Any] | None
+    deliveries: list[dict[str, Any]] = field(default_factory=list)
+    """Each with its ``attempts`` (oldest first) and its operator-facing ``state``."""
+
+
+async def message_detail(store: Store, message_id: int) -> MessageDetail | None:
+    async with store.engine.connect() as conn:
+        row = (await conn.execute(sa.select(messages).where(messages.c.id == message_id))).first()
+        if row is None:
+            return None
+        message = dict(row._mapping)
+        event = None
+        found: list[dict[str, Any]] = []
+        if message["event_id"]:
+            ev = (
+                await conn.execute(
+                    sa.select(events).where(events.c.event_id == message["event_id"])
+                )
+            ).first()
+            event = dict(ev._mapping) if ev else None
+            for d in await conn.execute(
+                sa.select(deliveries)
+                .where(deliveries.c.event_id == message["event_id"])
+                .order_by(deliveries.c.id)
+            ):
+                found.append({**d._mapping, "state": delivery_state(d), "attempts": []})
+        if found:
+            by_id = {d["id"]: d for d in found}
+            for a in await conn.execute(
+                sa.select(attempts)
+                .where(attempts.c.delivery_id.in_(list(by_id)))
+                .order_by(attempts.c.id)
+            ):
+                by_id[a.delivery_id]["attempts"].append(dict(a._mapping))
+    return MessageDetail(message, event, found)
+
+
+async def dead_letters(
+    store: Store, *, destination: str | None = None, before: int | None = None, limit: int = 50
+) -> Page:
+    """Unresolved dead letters, newest first, with the message each came from."""
+    query = (
+        sa.select(
+            deliveries.c.id,
+            deliveries.c.destination,
+            deliveries.c.patient_key,
+            deliveries.c.attempts,
+            deliveries.c.last_error,
+            deliveries.c.created_at,
+            deliveries.c.hold,
+            messages.c.id.label("message_id"),
+            messages.c.source,
+            messages.c.message_key,
+            messages.c.event_kind,
+        )
+        .join(messages, messages.c.event_id == deliveries.c.event_id)
+        .where(_delivery_state("dead"))
+    )
+    if destination:
+        query = query.where(deliveries.c.destination == destination)
+    if before is not None:
+        query = query.where(deliveries.c.id < before)
+    query = query.order_by(deliveries.c.id.desc()).limit(limit + 1)
+    async with store.engine.connect() as conn:
+        rows = [dict(r._mapping) for r in await conn.execute(query)]
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return Page(rows, rows[-1]["id"] if more and rows else None)
+
+
+def dead_letter_condition(
+    destination: str | None, source: str | None, up_to: int | None
+) -> sa.ColumnElement[bool]:
+    """The dead letters a bulk replay takes: unresolved, optionally one destination's, one
+    source's, and only those the operator saw listed (id ≤ `up_to`), never newer arrivals."""
+    where = [_delivery_state("dead")]
+    if destination:
+        where.append(deliveries.c.destination == destination)
+    if source:
+        where.append(
+            deliveries.c.event_id.in_(sa.select(events.c.event_id).where(events.c.source == source))
+        )
+    if up_to is not None:
+        where.append(deliveries.c.id <= up_to)
+    return sa.and_(*where)
