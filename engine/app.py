@@ -27,16 +27,18 @@ from adapters.mllp import MllpClient, MllpListener, client_ssl_context, server_s
 from adapters.oauth2 import ClientCredentials
 from adapters.rabbitmq import AmqpSettings, Broker, ExchangeSpec, Topology, inbound_topology
 from adapters.webhook import WebhookClient
-from engine import health, retention
+from engine import health, notifications, retention
 from engine.config import (
     AmqpConfig,
     AmqpDestination,
     Config,
     FhirDestination,
     MllpDestination,
+    NotificationDestination,
     TlsConfig,
     WebhookDestination,
     feed_profiles,
+    follow_up_rules,
 )
 from engine.console.app import start_console
 from engine.delivery import DeliveryLoop
@@ -44,6 +46,7 @@ from engine.destinations import AmqpSender, FhirSender, MllpSender, Sender, Webh
 from engine.fhir_gateway import FhirGateway, FhirSource
 from engine.intake import Intake
 from engine.mllp_gateway import MllpGateway
+from engine.notifications import NotificationSender
 from engine.store import Store
 from mappings.errors import MappingError
 from mappings.hl7v2_ack import parse_ack
@@ -139,7 +142,11 @@ class Engine:
 
 
 def _senders(
-    config: Config, webhook: WebhookClient, publisher: Broker, stack: AsyncExitStack
+    config: Config,
+    webhook: WebhookClient,
+    publisher: Broker,
+    stack: AsyncExitStack,
+    store: Store,
 ) -> dict[str, Sender]:
     async def publish(
         exchange: str,
@@ -163,6 +170,10 @@ def _senders(
     for dest in config.destinations:
         if isinstance(dest, WebhookDestination):
             senders[dest.name] = WebhookSender(dest, webhook.post)
+        elif isinstance(dest, NotificationDestination):
+            senders[dest.name] = NotificationSender(
+                dest, webhook.post, follow_up_rules(config), notifications.original_loader(store)
+            )
         elif isinstance(dest, FhirDestination):
             oauth = dest.oauth2
             tokens = None
@@ -281,7 +292,7 @@ async def start_engine(config: Config) -> Engine:
         webhook = await stack.enter_async_context(WebhookClient())
         delivery = DeliveryLoop(
             store,
-            _senders(config, webhook, publisher, stack),
+            _senders(config, webhook, publisher, stack, store),
             {d.name: config.retry_policies[d.retry] for d in config.destinations},
             {d.name: d.hold_on_dead_letter for d in config.destinations},
             config.delivery,
@@ -292,6 +303,10 @@ async def start_engine(config: Config) -> Engine:
             asyncio.create_task(delivery.run(), name="delivery"),
             asyncio.create_task(intake.run(), name="intake"),
             asyncio.create_task(retention.run(store, config.retention, stopping), name="retention"),
+            asyncio.create_task(
+                notifications.watch(store, config.follow_up, webhook.post, stopping),
+                name="follow-up-watch",
+            ),
         ]
         for source in config.sources:
             await broker.consume(queue_for(source.name), intake.handler_for(source.name))
@@ -301,8 +316,12 @@ async def start_engine(config: Config) -> Engine:
             config, store, broker, publisher, intake, delivery, 0, stack, tasks, stopping,
             listeners, fhir_listener,
         )  # fmt: skip
+        notifying = {d.name: d for d in config.destinations
+                     if isinstance(d, NotificationDestination)}  # fmt: skip
+        extra = [*notifications.routes(store, notifying),
+                 notifications.listing_route(store, config.follow_up)]  # fmt: skip
         runner, engine.http_port = await health.serve(
-            health.health_app(engine.readiness), config.http.host, config.http.port
+            health.health_app(engine.readiness, extra), config.http.host, config.http.port
         )
         stack.push_async_callback(runner.cleanup)
         if config.console is not None:

@@ -34,6 +34,7 @@ from pydantic import (
 
 from engine.console.config import ConsoleConfig
 from engine.durations import Duration
+from mappings.follow_up import DEFAULT_RULES, FollowUpRule, RuleError, rules_from_mapping
 from mappings.model import CareSetting, EventKind
 from mappings.profile import FeedProfile, ProfileError
 
@@ -285,6 +286,55 @@ class FhirDestination(_Strict):
         return self
 
 
+class NotificationRecipient(_Strict):
+    """A team or practice that receives discharge notifications, and whose patients it gets.
+
+    A recipient matches an event when every criterion it sets matches (GP practice ODS code of
+    the patient, provider ODS code of the stay, source); one that sets none matches everyone
+    (a fallback). The first matching recipient of the destination receives the notification.
+    """
+
+    name: Name
+    url: Annotated[str, Field(pattern=r"^https?://[^\s]+$")]
+    secret: str | None = None
+    """HMAC key for X-Carebridge-Signature; only as ${ENV_NAME}."""
+    gp_practices: list[str] = Field(default_factory=list)
+    providers: list[str] = Field(default_factory=list)
+    sources: list[Name] = Field(default_factory=list)
+
+
+class NotificationDestination(_Strict):
+    """Clinician notifications for discharges (and transfers out of inpatient care): a short
+    message a person can act on, the structured JSON, and a FHIR Communication plus a Task for
+    the follow-up, posted to the matching recipient with a signed acknowledgement link."""
+
+    type: Literal["notification"]
+    name: Name
+    recipients: list[NotificationRecipient] = Field(min_length=1)
+    ack_base_url: Annotated[str, Field(pattern=r"^https?://[^\s]+$")]
+    """The engine's HTTP port as recipients reach it: links go to <ack_base_url>/notifications."""
+    ack_secret: str
+    """Signs acknowledgement links; only as ${ENV_NAME}."""
+    timeout: Duration = timedelta(seconds=10)
+    retry: Name = "default"
+    hold_on_dead_letter: bool = True
+
+
+class AlertWebhook(_Strict):
+    url: Annotated[str, Field(pattern=r"^https?://[^\s]+$")]
+    secret: str | None = None
+
+
+class FollowUpConfig(_Strict):
+    """Follow-up after discharge: which discharges start a clock (rules, first match wins; the
+    NHS defaults when omitted), and when to raise an alert."""
+
+    rules: list[dict[str, Any]] | None = None
+    check_interval: Duration = timedelta(seconds=60)
+    unacknowledged_after: Duration = timedelta(hours=4)
+    alert_webhook: AlertWebhook | None = None
+
+
 AckHandling = Literal["delivered", "transient", "permanent"]
 
 
@@ -317,7 +367,11 @@ class MllpDestination(_Strict):
 
 
 Destination = Annotated[
-    WebhookDestination | AmqpDestination | MllpDestination | FhirDestination,
+    WebhookDestination
+    | AmqpDestination
+    | MllpDestination
+    | FhirDestination
+    | NotificationDestination,
     Field(discriminator="type"),
 ]
 
@@ -342,6 +396,7 @@ class Config(_Strict):
     http: HttpConfig = HttpConfig()
     fhir_http: FhirListenerConfig | None = None
     console: ConsoleConfig | None = None
+    follow_up: FollowUpConfig = FollowUpConfig()
     intake: IntakeConfig = IntakeConfig()
     delivery: DeliveryConfig = DeliveryConfig()
     logging: LoggingConfig = LoggingConfig()
@@ -383,12 +438,23 @@ def feed_profile(source: SourceConfig) -> FeedProfile:
     return profile
 
 
+def follow_up_rules(config: Config) -> tuple[FollowUpRule, ...]:
+    """The follow-up rules in force: the config's, or the NHS defaults."""
+    if config.follow_up.rules is None:
+        return DEFAULT_RULES
+    return rules_from_mapping(config.follow_up.rules)
+
+
 def feed_profiles(config: Config) -> dict[str, FeedProfile]:
     return {source.name: feed_profile(source) for source in config.sources}
 
 
 def _cross_check(raw: Config) -> list[str]:
     problems: list[str] = []
+    try:
+        follow_up_rules(raw)
+    except RuleError as exc:
+        problems += [f"follow_up.rules{p}" for p in exc.problems]
     listening: dict[tuple[str, int], int] = {}
     for i, source in enumerate(raw.sources):
         if source.fhir is not None and raw.fhir_http is None:
@@ -495,6 +561,16 @@ def _secrets_by_reference(node: Any, problems: list[str]) -> None:
             if value is not None and not _is_env_reference(value, whole=True):
                 problems.append(f"destinations[{i}].{key}: must be an environment reference "
                                 "like ${FHIR_TOKEN}, not the secret itself")  # fmt: skip
+        if dest.get("type") == "notification" and not _is_env_reference(
+            dest.get("ack_secret"), whole=True
+        ):
+            problems.append(f"destinations[{i}].ack_secret: must be an environment reference "
+                            "like ${NOTIFY_ACK_SECRET}")  # fmt: skip
+        for j, recipient in enumerate(dest.get("recipients") or []):
+            secret = recipient.get("secret") if isinstance(recipient, dict) else None
+            if secret is not None and not _is_env_reference(secret, whole=True):
+                problems.append(f"destinations[{i}].recipients[{j}].secret: must be an "
+                                "environment reference")  # fmt: skip
         oauth = dest.get("oauth2")
         if isinstance(oauth, dict) and not _is_env_reference(
             oauth.get("client_secret"), whole=True
@@ -509,7 +585,7 @@ def _secrets_by_reference(node: Any, problems: list[str]) -> None:
                 )
 
 
-_DESTINATION_TAGS = frozenset({"webhook", "amqp", "mllp", "fhir"})
+_DESTINATION_TAGS = frozenset({"webhook", "amqp", "mllp", "fhir", "notification"})
 
 
 def _pydantic_path(loc: tuple[int | str, ...]) -> str:

@@ -6,14 +6,16 @@ A container orchestrator restarts on failed liveness and stops routing on failed
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from aiohttp import web
 
 Readiness = Callable[[], Awaitable[dict[str, bool]]]
 
 
-def health_app(readiness: Readiness) -> web.Application:
+def health_app(readiness: Readiness, extra: Sequence[web.RouteDef] = ()) -> web.Application:
+    """The app behind `http.port`; `extra` adds the notification links and follow-up list."""
+
     async def healthz(_request: web.Request) -> web.Response:
         return web.json_response({"status": "alive"})
 
@@ -28,6 +30,7 @@ def health_app(readiness: Readiness) -> web.Application:
     app = web.Application()
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    app.add_routes(list(extra))
     return app
 
 

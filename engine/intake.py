@@ -24,7 +24,7 @@ import sqlalchemy as sa
 import structlog
 from tenacity import AsyncRetrying, retry_if_exception, wait_exponential
 
-from engine.config import Config, feed_profiles
+from engine.config import Config, feed_profiles, follow_up_rules
 from engine.corrections import Corrections
 from engine.preparation import Prepared, prepare
 from engine.store import IntakeRecord, IntakeResult, Store, refused_content
@@ -59,6 +59,7 @@ class Intake:
         self._store = store
         self._config = config
         self._profiles = feed_profiles(config)
+        self._follow_up_rules = follow_up_rules(config)
         self._corrections = Corrections(
             store, {d.name: d.hold_on_dead_letter for d in config.destinations}
         )
@@ -107,6 +108,7 @@ class Intake:
                 profiles=self._profiles,
                 received_at=now,
                 transport_id=(d.message_id or "")[:200] or None,
+                follow_up_rules=self._follow_up_rules,
             )
             for source, d in batch
         ]

@@ -9,14 +9,15 @@ precise reason (and the HL7 table 0357 code and location the sender's standard u
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from engine.config import Config
 from engine.routing import care_setting, destinations_for, patient_key, retired_keys
-from engine.store import AcceptedEvent, IntakeRecord
+from engine.store import AcceptedEvent, FollowUpRecord, IntakeRecord
 from mappings.errors import MappingError
+from mappings.follow_up import FollowUpRule, follow_up_for
 from mappings.inbound import detect_format, map_message
 from mappings.model import CareEvent
 from mappings.privacy import withhold_hidden_location
@@ -47,6 +48,7 @@ def prepare(
     profiles: Mapping[str, FeedProfile],
     received_at: datetime,
     transport_id: str | None = None,
+    follow_up_rules: Sequence[FollowUpRule] = (),
 ) -> Prepared:
     """Parse, map and route one message. Never raises for bad content: that is a rejection."""
     profile = profiles[source]
@@ -97,6 +99,7 @@ def prepare(
         patient_key=bounded_key(patient_key(event)),
         stay_id=event.stay.id if event.stay else None,
         retired_keys=tuple(bounded_key(k) for k in retired_keys(event)),
+        follow_up=_follow_up(event, follow_up_rules),
         occurred_at=event.occurred_at.utc if event.occurred_at else None,
         body=event.model_dump_json(exclude_none=True),
         destinations=tuple((d, holds[d]) for d in destinations_for(event, config.routes)),
@@ -111,3 +114,10 @@ def prepare(
         accepted=accepted,
     )
     return Prepared(record, event)
+
+
+def _follow_up(event: CareEvent, rules: Sequence[FollowUpRule]) -> FollowUpRecord | None:
+    found = follow_up_for(event, rules) if rules else None
+    if found is None:
+        return None
+    return FollowUpRecord(found.rule, found.standard, found.discharged_at, found.due_at)

@@ -190,3 +190,24 @@ audit_log = Table(
     Index("ix_audit_log_patient_key", "patient_key"),
     Index("ix_audit_log_message_id", "message_id"),
 )
+
+follow_ups = Table(
+    "follow_ups",
+    metadata,
+    Column("event_id", String(40), ForeignKey("events.event_id"), primary_key=True),
+    Column("patient_key", String(200), nullable=False),
+    Column("rule", String(64), nullable=False),
+    Column("standard", String(32), nullable=False),
+    Column("discharged_at", UtcDateTime, nullable=False),
+    Column("due_at", UtcDateTime, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("acknowledged_at", UtcDateTime),
+    Column("acknowledged_by", String(120)),
+    Column("done_at", UtcDateTime),
+    Column("done_by", String(120)),
+    Column("withdrawn_by", String(40)),
+    Column("alerted_unacknowledged", Boolean, nullable=False, default=False),
+    Column("alerted_overdue", Boolean, nullable=False, default=False),
+    Index("ix_follow_ups_open_due", "status", "due_at"),
+)

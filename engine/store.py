@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from engine import migrate
 from engine.config import StoreConfig, TlsConfig
-from engine.schema import attempts, blocking, deliveries, events, messages
+from engine.schema import attempts, blocking, deliveries, events, follow_ups, messages
 
 MessageStatus = Literal["accepted", "rejected", "duplicate"]
 
@@ -50,6 +50,16 @@ class AcceptedEvent:
     """For a cancel: the event it cancels. For an event whose cancel arrived first: that cancel."""
     retired_keys: tuple[str, ...] = ()
     """For a merge: the patient keys that now become `patient_key`."""
+    follow_up: FollowUpRecord | None = None
+    """For a discharge in a follow-up cohort: the clock it starts."""
+
+
+@dataclass(frozen=True, slots=True)
+class FollowUpRecord:
+    rule: str
+    standard: str
+    discharged_at: datetime
+    due_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,13 +182,16 @@ class _PendingRows:
 
     events: list[dict[str, Any]] = field(default_factory=list)
     deliveries: list[dict[str, Any]] = field(default_factory=list)
+    follow_ups: list[dict[str, Any]] = field(default_factory=list)
 
     async def flush(self, conn: AsyncConnection) -> None:
         if self.events:
             await conn.execute(sa.insert(events), self.events)
         if self.deliveries:
             await conn.execute(sa.insert(deliveries), self.deliveries)
-        self.events, self.deliveries = [], []
+        if self.follow_ups:
+            await conn.execute(sa.insert(follow_ups), self.follow_ups)
+        self.events, self.deliveries, self.follow_ups = [], [], []
 
 
 def _outcome_update(**values: Any) -> sa.Update:
@@ -370,8 +383,15 @@ class Store:
         row["status"] = "accepted"
         message_id = await self._insert_message(conn, row)
         seen[key] = (message_id, digest)
-        if accepted.retired_keys or (accepted.corrects and not accepted.kind.startswith("cancel_")):
+        if accepted.retired_keys or accepted.corrects:
             await pending.flush(conn)  # the updates below must see this batch's rows too
+        if accepted.kind == "cancel_discharge" and accepted.corrects:
+            # The discharge was cancelled: its follow-up clock stops.
+            await conn.execute(
+                sa.update(follow_ups)
+                .where(follow_ups.c.event_id == accepted.corrects)
+                .values(status="withdrawn", withdrawn_by=accepted.event_id)
+            )
         if accepted.retired_keys:
             await self._rekey(conn, accepted.retired_keys, accepted.patient_key)
         if accepted.corrects and not accepted.kind.startswith("cancel_"):
@@ -388,6 +408,14 @@ class Store:
             "patient_key": accepted.patient_key, "occurred_at": accepted.occurred_at,
             "received_at": record.received_at, "body": accepted.body,
         })  # fmt: skip
+        if accepted.follow_up is not None:
+            fu = accepted.follow_up
+            pending.follow_ups.append({
+                "event_id": accepted.event_id, "patient_key": accepted.patient_key,
+                "rule": fu.rule, "standard": fu.standard, "discharged_at": fu.discharged_at,
+                "due_at": fu.due_at, "created_at": committed_at, "status": "open",
+                "alerted_unacknowledged": False, "alerted_overdue": False,
+            })  # fmt: skip
         pending.deliveries += [
             {"event_id": accepted.event_id, "destination": destination,
              "patient_key": accepted.patient_key, "status": "pending",
@@ -401,7 +429,7 @@ class Store:
     async def _rekey(conn: AsyncConnection, retired: Sequence[str], survivor: str) -> None:
         """A merge: the retired identities' history and pending deliveries follow the survivor,
         so ordering and search use one key from now on."""
-        for table in (messages, events, deliveries):
+        for table in (messages, events, deliveries, follow_ups):
             await conn.execute(
                 sa.update(table)
                 .where(table.c.patient_key.in_(list(retired)))
