@@ -528,6 +528,14 @@ def _is_env_reference(value: object, *, whole: bool) -> bool:
 
 def _secrets_by_reference(node: Any, problems: list[str]) -> None:
     """Secret fields must name an environment variable, never hold the secret itself."""
+    follow_up = node.get("follow_up")
+    alert = follow_up.get("alert_webhook") if isinstance(follow_up, dict) else None
+    if (
+        isinstance(alert, dict)
+        and alert.get("secret") is not None
+        and not _is_env_reference(alert["secret"], whole=True)
+    ):
+        problems.append("follow_up.alert_webhook.secret: must be an environment reference")
     console = node.get("console")
     if isinstance(console, dict):
         if "session_secret" in console and not _is_env_reference(

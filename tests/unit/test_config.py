@@ -43,6 +43,8 @@ def test_every_shipped_example_config_is_valid(name: str) -> None:
         "GP_CONNECT_TOKEN": "t",
         "CAREBRIDGE_AMQP_URL": "amqp://guest:guest@localhost/",
         "CAREBRIDGE_STORE_URL": "sqlite+aiosqlite:///x.db",
+        "NOTIFY_ACK_SECRET": "a",
+        "ALERT_WEBHOOK_SECRET": "b",
     }
     load_config(REPO / "config" / name, env=env)
 
