@@ -53,6 +53,7 @@ class Corrections:
         self._store = store
         self._holds = holds
         self._unmatched: set[str] = set()
+        self._discharged: set[str] = set()
 
     async def link(self, batch: Sequence[Prepared]) -> list[Prepared]:
         """Link every cancel in `batch` to its original, and every late original to its cancel.
@@ -64,6 +65,10 @@ class Corrections:
                       if p.event is not None and p.record.accepted is not None
                       and p.event.kind in CANCEL_OF]  # fmt: skip
         self._unmatched = await self._store.patients_with_unmatched_cancels(candidates)
+        discharged = [p.record.accepted.patient_key for p in batch
+                      if p.event is not None and p.record.accepted is not None
+                      and p.event.kind is EventKind.DISCHARGE]  # fmt: skip
+        self._discharged = await self._store.patients_with_discharges(discharged)
         for item in batch:
             event, accepted = item.event, item.record.accepted
             if event is None or accepted is None:
@@ -122,9 +127,32 @@ class Corrections:
                 accepted.patient_key, accepted.stay_id, cancel_kind.value, _occurred(event)
             )
         if cancel_id is None:
+            if event.kind is EventKind.DISCHARGE:
+                return await self._check_replaces(item, event, accepted, earlier)
             return item
         log.warning("intake.superseded_by_earlier_cancel", event_id=event.event_id,
                     cancel_event_id=cancel_id, source=event.source.feed)  # fmt: skip
         note = f"already cancelled by {cancel_id}, which arrived first: not delivered"
         changed = event.model_copy(update={"warnings": (*event.warnings, note)})
         return _rewritten(item, changed, destinations=(), corrects=cancel_id)
+
+    async def _check_replaces(self, item: Prepared, event: CareEvent, accepted: AcceptedEvent,
+                              earlier: Sequence[Prepared]) -> Prepared:  # fmt: skip
+        """A second discharge of a stay whose first still stands is a changed discharge: it
+        names the one it replaces, which stops that one's follow-up clock."""
+        standing = None
+        for prior in earlier:  # the newest standing discharge of this stay in the batch
+            found = prior.record.accepted
+            if prior.event is None or found is None or not _same_episode(found, accepted):
+                continue
+            if prior.event.kind is EventKind.DISCHARGE and found.corrects is None:
+                standing = found.event_id
+            elif prior.event.kind is EventKind.CANCEL_DISCHARGE and found.corrects == standing:
+                standing = None
+        if standing is None and accepted.patient_key in self._discharged:
+            standing = await self._store.standing_discharge(accepted.patient_key, accepted.stay_id)
+        if standing is None:
+            return item
+        log.info("intake.changed_discharge", event_id=event.event_id, replaces=standing)
+        changed = event.model_copy(update={"corrects_event_id": standing})
+        return _rewritten(item, changed, replaces=standing)

@@ -52,6 +52,8 @@ class AcceptedEvent:
     """For a merge: the patient keys that now become `patient_key`."""
     follow_up: FollowUpRecord | None = None
     """For a discharge in a follow-up cohort: the clock it starts."""
+    replaces: str | None = None
+    """For a changed discharge: the earlier discharge of the same stay that it replaces."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -385,11 +387,17 @@ class Store:
         seen[key] = (message_id, digest)
         if accepted.retired_keys or accepted.corrects:
             await pending.flush(conn)  # the updates below must see this batch's rows too
-        if accepted.kind == "cancel_discharge" and accepted.corrects:
-            # The discharge was cancelled: its follow-up clock stops.
+        stopped = accepted.corrects if accepted.kind == "cancel_discharge" else accepted.replaces
+        if stopped:
+            # The discharge was cancelled, or a changed discharge replaces it: its follow-up
+            # clock stops (a replacing discharge starts its own).
+            await pending.flush(conn)
             await conn.execute(
                 sa.update(follow_ups)
-                .where(follow_ups.c.event_id == accepted.corrects)
+                .where(
+                    follow_ups.c.event_id == stopped,
+                    follow_ups.c.status.in_(["open", "acknowledged"]),
+                )
                 .values(status="withdrawn", withdrawn_by=accepted.event_id)
             )
         if accepted.retired_keys:
@@ -473,6 +481,37 @@ class Store:
                 .distinct()
             )  # fmt: skip
             return {row.patient_key for row in rows}
+
+    async def patients_with_discharges(self, patient_keys: Sequence[str]) -> set[str]:
+        """Which of these patients have a discharge on record (one query per intake batch)."""
+        if not patient_keys:
+            return set()
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                sa.select(events.c.patient_key)
+                .where(events.c.patient_key.in_(sorted(set(patient_keys))),
+                       events.c.kind == "discharge")
+                .distinct()
+            )  # fmt: skip
+            return {row.patient_key for row in rows}
+
+    async def standing_discharge(self, patient_key: str, stay_id: str | None) -> str | None:
+        """The newest discharge of this patient and stay that still stands: not cancelled, and
+        not itself superseded by a cancel that arrived before it."""
+        same_stay = (events.c.stay_id.is_(None) if stay_id is None
+                     else events.c.stay_id == stay_id)  # fmt: skip
+        cancel = events.alias("cancel")
+        cancelled = sa.exists().where(cancel.c.kind == "cancel_discharge",
+                                      cancel.c.corrects == events.c.event_id)  # fmt: skip
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(
+                sa.select(events.c.event_id)
+                .where(events.c.patient_key == patient_key, events.c.kind == "discharge",
+                       events.c.corrects.is_(None), same_stay, ~cancelled)
+                .order_by(events.c.message_id.desc())
+                .limit(1)
+            )).first()  # fmt: skip
+            return None if row is None else str(row.event_id)
 
     async def find_early_cancel(
         self, patient_key: str, stay_id: str | None, cancel_kind: str, occurred_at: datetime | None

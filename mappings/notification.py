@@ -236,8 +236,11 @@ class _Render:
     def discharge_lines(self) -> list[str]:
         stay, event = self.stay, self.event
         destination = stay.discharge_destination
+        head = f"DISCHARGE from {_setting(stay)} inpatient care"
+        if self.corrects:  # a changed discharge: it replaces the earlier notification
+            head = f"CORRECTED {head} (replaces notification {self.corrects})"
         lines = [
-            f"DISCHARGE from {_setting(stay)} inpatient care",
+            head,
             f"Patient: {self.who()}",
             f"From: {_place(stay.location)}, provider {stay.provider_ods or 'not recorded'}",
             f"Discharged: {_when(stay.discharged_at or event.occurred_at)}",

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from engine.config import parse_config
 from engine.intake import Intake
-from engine.schema import deliveries, events
+from engine.schema import deliveries, events, follow_ups
 from engine.store import Store
 from tests.adt_factory import Patient, adt, patients
 from tests.e2e.harness import wait_until
@@ -170,3 +170,23 @@ async def test_merge_rekeys_history_and_pending_deliveries_to_the_survivor(
             events.c.event_id == _event_id("OLD")))).scalar_one()  # fmt: skip
     assert old == f"nhs:{survivor.nhs_number}"
     assert keys == {f"nhs:{survivor.nhs_number}"}
+
+
+async def test_a_changed_discharge_replaces_the_standing_one(store: Store) -> None:
+    [p] = patients(1)
+    await ingest(store, adt("A03", p, "DIS", at(60)), adt("A03", p, "DIS2", at(75)))
+    changed = await routed(store, "DIS2")
+    assert changed["body_corrects"] == _event_id("DIS")
+    assert changed["to"] == ["team", "gp"]
+    async with store.engine.connect() as conn:
+        clocks = dict(
+            (await conn.execute(sa.select(follow_ups.c.event_id, follow_ups.c.status))).all()
+        )
+    assert clocks == {_event_id("DIS"): "withdrawn", _event_id("DIS2"): "open"}
+
+
+async def test_a_discharge_after_a_cancelled_one_is_a_new_discharge(store: Store) -> None:
+    [p] = patients(1)
+    await ingest(store, adt("A03", p, "DIS", at(60)), adt("A13", p, "CAN", at(70)),
+                 adt("A03", p, "DIS2", at(90)))  # fmt: skip
+    assert (await routed(store, "DIS2"))["body_corrects"] is None
