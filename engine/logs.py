@@ -75,3 +75,21 @@ def configure(level: str = "info", fmt: str = "json", stream: TextIO | None = No
     # pika is chatty at INFO about every frame of a reconnect; its warnings are enough.
     root.setLevel(_LEVELS[level])
     logging.getLogger("pika").setLevel(max(_LEVELS[level], logging.WARNING))
+    handler.addFilter(_ExpectedNetworkFaults())
+
+
+class _ExpectedNetworkFaults(logging.Filter):
+    """pika logs a dropped or reset broker connection as an ERROR with a traceback. For the
+    engine that is an expected network event: the supervisor reconnects and says so itself
+    (`amqp.connection_lost`, `amqp.reconnecting`). Keep pika's line, as a warning, without the
+    traceback, so tracebacks in the log mean a real fault."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name.startswith("pika") and record.levelno >= logging.ERROR:
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            if record.exc_info and record.exc_info[1] is not None:
+                record.msg = f"{record.getMessage()} ({type(record.exc_info[1]).__name__})"
+                record.args = None
+            record.exc_info = None
+            record.exc_text = None
+        return True
