@@ -191,7 +191,6 @@ console:
 """
     found = problems(text)
     assert found[:2] == [
-        "console.session_secret: must be an environment reference like "
-        "${CONSOLE_SESSION_SECRET}",
+        "console.session_secret: must be an environment reference like ${CONSOLE_SESSION_SECRET}",
         "console.tokens[0].token: must be an environment reference",
     ]
