@@ -27,7 +27,7 @@ from adapters.mllp import MllpClient, MllpListener, client_ssl_context, server_s
 from adapters.oauth2 import ClientCredentials
 from adapters.rabbitmq import AmqpSettings, Broker, ExchangeSpec, Topology, inbound_topology
 from adapters.webhook import WebhookClient
-from engine import health, notifications, retention
+from engine import alerts, health, notifications, retention
 from engine.config import (
     AmqpConfig,
     AmqpDestination,
@@ -308,6 +308,9 @@ async def start_engine(config: Config) -> Engine:
                 name="follow-up-watch",
             ),
         ]
+        if config.alerts is not None:
+            watching = alerts.run(store, config.alerts, webhook.post, stopping)
+            tasks.append(asyncio.create_task(watching, name="alerts"))
         for source in config.sources:
             await broker.consume(queue_for(source.name), intake.handler_for(source.name))
         listeners = await _start_listeners(config, publisher, stack)
@@ -326,7 +329,7 @@ async def start_engine(config: Config) -> Engine:
         stack.push_async_callback(runner.cleanup)
         if config.console is not None:
             console_runner, engine.console_port = await start_console(
-                store, config.console, on_replay=delivery.wake
+                store, config.console, on_replay=delivery.wake, engine_config=config
             )
             stack.push_async_callback(console_runner.cleanup)
     except BaseException:

@@ -32,6 +32,7 @@ from pydantic import (
     model_validator,
 )
 
+from engine.alerts import AlertsConfig
 from engine.console.config import ConsoleConfig
 from engine.durations import Duration
 from mappings.follow_up import DEFAULT_RULES, FollowUpRule, RuleError, rules_from_mapping
@@ -396,6 +397,7 @@ class Config(_Strict):
     http: HttpConfig = HttpConfig()
     fhir_http: FhirListenerConfig | None = None
     console: ConsoleConfig | None = None
+    alerts: AlertsConfig | None = None
     follow_up: FollowUpConfig = FollowUpConfig()
     intake: IntakeConfig = IntakeConfig()
     delivery: DeliveryConfig = DeliveryConfig()
@@ -451,6 +453,9 @@ def feed_profiles(config: Config) -> dict[str, FeedProfile]:
 
 def _cross_check(raw: Config) -> list[str]:
     problems: list[str] = []
+    for name in raw.alerts.silent_sources if raw.alerts else {}:
+        if raw.source(name) is None:
+            problems.append(f"alerts.silent_sources.{name}: no source named {name!r}")
     try:
         follow_up_rules(raw)
     except RuleError as exc:
@@ -528,6 +533,14 @@ def _is_env_reference(value: object, *, whole: bool) -> bool:
 
 def _secrets_by_reference(node: Any, problems: list[str]) -> None:
     """Secret fields must name an environment variable, never hold the secret itself."""
+    alerts = node.get("alerts")
+    hook = alerts.get("webhook") if isinstance(alerts, dict) else None
+    if (
+        isinstance(hook, dict)
+        and hook.get("secret") is not None
+        and not _is_env_reference(hook["secret"], whole=True)
+    ):
+        problems.append("alerts.webhook.secret: must be an environment reference")
     follow_up = node.get("follow_up")
     alert = follow_up.get("alert_webhook") if isinstance(follow_up, dict) else None
     if (

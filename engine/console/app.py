@@ -20,7 +20,8 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from engine.console import actions, audit, metrics, queries, views
+from engine.config import Config
+from engine.console import actions, audit, metrics, queries, remap, views
 from engine.console.auth import Authenticator, Principal, allowed, sees_patient_data
 from engine.console.config import ConsoleConfig, Role
 from engine.console.templates import STYLE, Safe, page
@@ -37,6 +38,13 @@ _NOTICES = {
     "hold": "Held: {n}.",
     "release": "Released: {n} delivery(ies) will be sent now.",
     "none": "Nothing changed: the state had already moved on.",
+    "remap": "Re-mapped with today's config: {n} delivery(ies) will be sent (see the audit "
+    "trail for each destination).",
+    "remap_none": "Re-mapped with today's config: the event is updated; no delivery needed "
+    "sending again (delivered ones are not resent: replay them to resend).",
+    "remap_not_mapped": "Not re-mapped: the message does not map with today's config.",
+    "remap_refused": "Not re-mapped: today's mapping gives another event kind or patient, the "
+    "message has no event, or its source is gone (a correction is for the source to send).",
 }
 _PRINCIPAL = web.RequestKey("principal", Principal)
 _HEADERS = {
@@ -58,12 +66,14 @@ class Console:
         config: ConsoleConfig,
         on_replay: Callable[[], None],
         render: views.Renderer | None,
+        engine_config: Config | None = None,
     ) -> None:
         self.store = store
         self.config = config
         self.auth = Authenticator(config)
         self.on_replay = on_replay
         self.render = render
+        self.engine_config = engine_config
 
     # ---- plumbing ------------------------------------------------------------------------
 
@@ -258,7 +268,14 @@ class Console:
             trail = await audit.entries(self.store, message_id=message_id, limit=200)
         done = request.query.get("done", "")
         notice = _NOTICES.get(done, "").format(n=_int(request.query.get("n")) or 0) or None
-        body = views.message_page(principal, detail, trail, self.csrf(request), self.render)
+        body = views.message_page(
+            principal,
+            detail,
+            trail,
+            self.csrf(request),
+            self.render,
+            can_remap=self.engine_config is not None,
+        )
         return self.html(request, f"Message {message_id}", body, notice=notice)
 
     async def dead_letters(self, request: web.Request) -> web.Response:
@@ -344,6 +361,55 @@ class Console:
             changed = await actions.resolve_message(self.store, principal, message_id, comment)
         return self._after(principal, verb, changed, f"/messages/{message_id}")
 
+    async def remap_action(self, request: web.Request) -> web.Response:
+        """Re-map the stored message with today's config and route it (see `remap`)."""
+        principal = self.need(request, "operator")
+        form = await request.post()
+        message_id = _int(request.match_info["id"])
+        if message_id is None:
+            raise web.HTTPBadRequest(text="bad message id")
+        if self.engine_config is None:
+            raise web.HTTPServiceUnavailable(text="re-mapping needs the engine's config")
+        result = await remap.remap_message(
+            self.store,
+            principal,
+            message_id,
+            self.engine_config,
+            str(form.get("comment", "")) or None,
+        )
+        if result.outcome == "missing":
+            raise web.HTTPNotFound(text="no such message")
+        log.info(
+            "console.action",
+            user=principal.name,
+            action="remap",
+            message=message_id,
+            outcome=result.outcome,
+            changed=result.count,
+            deliveries=list(result.delivery_ids[:50]),
+        )
+        if result.count:
+            self.on_replay()
+        if principal.via == "token":
+            return web.json_response(
+                {
+                    "outcome": result.outcome,
+                    "problem": result.problem,
+                    "changed": result.count,
+                    "deliveries": list(result.delivery_ids),
+                    "created": list(result.created),
+                    "requeued": list(result.requeued),
+                    "pending": list(result.updated),
+                    "delivered": list(result.delivered),
+                    "skipped": list(result.skipped),
+                    "unrouted": list(result.unrouted),
+                }
+            )
+        done = {"remapped": "remap" if result.count else "remap_none"}.get(
+            result.outcome, f"remap_{result.outcome}"
+        )
+        raise web.HTTPSeeOther(f"/messages/{message_id}?done={done}&n={result.count}")
+
     async def bulk_replay(self, request: web.Request) -> web.Response:
         principal = self.need(request, "operator")
         form = await request.post()
@@ -408,8 +474,13 @@ def console_app(
     *,
     on_replay: Callable[[], None],
     render: views.Renderer | None = None,
+    engine_config: Config | None = None,
 ) -> web.Application:
-    console = Console(store, config, on_replay, render)
+    if render is None and engine_config is not None:
+        from engine.console.rendering import renderer  # late: only with a config
+
+        render = renderer(engine_config)
+    console = Console(store, config, on_replay, render, engine_config)
     app = web.Application(middlewares=[console.security], client_max_size=64 * 1024)
     app.router.add_get("/login", console.login_form)
     app.router.add_post("/login", console.login)
@@ -419,6 +490,7 @@ def console_app(
     app.router.add_get("/messages", console.messages)
     app.router.add_get(r"/messages/{id:\d+}", console.message)
     app.router.add_post(r"/messages/{id:\d+}/{verb:replay|resolve}", console.message_action)
+    app.router.add_post(r"/messages/{id:\d+}/remap", console.remap_action)
     app.router.add_post(
         r"/deliveries/{id:\d+}/{verb:replay|resolve|hold|release}", console.delivery_action
     )
@@ -449,11 +521,16 @@ async def start_console(
     *,
     on_replay: Callable[[], None],
     render: views.Renderer | None = None,
+    engine_config: Config | None = None,
 ) -> tuple[web.AppRunner, int]:
     """Serve the console; return the runner (``await runner.cleanup()`` stops it) and the bound
-    port (port 0 picks a free one)."""
+    port (port 0 picks a free one).
+
+    With the engine's `engine_config`, operators may re-map a message with today's config, and
+    (unless `render` is given) each delivery shows the payload its destination is sent."""
     runner = web.AppRunner(
-        console_app(store, config, on_replay=on_replay, render=render), access_log=None
+        console_app(store, config, on_replay=on_replay, render=render, engine_config=engine_config),
+        access_log=None,
     )
     await runner.setup()
     site = web.TCPSite(runner, config.host, config.port, ssl_context=_server_tls(config))

@@ -8,11 +8,13 @@ page costs what the first does. Each filter has an index led by its column and e
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from engine.schema import attempts, deliveries, events, messages
 from engine.store import Store
@@ -45,13 +47,16 @@ class SearchFilter:
         return bool(self.patient)
 
 
-def patient_condition(text: str, source: str | None = None) -> sa.ColumnElement[bool]:
+def patient_condition(
+    text: str, source: str | None = None, prefixes: Sequence[str] | None = None
+) -> sa.ColumnElement[bool]:
     """The patient-key condition a patient search means.
 
     ``nhs:``/``local:`` keys match exactly; ten digits (spaces or dashes allowed) are an NHS
-    number; anything else is a local patient number, ``local:<feed>:<authority>:<id>``: within
-    the key range of one source when a source is given (an index range), else a suffix match
-    over the whole index (slower on a large log: give a source).
+    number; anything else is a local patient number, ``local:<feed>:<authority>:<id>``. With
+    the log's `prefixes` (``local:<feed>:<authority>:``, from `local_prefixes`) that is one exact
+    index lookup per prefix; without them, a suffix match over the key range of one source when
+    a source is given, else over every local key (slow on a large log).
     """
     text = text.strip()
     if text.startswith(("nhs:", "local:")):
@@ -61,6 +66,8 @@ def patient_condition(text: str, source: str | None = None) -> sa.ColumnElement[
         return messages.c.patient_key == f"nhs:{digits}"
     if not text or len(text) > 120:
         raise BadFilter("a patient number is 1 to 120 characters")
+    if prefixes is not None:
+        return messages.c.patient_key.in_([p + text for p in prefixes]) if prefixes else sa.false()
     suffix = messages.c.patient_key.endswith(f":{text}", autoescape=True)
     if source:
         prefix = f"local:{source}:"
@@ -81,20 +88,72 @@ def _delivery_state(status: str) -> sa.ColumnElement[bool]:
     return deliveries.c.status == status
 
 
-def _conditions(f: SearchFilter) -> list[sa.ColumnElement[bool]]:
+MAX_PREFIXES = 500
+"""Beyond this many distinct local-key prefixes, a local number search falls back to a suffix
+match (a log whose local values themselves hold colons would have one prefix per patient)."""
+
+
+def _local_number(text: str) -> bool:
+    """A search text that means a local number without a colon (see `patient_condition`)."""
+    text = text.strip()
+    return (
+        bool(text)
+        and len(text) <= 120
+        and ":" not in text
+        and not _NHS_NUMBER.match(re.sub(r"[\s-]", "", text))
+    )
+
+
+async def local_prefixes(conn: AsyncConnection, source: str | None) -> list[str] | None:
+    """The distinct ``local:<feed>:<authority>:`` prefixes of the message log's patient keys
+    (one source's, if given), by skip scan: each step is one probe of ix_messages_patient_key
+    (``min(patient_key)`` past the last prefix), so the cost is the number of prefixes (feeds
+    times authorities: a handful), not the number of messages. None beyond `MAX_PREFIXES`.
+
+    A key's prefix is everything up to its last colon, so a local number is matched exactly as
+    ``<prefix><number>``. ';' sorts right after ':', so ``<prefix minus ':'>;`` is the first key
+    past every key starting with the prefix."""
+    lo = f"local:{source}:" if source else "local:"
+    hi = lo[:-1] + ";"
+    found: list[str] = []
+    while len(found) <= MAX_PREFIXES:
+        key = (
+            await conn.execute(
+                sa.select(sa.func.min(messages.c.patient_key)).where(
+                    messages.c.patient_key >= lo, messages.c.patient_key < hi
+                )
+            )
+        ).scalar()
+        if key is None:
+            return found
+        prefix = key[: key.rfind(":") + 1]
+        found.append(prefix)
+        lo = prefix[:-1] + ";"
+    return None
+
+
+def _conditions(
+    f: SearchFilter, prefixes: Sequence[str] | None = None
+) -> list[sa.ColumnElement[bool]]:
     where: list[sa.ColumnElement[bool]] = []
     if f.patient:
-        where.append(patient_condition(f.patient, f.source))
+        where.append(patient_condition(f.patient, f.source, prefixes))
     if f.control_id:
         where.append(messages.c.message_key == f.control_id.strip())
+
+    def plain(column: sa.Column[Any]) -> sa.ColumnElement[Any]:
+        # With a patient, the patient-key index must lead (a patient has few messages); SQLite
+        # without statistics would walk (source, id) instead. `col || ''` uses no index.
+        return column.concat("") if f.patient else column
+
     if f.source:
-        where.append(messages.c.source == f.source)
+        where.append(plain(messages.c.source) == f.source)
     if f.status:
         if f.status not in MESSAGE_STATUSES:
             raise BadFilter(f"status is one of {', '.join(MESSAGE_STATUSES)}")
-        where.append(messages.c.status == f.status)
+        where.append(plain(messages.c.status) == f.status)
     if f.kind:
-        where.append(messages.c.event_kind == f.kind)
+        where.append(plain(messages.c.event_kind) == f.kind)
     if f.since:
         where.append(messages.c.received_at >= f.since)
     if f.until:
@@ -147,11 +206,14 @@ async def search(
     store: Store, f: SearchFilter, *, before: int | None = None, limit: int = 50
 ) -> Page:
     """Messages matching every given filter, newest first, with their deliveries' states."""
-    query = sa.select(*_LIST_COLUMNS).where(*_conditions(f))
-    if before is not None:
-        query = query.where(messages.c.id < before)
-    query = query.order_by(messages.c.id.desc()).limit(limit + 1)
     async with store.engine.connect() as conn:
+        prefixes = None
+        if f.patient and _local_number(f.patient):
+            prefixes = await local_prefixes(conn, f.source)
+        query = sa.select(*_LIST_COLUMNS).where(*_conditions(f, prefixes))
+        if before is not None:
+            query = query.where(messages.c.id < before)
+        query = query.order_by(messages.c.id.desc()).limit(limit + 1)
         rows = [dict(r._mapping) for r in await conn.execute(query)]
         more = len(rows) > limit
         rows = rows[:limit]

@@ -215,6 +215,8 @@ def message_page(
     trail: list[dict[str, Any]],
     csrf: str,
     render: Renderer | None,
+    *,
+    can_remap: bool = False,
 ) -> Safe:
     m = detail.message
     patient = sees_patient_data(principal.role)
@@ -242,6 +244,16 @@ def message_page(
                 _action(
                     f"/messages/{m['id']}/replay",
                     "Replay every destination",
+                    csrf,
+                    m["id"],
+                    comment=True,
+                )
+            )
+        if can_remap and m["status"] == "accepted" and detail.event is not None:
+            acts.append(
+                _action(
+                    f"/messages/{m['id']}/remap",
+                    "Re-map with today's config and send where not yet delivered",
                     csrf,
                     m["id"],
                     comment=True,

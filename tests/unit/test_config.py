@@ -194,3 +194,16 @@ console:
         "console.session_secret: must be an environment reference like ${CONSOLE_SESSION_SECRET}",
         "console.tokens[0].token: must be an environment reference",
     ]
+
+
+def test_alerts_name_known_sources_and_take_secrets_from_the_environment() -> None:
+    text = """
+sources: [{name: a}]
+alerts:
+  webhook: {url: "https://ops.example/alerts", secret: plain}
+  silent_sources: {a: 30m, b: 10m}
+"""
+    assert problems(text) == [
+        "alerts.webhook.secret: must be an environment reference",
+        "alerts.silent_sources.b: no source named 'b'",
+    ]
