@@ -116,6 +116,8 @@ class SteadySender:
     confirmed_at: dict[str, float] = field(default_factory=dict)
     refusals: int = 0
     refusal_kinds: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    running: asyncio.Event = field(default_factory=asyncio.Event)
+    """Cleared: every lane waits before its next message (a pause); set when `run` starts."""
 
     async def run(self, deadline: float = 150.0) -> None:
         end = time.monotonic() + deadline
@@ -127,11 +129,13 @@ class SteadySender:
         lanes: dict[str, list[tuple[str, bytes]]] = defaultdict(list)
         for patient, control_id, body in self.traffic:
             lanes[patient.nhs_number].append((control_id, body))
+        self.running.set()
         async with Broker(settings) as broker:
 
             async def lane(index: int, messages: list[tuple[str, bytes]]) -> None:
                 await asyncio.sleep(self.gap * index / len(lanes))
                 for control_id, body in messages:
+                    await self.running.wait()
                     while True:
                         if time.monotonic() > end:
                             raise AssertionError(f"{control_id} never confirmed")
