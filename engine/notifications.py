@@ -141,7 +141,7 @@ async def record(store: Store, event_id: str, action: str, by: str) -> bool:
             .where(follow_ups.c.event_id == event_id, follow_ups.c.status.in_(_OPEN))
             .values(status="done", done_at=now, done_by=by)
         )
-    async with store._writing() as conn:
+    async with store.writing() as conn:
         result = await conn.execute(change)
         await conn.commit()
     return bool(result.rowcount)
@@ -241,7 +241,7 @@ async def due_alerts(store: Store, config: FollowUpConfig, now: datetime
 async def mark_alerted(store: Store, alert: Mapping[str, Any]) -> None:
     column = ("alerted_overdue" if alert["condition"] == "follow_up_overdue"
               else "alerted_unacknowledged")  # fmt: skip
-    async with store._writing() as conn:
+    async with store.writing() as conn:
         await conn.execute(sa.update(follow_ups).where(
             follow_ups.c.event_id == alert["event_id"]).values({column: True}))  # fmt: skip
         await conn.commit()

@@ -270,7 +270,7 @@ class Store:
         return True
 
     @contextlib.asynccontextmanager
-    async def _writing(self) -> AsyncIterator[AsyncConnection]:
+    async def writing(self) -> AsyncIterator[AsyncConnection]:
         """A connection in a write transaction; the caller commits.
 
         SQLite has one writer at a time. Its own lock makes waiters sleep and poll (up to
@@ -298,7 +298,7 @@ class Store:
         """
         committed_at = _now()
         results: list[IntakeResult] = []
-        async with self._writing() as conn:
+        async with self.writing() as conn:
             seen = await self._accepted_keys(conn, records)
             pending = _PendingRows()
             for record in records:
@@ -580,7 +580,7 @@ class Store:
         )
         if self._is_postgres:
             query = query.with_for_update(skip_locked=True, of=deliveries)
-        async with self._writing() as conn:
+        async with self.writing() as conn:
             ids = [row.id for row in await conn.execute(query)]
             if not ids:
                 await conn.rollback()
@@ -646,7 +646,7 @@ class Store:
                     by_kind["rescheduled"].append({**params, "at": at, "error": _text(error)})
                 case DeadLettered(reason=reason, hold=hold):
                     by_kind["dead"].append({**params, "error": _text(reason), "hold": hold})
-        async with self._writing() as conn:
+        async with self.writing() as conn:
             if rows:
                 await conn.execute(sa.insert(attempts), rows)
             for kind, params_list in by_kind.items():
@@ -658,7 +658,7 @@ class Store:
         """Give up leases without an attempt (shutdown), so the deliveries can go at once."""
         if not delivery_ids:
             return
-        async with self._writing() as conn:
+        async with self.writing() as conn:
             await conn.execute(
                 sa.update(deliveries)
                 .where(deliveries.c.id.in_(list(delivery_ids)), deliveries.c.status == "pending")
@@ -690,7 +690,7 @@ class Store:
             .order_by(messages.c.id)
             .limit(limit)
         )
-        async with self._writing() as conn:
+        async with self.writing() as conn:
             ids = [row.id for row in await conn.execute(eligible)]
             if not ids:
                 await conn.rollback()

@@ -1,6 +1,6 @@
 """What operators change: replay, resolve, hold and release, each audited in its own transaction.
 
-Writes go through the store's write discipline (`Store._writing`), and every UPDATE names the
+Writes go through the store's write discipline (`Store.writing`), and every UPDATE names the
 state it expects (``WHERE status = 'dead'`` and so on), so a concurrent delivery worker or a
 second operator can never be overridden: the later writer simply changes nothing.
 
@@ -72,7 +72,7 @@ async def _update_deliveries(
     reason: str | None,
 ) -> Changed:
     """One UPDATE of the deliveries matching `where`, one audit row per delivery changed."""
-    async with store._writing() as conn:
+    async with store.writing() as conn:
         rows = (
             await conn.execute(
                 sa.update(deliveries).where(where).values(**values).returning(*_RETURNING)
@@ -235,7 +235,7 @@ async def resolve_message(
     text = _comment(comment)
     if not text:
         raise ValueError("a resolution needs a comment")
-    async with store._writing() as conn:
+    async with store.writing() as conn:
         row = (
             await conn.execute(
                 sa.update(messages)

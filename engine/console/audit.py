@@ -57,7 +57,7 @@ async def write(
 
 async def record(store: Store, principal: Principal, entry: AuditEntry) -> None:
     """Append one entry in a transaction of its own (for views, which change nothing else)."""
-    async with store._writing() as conn:
+    async with store.writing() as conn:
         await write(conn, principal, [entry])
         await conn.commit()
 

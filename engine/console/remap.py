@@ -130,7 +130,7 @@ async def remap_message(
         follow_up_rules=follow_up_rules(config),
     )
     record = prepared.record
-    async with store._writing() as conn:
+    async with store.writing() as conn:
         stored = (
             await conn.execute(
                 sa.select(events.c.kind, events.c.patient_key).where(
