@@ -258,9 +258,6 @@ class _Consumer:
     chan: _Chan | None = None
     first_attempt: asyncio.Future[BaseException | None] | None = None
     cancelled: bool = False
-    cautious: bool = False
-    opened: bool = False
-    """A cautious consumer has moved from prefetch 1 to the full prefetch on this channel."""
 
     @property
     def attached(self) -> bool:
@@ -430,9 +427,7 @@ class Broker:
         finally:
             chan.pending.pop(tag, None)
 
-    async def consume(
-        self, queue: str, handler: Handler, *, concurrency: int = 1, cautious: bool = False
-    ) -> None:
+    async def consume(self, queue: str, handler: Handler, *, concurrency: int = 1) -> None:
         """Register a consumer; it is (re)attached by the supervisor after every reconnect.
 
         `handler` runs in `concurrency` worker tasks (1 keeps the queue's order) and must call
@@ -447,10 +442,7 @@ class Broker:
             raise ValueError(f"already consuming from {queue!r}")
         if concurrency < 1:
             raise ValueError("concurrency must be >= 1")
-        reg = _Consumer(
-            queue, handler, first_attempt=asyncio.get_running_loop().create_future(),
-            cautious=cautious,
-        )  # fmt: skip
+        reg = _Consumer(queue, handler, first_attempt=asyncio.get_running_loop().create_future())
         reg.workers = [
             asyncio.create_task(self._work(reg), name=f"amqp-consumer:{queue}:{i}")
             for i in range(concurrency)
@@ -656,14 +648,8 @@ class Broker:
     async def _attach(self, reg: _Consumer) -> None:
         chan = await self._open_channel(functools.partial(self._on_consumer_closed, reg))
         t = self._settings.connect_timeout
-        # A cautious consumer starts with one message at a time: after a crash, whatever it held
-        # comes back redelivered, and a message that kills it must not take a whole prefetch of
-        # healthy messages towards the delivery limit with it. The first message that was not
-        # redelivered opens it up to the full prefetch.
-        reg.opened = not reg.cautious
-        prefetch = self._settings.prefetch if reg.opened else 1
         try:
-            await chan.call("basic_qos", t, prefetch_count=prefetch)
+            await chan.call("basic_qos", t, prefetch_count=self._settings.prefetch)
             on_cancel = functools.partial(self._on_cancel, reg, chan)
             chan.channel.add_on_cancel_callback(_guarded(on_cancel))
             await chan.call(
@@ -677,7 +663,7 @@ class Broker:
             _close_channel(chan)
             raise
         reg.chan = chan
-        log.info("amqp.consumer_attached", queue=reg.queue, prefetch=prefetch)
+        log.info("amqp.consumer_attached", queue=reg.queue, prefetch=self._settings.prefetch)
 
     # ---- pika callbacks (always wrapped in _guarded) -------------------------------------
 
@@ -775,10 +761,6 @@ class Broker:
         headers = dict(props.headers or {})
         headers.pop(TAG_HEADER, None)
         tag = int(method.delivery_tag)
-        if not reg.opened and not method.redelivered:
-            reg.opened = True
-            channel.basic_qos(prefetch_count=self._settings.prefetch)
-            log.info("amqp.consumer_opened", queue=reg.queue, prefetch=self._settings.prefetch)
         reg.inbox.put_nowait(
             InboundDelivery(
                 body=body,

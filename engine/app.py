@@ -312,11 +312,7 @@ async def start_engine(config: Config) -> Engine:
             watching = alerts.run(store, config.alerts, webhook.post, stopping)
             tasks.append(asyncio.create_task(watching, name="alerts"))
         for source in config.sources:
-            # Cautious: one message at a time until the first that was not redelivered, so a
-            # message that crashes the engine reaches the delivery limit alone.
-            await broker.consume(
-                queue_for(source.name), intake.handler_for(source.name), cautious=True
-            )
+            await broker.consume(queue_for(source.name), intake.handler_for(source.name))
         listeners = await _start_listeners(config, publisher, stack)
         fhir_listener = await _start_fhir_listener(config, publisher, stack)
         engine = Engine(
