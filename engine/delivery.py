@@ -210,21 +210,26 @@ class DeliveryLoop:
         tries: list[AttemptRecord],
     ) -> SendResult:
         """A few quick tries while the answer is transient; the last answer is returned."""
+        first = await self._attempt(sender, claimed, tries)
+        if not self._retry_quickly(first) or policy.quick_attempts == 1:
+            return first  # the common case: no retry machinery on the hot path
         retrying = AsyncRetrying(
-            stop=stop_after_attempt(policy.quick_attempts),
+            stop=stop_after_attempt(policy.quick_attempts - 1),
             wait=wait_fixed(policy.quick_wait.total_seconds()),
-            retry=retry_if_result(
-                lambda r: (
-                    r.outcome == "transient"
-                    and r.retry_after is None  # asked to wait: no quick retries
-                    and not self._stopping.is_set()
-                )
-            ),
+            retry=retry_if_result(self._retry_quickly),
             sleep=self._sleep,
             retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
         )
+        await self._sleep(policy.quick_wait.total_seconds())
         result: SendResult = await retrying(self._attempt, sender, claimed, tries)
         return result
+
+    def _retry_quickly(self, result: SendResult) -> bool:
+        return (
+            result.outcome == "transient"
+            and result.retry_after is None  # asked to wait: no quick retries
+            and not self._stopping.is_set()
+        )
 
     @staticmethod
     async def _attempt(

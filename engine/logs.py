@@ -13,6 +13,7 @@ import sys
 from collections.abc import MutableMapping
 from typing import Any, TextIO
 
+import orjson
 import structlog
 
 _TEN_DIGITS = re.compile(r"(?<!\d)\d{3}[ -]?\d{3}[ -]?\d{4}(?!\d)")
@@ -43,10 +44,14 @@ def redact_digits(
     return event_dict
 
 
+def _orjson_text(obj: Any, **_kwargs: Any) -> str:
+    return orjson.dumps(obj, default=str).decode()
+
+
 def configure(level: str = "info", fmt: str = "json", stream: TextIO | None = None) -> None:
     """Configure structlog and route the standard library's loggers (pika, aiohttp) through it."""
     renderer: Any = (
-        structlog.processors.JSONRenderer()
+        structlog.processors.JSONRenderer(serializer=_orjson_text)
         if fmt == "json"
         else structlog.dev.ConsoleRenderer(colors=False)
     )
