@@ -16,9 +16,10 @@ healthy messages as poison.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import hashlib
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import sqlalchemy as sa
 import structlog
@@ -30,6 +31,7 @@ from engine.preparation import Prepared, prepare
 from engine.store import IntakeRecord, IntakeResult, Store, refused_content
 
 log = structlog.get_logger("carebridge.intake")
+T = TypeVar("T")
 
 
 class BrokerDelivery(Protocol):
@@ -40,6 +42,9 @@ class BrokerDelivery(Protocol):
 
     @property
     def message_id(self) -> str | None: ...
+
+    @property
+    def redelivered(self) -> bool: ...
 
     def ack(self) -> None: ...
 
@@ -96,9 +101,48 @@ class Intake:
             batch = [getter.result()]
             while len(batch) < self._config.intake.batch_size and not self._inbox.empty():
                 batch.append(self._inbox.get_nowait())
-            await self._commit(batch)
+            if not any(getattr(d, "redelivered", False) for _, d in batch):
+                await self._commit(batch)
+                continue
+            # Redelivered: the engine may have died holding these. One at a time, each marked
+            # as suspect before it is processed: a message that kills the engine again while
+            # it is the only one in hand is set aside (kept, rejected) on the next redelivery,
+            # long before the queue's delivery limit could take healthy messages with it.
+            for item in batch:
+                if getattr(item[1], "redelivered", False):
+                    await self._commit_suspect(*item)
+                else:
+                    await self._commit([item])
 
-    async def _commit(self, batch: list[tuple[str, BrokerDelivery]]) -> None:
+    async def _commit_suspect(self, source: str, delivery: BrokerDelivery) -> None:
+        digest = hashlib.sha256(delivery.body).hexdigest()
+        if await self._retrying(self._store.is_suspect, source, digest):
+            reason = ("this message stopped the engine while it was being processed; "
+                      "set aside for an operator, not processed")  # fmt: skip
+            stub = IntakeRecord(source=source, payload=delivery.body,
+                                received_at=datetime.now(UTC), reason=reason, error_code="207",
+                                transport_id=(delivery.message_id or "")[:200] or None)  # fmt: skip
+            _linked, [result] = await self._write([Prepared(stub, None)], [(source, digest)])
+            delivery.ack()
+            log.error("intake.poison_set_aside", source=source, message_row=result.message_id,
+                      transport_id=stub.transport_id)  # fmt: skip
+            return
+        await self._retrying(self._store.mark_suspect, source, digest)
+        await self._commit([(source, delivery)], clear=[(source, digest)])
+
+    async def _retrying(self, call: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """The store call, retried until the store answers (the message waits at the broker)."""
+        retrying = AsyncRetrying(
+            wait=wait_exponential(multiplier=0.2, max=10),
+            retry=retry_if_exception(lambda exc: not refused_content(exc)),
+            reraise=True,
+        )
+        result: T = await retrying(call, *args)
+        return result
+
+    async def _commit(
+        self, batch: list[tuple[str, BrokerDelivery]], clear: Sequence[tuple[str, str]] = ()
+    ) -> None:
         now = datetime.now(UTC)
         prepared = [
             prepare(
@@ -113,12 +157,12 @@ class Intake:
             for source, d in batch
         ]
         try:
-            linked, written = await self._write(prepared)
+            linked, written = await self._write(prepared, clear)
             results: list[IntakeResult | None] = list(written)
         except (sa.exc.IntegrityError, sa.exc.DataError, sa.exc.StatementError):
             # Content the store refuses (a constraint, a value it cannot hold) must not stall
             # every message behind it: write one at a time so only the culprit is set aside.
-            linked, results = prepared, [await self._write_alone(p) for p in prepared]
+            linked, results = prepared, [await self._write_alone(p, clear) for p in prepared]
         for (_source, delivery), item, result in zip(batch, linked, results, strict=True):
             if result is None:
                 # Not even a rejection could be stored: park it in the broker's dead-letter
@@ -134,9 +178,11 @@ class Intake:
             self._log(item, result)
         self._on_committed()
 
-    async def _write_alone(self, item: Prepared) -> IntakeResult | None:
+    async def _write_alone(
+        self, item: Prepared, clear: Sequence[tuple[str, str]] = ()
+    ) -> IntakeResult | None:
         try:
-            return (await self._write([item]))[1][0]
+            return (await self._write([item], clear))[1][0]
         except sa.exc.SQLAlchemyError as exc:
             reason = f"the store refused this message ({type(exc).__name__}); kept for an operator"
             record = item.record
@@ -149,11 +195,13 @@ class Intake:
                 format=record.format,
             )
             try:
-                return (await self._write([Prepared(stub, None)]))[1][0]
+                return (await self._write([Prepared(stub, None)], clear))[1][0]
             except sa.exc.SQLAlchemyError:
                 return None
 
-    async def _write(self, prepared: list[Prepared]) -> tuple[list[Prepared], list[IntakeResult]]:
+    async def _write(
+        self, prepared: list[Prepared], clear: Sequence[tuple[str, str]] = ()
+    ) -> tuple[list[Prepared], list[IntakeResult]]:
         """Link corrections and write, until the store is reachable: the messages are safe at
         the broker meanwhile.
 
@@ -174,7 +222,8 @@ class Intake:
         async for attempt in retrying:
             with attempt:
                 linked = await self._corrections.link(prepared)
-                return linked, await self._store.record_intake([p.record for p in linked])
+                records = [p.record for p in linked]
+                return linked, await self._store.record_intake(records, clear_suspects=clear)
         raise AssertionError("unreachable: tenacity retries until success")
 
     @staticmethod

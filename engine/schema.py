@@ -211,3 +211,12 @@ follow_ups = Table(
     Column("alerted_overdue", Boolean, nullable=False, default=False),
     Index("ix_follow_ups_open_due", "status", "due_at"),
 )
+
+suspects = Table(
+    "suspects",
+    metadata,
+    Column("source", String(64), primary_key=True),
+    Column("payload_sha256", String(64), primary_key=True),
+    Column("marked_at", UtcDateTime, nullable=False),
+)
+"""Redelivered messages in hand: a row left behind means the engine died processing it."""

@@ -28,7 +28,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from engine import migrate
 from engine.config import StoreConfig, TlsConfig
-from engine.schema import attempts, blocking, deliveries, events, follow_ups, messages
+from engine.schema import (
+    attempts,
+    blocking,
+    deliveries,
+    events,
+    follow_ups,
+    messages,
+    suspects,
+)
 
 MessageStatus = Literal["accepted", "rejected", "duplicate"]
 
@@ -289,7 +297,9 @@ class Store:
 
     # ---- intake -------------------------------------------------------------------------
 
-    async def record_intake(self, records: Sequence[IntakeRecord]) -> list[IntakeResult]:
+    async def record_intake(
+        self, records: Sequence[IntakeRecord], *, clear_suspects: Sequence[tuple[str, str]] = ()
+    ) -> list[IntakeResult]:
         """Write a batch of received messages in one transaction; return what became of each.
 
         A message whose (source, message key) was already accepted with the same bytes is a
@@ -307,8 +317,27 @@ class Store:
                     await self._record_one(conn, record, digest, committed_at, seen, pending)
                 )
             await pending.flush(conn)
+            for source, digest in clear_suspects:  # processed: no longer a suspect
+                await conn.execute(sa.delete(suspects).where(
+                    suspects.c.source == source, suspects.c.payload_sha256 == digest))  # fmt: skip
             await conn.commit()
         return results
+
+    async def is_suspect(self, source: str, digest: str) -> bool:
+        """Was this message marked as being processed when the engine last died?"""
+        async with self.engine.connect() as conn:
+            found = await conn.execute(sa.select(suspects.c.source).where(
+                suspects.c.source == source, suspects.c.payload_sha256 == digest))  # fmt: skip
+            return found.first() is not None
+
+    async def mark_suspect(self, source: str, digest: str) -> None:
+        """Mark a redelivered message as in hand before processing it (committed at once)."""
+        async with self.writing() as conn:
+            await conn.execute(sa.delete(suspects).where(
+                suspects.c.source == source, suspects.c.payload_sha256 == digest))  # fmt: skip
+            await conn.execute(sa.insert(suspects).values(
+                source=source, payload_sha256=digest, marked_at=_now()))  # fmt: skip
+            await conn.commit()
 
     async def _accepted_keys(
         self, conn: AsyncConnection, records: Sequence[IntakeRecord]
