@@ -153,7 +153,7 @@ async def test_remap_refuses_a_rejected_message_and_another_patient(store: Store
     assert (await remap_message(store, OPERATOR, 1, TODAY)).outcome == "refused"
     assert (await remap_message(store, OPERATOR, 99, TODAY)).outcome == "missing"
     await ingest(store, YESTERDAY, adt("A01", PATIENT, "C1", T0))
-    async with store._writing() as conn:
+    async with store.writing() as conn:
         await conn.execute(sa.update(events).values(patient_key="nhs:0000000000"))
         await conn.commit()
     refused = await remap_message(store, OPERATOR, 2, TODAY)
