@@ -110,12 +110,27 @@ class Engine:
     """The MLLP listeners, in the order of the sources that have one."""
     fhir_listener: FhirListener | None = None
     console_port: int | None = None
+    failed: set[str] = field(default_factory=set)
+    """Core tasks that ended on their own: the engine is then not ready (and says why)."""
+
+    def watch_tasks(self) -> None:
+        def ended(task: asyncio.Task[None]) -> None:
+            if self._stopping.is_set():
+                return
+            self.failed.add(task.get_name())
+            error = None if task.cancelled() else task.exception()
+            log.error("engine.task_ended", task=task.get_name(),
+                      error=type(error).__name__ if error else None)  # fmt: skip
+
+        for task in self._tasks:
+            task.add_done_callback(ended)
 
     async def readiness(self) -> dict[str, bool]:
         return {
             "broker_connected": self.broker.connected and self.publisher.connected,
             "consumers_attached": self.broker.consumers_attached,
             "store_reachable": await self.store.ping(),
+            "tasks_running": not self.failed,
         }
 
     async def stop(self, deadline: float | None = None) -> None:
@@ -323,6 +338,7 @@ async def start_engine(config: Config) -> Engine:
                      if isinstance(d, NotificationDestination)}  # fmt: skip
         extra = [*notifications.routes(store, notifying),
                  notifications.listing_route(store, config.follow_up)]  # fmt: skip
+        engine.watch_tasks()
         runner, engine.http_port = await health.serve(
             health.health_app(engine.readiness, extra), config.http.host, config.http.port
         )

@@ -230,7 +230,7 @@ class WebhookDestination(_Strict):
     type: Literal["webhook"]
     name: Name
     url: Annotated[str, Field(pattern=r"^https?://[^\s]+$")]
-    secret: str | None = None
+    secret: str | None = Field(default=None, min_length=1)
     """HMAC-SHA256 key for the X-Carebridge-Signature header; only as ${ENV_NAME}."""
     headers: dict[str, str] = Field(default_factory=dict)
     timeout: Duration = timedelta(seconds=10)
@@ -273,7 +273,7 @@ class FhirDestination(_Strict):
     name: Name
     base_url: Annotated[str, Field(pattern=r"^https?://[^\s]+$")]
     mode: Literal["process-message", "transaction"] = "process-message"
-    bearer_token: str | None = None
+    bearer_token: str | None = Field(default=None, min_length=1)
     """Only as ${ENV_NAME}."""
     oauth2: OAuth2ClientCredentials | None = None
     timeout: Duration = timedelta(seconds=30)
@@ -297,7 +297,7 @@ class NotificationRecipient(_Strict):
 
     name: Name
     url: Annotated[str, Field(pattern=r"^https?://[^\s]+$")]
-    secret: str | None = None
+    secret: str | None = Field(default=None, min_length=1)
     """HMAC key for X-Carebridge-Signature; only as ${ENV_NAME}."""
     gp_practices: list[str] = Field(default_factory=list)
     providers: list[str] = Field(default_factory=list)
@@ -314,8 +314,8 @@ class NotificationDestination(_Strict):
     recipients: list[NotificationRecipient] = Field(min_length=1)
     ack_base_url: Annotated[str, Field(pattern=r"^https?://[^\s]+$")]
     """The engine's HTTP port as recipients reach it: links go to <ack_base_url>/notifications."""
-    ack_secret: str
-    """Signs acknowledgement links; only as ${ENV_NAME}."""
+    ack_secret: str = Field(min_length=32)
+    """Signs acknowledgement links; only as ${ENV_NAME}, at least 32 characters."""
     timeout: Duration = timedelta(seconds=10)
     retry: Name = "default"
     hold_on_dead_letter: bool = True
@@ -639,7 +639,9 @@ def parse_config(
     try:
         config = Config.model_validate(raw)
     except ValidationError as exc:
-        problems += [f"{_pydantic_path(e['loc'])}: {e['msg']}" for e in exc.errors()]
+        unset = {p.split(": ", 1)[0] for p in problems if p.endswith(" is not set")}
+        problems += [f"{path}: {e['msg']}" for e in exc.errors()
+                     if (path := _pydantic_path(e["loc"])) not in unset]  # fmt: skip
         raise ConfigError(problems) from None
     problems += _cross_check(config)
     if problems:

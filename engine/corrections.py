@@ -44,6 +44,11 @@ def _occurred(event: CareEvent) -> datetime | None:
     return event.occurred_at.utc if event.occurred_at else None
 
 
+def _not_before(cancel_at: datetime | None, event_at: datetime | None) -> bool:
+    """A cancel supersedes a late event only if it happened no earlier (as in the store)."""
+    return cancel_at is None or event_at is None or cancel_at >= event_at
+
+
 def _same_episode(a: AcceptedEvent, b: AcceptedEvent) -> bool:
     return a.patient_key == b.patient_key and a.stay_id == b.stay_id
 
@@ -115,11 +120,13 @@ class Corrections:
     async def _check_late(self, item: Prepared, event: CareEvent, accepted: AcceptedEvent,
                           earlier: Sequence[Prepared]) -> Prepared:  # fmt: skip
         cancel_kind = CANCEL_OF[event.kind]
+        occurred = _occurred(event)
         cancel_id = next(
             (p.record.accepted.event_id for p in earlier
              if p.event is not None and p.record.accepted is not None
              and p.event.kind is cancel_kind and p.record.accepted.corrects is None
-             and _same_episode(p.record.accepted, accepted)),
+             and _same_episode(p.record.accepted, accepted)
+             and _not_before(_occurred(p.event), occurred)),
             None,
         )  # fmt: skip
         if cancel_id is None and accepted.patient_key in self._unmatched:
@@ -134,7 +141,8 @@ class Corrections:
                     cancel_event_id=cancel_id, source=event.source.feed)  # fmt: skip
         note = f"already cancelled by {cancel_id}, which arrived first: not delivered"
         changed = event.model_copy(update={"warnings": (*event.warnings, note)})
-        return _rewritten(item, changed, destinations=(), corrects=cancel_id)
+        # Not delivered, and no follow-up clock: the discharge was cancelled before it arrived.
+        return _rewritten(item, changed, destinations=(), corrects=cancel_id, follow_up=None)
 
     async def _check_replaces(self, item: Prepared, event: CareEvent, accepted: AcceptedEvent,
                               earlier: Sequence[Prepared]) -> Prepared:  # fmt: skip

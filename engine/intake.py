@@ -151,7 +151,7 @@ class Intake:
                 config=self._config,
                 profiles=self._profiles,
                 received_at=now,
-                transport_id=(d.message_id or "")[:200] or None,
+                transport_id=(d.message_id or "").replace("\x00", "")[:200] or None,
                 follow_up_rules=self._follow_up_rules,
             )
             for source, d in batch
@@ -159,7 +159,9 @@ class Intake:
         try:
             linked, written = await self._write(prepared, clear)
             results: list[IntakeResult | None] = list(written)
-        except (sa.exc.IntegrityError, sa.exc.DataError, sa.exc.StatementError):
+        except sa.exc.StatementError as exc:
+            if not refused_content(exc):
+                raise
             # Content the store refuses (a constraint, a value it cannot hold) must not stall
             # every message behind it: write one at a time so only the culprit is set aside.
             linked, results = prepared, [await self._write_alone(p, clear) for p in prepared]

@@ -91,14 +91,16 @@ class NotificationSender:
         event = CareEvent.model_validate_json(delivery.body)
         if not is_notifiable(event):
             return SendResult("delivered", detail="not a notifiable event: nothing sent")
-        recipient = recipient_for(self._config.recipients, event)
+        # A withdrawal goes to whoever received the discharge: route by the original event, which
+        # carries the GP practice even when the cancel message does not (or names a new one).
+        subject = event
+        if event.kind is not EventKind.DISCHARGE and event.corrects_event_id:
+            subject = await self._original(event.corrects_event_id) or event
+        recipient = recipient_for(self._config.recipients, subject)
         if recipient is None:
             reason = "no recipient matches the patient's GP practice, provider or source"
             return SendResult("permanent", detail=reason)
         # A withdrawal names the follow-up it cancels: the one its original discharge started.
-        subject = event
-        if event.kind is not EventKind.DISCHARGE and event.corrects_event_id:
-            subject = await self._original(event.corrects_event_id) or event
         follow_up = (follow_up_for(subject, self._rules)
                      if subject.kind is EventKind.DISCHARGE else None)  # fmt: skip
         tracked = event.event_id if event.kind is EventKind.DISCHARGE else event.corrects_event_id
@@ -190,7 +192,12 @@ def routes(store: Store, destinations: Mapping[str, NotificationDestination]) ->
             raise web.HTTPNotFound()
         form: Mapping[str, Any]
         if request.content_type == "application/json":
-            form = orjson.loads(await request.read() or b"{}")
+            try:
+                form = orjson.loads(await request.read() or b"{}")
+            except orjson.JSONDecodeError:
+                raise web.HTTPBadRequest(text="the body is not JSON") from None
+            if not isinstance(form, dict):
+                raise web.HTTPBadRequest(text="send a JSON object")
         else:
             form = await request.post()
         by = str(form.get("by") or "unnamed")[:120]

@@ -72,8 +72,23 @@ def prepare(
                 received_at=received_at,
                 transport_id=transport_id,
                 reason=exc.reason,
-                error_location=exc.location,
+                error_location=(exc.location or "")[:64] or None,
                 error_code=exc.code,
+            ),
+            None,
+        )
+    except Exception as exc:  # noqa: BLE001 - hostile input must never stop intake
+        # A mapping bug or a library fault on strange input: the message is kept, rejected,
+        # and everything behind it goes on.
+        return Prepared(
+            IntakeRecord(
+                source=source,
+                payload=payload,
+                received_at=received_at,
+                transport_id=transport_id,
+                reason=f"could not be mapped (internal error {type(exc).__name__}); kept for "
+                "an operator",
+                error_code="207",
             ),
             None,
         )
@@ -97,7 +112,7 @@ def prepare(
         kind=event.kind.value,
         care_setting=care_setting(event).value,
         patient_key=bounded_key(patient_key(event)),
-        stay_id=event.stay.id if event.stay else None,
+        stay_id=bounded_key(event.stay.id) if event.stay and event.stay.id else None,
         retired_keys=tuple(bounded_key(k) for k in retired_keys(event)),
         follow_up=_follow_up(event, follow_up_rules),
         occurred_at=event.occurred_at.utc if event.occurred_at else None,

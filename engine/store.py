@@ -171,11 +171,16 @@ def refused_content(exc: BaseException) -> bool:
     """True when the store refused what was written (a constraint, a value it cannot hold).
 
     Anything else (connection refused or dropped, a server starting up, a lock timeout) is the
-    store being unavailable: worth waiting for, never a reason to set a message aside.
+    store being unavailable: worth waiting for, never a reason to set a message aside. asyncpg's
+    data and constraint errors reach SQLAlchemy as plain DBAPIErrors, so their SQLSTATE class
+    (22 data exception, 23 integrity constraint violation) is read too.
     """
     if isinstance(exc, sa.exc.IntegrityError | sa.exc.DataError):
         return True
-    return isinstance(exc, sa.exc.StatementError) and not isinstance(exc, sa.exc.DBAPIError)
+    if isinstance(exc, sa.exc.DBAPIError):
+        sqlstate = str(getattr(exc.orig, "sqlstate", "") or "")
+        return sqlstate.startswith(("22", "23"))
+    return isinstance(exc, sa.exc.StatementError)
 
 
 def _text(value: str | None, limit: int = 4000) -> str | None:
@@ -707,13 +712,17 @@ class Store:
         unsettled = sa.exists().where(
             deliveries.c.event_id == messages.c.event_id, deliveries.c.status != "delivered"
         )
+        following = sa.exists().where(
+            follow_ups.c.event_id == messages.c.event_id,
+            follow_ups.c.status.in_(["open", "acknowledged"]),
+        )
         eligible = (
             sa.select(messages.c.id)
             .where(
                 messages.c.received_at < older_than,
                 sa.or_(
                     messages.c.status == "duplicate",
-                    sa.and_(messages.c.status == "accepted", ~unsettled),
+                    sa.and_(messages.c.status == "accepted", ~unsettled, ~following),
                 ),
             )
             .order_by(messages.c.id)
@@ -728,6 +737,7 @@ class Store:
             delivery_ids = sa.select(deliveries.c.id).where(deliveries.c.event_id.in_(event_ids))
             await conn.execute(sa.delete(attempts).where(attempts.c.delivery_id.in_(delivery_ids)))
             await conn.execute(sa.delete(deliveries).where(deliveries.c.event_id.in_(event_ids)))
+            await conn.execute(sa.delete(follow_ups).where(follow_ups.c.event_id.in_(event_ids)))
             await conn.execute(sa.delete(events).where(events.c.message_id.in_(ids)))
             await conn.execute(sa.delete(messages).where(messages.c.id.in_(ids)))
             await conn.commit()

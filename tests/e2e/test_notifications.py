@@ -66,7 +66,7 @@ follow_up:
 """
     config.write_text(text)
     engine = EngineProcess(config, http_port, tmp_path / "engine.log")
-    await engine.start(env={"CB_TEST_ACK_SECRET": "ack-secret-for-tests"})
+    await engine.start(env={"CB_TEST_ACK_SECRET": "ack-secret-for-tests-" + "x" * 16})
     yield Setup(engine, source, gp, team, alerts)
     await engine.terminate()
     for receiver in (gp, team, alerts, unused):

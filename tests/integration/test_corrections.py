@@ -190,3 +190,26 @@ async def test_a_discharge_after_a_cancelled_one_is_a_new_discharge(store: Store
     await ingest(store, adt("A03", p, "DIS", at(60)), adt("A13", p, "CAN", at(70)),
                  adt("A03", p, "DIS2", at(90)))  # fmt: skip
     assert (await routed(store, "DIS2"))["body_corrects"] is None
+
+
+async def test_a_newer_discharge_in_the_same_batch_as_an_unmatched_cancel_is_delivered(
+    store: Store,
+) -> None:
+    [p] = patients(1)
+    intake = Intake(store, CONFIG)
+    batch = [FakeDelivery(adt("A13", p, "CAN", at(0))), FakeDelivery(adt("A03", p, "DIS", at(60)))]
+    for delivery in batch:
+        await intake.handler_for("mh")(delivery)
+    task = asyncio.create_task(intake.run())
+    await wait_until(lambda: all(d.acked for d in batch))
+    intake.stop()
+    await task
+    assert (await routed(store, "DIS"))["to"] == ["team", "gp"]
+
+
+async def test_a_discharge_superseded_by_its_cancel_starts_no_follow_up(store: Store) -> None:
+    [p] = patients(1)
+    await ingest(store, adt("A13", p, "CAN", at(90)), adt("A03", p, "DIS", at(60)))
+    async with store.engine.connect() as conn:
+        clocks = (await conn.execute(sa.select(follow_ups.c.event_id))).all()
+    assert clocks == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -11,12 +12,13 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from engine import migrate
-from engine.schema import metadata
+from engine.schema import follow_ups, metadata
 from engine.store import (
     AcceptedEvent,
     AttemptRecord,
     DeadLettered,
     Delivered,
+    FollowUpRecord,
     IntakeRecord,
     Rescheduled,
     Store,
@@ -199,3 +201,20 @@ async def test_retention_prunes_only_settled_messages(store: Store) -> None:
     assert await store.counts() == {"messages.accepted": 1, "messages.rejected": 1,
                                     "deliveries.pending": 2}  # fmt: skip
     assert await store.prune(T0 + timedelta(days=1)) == 0
+
+
+async def test_retention_keeps_open_follow_ups_and_prunes_settled_ones(store: Store) -> None:
+    clock = FollowUpRecord("72h", "72h", T0, T0 + timedelta(hours=72))
+    followed = record("f1", destinations=("gp",))
+    assert followed.accepted is not None
+    followed = dataclasses.replace(
+        followed, accepted=dataclasses.replace(followed.accepted, follow_up=clock)
+    )
+    await store.record_intake([followed])
+    [c] = await store.claim_due(["gp"], limit=1, lease=LEASE, owner="w")
+    await store.finish_delivery(c.id, [], Delivered(T0))
+    assert await store.prune(T0 + timedelta(days=1)) == 0  # its follow-up is still open
+    async with store.writing() as conn:
+        await conn.execute(sa.update(follow_ups).values(status="done"))
+        await conn.commit()
+    assert await store.prune(T0 + timedelta(days=1)) == 1

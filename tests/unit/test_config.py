@@ -43,7 +43,7 @@ def test_every_shipped_example_config_is_valid(name: str) -> None:
         "GP_CONNECT_TOKEN": "t",
         "CAREBRIDGE_AMQP_URL": "amqp://guest:guest@localhost/",
         "CAREBRIDGE_STORE_URL": "sqlite+aiosqlite:///x.db",
-        "NOTIFY_ACK_SECRET": "a",
+        "NOTIFY_ACK_SECRET": "a" * 32,
         "ALERT_WEBHOOK_SECRET": "b",
     }
     load_config(REPO / "config" / name, env=env)

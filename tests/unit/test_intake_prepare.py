@@ -87,3 +87,19 @@ def test_location_hiding_withholds_address_and_gp_from_every_destination() -> No
     shown = run("mh-trust", adt("A03", patient, "C8", NOW)).record.accepted
     assert shown is not None
     assert "Test Street" in shown.body
+
+
+def test_an_internal_mapping_fault_on_strange_input_is_a_rejection_not_a_crash() -> None:
+    strange = (b'{"resourceType": "Encounter", "id": "e1", "status": "finished",'
+               b' "class": {"code": "IMP"}, "contained": [{"resourceType": "Foo"}]}')  # fmt: skip
+    record = run("mh-trust", strange).record
+    assert record.accepted is None
+    assert record.reason is not None
+    assert record.error_code in {"207", "102", "101", "200"}
+
+
+def test_error_locations_are_bounded_for_the_store() -> None:
+    long_key = "x" * 300
+    record = run("mh-trust", f'{{"resourceType": "Bundle", "{long_key}": 1}}'.encode()).record
+    assert record.accepted is None
+    assert len(record.error_location or "") <= 64
