@@ -311,6 +311,10 @@ async def start_engine(config: Config) -> Engine:
             {d.name: config.retry_policies[d.retry] for d in config.destinations},
             {d.name: d.hold_on_dead_letter for d in config.destinations},
             config.delivery,
+            caps={
+                d.name: 1 if isinstance(d, MllpDestination) else config.delivery.per_destination
+                for d in config.destinations
+            },
         )
         intake = Intake(store, config, on_committed=delivery.wake)
         stopping = asyncio.Event()

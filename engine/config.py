@@ -105,6 +105,9 @@ class IntakeConfig(_Strict):
 
 class DeliveryConfig(_Strict):
     concurrency: int = Field(default=32, ge=1)
+    per_destination: int = Field(default=16, ge=1)
+    """Most deliveries in flight to one destination (an MLLP destination always takes one at a
+    time: its link is serial), so a slow destination cannot hold every slot."""
     batch_size: int = Field(default=100, ge=1)
     poll_interval: Duration = timedelta(seconds=1)
     lease: Duration = timedelta(seconds=120)

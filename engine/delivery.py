@@ -13,7 +13,9 @@ for that destination; every other patient's deliveries go past it.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import functools
 import math
 import random
 import time
@@ -95,6 +97,7 @@ class DeliveryLoop:
         holds: Mapping[str, bool],
         config: DeliveryConfig,
         *,
+        caps: Mapping[str, int] | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._store = store
@@ -108,6 +111,9 @@ class DeliveryLoop:
         self._stopping = asyncio.Event()
         self._slots = asyncio.Semaphore(config.concurrency)
         self._in_flight: set[asyncio.Task[None]] = set()
+        self._caps: Mapping[str, int] = caps or {}
+        """Most deliveries in flight per destination (an MLLP link takes one at a time)."""
+        self._busy: collections.Counter[str] = collections.Counter()
         self._outcomes: asyncio.Queue[
             tuple[int, list[AttemptRecord], DeliveryOutcome, asyncio.Future[None]]
         ] = asyncio.Queue()
@@ -126,30 +132,46 @@ class DeliveryLoop:
         return len(self._in_flight)
 
     async def run(self) -> None:
-        destinations = list(self._senders)
         while not self._stopping.is_set():
             self._wake.clear()
             free = self._config.concurrency - len(self._in_flight)
-            claimed: list[ClaimedDelivery] = []
+            more_due = False
             # Claim when a quarter of the slots are free (or nothing is in flight), not for
-            # every single slot: each claim is a write transaction.
+            # every single slot: each claim is a write transaction. Each destination is claimed
+            # for within its own cap, so a slow one cannot take every slot.
             if free >= max(1, self._config.concurrency // 4) or not self._in_flight:
-                try:
-                    claimed = await self._store.claim_due(
-                        destinations,
-                        limit=min(free, self._config.batch_size),
-                        lease=self._config.lease,
-                        owner=self._owner,
-                    )
-                except Exception as exc:  # noqa: BLE001 - the loop must outlive any store fault
-                    log.error("delivery.claim_failed", error=type(exc).__name__)
-            for item in claimed:
-                task = asyncio.create_task(self._deliver(item))
-                self._in_flight.add(task)
-                task.add_done_callback(self._done)
-            if claimed and len(claimed) == free:
-                continue  # more may be due right now: claim again once a slot frees
+                for destination in self._senders:
+                    cap = self._caps.get(destination, free) - self._busy[destination]
+                    room = min(free, self._config.batch_size, cap)
+                    if room <= 0:
+                        continue
+                    claimed = await self._claim(destination, room)
+                    for item in claimed:
+                        self._launch(item)
+                    free -= len(claimed)
+                    more_due = more_due or (len(claimed) == room and free > 0)
+            if more_due:
+                continue  # more may be due right now
             await self._idle()
+
+    async def _claim(self, destination: str, limit: int) -> list[ClaimedDelivery]:
+        try:
+            return await self._store.claim_due(
+                [destination], limit=limit, lease=self._config.lease, owner=self._owner
+            )
+        except Exception as exc:  # noqa: BLE001 - the loop must outlive any store fault
+            log.error("delivery.claim_failed", error=type(exc).__name__)
+            return []
+
+    def _launch(self, item: ClaimedDelivery) -> None:
+        task = asyncio.create_task(self._deliver(item))
+        self._in_flight.add(task)
+        self._busy[item.destination] += 1
+        task.add_done_callback(functools.partial(self._done_for, item.destination))
+
+    def _done_for(self, destination: str, task: asyncio.Task[None]) -> None:
+        self._busy[destination] -= 1
+        self._done(task)
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._in_flight.discard(task)

@@ -246,3 +246,51 @@ async def test_backoff_survives_a_restart(tmp_path: Path, destination: Destinati
         row = (await conn.execute(sa.select(deliveries.c.status, deliveries.c.attempts))).one()
     await reopened.close()
     assert tuple(row) == ("delivered", 3)
+
+
+async def test_a_slow_destination_cannot_take_every_slot(tmp_path: Path) -> None:
+    """With a per-destination cap, a destination that hangs holds only its own slots."""
+    store = await Store.open(StoreConfig(url=f"sqlite+aiosqlite:///{tmp_path / 'cb.db'}"))
+    slow, fast = Destination(delay=3.0), Destination()
+    apps = []
+    for dest in (slow, fast):
+        app = web.Application()
+        app.router.add_post("/", dest.handle)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        port = free_port()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        dest.url = f"http://127.0.0.1:{port}/"
+        apps.append(runner)
+    for patient in range(12):
+        body = json.dumps({"patient": f"p{patient}", "seq": 0})
+        await store.record_intake([IntakeRecord(
+            source="s", payload=body.encode(), received_at=datetime.now(UTC), format="hl7v2",
+            message_key=f"m{patient}",
+            accepted=AcceptedEvent(event_id=f"ev-{patient}", kind="discharge",
+                                   care_setting="mental_health", patient_key=f"p{patient}",
+                                   occurred_at=None, body=body,
+                                   destinations=(("slow", False), ("fast", False))),
+        )])  # fmt: skip
+    client = await WebhookClient().__aenter__()
+    senders = {
+        name: WebhookSender(WebhookDestination(type="webhook", name=name, url=d.url,
+                                               timeout=timedelta(seconds=10)), client.post)
+        for name, d in (("slow", slow), ("fast", fast))
+    }  # fmt: skip
+    loop = DeliveryLoop(store, senders, {"slow": FAST, "fast": FAST},
+                        {"slow": False, "fast": False},
+                        DeliveryConfig(concurrency=8, poll_interval=timedelta(milliseconds=50)),
+                        caps={"slow": 2, "fast": 8})  # fmt: skip
+    task = asyncio.create_task(loop.run())
+    try:
+        await wait_until(lambda: len(fast.hits) == 12, deadline=10, what="fast deliveries")
+        assert len(slow.hits) <= 2, "the slow destination holds only its own two slots"
+    finally:
+        loop.stop()
+        await task
+        await loop.drain(0)
+        await client.close()
+        for runner in apps:
+            await runner.cleanup()
+        await store.close()
