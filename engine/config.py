@@ -337,6 +337,8 @@ class FollowUpConfig(_Strict):
     check_interval: Duration = timedelta(seconds=60)
     unacknowledged_after: Duration = timedelta(hours=4)
     alert_webhook: AlertWebhook | None = None
+    list_token: str | None = Field(default=None, min_length=32)
+    """Bearer token for `GET /follow-ups` (only as ${ENV_NAME}); without it the list is off."""
 
 
 AckHandling = Literal["delivered", "transient", "permanent"]
@@ -545,6 +547,9 @@ def _secrets_by_reference(node: Any, problems: list[str]) -> None:
     ):
         problems.append("alerts.webhook.secret: must be an environment reference")
     follow_up = node.get("follow_up")
+    listed = follow_up.get("list_token") if isinstance(follow_up, dict) else None
+    if listed is not None and not _is_env_reference(listed, whole=True):
+        problems.append("follow_up.list_token: must be an environment reference")
     alert = follow_up.get("alert_webhook") if isinstance(follow_up, dict) else None
     if (
         isinstance(alert, dict)

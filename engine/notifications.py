@@ -302,6 +302,10 @@ async def listing(store: Store, state: str, now: datetime, config: FollowUpConfi
 
 def listing_route(store: Store, config: FollowUpConfig) -> web.RouteDef:
     async def handler(request: web.Request) -> web.Response:
+        token = config.list_token
+        given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        if token is None or not hmac.compare_digest(given.encode(), token.encode()):
+            raise web.HTTPUnauthorized(text="a bearer token is needed for this list")
         state = request.query.get("state", "overdue")
         if state not in ("overdue", "unacknowledged", "open"):
             raise web.HTTPBadRequest(text="state is overdue, unacknowledged or open")

@@ -26,6 +26,8 @@ from tests.e2e.harness import (
 )
 
 pytestmark = pytest.mark.integration
+LIST_TOKEN = "list-token-for-tests-" + "y" * 16
+AUTH = {"Authorization": f"Bearer {LIST_TOKEN}"}
 
 
 @dataclass
@@ -60,13 +62,15 @@ async def setup(tmp_path: Path) -> AsyncIterator[Setup]:
     text = text.replace("to: [receiver]", "to: [clinicians]")
     text += f"""
 follow_up:
+  list_token: "${{CB_TEST_LIST_TOKEN}}"
   check_interval: 200ms
   unacknowledged_after: 3s
   alert_webhook: {{url: "{alerts.url}"}}
 """
     config.write_text(text)
     engine = EngineProcess(config, http_port, tmp_path / "engine.log")
-    await engine.start(env={"CB_TEST_ACK_SECRET": "ack-secret-for-tests-" + "x" * 16})
+    await engine.start(env={"CB_TEST_ACK_SECRET": "ack-secret-for-tests-" + "x" * 16,
+                            "CB_TEST_LIST_TOKEN": LIST_TOKEN})  # fmt: skip
     yield Setup(engine, source, gp, team, alerts)
     await engine.terminate()
     for receiver in (gp, team, alerts, unused):
@@ -106,10 +110,12 @@ async def test_discharge_notification_follow_up_acknowledgement_and_withdrawal(
             assert "Acknowledge receipt" in await page.text()
         async with session.get(ack_url.replace("token=", "token=x")) as forged:
             assert forged.status == 403
+        async with session.get(setup.url("/follow-ups?state=open")) as anonymous:
+            assert anonymous.status == 401
         path, _, query = ack_url.partition("?")
         async with session.post(f"{path}/ack?{query}", data={"by": "Duty nurse"}) as ack:
             assert (await ack.json())["recorded"] is True
-        async with session.get(setup.url("/follow-ups?state=open")) as listing:
+        async with session.get(setup.url("/follow-ups?state=open"), headers=AUTH) as listing:
             rows = {r["event_id"]: r for r in await listing.json()}
     assert rows[event_id(setup.source, "DIS-1")]["status"] == "acknowledged"
 
@@ -120,7 +126,7 @@ async def test_discharge_notification_follow_up_acknowledgement_and_withdrawal(
     assert "WITHDRAWN" in withdrawal["text"]
     async with (
         aiohttp.ClientSession() as session,
-        session.get(setup.url("/follow-ups?state=open")) as listing,
+        session.get(setup.url("/follow-ups?state=open"), headers=AUTH) as listing,
     ):
         still_open = {r["event_id"] for r in await listing.json()}
     assert event_id(setup.source, "DIS-1") not in still_open
@@ -145,7 +151,7 @@ async def test_leave_is_never_notified_and_alerts_are_raised_once(setup: Setup) 
                      what="unacknowledged")  # fmt: skip
     async with (
         aiohttp.ClientSession() as session,
-        session.get(setup.url("/follow-ups?state=overdue")) as listing,
+        session.get(setup.url("/follow-ups?state=overdue"), headers=AUTH) as listing,
     ):
         assert overdue in {r["event_id"] for r in await listing.json()}
     kinds = [n["notification"]["kind"] for n in notifications(setup.gp)]
