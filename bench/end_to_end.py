@@ -37,7 +37,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -1060,8 +1060,12 @@ async def bench(args: argparse.Namespace, cleanup: Cleanup) -> dict[str, Any]:
     }
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
+def run_main(
+    args: argparse.Namespace,
+    run: Callable[[argparse.Namespace, Cleanup], Coroutine[Any, Any, dict[str, Any]]],
+    describe: Callable[[dict[str, Any]], str],
+) -> int:
+    """Run one benchmark with its cleanup (engine processes, queues, temp dirs) and print it."""
     if not Path(shlex.split(args.engine_command)[0]).exists():
         print(f"no engine command {args.engine_command!r}: pip install -e .", file=sys.stderr)
         return 2
@@ -1073,7 +1077,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     cleanup = Cleanup()
     started = time.monotonic()
     try:
-        results = asyncio.run(bench(args, cleanup))
+        results = asyncio.run(run(args, cleanup))
     finally:
         cleanup.kill_processes()
         dead = None if cleanup.dead_queue_existed else f"{INBOUND_EXCHANGE}.dead"
@@ -1087,11 +1091,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if cleanup.keep:
             print(f"kept for inspection: {', '.join(map(str, cleanup.keep))}", file=sys.stderr)
     results["elapsed_s"] = round(time.monotonic() - started, 1)
-    print(report(results))
+    print(describe(results))
     print(f"  (whole run {results['elapsed_s']} s)")
     if args.json is not None:
         args.json.write_text(json.dumps(results, indent=2, default=str) + "\n")
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_main(parse_args(argv), bench, report)
 
 
 if __name__ == "__main__":

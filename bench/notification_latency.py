@@ -22,8 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
-import logging
 import math
 import os
 import secrets
@@ -43,8 +41,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
-import pika
-import structlog
 from aiohttp import web
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,7 +55,6 @@ from bench.end_to_end import (  # noqa: E402
     Cleanup,
     Engine,
     cpu_snapshot,
-    delete_queues,
     fmt,
     free_port,
     machine,
@@ -67,6 +62,7 @@ from bench.end_to_end import (  # noqa: E402
     publish_windowed,
     queue_exists,
     rabbitmq_pid,
+    run_main,
     say,
     stop_process,
     wait_ready,
@@ -531,37 +527,7 @@ async def bench(args: argparse.Namespace, cleanup: Cleanup) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    if not Path(shlex.split(args.engine_command)[0]).exists():
-        print(f"no engine command {args.engine_command!r}: pip install -e .", file=sys.stderr)
-        return 2
-    # The adapters log through structlog (stdout by default): keep stdout for the report.
-    structlog.configure(
-        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
-    )
-    cleanup = Cleanup()
-    started = time.monotonic()
-    try:
-        results = asyncio.run(bench(args, cleanup))
-    finally:
-        cleanup.kill_processes()
-        dead = None if cleanup.dead_queue_existed else f"{INBOUND_EXCHANGE}.dead"
-        try:
-            delete_queues(args.amqp, cleanup.queues, dead_queue=dead)
-        except pika.exceptions.AMQPError as exc:
-            print(f"cleanup: could not delete queues {cleanup.queues}: {exc!r}", file=sys.stderr)
-        if args.keep:
-            cleanup.keep = list(cleanup.dirs)
-        cleanup.remove_dirs()
-        if cleanup.keep:
-            print(f"kept for inspection: {', '.join(map(str, cleanup.keep))}", file=sys.stderr)
-    results["elapsed_s"] = round(time.monotonic() - started, 1)
-    print(report(results))
-    print(f"  (whole run {results['elapsed_s']} s)")
-    if args.json is not None:
-        args.json.write_text(json.dumps(results, indent=2, default=str) + "\n")
-    return 0
+    return run_main(parse_args(argv), bench, report)
 
 
 if __name__ == "__main__":
