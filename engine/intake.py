@@ -51,6 +51,11 @@ class BrokerDelivery(Protocol):
     def nack(self, requeue: bool) -> None: ...
 
 
+def _transport_id(delivery: BrokerDelivery) -> str | None:
+    """The sender's AMQP message id, bounded and without NUL (PostgreSQL refuses it)."""
+    return (delivery.message_id or "").replace("\x00", "")[:200] or None
+
+
 class Intake:
     """Consumes every source queue and commits what arrives; see the module docstring."""
 
@@ -119,9 +124,14 @@ class Intake:
         if await self._retrying(self._store.is_suspect, source, digest):
             reason = ("this message stopped the engine while it was being processed; "
                       "set aside for an operator, not processed")  # fmt: skip
-            stub = IntakeRecord(source=source, payload=delivery.body,
-                                received_at=datetime.now(UTC), reason=reason, error_code="207",
-                                transport_id=(delivery.message_id or "")[:200] or None)  # fmt: skip
+            stub = IntakeRecord(
+                source=source,
+                payload=delivery.body,
+                received_at=datetime.now(UTC),
+                reason=reason,
+                error_code="207",
+                transport_id=_transport_id(delivery),
+            )
             _linked, [result] = await self._write([Prepared(stub, None)], [(source, digest)])
             delivery.ack()
             log.error("intake.poison_set_aside", source=source, message_row=result.message_id,
@@ -151,7 +161,7 @@ class Intake:
                 config=self._config,
                 profiles=self._profiles,
                 received_at=now,
-                transport_id=(d.message_id or "").replace("\x00", "")[:200] or None,
+                transport_id=_transport_id(d),
                 follow_up_rules=self._follow_up_rules,
             )
             for source, d in batch
