@@ -5,6 +5,8 @@ events      the canonical care event each accepted message became
 deliveries  one row per (event, destination): the outbox the delivery loop drains
 attempts    every try of every delivery, with the destination's answer or the error
 audit_log   what operators did and saw in the console (append-only)
+follow_ups  the follow-up clock each discharge in a cohort started, and what became of it
+suspects    redelivered messages in hand: one left behind killed the engine
 """
 
 from __future__ import annotations
