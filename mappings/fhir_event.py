@@ -1,0 +1,120 @@
+"""What happened: the `EventKind` of a FHIR message, from the MessageHeader's event or the
+Encounter's status and location history, and the stay status each leaves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Final
+
+from mappings.errors import MappingError
+from mappings.fhir_read import _shown
+from mappings.fhir_vocabulary import EVENT_CODES
+from mappings.model import CANCEL_OF, CANCELS, EventKind, StayStatus
+
+if TYPE_CHECKING:
+    from mappings.fhir_message import _Message, _Resource
+    from mappings.fhir_source import _History
+
+
+# --- what happened ------------------------------------------------------------------------------
+
+_KIND_BY_CODE: Final = {code: kind for kind, code in EVENT_CODES.items()}
+_DAVINCI_KINDS: Final = {
+    "notification-admit": EventKind.ADMISSION,
+    "notification-transfer": EventKind.TRANSFER,
+    "notification-discharge": EventKind.DISCHARGE,
+}
+_KIND_BY_STATUS: Final = {
+    "planned": EventKind.PRE_ADMISSION,
+    "arrived": EventKind.ADMISSION,
+    "triaged": EventKind.ADMISSION,
+    "in-progress": EventKind.ADMISSION,
+    "onleave": EventKind.LEAVE_START,
+    "finished": EventKind.DISCHARGE,
+    "cancelled": EventKind.CANCEL_ADMISSION,
+    "entered-in-error": EventKind.CANCEL_ADMISSION,
+    "unknown": EventKind.UPDATE,
+}
+_STAY_STATUS: Final[Mapping[str, StayStatus | None]] = {
+    "planned": StayStatus.PLANNED,
+    "arrived": StayStatus.ACTIVE,
+    "triaged": StayStatus.ACTIVE,
+    "in-progress": StayStatus.ACTIVE,
+    "onleave": StayStatus.ON_LEAVE,
+    "finished": StayStatus.FINISHED,
+    "cancelled": StayStatus.CANCELLED,
+    "entered-in-error": StayStatus.CANCELLED,
+    "unknown": None,
+}
+# An Encounter entered in error undoes the event: the stay is as it was before it.
+_AFTER_CANCEL: Final = {
+    EventKind.CANCEL_ADMISSION: StayStatus.CANCELLED,
+    EventKind.CANCEL_PRE_ADMISSION: StayStatus.CANCELLED,
+    EventKind.CANCEL_TRANSFER: StayStatus.ACTIVE,
+    EventKind.CANCEL_DISCHARGE: StayStatus.ACTIVE,
+    EventKind.CANCEL_LEAVE_START: StayStatus.ACTIVE,
+    EventKind.CANCEL_LEAVE_END: StayStatus.ON_LEAVE,
+}
+# Which location the patient leaves and arrives at: the present one, or the one before it.
+_MOVES: Final[Mapping[EventKind, tuple[str | None, str | None]]] = {
+    EventKind.ADMISSION: (None, "present"),
+    EventKind.REGISTRATION: (None, "present"),
+    EventKind.TRANSFER: ("previous", "present"),
+    EventKind.CANCEL_TRANSFER: ("previous", "present"),
+    EventKind.DISCHARGE: ("present", None),
+    EventKind.LEAVE_START: ("present", None),
+    EventKind.LEAVE_END: (None, "present"),
+    EventKind.CANCEL_DISCHARGE: (None, "present"),
+}
+_OPEN_STAY: Final = frozenset(
+    {
+        EventKind.ADMISSION,
+        EventKind.TRANSFER,
+        EventKind.REGISTRATION,
+        EventKind.PRE_ADMISSION,
+        EventKind.LEAVE_START,
+        EventKind.LEAVE_END,
+    }
+)
+
+
+def _encounter_status(encounter: _Resource) -> str:
+    status = encounter.data.get("status")
+    if status not in _STAY_STATUS:
+        raise MappingError(
+            f"status {_shown(status)} is not an Encounter status",
+            location=f"{encounter.path}.status",
+            code="103",
+        )
+    return str(status)
+
+
+def _kind(header_kind: EventKind | None, status: str, history: _History) -> EventKind:
+    if header_kind is not None:
+        if status == "entered-in-error" and header_kind not in CANCELS:
+            return CANCEL_OF.get(header_kind, EventKind.CANCEL_ADMISSION)
+        return header_kind
+    kind = _KIND_BY_STATUS[status]
+    if kind is EventKind.ADMISSION and history.moved():
+        return EventKind.TRANSFER
+    return kind
+
+
+def _person_kind(
+    header_kind: EventKind | None, trigger: str | None, message: _Message
+) -> EventKind:
+    """A message without an Encounter maps only as a person update or merge."""
+    if header_kind in (EventKind.PERSON_UPDATE, EventKind.MERGE):
+        return header_kind
+    if message.header is not None and header_kind is None:
+        raise MappingError(
+            f"MessageHeader event {_shown(trigger)} is not one Carebridge maps, and the message "
+            "has no Encounter",
+            location=f"{message.header_path}.eventCoding",
+            code="201",
+        )
+    what = header_kind.value if header_kind else "an encounter event"
+    raise MappingError(
+        f"no Encounter in the message, which {what} needs", location="Bundle.entry", code="101"
+    )

@@ -1,0 +1,104 @@
+"""Reading a FHIR message's JSON safely: the limits on hostile input (`MAX_BYTES`,
+`MAX_DEPTH`, `MAX_NODES`, `MAX_ENTRIES`), parsing, and the models' validation errors as
+`MappingError`s at the element's path.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Final
+
+import orjson
+from pydantic import ValidationError
+
+from mappings.errors import MappingError
+from mappings.fhir_values import JsonObject
+
+# --- limits on hostile input ------------------------------------------------------------------
+
+MAX_BYTES: Final = 8 * 1024 * 1024
+"""Twice the engine's default `max_message_bytes`: the transport should have refused it first."""
+MAX_DEPTH: Final = 64
+"""JSON objects and arrays inside each other; a real Bundle needs about 15."""
+MAX_NODES: Final = 500_000
+"""JSON objects and arrays in one message."""
+MAX_ENTRIES: Final = 1000
+"""Entries in one Bundle; an ADT message needs about ten."""
+
+_SHOWN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,39}")
+_BOM = b"\xef\xbb\xbf"
+
+
+# --- reading the JSON safely ------------------------------------------------------------------
+
+
+def _load(raw: bytes) -> JsonObject:
+    """The parsed JSON object, after the size, depth and count limits; MappingError otherwise."""
+    if len(raw) > MAX_BYTES:
+        raise MappingError(
+            f"message is {len(raw):,} bytes; at most {MAX_BYTES:,} are accepted", code="102"
+        )
+    text = raw[len(_BOM) :] if raw.startswith(_BOM) else raw
+    try:
+        document = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        reason = str(exc.msg).split(":", 1)[0]
+        if "depth" in reason:
+            raise MappingError(f"JSON nested deeper than {MAX_DEPTH} levels", code="102") from None
+        raise MappingError(
+            f"not valid JSON: {reason}",
+            location=f"line {exc.lineno} column {exc.colno}",
+            code="102",
+        ) from None
+    if not isinstance(document, dict):
+        raise MappingError("a FHIR resource is a JSON object", location="resourceType", code="102")
+    entries = document.get("entry")
+    if isinstance(entries, list) and len(entries) > MAX_ENTRIES:
+        raise MappingError(
+            f"Bundle has {len(entries):,} entries; at most {MAX_ENTRIES:,} are accepted",
+            location="Bundle.entry",
+            code="102",
+        )
+    _check_nesting(document)
+    return document
+
+
+def _check_nesting(document: JsonObject) -> None:
+    """Walk the parsed JSON without recursion: refuse deep nesting and too many nodes."""
+    stack: list[tuple[Any, int]] = [(document, 1)]
+    nodes = 0
+    while stack:
+        value, depth = stack.pop()
+        nodes += 1
+        if depth > MAX_DEPTH:
+            raise MappingError(f"JSON nested deeper than {MAX_DEPTH} levels", code="102")
+        if nodes > MAX_NODES:
+            raise MappingError(f"more than {MAX_NODES:,} JSON objects and arrays", code="102")
+        children = value.values() if isinstance(value, dict) else value
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+
+
+def _shown(value: object) -> str:
+    """A sender's code for an error reason: short and plain as sent, anything else not echoed."""
+    return value if isinstance(value, str) and _SHOWN.fullmatch(value) else "(unreadable)"
+
+
+def _invalid(exc: ValidationError, path: str) -> MappingError:
+    """The first problem the models found, at its element path, HL7 0357 coded."""
+    error = exc.errors()[0]
+    location = path
+    for part in error["loc"]:
+        if isinstance(part, int):
+            location += f"[{part}]"
+        else:
+            location += "." + ("resourceType" if part == "resource_type" else str(part))
+    if error["type"] == "missing":
+        reason, code = "required element missing", "101"
+    elif error["type"] == "extra_forbidden":
+        reason, code = "not an element of this FHIR R4 type", "102"
+    else:
+        reason, code = " ".join(str(error["msg"]).split()), "102"
+    more = exc.error_count() - 1
+    if more:
+        reason += f" (and {more} more problem{'s' if more > 1 else ''})"
+    return MappingError(reason, location=location, code=code)

@@ -1,0 +1,157 @@
+"""Where the news came from (`MessageSource`), and when it happened: the event's time and
+the Encounter's location and status history.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from mappings.errors import MappingError
+from mappings.fhir_values import (
+    _extensions,
+    _instant,
+    _logical_ods,
+    _obj,
+    _objs,
+    _ods,
+    _text,
+    _texts,
+)
+from mappings.fhir_vocabulary import EVENT_OCCURRED_URL
+from mappings.hl7v2_types import Reading
+from mappings.model import (
+    ODS_ORGANISATION_SYSTEM,
+    EventKind,
+    Instant,
+    MessageFormat,
+    MessageSource,
+    Stay,
+)
+from mappings.profile import FeedProfile
+
+if TYPE_CHECKING:
+    from mappings.fhir_message import _Message, _Resource
+
+
+# --- where the news came from, and when it happened --------------------------------------------
+
+
+def _source(
+    message: _Message,
+    profile: FeedProfile,
+    reading: Reading,
+    stay: Stay | None,
+) -> MessageSource:
+    top, header = message.top, message.header
+    bundle = top if top.type == "Bundle" else None
+    identifier = _obj(top.data.get("identifier")) if bundle else None
+    candidates = [
+        (_text(identifier.get("value")) if identifier else None),
+        (_text(header.data.get("id")) if header else None),
+        (_text(top.data.get("id"))),
+    ]
+    message_id = next((c for c in candidates if c), None)
+    if message_id is None:
+        location = "Bundle.identifier" if bundle else "Encounter.id"
+        raise MappingError("message id missing", location=location, code="101")
+    sent_at = _instant(top.data.get("timestamp"), "Bundle.timestamp", reading) if bundle else None
+    if bundle is not None and sent_at is None and top.data.get("type") == "message":
+        reading.warn("Bundle.timestamp", "message date/time missing")
+    header_source = _obj(header.data.get("source")) if header else None
+    facility = None
+    if header is not None:
+        for role in ("sender", "responsible"):
+            org = message.resolve(header.data.get(role), header, "Organization")
+            facility = facility or (_ods(org.data, ODS_ORGANISATION_SYSTEM) if org else None)
+            facility = facility or _logical_ods(header.data.get(role))
+    profiles = _texts((top.data.get("meta") or {}).get("profile"))
+    return MessageSource(
+        feed=profile.feed,
+        format=MessageFormat.FHIR,
+        message_id=message_id,
+        system=(
+            _text(header_source.get("name")) or _text(header_source.get("software"))
+            if header_source
+            else None
+        ),
+        facility_ods=facility or (stay.provider_ods if stay else None),
+        message_type=f"Bundle/{top.data['type']}" if bundle else "Encounter",
+        version="R4",
+        profile=profiles[0] if profiles else None,
+        sent_at=sent_at,
+    )
+
+
+def _occurred_at(
+    message: _Message,
+    history: _History | None,
+    kind: EventKind,
+    stay: Stay | None,
+    source: MessageSource,
+    reading: Reading,
+) -> Instant | None:
+    """Our own extension; else the time the event has in the Encounter; else the Bundle's."""
+    if message.header is not None:
+        for extension in _extensions(message.header.data, EVENT_OCCURRED_URL):
+            path = f"{message.header_path}.extension"
+            found = _instant(extension.get("valueDateTime"), path, reading)
+            if found is not None:
+                return found
+    if history is not None:
+        own: Instant | None = None
+        if stay is not None and kind in (EventKind.ADMISSION, EventKind.REGISTRATION):
+            own = stay.admitted_at
+        elif stay is not None and kind is EventKind.DISCHARGE:
+            own = stay.discharged_at
+        elif kind in (EventKind.TRANSFER, EventKind.CANCEL_TRANSFER):
+            own = history.arrived()
+        own = own or history.status_since()
+        if own is not None:
+            return own
+    if source.sent_at is not None:
+        reading.warn("Bundle.timestamp", "event date/time not in the Encounter; taken from here")
+        return source.sent_at
+    reading.warn("Encounter.period", "event date/time missing and nothing to take it from")
+    return None
+
+
+class _History:
+    """An Encounter's location and status history."""
+
+    def __init__(self, encounter: _Resource, reading: Reading) -> None:
+        self.encounter = encounter
+        self.reading = reading
+        self.locations = _objs(encounter.data.get("location"))
+        statuses = [_text(entry.get("status")) for entry in self.locations]
+        active = [i for i, s in enumerate(statuses) if s == "active"]
+        current = [i for i, s in enumerate(statuses) if s != "planned"]
+        self.present = active[-1] if active else (current[-1] if current else None)
+        earlier = [
+            i
+            for i, s in enumerate(statuses)
+            if self.present is not None and i < self.present and s == "completed"
+        ]
+        self.previous = earlier[-1] if earlier else None
+        self.present_active = self.present is not None and bool(active)
+
+    def moved(self) -> bool:
+        """An earlier location completed and the present one active: a transfer."""
+        return self.present_active and self.previous is not None
+
+    def arrived(self) -> Instant | None:
+        if self.present is None:
+            return None
+        period = _obj(self.locations[self.present].get("period")) or {}
+        path = f"{self.encounter.path}.location[{self.present}].period.start"
+        return _instant(period.get("start"), path, self.reading)
+
+    def status_since(self) -> Instant | None:
+        """When the Encounter took its present status, from statusHistory."""
+        status = self.encounter.data.get("status")
+        history = _objs(self.encounter.data.get("statusHistory"))
+        for index in range(len(history) - 1, -1, -1):
+            if history[index].get("status") == status:
+                period = _obj(history[index].get("period")) or {}
+                path = f"{self.encounter.path}.statusHistory[{index}].period.start"
+                return _instant(period.get("start"), path, self.reading)
+        return None

@@ -1,0 +1,408 @@
+"""The stay of a FHIR message: the Encounter as a `Stay`, its locations, coded values,
+legal status and responsible clinician, and where the patient moves from and to.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from mappings.code_tables import CODED_ELEMENTS, CodedElement
+from mappings.codes import (
+    HL7_PATIENT_CLASS,
+    LEGAL_STATUS_ENGLAND,
+    PATIENT_CLASSES,
+    TREATMENT_FUNCTION,
+    local_system,
+)
+from mappings.fhir_event import _AFTER_CANCEL, _MOVES, _OPEN_STAY, _STAY_STATUS
+from mappings.fhir_message import _Message, _Resource
+from mappings.fhir_read import _SHOWN
+from mappings.fhir_source import _History
+from mappings.fhir_values import (
+    JsonObject,
+    _codings,
+    _extensions,
+    _first_code,
+    _identifier_value,
+    _instant,
+    _logical_ods,
+    _obj,
+    _objs,
+    _ods,
+    _text,
+    _texts,
+)
+from mappings.fhir_vocabulary import (
+    _ACT_TO_CLASS,
+    ACT_CODE_SYSTEM,
+    ADMISSION_METHOD_URL,
+    DISCHARGE_METHOD_URL,
+    GMC_NUMBER_SYSTEM,
+    IDENTIFIER_TYPE_SYSTEM,
+    LEAVE_EXPECTED_RETURN_URL,
+    LEGAL_STATUS_PERIOD_URL,
+    LEGAL_STATUS_URL,
+    LEGAL_STATUS_WALES,
+    NULL_FLAVOR_SYSTEM,
+    PHYSICAL_TYPE_SYSTEM,
+    POINT_OF_CARE_SYSTEM,
+)
+from mappings.hl7v2_types import Reading
+from mappings.model import (
+    ODS_ORGANISATION_SYSTEM,
+    ODS_SITE_SYSTEM,
+    CareSetting,
+    Clinician,
+    Coding,
+    EventKind,
+    Instant,
+    LegalStatus,
+    LegalStatusContext,
+    Location,
+    Stay,
+)
+from mappings.profile import FeedProfile
+
+# --- the stay -----------------------------------------------------------------------------------
+
+_PARTICIPANT_ORDER: Final = ("PPRF", "CON", "ATND")
+_OURS: Final = frozenset({POINT_OF_CARE_SYSTEM, ODS_SITE_SYSTEM, ODS_ORGANISATION_SYSTEM})
+_MENTAL_HEALTH_FUNCTIONS: Final = range(700, 730)
+_LEGAL_CONTEXT: Final = {
+    EventKind.ADMISSION: LegalStatusContext.ADMISSION,
+    EventKind.DISCHARGE: LegalStatusContext.DISCHARGE,
+}
+
+
+class _StayReader:
+    def __init__(
+        self,
+        message: _Message,
+        encounter: _Resource,
+        history: _History,
+        kind: EventKind,
+        profile: FeedProfile,
+        reading: Reading,
+    ) -> None:
+        self.message = message
+        self.encounter = encounter
+        self.data = encounter.data
+        self.path = encounter.path
+        self.kind = kind
+        self.status = str(encounter.data["status"])  # checked by _encounter_status
+        self.profile = profile
+        self.reading = reading
+        self.history = history
+        self.places = [self._place(entry) for entry in self.history.locations]
+
+    def stay(self) -> Stay:
+        data, path = self.data, self.path
+        period = _obj(data.get("period")) or {}
+        reads_discharge = self.kind is not EventKind.CANCEL_DISCHARGE
+        admitted_at = _instant(period.get("start"), f"{path}.period.start", self.reading)
+        discharged_at = (
+            _instant(period.get("end"), f"{path}.period.end", self.reading)
+            if reads_discharge
+            else None
+        )
+        if self.kind is EventKind.DISCHARGE and discharged_at is None:
+            self.reading.warn(f"{path}.period.end", "discharge date/time missing on a discharge")
+        elif self.kind in _OPEN_STAY and discharged_at is not None:
+            self.reading.warn(
+                f"{path}.period.end",
+                f"discharge date/time on a {self.kind.value!r} event, which does not end the stay",
+            )
+        hospitalization = _obj(data.get("hospitalization")) or {}
+        hpath = f"{path}.hospitalization"
+        specialty = self._specialty()
+        location = self.places[self.history.present] if self.history.present is not None else None
+        spell, episode = self._spell()
+        return Stay(
+            id=spell,
+            episode_id=episode,
+            care_setting=_care_setting(self.profile.care_setting, specialty),
+            patient_class=self._patient_class(),
+            status=_AFTER_CANCEL.get(self.kind)
+            if self.status == "entered-in-error"
+            else _STAY_STATUS[self.status],
+            provider_ods=self._provider(),
+            site_ods=location.facility if location else None,
+            location=location,
+            specialty=specialty,
+            admitted_at=admitted_at,
+            discharged_at=discharged_at,
+            admission_method=self._extension_code(
+                hospitalization, ADMISSION_METHOD_URL, hpath, "admission_method"
+            ),
+            admission_source=self._coded(
+                hospitalization.get("admitSource"), f"{hpath}.admitSource", "admission_source"
+            ),
+            legal_status=self._legal_status(),
+            responsible_clinician=self._clinician(),
+            discharge_method=(
+                self._extension_code(data, DISCHARGE_METHOD_URL, path, "discharge_method")
+                if reads_discharge
+                else None
+            ),
+            leave_expected_return=self._leave_return(),
+            discharge_destination=(
+                self._coded(
+                    hospitalization.get("dischargeDisposition"),
+                    f"{hpath}.dischargeDisposition",
+                    "discharge_destination",
+                )
+                if reads_discharge
+                else None
+            ),
+        )
+
+    def _leave_return(self) -> Instant | None:
+        for extension in _extensions(self.data, LEAVE_EXPECTED_RETURN_URL):
+            return _instant(extension.get("valueDateTime"), f"{self.path}.extension", self.reading)
+        return None
+
+    def movement(self) -> tuple[Location | None, Location | None]:
+        roles = {"present": self.history.present, "previous": self.history.previous}
+        moves_from, moves_to = _MOVES.get(self.kind, (None, None))
+        if self.kind is EventKind.TRANSFER and self.history.previous is None:
+            self.reading.warn(
+                f"{self.path}.location", "no completed earlier location on a transfer"
+            )
+
+        def place(role: str | None) -> Location | None:
+            index = roles.get(role) if role else None
+            return self.places[index] if index is not None else None
+
+        return place(moves_from), place(moves_to)
+
+    def _spell(self) -> tuple[str | None, str | None]:
+        """The spell (official or visit-number identifier, else the first) and the episode
+        (the secondary identifier)."""
+        spell = episode = fallback = None
+        for item in _objs(self.data.get("identifier")):
+            value = _text(item.get("value"))
+            if value is None:
+                continue
+            if item.get("use") == "secondary":
+                episode = episode or value
+            elif item.get("use") == "official" or (
+                _first_code(item.get("type"), IDENTIFIER_TYPE_SYSTEM) == "VN"
+            ):
+                spell = spell or value
+            else:
+                fallback = fallback or value
+        return spell or fallback, episode
+
+    def _patient_class(self) -> Coding | None:
+        coding = _obj(self.data.get("class")) or {}
+        system, code = _text(coding.get("system")), _text(coding.get("code"))
+        if code is None or system == NULL_FLAVOR_SYSTEM:
+            return None
+        if system == ACT_CODE_SYSTEM and code in _ACT_TO_CLASS:
+            code = _ACT_TO_CLASS[code]
+            return Coding(system=HL7_PATIENT_CLASS, code=code, display=PATIENT_CLASSES[code])
+        if system == HL7_PATIENT_CLASS and code in PATIENT_CLASSES:
+            return Coding(system=HL7_PATIENT_CLASS, code=code, display=PATIENT_CLASSES[code])
+        return Coding(
+            system=system or local_system(self.reading.feed, "Encounter.class"),
+            code=code,
+            display=_text(coding.get("display")),
+        )
+
+    def _specialty(self) -> Coding | None:
+        for concept in _objs(self.data.get("type")):
+            for coding in _codings(concept):
+                code = _text(coding.get("code"))
+                if coding.get("system") == TREATMENT_FUNCTION and code:
+                    return Coding(
+                        system=TREATMENT_FUNCTION, code=code, display=_text(coding.get("display"))
+                    )
+        return None
+
+    def _provider(self) -> str | None:
+        reference = self.data.get("serviceProvider")
+        org = self.message.resolve(reference, self.encounter, "Organization")
+        return (_ods(org.data, ODS_ORGANISATION_SYSTEM) if org else None) or _logical_ods(reference)
+
+    def _extension_code(
+        self, holder: JsonObject, url: str, path: str, element: str
+    ) -> Coding | None:
+        for extension in _extensions(holder, url):
+            return self._coded(extension.get("valueCodeableConcept"), f"{path}.extension", element)
+        return None
+
+    def _coded(
+        self, concept: Any, path: str, element_name: str, *, quote: bool = True
+    ) -> Coding | None:
+        """A code of a national list when any coding (or the feed's table) gives one; else the
+        sender's first coding, under its own system, with a warning."""
+        element: CodedElement = CODED_ELEMENTS[element_name]
+        codings = [c for c in _codings(concept) if _text(c.get("code"))]
+        if not codings:
+            return None
+        for coding in codings:
+            code = str(coding["code"]).strip()
+            if coding.get("system") == element.system and code in element.known:
+                return Coding(system=element.system, code=code, display=element.known[code])
+        table = self.profile.code_tables.get(element.name)
+        if table:
+            for coding in codings:
+                national = table.get(str(coding["code"]).strip())
+                if national is not None and national in element.known:
+                    return Coding(
+                        system=element.system, code=national, display=element.known[national]
+                    )
+        first = codings[0]
+        code = str(first["code"]).strip()
+        system = _text(first.get("system"))
+        shown = f" {code!r}" if quote and _SHOWN.fullmatch(code) and len(code) <= 12 else ""
+        if system is None or system == element.system:
+            # A national system with a code it does not have is mislabelled: keep it as local.
+            system = local_system(self.reading.feed, path)
+        self.reading.warn(
+            path, f"{element.what}{shown} is not in the national list; kept under its own system"
+        )
+        return Coding(system=system, code=code, display=_text(first.get("display")))
+
+    def _legal_status(self) -> tuple[LegalStatus, ...]:
+        statuses: list[LegalStatus] = []
+        default = _LEGAL_CONTEXT.get(self.kind, LegalStatusContext.CURRENT)
+        for index, extension in enumerate(_objs(self.data.get("extension"))):
+            if extension.get("url") != LEGAL_STATUS_URL:
+                continue
+            path = f"{self.path}.extension[{index}]"
+            parts = {p.get("url"): p for p in _objs(extension.get("extension"))}
+            classification = parts.get("legalStatusClassification") or {}
+            code = self._legal_code(classification.get("valueCodeableConcept"), path)
+            if code is None:
+                self.reading.warn(path, "legal status without a classification; ignored")
+                continue
+            context_code = _first_code(
+                (parts.get("legalStatusContext") or {}).get("valueCodeableConcept")
+            )
+            try:
+                context = LegalStatusContext(context_code) if context_code else default
+            except ValueError:
+                self.reading.warn(path, "legal status context not recognised; the event's is used")
+                context = default
+            period = _obj((parts.get(LEGAL_STATUS_PERIOD_URL) or {}).get("valuePeriod")) or {}
+            statuses.append(
+                LegalStatus(
+                    code=code,
+                    context=context,
+                    start=_instant(period.get("start"), f"{path}.period.start", self.reading),
+                    end=_instant(period.get("end"), f"{path}.period.end", self.reading),
+                )
+            )
+        return tuple(statuses)
+
+    def _legal_code(self, concept: Any, path: str) -> Coding | None:
+        """England's list (or the feed's table into it); Wales's list keeps its own system."""
+        codings = [c for c in _codings(concept) if _text(c.get("code"))]
+        wales = [c for c in codings if c.get("system") == LEGAL_STATUS_WALES]
+        if wales and not any(c.get("system") == LEGAL_STATUS_ENGLAND for c in codings):
+            code = str(wales[0]["code"]).strip()
+            return Coding(
+                system=LEGAL_STATUS_WALES, code=code, display=_text(wales[0].get("display"))
+            )
+        return self._coded(concept, path, "legal_status", quote=False)
+
+    def _clinician(self) -> Clinician | None:
+        """The primary performer, else the consultant, else the attender, else an untyped
+        participant: the clinician responsible for the stay."""
+
+        def rank(item: JsonObject) -> int:
+            codes = {c.get("code") for t in _objs(item.get("type")) for c in _codings(t)}
+            order = (i for i, code in enumerate(_PARTICIPANT_ORDER) if code in codes)
+            return next(
+                order, len(_PARTICIPANT_ORDER) if not codes else len(_PARTICIPANT_ORDER) + 1
+            )
+
+        for item in sorted(_objs(self.data.get("participant")), key=rank):
+            individual = _obj(item.get("individual")) or {}
+            practitioner = self.message.resolve(individual, self.encounter, "Practitioner")
+            logical = _obj(individual.get("identifier"))
+            data = (
+                practitioner.data
+                if practitioner
+                else {"identifier": [logical]}
+                if logical
+                else None
+            )
+            clinician = _practitioner(data) if data is not None else None
+            if clinician is not None:
+                return clinician
+        return None
+
+    def _place(self, entry: JsonObject) -> Location | None:
+        """A location from a Location and the Locations it is part of (bed, room, ward, site:
+        physicalType bd, ro, wa, si/bu). A Location without physicalType is not taken for a
+        ward: its name becomes the description. A reference with only a display is the
+        description too."""
+        reference = _obj(entry.get("location")) or {}
+        resolved = self.message.resolve(reference, self.encounter, "Location")
+        if resolved is None:
+            display = _text(reference.get("display"))
+            return Location(description=display) if display else None
+        levels: dict[str, str] = {}
+        description = point_of_care = facility = None
+        seen: set[int] = set()
+        current: _Resource | None = resolved
+        while current is not None and id(current.data) not in seen and len(seen) < 8:
+            seen.add(id(current.data))
+            data = current.data
+            identifiers = _objs(data.get("identifier"))
+            level = _first_code(data.get("physicalType"), PHYSICAL_TYPE_SYSTEM)
+            point_of_care = point_of_care or _identifier_value(identifiers, POINT_OF_CARE_SYSTEM)
+            facility = facility or _identifier_value(identifiers, ODS_SITE_SYSTEM)
+            if level in ("si", "bu"):
+                facility = facility or _identifier_value(identifiers, ODS_ORGANISATION_SYSTEM)
+            elif level in ("bd", "ro", "wa"):
+                codes = (_text(i.get("value")) for i in identifiers if i.get("system") not in _OURS)
+                value = next((c for c in codes if c), None) or _text(data.get("name"))
+                if value:
+                    levels.setdefault(level, value)
+            if description is None:
+                description = _text(data.get("description"))
+                if description is None and level is None and current is resolved:
+                    description = _text(data.get("name"))
+            current = self.message.resolve(data.get("partOf"), current, "Location")
+        location = Location(
+            ward=levels.get("wa"),
+            room=levels.get("ro"),
+            bed=levels.get("bd"),
+            facility=facility,
+            point_of_care=point_of_care,
+            description=description,
+        )
+        return location if location != Location() else None
+
+
+def _practitioner(data: JsonObject) -> Clinician | None:
+    identifiers = _objs(data.get("identifier"))
+    gmc = _identifier_value(identifiers, GMC_NUMBER_SYSTEM)
+    code: str | None
+    if gmc is not None:
+        # The NHS consultant code is the GMC reference number prefixed with C.
+        code = gmc if gmc.upper().startswith("C") else f"C{gmc}"
+    else:
+        code = next((_text(i.get("value")) for i in identifiers if _text(i.get("value"))), None)
+    name = next(iter(_objs(data.get("name"))), {})
+    given, prefix = _texts(name.get("given")), _texts(name.get("prefix"))
+    clinician = Clinician(
+        code=code,
+        family=_text(name.get("family")),
+        given=given[0] if given else None,
+        prefix=prefix[0] if prefix else None,
+    )
+    return clinician if clinician != Clinician() else None
+
+
+def _care_setting(configured: CareSetting, specialty: Coding | None) -> CareSetting:
+    """The feed's care setting; a feed that does not say is mental health for a 7xx function."""
+    if configured is not CareSetting.UNKNOWN or specialty is None:
+        return configured
+    code = specialty.code
+    if code.isdigit() and int(code) in _MENTAL_HEALTH_FUNCTIONS:
+        return CareSetting.MENTAL_HEALTH
+    return configured
