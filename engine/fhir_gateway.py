@@ -96,8 +96,6 @@ class FhirGateway:
             event_id = map_message(request.body, source.profile).event_id
         except MappingError as exc:
             error = exc
-        except Exception as exc:  # noqa: BLE001 - hostile input: a content error, never a crash
-            error = MappingError(f"could not be mapped (internal error {type(exc).__name__})")
         try:
             await self.publish(request.source, request.body,
                                {"source": request.source, "via": "fhir-http",

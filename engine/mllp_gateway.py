@@ -72,8 +72,6 @@ class MllpGateway:
             map_message(raw, self.profile)
         except MappingError as exc:
             error = exc
-        except Exception as exc:  # noqa: BLE001 - hostile input: a content error, never a crash
-            error = MappingError(f"could not be mapped (internal error {type(exc).__name__})")
         try:
             await self.publish(self.source, raw, {"source": self.source, "via": "mllp",
                                                   "received_at": now.isoformat()})  # fmt: skip

@@ -18,7 +18,7 @@ from engine.routing import care_setting, destinations_for, patient_key, retired_
 from engine.store import AcceptedEvent, FollowUpRecord, IntakeRecord
 from mappings.errors import MappingError
 from mappings.follow_up import FollowUpRule, follow_up_for
-from mappings.inbound import detect_format, map_message
+from mappings.inbound import map_message
 from mappings.model import CareEvent
 from mappings.privacy import withhold_hidden_location
 from mappings.profile import FeedProfile
@@ -61,7 +61,6 @@ def prepare(
             None,
         )  # fmt: skip
     try:
-        fmt = detect_format(payload)
         mapped = map_message(payload, profile).model_copy(update={"received_at": received_at})
         event = withhold_hidden_location(mapped)
     except MappingError as exc:
@@ -77,21 +76,6 @@ def prepare(
             ),
             None,
         )
-    except Exception as exc:  # noqa: BLE001 - hostile input must never stop intake
-        # A mapping bug or a library fault on strange input: the message is kept, rejected,
-        # and everything behind it goes on.
-        return Prepared(
-            IntakeRecord(
-                source=source,
-                payload=payload,
-                received_at=received_at,
-                transport_id=transport_id,
-                reason=f"could not be mapped (internal error {type(exc).__name__}); kept for "
-                "an operator",
-                error_code="207",
-            ),
-            None,
-        )
     if len(event.source.message_id) > MAX_MESSAGE_KEY:
         return Prepared(
             IntakeRecord(
@@ -99,7 +83,7 @@ def prepare(
                 payload=payload,
                 received_at=received_at,
                 transport_id=transport_id,
-                format=fmt.value,
+                format=event.source.format.value,
                 error_code="102",
                 error_location="MSH-10",
                 reason=f"message id longer than {MAX_MESSAGE_KEY} characters",
@@ -124,7 +108,7 @@ def prepare(
         payload=payload,
         received_at=received_at,
         transport_id=transport_id,
-        format=fmt.value,
+        format=event.source.format.value,
         message_key=event.source.message_id,
         accepted=accepted,
     )

@@ -23,12 +23,21 @@ def detect_format(raw: bytes) -> MessageFormat:
 
 
 def map_message(raw: bytes, profile: FeedProfile) -> CareEvent:
-    """Map any supported inbound payload; raise MappingError with a precise reason otherwise."""
-    fmt = detect_format(raw)
-    if fmt is MessageFormat.HL7V2:
-        from mappings.hl7v2_in import map_hl7v2
+    """Map any supported inbound payload; raise MappingError with a precise reason otherwise.
 
-        return map_hl7v2(raw, profile)
-    from mappings.fhir_in import map_fhir
+    Only MappingError ever leaves this function: a fault inside a mapping or a library on
+    strange input (hostile input finds them) is a content error with code 207, so no caller
+    (intake, the MLLP and FHIR gateways, the CLI) can be stopped by one message.
+    """
+    try:
+        if detect_format(raw) is MessageFormat.HL7V2:
+            from mappings.hl7v2_in import map_hl7v2
 
-    return map_fhir(raw, profile)
+            return map_hl7v2(raw, profile)
+        from mappings.fhir_in import map_fhir
+
+        return map_fhir(raw, profile)
+    except MappingError:
+        raise
+    except Exception as exc:
+        raise MappingError(f"could not be mapped (internal error {type(exc).__name__})") from exc
