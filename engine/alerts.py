@@ -281,16 +281,12 @@ async def _post(
     state: Literal["raised", "cleared"],
     now: datetime,
 ) -> None:
-    from engine.destinations import SIGNATURE_HEADER, sign  # late: see the module docstring
+    from engine.destinations import post_signed_json  # late: see the module docstring
 
-    body = orjson.dumps(alert.body(state, now))
-    headers = {
-        "Content-Type": "application/json",
-        "Idempotency-Key": alert.idempotency_key(state),
-    }
-    if config.webhook.secret:
-        headers[SIGNATURE_HEADER] = sign(config.webhook.secret, int(now.timestamp()), body)
-    answer = await post(config.webhook.url, body, headers, 10.0)
+    answer = await post_signed_json(
+        post, config.webhook.url, orjson.dumps(alert.body(state, now)),
+        idempotency_key=alert.idempotency_key(state), secret=config.webhook.secret, now=now,
+    )  # fmt: skip
     if not 200 <= answer.status < 300:
         raise AlertRefused(f"alert webhook answered HTTP {answer.status}")
 

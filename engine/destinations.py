@@ -94,6 +94,23 @@ def sign(secret: str, timestamp: int, body: bytes) -> str:
     return f"t={timestamp},v1={mac.hexdigest()}"
 
 
+async def post_signed_json(
+    post: PostFn,
+    url: str,
+    body: bytes,
+    *,
+    idempotency_key: str,
+    secret: str | None,
+    now: datetime,
+    timeout: float = 10.0,  # noqa: ASYNC109 - the request's own deadline, passed to `post`
+) -> HttpAnswer:
+    """POST a JSON body with an Idempotency-Key and, given a secret, the HMAC signature."""
+    headers = {"Content-Type": "application/json", "Idempotency-Key": idempotency_key}
+    if secret:
+        headers[SIGNATURE_HEADER] = sign(secret, int(now.timestamp()), body)
+    return await post(url, body, headers, timeout)
+
+
 def event_headers(delivery: ClaimedDelivery) -> dict[str, str]:
     return {
         "Idempotency-Key": delivery.idempotency_key,

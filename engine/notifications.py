@@ -35,6 +35,7 @@ from engine.destinations import (
     SendResult,
     classify_http,
     event_headers,
+    post_signed_json,
     sign,
 )
 from engine.schema import events, follow_ups
@@ -261,17 +262,12 @@ async def watch(store: Store, config: FollowUpConfig, post: PostFn,
         try:
             for alert in await due_alerts(store, config, datetime.now(UTC)):
                 if config.alert_webhook is not None:
-                    body = orjson.dumps(alert)
-                    headers = {
-                        "Content-Type": "application/json",
-                        # Resent (not re-raised) if recording it failed: the receiver drops it.
-                        "Idempotency-Key": f"alert.{alert['condition']}.{alert['event_id']}",
-                    }
-                    if config.alert_webhook.secret:
-                        headers[SIGNATURE_HEADER] = sign(
-                            config.alert_webhook.secret, int(datetime.now(UTC).timestamp()), body
-                        )
-                    answer = await post(config.alert_webhook.url, body, headers, 10.0)
+                    # Resent (not re-raised) if recording it failed: the receiver drops it.
+                    answer = await post_signed_json(
+                        post, config.alert_webhook.url, orjson.dumps(alert),
+                        idempotency_key=f"alert.{alert['condition']}.{alert['event_id']}",
+                        secret=config.alert_webhook.secret, now=datetime.now(UTC),
+                    )  # fmt: skip
                     if not 200 <= answer.status < 300:
                         raise DestinationError(f"alert webhook answered HTTP {answer.status}")
                 log.warning("follow_up.alert", condition=alert["condition"],
