@@ -31,8 +31,8 @@ sys.path.insert(0, str(REPO))
 from fhir.resources.R4B.bundle import Bundle  # noqa: E402
 
 from mappings.errors import MappingError  # noqa: E402
-from mappings.fhir_in import map_fhir  # noqa: E402
-from mappings.fhir_out import render_fhir_message  # noqa: E402
+from mappings.fhir.inbound import map_fhir  # noqa: E402
+from mappings.fhir.outbound import render_fhir_message  # noqa: E402
 from mappings.model import CareEvent  # noqa: E402
 from mappings.profile import FeedProfile  # noqa: E402
 

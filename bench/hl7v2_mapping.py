@@ -24,8 +24,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from mappings.errors import MappingError  # noqa: E402
-from mappings.hl7v2_in import map_hl7v2  # noqa: E402
-from mappings.hl7v2_reader import parse  # noqa: E402
+from mappings.hl7v2.inbound import map_hl7v2  # noqa: E402
+from mappings.hl7v2.reader import parse  # noqa: E402
 from mappings.profile import FeedProfile  # noqa: E402
 
 

@@ -49,7 +49,7 @@ from engine.mllp_gateway import MllpGateway
 from engine.notifications import NotificationSender
 from engine.store import Store
 from mappings.errors import MappingError
-from mappings.hl7v2_ack import parse_ack
+from mappings.hl7v2.ack import parse_ack
 
 log = structlog.get_logger("carebridge.app")
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from engine import logs
 from engine.config import Config, ConfigError, feed_profile, load_config
 from mappings.errors import MappingError
-from mappings.fhir_out import render_fhir_message
+from mappings.fhir.outbound import render_fhir_message
 from mappings.inbound import map_message
 from mappings.model import CareEvent
 from mappings.profile import FeedProfile

@@ -35,7 +35,7 @@ from pydantic import (
 from engine.alerts import AlertsConfig
 from engine.console.config import ConsoleConfig
 from engine.durations import Duration
-from mappings.follow_up import DEFAULT_RULES, FollowUpRule, RuleError, rules_from_mapping
+from mappings.clinical.follow_up import DEFAULT_RULES, FollowUpRule, RuleError, rules_from_mapping
 from mappings.model import CareSetting, EventKind
 from mappings.profile import FeedProfile, ProfileError
 

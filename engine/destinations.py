@@ -22,10 +22,10 @@ from adapters.errors import DestinationError, DestinationTimeout, TransportError
 from engine.config import AmqpDestination, FhirDestination, MllpDestination, WebhookDestination
 from engine.store import ClaimedDelivery
 from mappings.errors import MappingError
-from mappings.fhir_out import render_fhir_message
-from mappings.fhir_transaction import to_transaction
-from mappings.hl7v2_ack import parse_ack
-from mappings.hl7v2_out import render_adt
+from mappings.fhir.outbound import render_fhir_message
+from mappings.fhir.transaction import to_transaction
+from mappings.hl7v2.ack import parse_ack
+from mappings.hl7v2.outbound import render_adt
 from mappings.model import CareEvent
 
 Outcome = Literal["delivered", "transient", "permanent"]

@@ -24,7 +24,7 @@ import structlog
 
 from adapters.errors import TransportError
 from mappings.errors import MappingError
-from mappings.fhir_outcome import for_mapping_error, http_status, outcome
+from mappings.fhir.outcome import for_mapping_error, http_status, outcome
 from mappings.inbound import detect_format, map_message
 from mappings.model import MessageFormat
 from mappings.profile import FeedProfile

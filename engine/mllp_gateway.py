@@ -22,7 +22,7 @@ import structlog
 
 from adapters.errors import TransportError
 from mappings.errors import MappingError
-from mappings.hl7v2_ack import Outcome, ack_code, ack_mode, build_ack
+from mappings.hl7v2.ack import Outcome, ack_code, ack_mode, build_ack
 from mappings.inbound import map_message
 from mappings.profile import FeedProfile
 

@@ -40,9 +40,9 @@ from engine.destinations import (
 )
 from engine.schema import events, follow_ups
 from engine.store import ClaimedDelivery, Store
-from mappings.follow_up import FollowUpRule, follow_up_for
+from mappings.clinical.follow_up import FollowUpRule, follow_up_for
+from mappings.clinical.notification import is_notifiable, render_notification
 from mappings.model import CareEvent, EventKind
-from mappings.notification import is_notifiable, render_notification
 
 log = structlog.get_logger("carebridge.notifications")
 OriginalLoader = Callable[[str], Awaitable[CareEvent | None]]

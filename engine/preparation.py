@@ -16,8 +16,8 @@ from datetime import datetime
 from engine.config import Config
 from engine.routing import care_setting, destinations_for, patient_key, retired_keys
 from engine.store import AcceptedEvent, FollowUpRecord, IntakeRecord
+from mappings.clinical.follow_up import FollowUpRule, follow_up_for
 from mappings.errors import MappingError
-from mappings.follow_up import FollowUpRule, follow_up_for
 from mappings.inbound import map_message
 from mappings.model import CareEvent
 from mappings.privacy import withhold_hidden_location

@@ -31,10 +31,10 @@ def map_message(raw: bytes, profile: FeedProfile) -> CareEvent:
     """
     try:
         if detect_format(raw) is MessageFormat.HL7V2:
-            from mappings.hl7v2_in import map_hl7v2
+            from mappings.hl7v2.inbound import map_hl7v2
 
             return map_hl7v2(raw, profile)
-        from mappings.fhir_in import map_fhir
+        from mappings.fhir.inbound import map_fhir
 
         return map_fhir(raw, profile)
     except MappingError:

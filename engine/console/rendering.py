@@ -30,13 +30,13 @@ from engine.config import (
 from engine.console.views import Renderer
 from engine.destinations import mllp_control_id
 from engine.notifications import recipient_for
+from mappings.clinical.follow_up import follow_up_for
+from mappings.clinical.notification import is_notifiable, render_notification
 from mappings.errors import MappingError
-from mappings.fhir_out import render_fhir_message
-from mappings.fhir_transaction import to_transaction
-from mappings.follow_up import follow_up_for
-from mappings.hl7v2_out import render_adt
+from mappings.fhir.outbound import render_fhir_message
+from mappings.fhir.transaction import to_transaction
+from mappings.hl7v2.outbound import render_adt
 from mappings.model import CareEvent, EventKind
-from mappings.notification import is_notifiable, render_notification
 
 _HIDDEN_TOKEN = "(signature not shown)"  # noqa: S105 - a placeholder, not a secret
 

@@ -21,8 +21,8 @@ import pytest
 from fhir.resources.R4B.bundle import Bundle
 
 from mappings.errors import MappingError
-from mappings.fhir_in import map_fhir
-from mappings.fhir_out import render_fhir_message
+from mappings.fhir.inbound import map_fhir
+from mappings.fhir.outbound import render_fhir_message
 from mappings.model import CareEvent
 from mappings.profile import FeedProfile
 

@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 from mappings.errors import MappingError
-from mappings.hl7v2_in import map_hl7v2
+from mappings.hl7v2.inbound import map_hl7v2
 from mappings.model import CareEvent, Instant
 from mappings.profile import FeedProfile
 

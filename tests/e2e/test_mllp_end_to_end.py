@@ -19,7 +19,7 @@ from hl7apy.mllp import AbstractHandler, MLLPServer
 from hl7apy.parser import parse_message
 
 from adapters.mllp import frame
-from mappings.hl7v2_ack import parse_ack
+from mappings.hl7v2.ack import parse_ack
 from mappings.profile import event_id
 from tests.adt_factory import adt, patients
 from tests.e2e.harness import (

@@ -17,7 +17,7 @@ import pytest
 from adapters.errors import TransportError
 from adapters.mllp import MllpClient
 from mappings.errors import MappingError
-from mappings.hl7v2_ack import parse_ack
+from mappings.hl7v2.ack import parse_ack
 from mappings.profile import event_id
 from tests.adt_factory import Patient, adt, patients, stream, synthetic_nhs_numbers
 from tests.e2e.harness import free_port, wait_until

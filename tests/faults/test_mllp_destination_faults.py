@@ -17,7 +17,7 @@ import pytest
 
 from adapters.mllp import MllpListener, PeerInfo
 from engine.destinations import mllp_control_id
-from mappings.hl7v2_ack import build_ack
+from mappings.hl7v2.ack import build_ack
 from mappings.profile import event_id
 from tests.adt_factory import patients, stream
 from tests.e2e.harness import Receipt, wait_until

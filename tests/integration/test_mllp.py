@@ -35,10 +35,10 @@ from adapters.mllp import (
     server_ssl_context,
 )
 from mappings.errors import MappingError
-from mappings.hl7v2_ack import build_ack, parse_ack
-from mappings.hl7v2_in import map_hl7v2
-from mappings.hl7v2_out import render_adt
-from mappings.hl7v2_reader import parse
+from mappings.hl7v2.ack import build_ack, parse_ack
+from mappings.hl7v2.inbound import map_hl7v2
+from mappings.hl7v2.outbound import render_adt
+from mappings.hl7v2.reader import parse
 from mappings.profile import FeedProfile
 
 pytestmark = pytest.mark.integration

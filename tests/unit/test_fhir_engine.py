@@ -18,9 +18,9 @@ from engine.delivery import decide
 from engine.destinations import FhirSender, SendResult, retry_after
 from engine.fhir_gateway import FhirGateway, FhirSource
 from engine.store import ClaimedDelivery
-from mappings.fhir_out import render_fhir_message
-from mappings.fhir_transaction import RESOURCE_ID_SYSTEM, to_transaction
-from mappings.hl7v2_in import map_hl7v2
+from mappings.fhir.outbound import render_fhir_message
+from mappings.fhir.transaction import RESOURCE_ID_SYSTEM, to_transaction
+from mappings.hl7v2.inbound import map_hl7v2
 from mappings.profile import FeedProfile
 
 REPO = Path(__file__).resolve().parents[2]

@@ -18,7 +18,7 @@ from mappings.codes import (
     local_system,
 )
 from mappings.errors import MappingError
-from mappings.fhir_in import (
+from mappings.fhir.inbound import (
     CARE_EVENT_SYSTEM,
     EVENT_OCCURRED_URL,
     LEGAL_STATUS_URL,

@@ -5,16 +5,7 @@ from typing import Any
 import pytest
 import yaml
 
-from mappings.codes import (
-    DISCHARGE_DESTINATION_ENGLAND,
-    DISCHARGE_DESTINATIONS,
-    DISCHARGE_METHOD_ENGLAND,
-    HL7_PATIENT_CLASS,
-    RISK_FLAG,
-    TREATMENT_FUNCTION,
-    local_system,
-)
-from mappings.follow_up import (
+from mappings.clinical.follow_up import (
     DEFAULT_RULES,
     EXCLUDED_DESTINATIONS,
     FollowUpRule,
@@ -24,7 +15,16 @@ from mappings.follow_up import (
     no_follow_up_reason,
     rules_from_mapping,
 )
-from mappings.hl7v2_in import map_hl7v2
+from mappings.codes import (
+    DISCHARGE_DESTINATION_ENGLAND,
+    DISCHARGE_DESTINATIONS,
+    DISCHARGE_METHOD_ENGLAND,
+    HL7_PATIENT_CLASS,
+    RISK_FLAG,
+    TREATMENT_FUNCTION,
+    local_system,
+)
+from mappings.hl7v2.inbound import map_hl7v2
 from mappings.model import CareEvent, CareSetting, Coding, EventKind, Instant, Precision
 from mappings.profile import FeedProfile
 

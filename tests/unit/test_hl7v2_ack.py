@@ -8,7 +8,7 @@ from hl7apy.parser import parse_message
 
 from adapters.mllp import frame
 from mappings.errors import MappingError
-from mappings.hl7v2_ack import (
+from mappings.hl7v2.ack import (
     AckCode,
     AckRequirement,
     Outcome,
@@ -18,7 +18,7 @@ from mappings.hl7v2_ack import (
     build_ack,
     parse_ack,
 )
-from mappings.hl7v2_reader import Hl7Message, parse
+from mappings.hl7v2.reader import Hl7Message, parse
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "hl7v2"
 NOW = datetime(2026, 1, 14, 9, 30, 5, tzinfo=UTC)

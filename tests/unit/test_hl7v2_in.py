@@ -17,7 +17,7 @@ from mappings.codes import (
     local_system,
 )
 from mappings.errors import MappingError
-from mappings.hl7v2_in import SUPPORTED_TRIGGERS, map_hl7v2
+from mappings.hl7v2.inbound import SUPPORTED_TRIGGERS, map_hl7v2
 from mappings.model import (
     NHS_NUMBER_SYSTEM,
     CareEvent,

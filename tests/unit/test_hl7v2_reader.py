@@ -1,7 +1,7 @@
 import pytest
 
 from mappings.errors import MappingError
-from mappings.hl7v2_reader import parse
+from mappings.hl7v2.reader import parse
 
 MSH = "MSH|^~\\&|SENDER|RXT|ROUTE|ROUTE|20260114093000||ADT^A01^ADT_A01|MSG1|P|2.4"
 PID = "PID|1||RXT1^^^RXT^MR~9434765919^^^NHS^NH||TESTER^ONE^^^MX||19800101|2"

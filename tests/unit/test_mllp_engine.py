@@ -13,8 +13,8 @@ from engine.config import MllpAckPolicy, MllpDestination
 from engine.destinations import MllpSender, mllp_control_id
 from engine.mllp_gateway import MllpGateway
 from engine.store import ClaimedDelivery
-from mappings.hl7v2_ack import build_ack, parse_ack
-from mappings.hl7v2_in import map_hl7v2
+from mappings.hl7v2.ack import build_ack, parse_ack
+from mappings.hl7v2.inbound import map_hl7v2
 from mappings.profile import FeedProfile
 from tests.adt_factory import adt, patients
 

@@ -9,14 +9,21 @@ import yaml
 from fhir.resources.R4B import get_fhir_model_class
 from fhir.resources.R4B.bundle import Bundle
 
+from mappings.clinical.follow_up import DEFAULT_RULES, follow_up_for
+from mappings.clinical.notification import (
+    FOLLOW_UP_SYSTEM,
+    Notification,
+    is_notifiable,
+    notification_id,
+    render_notification,
+)
 from mappings.codes import (
     DISCHARGE_DESTINATION_ENGLAND,
     HL7_PATIENT_CLASS,
     LEGAL_STATUS_ENGLAND,
     RISK_FLAG,
 )
-from mappings.follow_up import DEFAULT_RULES, follow_up_for
-from mappings.hl7v2_in import map_hl7v2
+from mappings.hl7v2.inbound import map_hl7v2
 from mappings.model import (
     CareEvent,
     Coding,
@@ -25,13 +32,6 @@ from mappings.model import (
     LegalStatus,
     LegalStatusContext,
     Precision,
-)
-from mappings.notification import (
-    FOLLOW_UP_SYSTEM,
-    Notification,
-    is_notifiable,
-    notification_id,
-    render_notification,
 )
 from mappings.profile import FeedProfile
 from tests.golden_util import UPDATE_ENV, assert_golden

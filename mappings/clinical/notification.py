@@ -10,7 +10,7 @@ What is notifiable (domain brief 4, 5 and 7):
   emergency, pre-admit or recurring (HL7 table 0004 ``O``, ``E``, ``P``, ``R``) ends an
   attendance, not an inpatient stay, and is not notified; a missing or local class is notified
   (the safer reading). A discharge to another provider (destinations 49, 50, 53, 84...) is a
-  discharge here: it is notified, with no follow-up started (`mappings.follow_up`);
+  discharge here: it is notified, with no follow-up started (`mappings.clinical.follow_up`);
 - a **transfer** (A02) to another *site*: both locations name an ODS site (PV1-3.4 / PV1-6.4)
   and they differ. A ward or bed move within one site is not notified. A move to another
   provider arrives as a discharge (A03) by the sending provider, so is covered above;
@@ -39,16 +39,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal
 from urllib.parse import quote
 
-from mappings.codes import (
-    DISCHARGE_DESTINATIONS,
-    DISCHARGE_METHODS,
-    HL7_PATIENT_CLASS,
-    LEGAL_STATUS_ENGLAND,
-    LEGAL_STATUSES,
-    local_system,
-)
-from mappings.fhir_in import LOCAL_IDENTIFIER_PREFIX
-from mappings.follow_up import (
+from mappings.clinical.follow_up import (
     DEFAULT_RULES,
     LONDON,
     FollowUp,
@@ -57,6 +48,15 @@ from mappings.follow_up import (
     describe_duration,
     no_follow_up_reason,
 )
+from mappings.codes import (
+    DISCHARGE_DESTINATIONS,
+    DISCHARGE_METHODS,
+    HL7_PATIENT_CLASS,
+    LEGAL_STATUS_ENGLAND,
+    LEGAL_STATUSES,
+    local_system,
+)
+from mappings.fhir.inbound import LOCAL_IDENTIFIER_PREFIX
 from mappings.model import (
     NHS_NUMBER_SYSTEM,
     ODS_ORGANISATION_SYSTEM,

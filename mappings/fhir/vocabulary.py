@@ -1,7 +1,7 @@
 """The FHIR vocabulary both directions share: Carebridge's code systems and extension URLs,
 the UK Core and HL7 ones the mapping reads and writes, `EVENT_CODES` and `CLASS_TO_ACT`.
 
-`mappings.fhir_in` re-exports the public names; `mappings.fhir_out` writes them.
+`mappings.fhir.inbound` re-exports the public names; `mappings.fhir.outbound` writes them.
 """
 
 from __future__ import annotations

@@ -20,11 +20,11 @@ from fhir.resources.R4B.practitioner import Practitioner as PractitionerModel
 from pydantic import ValidationError
 
 from mappings.errors import MappingError
-from mappings.fhir_event import _DAVINCI_KINDS, _KIND_BY_CODE
-from mappings.fhir_read import _invalid, _shown
-from mappings.fhir_values import JsonObject, _obj, _objs, _text
-from mappings.fhir_vocabulary import _DAVINCI_EVENTS, _V2_EVENTS, CARE_EVENT_SYSTEM
-from mappings.hl7v2_events import SUPPORTED_TRIGGERS
+from mappings.fhir.event import _DAVINCI_KINDS, _KIND_BY_CODE
+from mappings.fhir.read import _invalid, _shown
+from mappings.fhir.values import JsonObject, _obj, _objs, _text
+from mappings.fhir.vocabulary import _DAVINCI_EVENTS, _V2_EVENTS, CARE_EVENT_SYSTEM
+from mappings.hl7v2.events import SUPPORTED_TRIGGERS
 from mappings.model import EventKind
 
 _MODELS: Final[Mapping[str, Any]] = {

@@ -11,7 +11,7 @@ from functools import lru_cache
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
-from mappings.hl7v2_types import Reading
+from mappings.hl7v2.types import Reading
 from mappings.model import ODS_ORGANISATION_SYSTEM, ODS_SITE_SYSTEM, Instant, Precision
 
 JsonObject = dict[str, Any]

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from mappings.errors import MappingError
-from mappings.fhir_values import (
+from mappings.fhir.values import (
     _extensions,
     _instant,
     _logical_ods,
@@ -17,8 +17,8 @@ from mappings.fhir_values import (
     _text,
     _texts,
 )
-from mappings.fhir_vocabulary import EVENT_OCCURRED_URL
-from mappings.hl7v2_types import Reading
+from mappings.fhir.vocabulary import EVENT_OCCURRED_URL
+from mappings.hl7v2.types import Reading
 from mappings.model import (
     ODS_ORGANISATION_SYSTEM,
     EventKind,
@@ -30,7 +30,7 @@ from mappings.model import (
 from mappings.profile import FeedProfile
 
 if TYPE_CHECKING:
-    from mappings.fhir_message import _Message, _Resource
+    from mappings.fhir.message import _Message, _Resource
 
 
 # --- where the news came from, and when it happened --------------------------------------------

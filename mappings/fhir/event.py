@@ -8,13 +8,13 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Final
 
 from mappings.errors import MappingError
-from mappings.fhir_read import _shown
-from mappings.fhir_vocabulary import EVENT_CODES
+from mappings.fhir.read import _shown
+from mappings.fhir.vocabulary import EVENT_CODES
 from mappings.model import CANCEL_OF, CANCELS, EventKind, StayStatus
 
 if TYPE_CHECKING:
-    from mappings.fhir_message import _Message, _Resource
-    from mappings.fhir_source import _History
+    from mappings.fhir.message import _Message, _Resource
+    from mappings.fhir.source import _History
 
 
 # --- what happened ------------------------------------------------------------------------------

@@ -11,9 +11,9 @@ from urllib.parse import unquote
 from mappings import nhs_number
 from mappings.codes import ETHNIC_CATEGORIES, ETHNIC_CATEGORY_ENGLAND, local_system
 from mappings.errors import MappingError
-from mappings.fhir_message import _Message, _Resource
-from mappings.fhir_read import _shown
-from mappings.fhir_values import (
+from mappings.fhir.message import _Message, _Resource
+from mappings.fhir.read import _shown
+from mappings.fhir.values import (
     JsonObject,
     _codings,
     _extensions,
@@ -26,7 +26,7 @@ from mappings.fhir_values import (
     _text,
     _texts,
 )
-from mappings.fhir_vocabulary import (
+from mappings.fhir.vocabulary import (
     _NHS_NUMBER_OID,
     CONFIDENTIALITY_SYSTEM,
     ETHNIC_CATEGORY_URL,
@@ -35,7 +35,7 @@ from mappings.fhir_vocabulary import (
     LOCAL_IDENTIFIER_PREFIX,
     NHS_NUMBER_VERIFICATION_URL,
 )
-from mappings.hl7v2_types import Reading
+from mappings.hl7v2.types import Reading
 from mappings.model import (
     NHS_NUMBER_SYSTEM,
     ODS_ORGANISATION_SYSTEM,

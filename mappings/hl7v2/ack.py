@@ -51,8 +51,8 @@ from datetime import datetime
 from typing import Literal, NamedTuple, cast
 
 from mappings.errors import MappingError
-from mappings.hl7v2_out import STANDARD_ENCODING, escape, format_utc
-from mappings.hl7v2_reader import Encoding, Field, Hl7Message, Segment, parse
+from mappings.hl7v2.outbound import STANDARD_ENCODING, escape, format_utc
+from mappings.hl7v2.reader import Encoding, Field, Hl7Message, Segment, parse
 
 __all__ = [
     "AckCode",

@@ -1,7 +1,7 @@
 """HL7 v2 ADT messages (v2.1-2.8) as care events.
 
 `map_hl7v2` reads the message with the fast reader, finds what its trigger means
-(`mappings.hl7v2_events`), then maps MSH and EVN (where and when), PID/PD1 (who:
+(`mappings.hl7v2.events`), then maps MSH and EVN (where and when), PID/PD1 (who:
 `hl7v2_patient`), PV1/PV2 and the feed's local fields (the stay: `hl7v2_stay`) and, for a
 merge, MRG. What it cannot use it reports in `CareEvent.warnings`; what makes the message
 meaningless (another message type or trigger, no MSH-10, no PID, no PV1 where the trigger
@@ -24,11 +24,11 @@ from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from mappings.errors import MappingError
-from mappings.hl7v2_events import SUPPORTED_TRIGGERS, AdtEvent, trigger_name
-from mappings.hl7v2_patient import map_merge, map_patient
-from mappings.hl7v2_reader import Hl7Message, Segment, parse
-from mappings.hl7v2_stay import map_stay, movement
-from mappings.hl7v2_types import Reading, clean, read_instant
+from mappings.hl7v2.events import SUPPORTED_TRIGGERS, AdtEvent, trigger_name
+from mappings.hl7v2.patient import map_merge, map_patient
+from mappings.hl7v2.reader import Hl7Message, Segment, parse
+from mappings.hl7v2.stay import map_stay, movement
+from mappings.hl7v2.types import Reading, clean, read_instant
 from mappings.model import (
     CareEvent,
     EventKind,

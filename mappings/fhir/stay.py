@@ -14,11 +14,11 @@ from mappings.codes import (
     TREATMENT_FUNCTION,
     local_system,
 )
-from mappings.fhir_event import _AFTER_CANCEL, _MOVES, _OPEN_STAY, _STAY_STATUS
-from mappings.fhir_message import _Message, _Resource
-from mappings.fhir_read import _SHOWN
-from mappings.fhir_source import _History
-from mappings.fhir_values import (
+from mappings.fhir.event import _AFTER_CANCEL, _MOVES, _OPEN_STAY, _STAY_STATUS
+from mappings.fhir.message import _Message, _Resource
+from mappings.fhir.read import _SHOWN
+from mappings.fhir.source import _History
+from mappings.fhir.values import (
     JsonObject,
     _codings,
     _extensions,
@@ -32,7 +32,7 @@ from mappings.fhir_values import (
     _text,
     _texts,
 )
-from mappings.fhir_vocabulary import (
+from mappings.fhir.vocabulary import (
     _ACT_TO_CLASS,
     ACT_CODE_SYSTEM,
     ADMISSION_METHOD_URL,
@@ -47,7 +47,7 @@ from mappings.fhir_vocabulary import (
     PHYSICAL_TYPE_SYSTEM,
     POINT_OF_CARE_SYSTEM,
 )
-from mappings.hl7v2_types import Reading
+from mappings.hl7v2.types import Reading
 from mappings.model import (
     ODS_ORGANISATION_SYSTEM,
     ODS_SITE_SYSTEM,

@@ -19,7 +19,7 @@ without it, it is the event's own time (received, else recorded, else occurred),
 renders of one event are byte-identical.
 
 Location hiding (ZU8, `Patient.location_hidden`) leaves the patient's address and GP out and
-marks the Patient ``meta.security`` restricted (``R``), which `mappings.fhir_in` reads back.
+marks the Patient ``meta.security`` restricted (``R``), which `mappings.fhir.inbound` reads back.
 docs/mapping.md (FHIR part) has the tables and the choices.
 """
 
@@ -35,7 +35,7 @@ from urllib.parse import quote
 import orjson
 
 from mappings.codes import HL7_PATIENT_CLASS, local_system
-from mappings.fhir_in import (
+from mappings.fhir.inbound import (
     ACT_CODE_SYSTEM,
     ADMISSION_METHOD_URL,
     CARE_EVENT_SYSTEM,

@@ -30,45 +30,45 @@ docs/mapping.md (FHIR part) has the field-by-field tables and the reasons for ea
 
 from __future__ import annotations
 
-from mappings.fhir_event import _encounter_status, _kind, _person_kind
-from mappings.fhir_message import _Message
-from mappings.fhir_patient import _PatientReader
-from mappings.fhir_read import MAX_BYTES as MAX_BYTES
-from mappings.fhir_read import MAX_DEPTH as MAX_DEPTH
-from mappings.fhir_read import MAX_ENTRIES as MAX_ENTRIES
-from mappings.fhir_read import MAX_NODES as MAX_NODES
-from mappings.fhir_read import _load
-from mappings.fhir_source import _History, _occurred_at, _source
-from mappings.fhir_stay import _StayReader
-from mappings.fhir_values import _instant, _obj, _zone
-from mappings.fhir_vocabulary import ACT_CODE_SYSTEM as ACT_CODE_SYSTEM
-from mappings.fhir_vocabulary import ADMISSION_METHOD_URL as ADMISSION_METHOD_URL
-from mappings.fhir_vocabulary import CARE_EVENT_SYSTEM as CARE_EVENT_SYSTEM
-from mappings.fhir_vocabulary import CLASS_TO_ACT as CLASS_TO_ACT
-from mappings.fhir_vocabulary import CONFIDENTIALITY_SYSTEM as CONFIDENTIALITY_SYSTEM
-from mappings.fhir_vocabulary import CURRENT_CONTEXT_SYSTEM as CURRENT_CONTEXT_SYSTEM
-from mappings.fhir_vocabulary import DISCHARGE_METHOD_URL as DISCHARGE_METHOD_URL
-from mappings.fhir_vocabulary import ETHNIC_CATEGORY_URL as ETHNIC_CATEGORY_URL
-from mappings.fhir_vocabulary import EVENT_CODES as EVENT_CODES
-from mappings.fhir_vocabulary import EVENT_OCCURRED_URL as EVENT_OCCURRED_URL
-from mappings.fhir_vocabulary import GMC_NUMBER_SYSTEM as GMC_NUMBER_SYSTEM
-from mappings.fhir_vocabulary import GMP_NUMBER_SYSTEM as GMP_NUMBER_SYSTEM
-from mappings.fhir_vocabulary import IDENTIFIER_TYPE_SYSTEM as IDENTIFIER_TYPE_SYSTEM
-from mappings.fhir_vocabulary import LEAVE_EXPECTED_RETURN_URL as LEAVE_EXPECTED_RETURN_URL
-from mappings.fhir_vocabulary import LEGAL_STATUS_CONTEXT_SYSTEM as LEGAL_STATUS_CONTEXT_SYSTEM
-from mappings.fhir_vocabulary import LEGAL_STATUS_PERIOD_URL as LEGAL_STATUS_PERIOD_URL
-from mappings.fhir_vocabulary import LEGAL_STATUS_URL as LEGAL_STATUS_URL
-from mappings.fhir_vocabulary import LEGAL_STATUS_WALES as LEGAL_STATUS_WALES
-from mappings.fhir_vocabulary import LOCAL_IDENTIFIER_PREFIX as LOCAL_IDENTIFIER_PREFIX
-from mappings.fhir_vocabulary import (
+from mappings.fhir.event import _encounter_status, _kind, _person_kind
+from mappings.fhir.message import _Message
+from mappings.fhir.patient import _PatientReader
+from mappings.fhir.read import MAX_BYTES as MAX_BYTES
+from mappings.fhir.read import MAX_DEPTH as MAX_DEPTH
+from mappings.fhir.read import MAX_ENTRIES as MAX_ENTRIES
+from mappings.fhir.read import MAX_NODES as MAX_NODES
+from mappings.fhir.read import _load
+from mappings.fhir.source import _History, _occurred_at, _source
+from mappings.fhir.stay import _StayReader
+from mappings.fhir.values import _instant, _obj, _zone
+from mappings.fhir.vocabulary import ACT_CODE_SYSTEM as ACT_CODE_SYSTEM
+from mappings.fhir.vocabulary import ADMISSION_METHOD_URL as ADMISSION_METHOD_URL
+from mappings.fhir.vocabulary import CARE_EVENT_SYSTEM as CARE_EVENT_SYSTEM
+from mappings.fhir.vocabulary import CLASS_TO_ACT as CLASS_TO_ACT
+from mappings.fhir.vocabulary import CONFIDENTIALITY_SYSTEM as CONFIDENTIALITY_SYSTEM
+from mappings.fhir.vocabulary import CURRENT_CONTEXT_SYSTEM as CURRENT_CONTEXT_SYSTEM
+from mappings.fhir.vocabulary import DISCHARGE_METHOD_URL as DISCHARGE_METHOD_URL
+from mappings.fhir.vocabulary import ETHNIC_CATEGORY_URL as ETHNIC_CATEGORY_URL
+from mappings.fhir.vocabulary import EVENT_CODES as EVENT_CODES
+from mappings.fhir.vocabulary import EVENT_OCCURRED_URL as EVENT_OCCURRED_URL
+from mappings.fhir.vocabulary import GMC_NUMBER_SYSTEM as GMC_NUMBER_SYSTEM
+from mappings.fhir.vocabulary import GMP_NUMBER_SYSTEM as GMP_NUMBER_SYSTEM
+from mappings.fhir.vocabulary import IDENTIFIER_TYPE_SYSTEM as IDENTIFIER_TYPE_SYSTEM
+from mappings.fhir.vocabulary import LEAVE_EXPECTED_RETURN_URL as LEAVE_EXPECTED_RETURN_URL
+from mappings.fhir.vocabulary import LEGAL_STATUS_CONTEXT_SYSTEM as LEGAL_STATUS_CONTEXT_SYSTEM
+from mappings.fhir.vocabulary import LEGAL_STATUS_PERIOD_URL as LEGAL_STATUS_PERIOD_URL
+from mappings.fhir.vocabulary import LEGAL_STATUS_URL as LEGAL_STATUS_URL
+from mappings.fhir.vocabulary import LEGAL_STATUS_WALES as LEGAL_STATUS_WALES
+from mappings.fhir.vocabulary import LOCAL_IDENTIFIER_PREFIX as LOCAL_IDENTIFIER_PREFIX
+from mappings.fhir.vocabulary import (
     NHS_NUMBER_VERIFICATION_SYSTEM as NHS_NUMBER_VERIFICATION_SYSTEM,
 )
-from mappings.fhir_vocabulary import NHS_NUMBER_VERIFICATION_URL as NHS_NUMBER_VERIFICATION_URL
-from mappings.fhir_vocabulary import NULL_FLAVOR_SYSTEM as NULL_FLAVOR_SYSTEM
-from mappings.fhir_vocabulary import PARTICIPATION_TYPE_SYSTEM as PARTICIPATION_TYPE_SYSTEM
-from mappings.fhir_vocabulary import PHYSICAL_TYPE_SYSTEM as PHYSICAL_TYPE_SYSTEM
-from mappings.fhir_vocabulary import POINT_OF_CARE_SYSTEM as POINT_OF_CARE_SYSTEM
-from mappings.hl7v2_types import Reading
+from mappings.fhir.vocabulary import NHS_NUMBER_VERIFICATION_URL as NHS_NUMBER_VERIFICATION_URL
+from mappings.fhir.vocabulary import NULL_FLAVOR_SYSTEM as NULL_FLAVOR_SYSTEM
+from mappings.fhir.vocabulary import PARTICIPATION_TYPE_SYSTEM as PARTICIPATION_TYPE_SYSTEM
+from mappings.fhir.vocabulary import PHYSICAL_TYPE_SYSTEM as PHYSICAL_TYPE_SYSTEM
+from mappings.fhir.vocabulary import POINT_OF_CARE_SYSTEM as POINT_OF_CARE_SYSTEM
+from mappings.hl7v2.types import Reading
 from mappings.model import CANCELS, CareEvent, EventKind
 from mappings.profile import FeedProfile, event_id
 

@@ -12,7 +12,7 @@ import orjson
 from pydantic import ValidationError
 
 from mappings.errors import MappingError
-from mappings.fhir_values import JsonObject
+from mappings.fhir.values import JsonObject
 
 # --- limits on hostile input ------------------------------------------------------------------
 
