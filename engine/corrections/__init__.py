@@ -1,0 +1,12 @@
+"""Corrections: what a cancel, a changed discharge, a late original and a merge do to events,
+deliveries and follow-ups.
+
+    rules.py    the rules, pure: a prepared event and what is known of earlier ones -> a Decision
+    lookup.py   Corrections.link(batch): asks the store what the rules need, applies the decisions
+
+The store only executes what was decided (`engine.store`'s intake write).
+"""
+
+from engine.corrections.lookup import Corrections
+
+__all__ = ["Corrections"]
