@@ -56,7 +56,7 @@ from mappings.codes import (
     LEGAL_STATUSES,
     local_system,
 )
-from mappings.fhir.inbound import LOCAL_IDENTIFIER_PREFIX
+from mappings.fhir.vocabulary import LOCAL_IDENTIFIER_PREFIX
 from mappings.model import (
     NHS_NUMBER_SYSTEM,
     ODS_ORGANISATION_SYSTEM,

@@ -8,19 +8,19 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Final
 
 from mappings.errors import MappingError
-from mappings.fhir.read import _shown
+from mappings.fhir.read import shown_code
 from mappings.fhir.vocabulary import EVENT_CODES
 from mappings.model import CANCEL_OF, CANCELS, EventKind, StayStatus
 
 if TYPE_CHECKING:
-    from mappings.fhir.message import _Message, _Resource
-    from mappings.fhir.source import _History
+    from mappings.fhir.message import Message, Resource
+    from mappings.fhir.source import EncounterHistory
 
 
 # --- what happened ------------------------------------------------------------------------------
 
-_KIND_BY_CODE: Final = {code: kind for kind, code in EVENT_CODES.items()}
-_DAVINCI_KINDS: Final = {
+KIND_BY_CODE: Final = {code: kind for kind, code in EVENT_CODES.items()}
+DAVINCI_KINDS: Final = {
     "notification-admit": EventKind.ADMISSION,
     "notification-transfer": EventKind.TRANSFER,
     "notification-discharge": EventKind.DISCHARGE,
@@ -36,7 +36,7 @@ _KIND_BY_STATUS: Final = {
     "entered-in-error": EventKind.CANCEL_ADMISSION,
     "unknown": EventKind.UPDATE,
 }
-_STAY_STATUS: Final[Mapping[str, StayStatus | None]] = {
+STAY_STATUS: Final[Mapping[str, StayStatus | None]] = {
     "planned": StayStatus.PLANNED,
     "arrived": StayStatus.ACTIVE,
     "triaged": StayStatus.ACTIVE,
@@ -48,7 +48,7 @@ _STAY_STATUS: Final[Mapping[str, StayStatus | None]] = {
     "unknown": None,
 }
 # An Encounter entered in error undoes the event: the stay is as it was before it.
-_AFTER_CANCEL: Final = {
+AFTER_CANCEL: Final = {
     EventKind.CANCEL_ADMISSION: StayStatus.CANCELLED,
     EventKind.CANCEL_PRE_ADMISSION: StayStatus.CANCELLED,
     EventKind.CANCEL_TRANSFER: StayStatus.ACTIVE,
@@ -57,7 +57,7 @@ _AFTER_CANCEL: Final = {
     EventKind.CANCEL_LEAVE_END: StayStatus.ON_LEAVE,
 }
 # Which location the patient leaves and arrives at: the present one, or the one before it.
-_MOVES: Final[Mapping[EventKind, tuple[str | None, str | None]]] = {
+MOVES: Final[Mapping[EventKind, tuple[str | None, str | None]]] = {
     EventKind.ADMISSION: (None, "present"),
     EventKind.REGISTRATION: (None, "present"),
     EventKind.TRANSFER: ("previous", "present"),
@@ -67,7 +67,7 @@ _MOVES: Final[Mapping[EventKind, tuple[str | None, str | None]]] = {
     EventKind.LEAVE_END: (None, "present"),
     EventKind.CANCEL_DISCHARGE: (None, "present"),
 }
-_OPEN_STAY: Final = frozenset(
+OPEN_STAY: Final = frozenset(
     {
         EventKind.ADMISSION,
         EventKind.TRANSFER,
@@ -79,18 +79,20 @@ _OPEN_STAY: Final = frozenset(
 )
 
 
-def _encounter_status(encounter: _Resource) -> str:
+def encounter_status(encounter: Resource) -> str:
     status = encounter.data.get("status")
-    if status not in _STAY_STATUS:
+    if status not in STAY_STATUS:
         raise MappingError(
-            f"status {_shown(status)} is not an Encounter status",
+            f"status {shown_code(status)} is not an Encounter status",
             location=f"{encounter.path}.status",
             code="103",
         )
     return str(status)
 
 
-def _kind(header_kind: EventKind | None, status: str, history: _History) -> EventKind:
+def encounter_event_kind(
+    header_kind: EventKind | None, status: str, history: EncounterHistory
+) -> EventKind:
     if header_kind is not None:
         if status == "entered-in-error" and header_kind not in CANCELS:
             return CANCEL_OF.get(header_kind, EventKind.CANCEL_ADMISSION)
@@ -101,16 +103,16 @@ def _kind(header_kind: EventKind | None, status: str, history: _History) -> Even
     return kind
 
 
-def _person_kind(
-    header_kind: EventKind | None, trigger: str | None, message: _Message
+def person_event_kind(
+    header_kind: EventKind | None, trigger: str | None, message: Message
 ) -> EventKind:
     """A message without an Encounter maps only as a person update or merge."""
     if header_kind in (EventKind.PERSON_UPDATE, EventKind.MERGE):
         return header_kind
     if message.header is not None and header_kind is None:
         raise MappingError(
-            f"MessageHeader event {_shown(trigger)} is not one Carebridge maps, and the message "
-            "has no Encounter",
+            f"MessageHeader event {shown_code(trigger)} is not one Carebridge maps, and the "
+            "message has no Encounter",
             location=f"{message.header_path}.eventCoding",
             code="201",
         )

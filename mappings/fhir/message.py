@@ -20,10 +20,10 @@ from fhir.resources.R4B.practitioner import Practitioner as PractitionerModel
 from pydantic import ValidationError
 
 from mappings.errors import MappingError
-from mappings.fhir.event import _DAVINCI_KINDS, _KIND_BY_CODE
-from mappings.fhir.read import _invalid, _shown
-from mappings.fhir.values import JsonObject, _obj, _objs, _text
-from mappings.fhir.vocabulary import _DAVINCI_EVENTS, _V2_EVENTS, CARE_EVENT_SYSTEM
+from mappings.fhir.event import DAVINCI_KINDS, KIND_BY_CODE
+from mappings.fhir.read import invalid_at, shown_code
+from mappings.fhir.values import JsonObject, as_object, as_objects, as_text
+from mappings.fhir.vocabulary import CARE_EVENT_SYSTEM, DAVINCI_EVENT_SYSTEM, V2_EVENT_SYSTEM
 from mappings.hl7v2.events import SUPPORTED_TRIGGERS
 from mappings.model import EventKind
 
@@ -43,13 +43,13 @@ _RELATIVE = re.compile(r"(?:.*/)?([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(?:/_his
 
 
 @dataclass(slots=True)
-class _Resource:
+class Resource:
     """One resource of the message, where it sits, and whether the models have checked it."""
 
     data: JsonObject
     path: str
     """``Bundle.entry[2].resource``, ``Encounter``, ``Encounter.contained[0]``."""
-    container: _Resource | None = None
+    container: Resource | None = None
     checked: bool = False
     full_url: str | None = None
 
@@ -58,15 +58,15 @@ class _Resource:
         return str(self.data.get("resourceType"))
 
 
-class _Message:
+class Message:
     """The top-level resource, its entries by reference, the header and the Encounter."""
 
-    def __init__(self, top: _Resource, entries: list[_Resource], header: _Resource | None) -> None:
+    def __init__(self, top: Resource, entries: list[Resource], header: Resource | None) -> None:
         self.top = top
         self.entries = entries
         self.header = header
-        self.by_url: dict[str, _Resource] = {}
-        self.by_key: dict[tuple[str, str], _Resource] = {}
+        self.by_url: dict[str, Resource] = {}
+        self.by_key: dict[tuple[str, str], Resource] = {}
         for entry in entries:
             if entry.full_url:
                 self.by_url.setdefault(entry.full_url, entry)
@@ -74,26 +74,26 @@ class _Message:
                 self.by_key.setdefault((entry.type, entry.data["id"]), entry)
 
     @classmethod
-    def open(cls, document: JsonObject) -> _Message:
+    def open(cls, document: JsonObject) -> Message:
         resource_type = document.get("resourceType")
         if resource_type == "Bundle":
             return cls._bundle(document)
         if resource_type == "Encounter":
-            top = _Resource(document, "Encounter")
+            top = Resource(document, "Encounter")
             message = cls(top, [top], None)
             message.checked(top)
             return message
         if not isinstance(resource_type, str):
             raise MappingError("resourceType missing", location="resourceType", code="101")
         raise MappingError(
-            f"resource type {_shown(resource_type)} on its own is not a care event: send an "
+            f"resource type {shown_code(resource_type)} on its own is not a care event: send an "
             "Encounter, or a message, transaction or batch Bundle",
             location="resourceType",
             code="200",
         )
 
     @classmethod
-    def _bundle(cls, document: JsonObject) -> _Message:
+    def _bundle(cls, document: JsonObject) -> Message:
         shell = dict(document)
         raw_entries = document.get("entry")
         if isinstance(raw_entries, list):
@@ -104,18 +104,18 @@ class _Message:
         try:
             BundleModel.model_validate(shell)
         except ValidationError as exc:
-            raise _invalid(exc, "Bundle") from None
+            raise invalid_at(exc, "Bundle") from None
         bundle_type = document.get("type")
         if bundle_type not in _BUNDLE_TYPES:
             raise MappingError(
-                f"Bundle type {_shown(bundle_type)} is not supported: send a message, "
+                f"Bundle type {shown_code(bundle_type)} is not supported: send a message, "
                 "transaction or batch Bundle",
                 location="Bundle.type",
                 code="200" if isinstance(bundle_type, str) else "101",
             )
-        top = _Resource(document, "Bundle", checked=True)
-        entries: list[_Resource] = []
-        for index, entry in enumerate(_objs(raw_entries)):
+        top = Resource(document, "Bundle", checked=True)
+        entries: list[Resource] = []
+        for index, entry in enumerate(as_objects(raw_entries)):
             resource = entry.get("resource")
             path = f"Bundle.entry[{index}].resource"
             if resource is None:
@@ -126,7 +126,7 @@ class _Message:
                 raise MappingError(
                     "resourceType missing", location=f"{path}.resourceType", code="101"
                 )
-            entries.append(_Resource(resource, path, full_url=_text(entry.get("fullUrl"))))
+            entries.append(Resource(resource, path, full_url=as_text(entry.get("fullUrl"))))
         header = next((e for e in entries if e.type == "MessageHeader"), None)
         if bundle_type == "message" and (not entries or entries[0].type != "MessageHeader"):
             raise MappingError(
@@ -139,7 +139,7 @@ class _Message:
             message.checked(header)
         return message
 
-    def checked(self, resource: _Resource) -> _Resource:
+    def checked(self, resource: Resource) -> Resource:
         """The resource, once the R4B model of its type has validated it."""
         if resource.checked:
             return resource
@@ -148,22 +148,22 @@ class _Message:
             try:
                 model.model_validate(resource.data)
             except ValidationError as exc:
-                raise _invalid(exc, resource.path) from None
+                raise invalid_at(exc, resource.path) from None
         resource.checked = True
         return resource
 
-    def resolve(self, reference: Any, holder: _Resource, *types: str) -> _Resource | None:
+    def resolve(self, reference: Any, holder: Resource, *types: str) -> Resource | None:
         """The resource a Reference points to inside this message, validated; None if absent."""
-        ref = _text(reference.get("reference")) if isinstance(reference, dict) else None
+        ref = as_text(reference.get("reference")) if isinstance(reference, dict) else None
         if ref is None:
             return None
-        found: _Resource | None = None
+        found: Resource | None = None
         if ref.startswith("#"):
             container = holder.container or holder
-            for index, item in enumerate(_objs(container.data.get("contained"))):
+            for index, item in enumerate(as_objects(container.data.get("contained"))):
                 if item.get("id") == ref[1:]:
                     path = f"{container.path}.contained[{index}]"
-                    found = _Resource(item, path, container, checked=container.checked)
+                    found = Resource(item, path, container, checked=container.checked)
                     break
         else:
             found = self.by_url.get(ref)
@@ -174,30 +174,30 @@ class _Message:
             return None
         return self.checked(found)
 
-    def of_type(self, resource_type: str) -> list[_Resource]:
+    def of_type(self, resource_type: str) -> list[Resource]:
         return [e for e in self.entries if e.type == resource_type]
 
     def header_event(self) -> tuple[EventKind | None, str | None]:
         """The event the MessageHeader names, if it is one we know, and its code."""
         if self.header is None:
             return None, None
-        coding = _obj(self.header.data.get("eventCoding"))
+        coding = as_object(self.header.data.get("eventCoding"))
         if coding is None:
-            uri = _text(self.header.data.get("eventUri"))
+            uri = as_text(self.header.data.get("eventUri"))
             return None, uri
-        system, code = _text(coding.get("system")), _text(coding.get("code"))
+        system, code = as_text(coding.get("system")), as_text(coding.get("code"))
         if code is None:
             return None, None
         kind: EventKind | None = None
         if system == CARE_EVENT_SYSTEM:
-            kind = _KIND_BY_CODE.get(code)
-        elif system == _DAVINCI_EVENTS:
-            kind = _DAVINCI_KINDS.get(code)
-        elif system == _V2_EVENTS and code in SUPPORTED_TRIGGERS:
+            kind = KIND_BY_CODE.get(code)
+        elif system == DAVINCI_EVENT_SYSTEM:
+            kind = DAVINCI_KINDS.get(code)
+        elif system == V2_EVENT_SYSTEM and code in SUPPORTED_TRIGGERS:
             kind = SUPPORTED_TRIGGERS[code].kind
         return kind, code
 
-    def encounter(self) -> _Resource | None:
+    def encounter(self) -> Resource | None:
         """The Encounter the message is about: the header's focus, else the only one."""
         if self.top.type == "Encounter":
             return self.top
@@ -206,7 +206,7 @@ class _Message:
         focused = [f for f in focus if f.type == "Encounter"]
         if focus and not focused and not any(f.type == "Patient" for f in focus):
             raise MappingError(
-                f"MessageHeader.focus names {_shown(focus[0].type)}, not an Encounter or a "
+                f"MessageHeader.focus names {shown_code(focus[0].type)}, not an Encounter or a "
                 "Patient: only encounter and patient events are mapped",
                 location=f"{self.header_path}.focus",
                 code="200",
@@ -223,10 +223,10 @@ class _Message:
             )
         return None
 
-    def focus(self) -> list[_Resource]:
+    def focus(self) -> list[Resource]:
         if self.header is None:
             return []
-        found = (self.resolve(f, self.header) for f in _objs(self.header.data.get("focus")))
+        found = (self.resolve(f, self.header) for f in as_objects(self.header.data.get("focus")))
         return [f for f in found if f is not None]
 
     @property

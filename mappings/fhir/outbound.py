@@ -35,7 +35,7 @@ from urllib.parse import quote
 import orjson
 
 from mappings.codes import HL7_PATIENT_CLASS, local_system
-from mappings.fhir.inbound import (
+from mappings.fhir.vocabulary import (
     ACT_CODE_SYSTEM,
     ADMISSION_METHOD_URL,
     CARE_EVENT_SYSTEM,

@@ -11,28 +11,28 @@ from urllib.parse import unquote
 from mappings import nhs_number
 from mappings.codes import ETHNIC_CATEGORIES, ETHNIC_CATEGORY_ENGLAND, local_system
 from mappings.errors import MappingError
-from mappings.fhir.message import _Message, _Resource
-from mappings.fhir.read import _shown
+from mappings.fhir.message import Message, Resource
+from mappings.fhir.read import shown_code
 from mappings.fhir.values import (
     JsonObject,
-    _codings,
-    _extensions,
-    _first_code,
-    _identifier_value,
-    _instant,
-    _logical_ods,
-    _obj,
-    _objs,
-    _text,
-    _texts,
+    as_object,
+    as_objects,
+    as_text,
+    as_texts,
+    codings_of,
+    extensions_of,
+    fhir_instant,
+    first_code,
+    identifier_value,
+    logical_ods,
 )
 from mappings.fhir.vocabulary import (
-    _NHS_NUMBER_OID,
     CONFIDENTIALITY_SYSTEM,
     ETHNIC_CATEGORY_URL,
     GMP_NUMBER_SYSTEM,
     IDENTIFIER_TYPE_SYSTEM,
     LOCAL_IDENTIFIER_PREFIX,
+    NHS_NUMBER_OID,
     NHS_NUMBER_VERIFICATION_URL,
 )
 from mappings.hl7v2.types import Reading
@@ -74,12 +74,12 @@ _ADDRESS_USES: Final = {
 _HIDDEN: Final = frozenset({"R", "V"})
 
 
-class _PatientReader:
-    def __init__(self, message: _Message, reading: Reading) -> None:
+class PatientReader:
+    def __init__(self, message: Message, reading: Reading) -> None:
         self.message = message
         self.reading = reading
 
-    def subject(self, encounter: _Resource | None) -> tuple[_Resource | None, Patient]:
+    def subject(self, encounter: Resource | None) -> tuple[Resource | None, Patient]:
         """The patient resource and the mapped patient: the Encounter's subject, which must
         resolve or at least carry an identifier (a care event about an unknown person is
         useless); without an Encounter, the focus Patient (else the one not replaced)."""
@@ -91,7 +91,7 @@ class _PatientReader:
             resource = self.message.resolve(subject, encounter)
             if resource is not None and resource.type != "Patient":
                 raise MappingError(
-                    f"the subject is a {_shown(resource.type)}, not a Patient",
+                    f"the subject is a {shown_code(resource.type)}, not a Patient",
                     location=path,
                     code="102",
                 )
@@ -101,7 +101,7 @@ class _PatientReader:
         resource = self._person()
         return resource, self.patient(resource)
 
-    def _person(self) -> _Resource:
+    def _person(self) -> Resource:
         focused = [f for f in self.message.focus() if f.type == "Patient"]
         patients = focused or [
             p for p in self.message.of_type("Patient") if not _links(p.data, "replaced-by")
@@ -111,8 +111,8 @@ class _PatientReader:
         return self.message.checked(patients[0])
 
     def _logical(self, subject: JsonObject, path: str) -> Patient:
-        identifier = _obj(subject.get("identifier"))
-        if identifier is None or _text(identifier.get("value")) is None:
+        identifier = as_object(subject.get("identifier"))
+        if identifier is None or as_text(identifier.get("value")) is None:
             raise MappingError(
                 "the patient is not in the message and the reference has no identifier",
                 location=path,
@@ -122,25 +122,25 @@ class _PatientReader:
         found = self._identifier(identifier, f"{path}.identifier")
         return Patient(identifiers=(found,) if found else ())
 
-    def patient(self, resource: _Resource) -> Patient:
+    def patient(self, resource: Resource) -> Patient:
         data, path = resource.data, resource.path
         identifiers = self.identifiers(resource)
         birth_date, birth_text = self._birth_date(data.get("birthDate"), f"{path}.birthDate")
-        gender = _text(data.get("gender"))
+        gender = as_text(data.get("gender"))
         gp_practice, gp_code = self._gp(resource)
-        security = _objs((data.get("meta") or {}).get("security"))
+        security = as_objects((data.get("meta") or {}).get("security"))
         return Patient(
             identifiers=identifiers,
-            names=tuple(n for n in map(_name, _objs(data.get("name"))) if n is not None),
+            names=tuple(n for n in map(_name, as_objects(data.get("name"))) if n is not None),
             birth_date=birth_date,
             birth_date_original=birth_text,
             gender=_GENDERS.get(gender or ""),
             gender_original=gender,
-            addresses=tuple(a for a in map(_address, _objs(data.get("address"))) if a),
+            addresses=tuple(a for a in map(_address, as_objects(data.get("address"))) if a),
             ethnic_category=self._ethnic_category(data, path),
             gp_practice_ods=gp_practice,
             gp_code=gp_code,
-            deceased_at=_instant(
+            deceased_at=fhir_instant(
                 data.get("deceasedDateTime"), f"{path}.deceasedDateTime", self.reading
             ),
             nhs_number_status=next(
@@ -152,9 +152,9 @@ class _PatientReader:
             ),
         )
 
-    def identifiers(self, resource: _Resource) -> tuple[Identifier, ...]:
+    def identifiers(self, resource: Resource) -> tuple[Identifier, ...]:
         found: dict[tuple[IdentifierKind, str, str | None], Identifier] = {}
-        for index, item in enumerate(_objs(resource.data.get("identifier"))):
+        for index, item in enumerate(as_objects(resource.data.get("identifier"))):
             if item.get("use") == "old":
                 continue  # no longer valid: never a key
             identifier = self._identifier(item, f"{resource.path}.identifier[{index}]")
@@ -169,21 +169,21 @@ class _PatientReader:
         return tuple(found.values())
 
     def _identifier(self, item: JsonObject, path: str) -> Identifier | None:
-        value = _text(item.get("value"))
+        value = as_text(item.get("value"))
         if value is None:
             return None
-        system = _text(item.get("system"))
-        type_code = _first_code(item.get("type"), IDENTIFIER_TYPE_SYSTEM)
-        if system not in (NHS_NUMBER_SYSTEM, _NHS_NUMBER_OID):
+        system = as_text(item.get("system"))
+        type_code = first_code(item.get("type"), IDENTIFIER_TYPE_SYSTEM)
+        if system not in (NHS_NUMBER_SYSTEM, NHS_NUMBER_OID):
             if system and system.startswith(LOCAL_IDENTIFIER_PREFIX):
                 system = unquote(system.removeprefix(LOCAL_IDENTIFIER_PREFIX))
-            assigner = _obj(item.get("assigner")) or {}
+            assigner = as_object(item.get("assigner")) or {}
             return Identifier(
                 kind=IdentifierKind.LOCAL,
                 value=value,
                 system=system,
                 type_code=type_code,
-                assigner_ods=_logical_ods(assigner),
+                assigner_ods=logical_ods(assigner),
             )
         number = nhs_number.normalise(value)
         warnings = nhs_number.warnings_for(number)
@@ -202,17 +202,17 @@ class _PatientReader:
         )
 
     def _verification(self, item: JsonObject, path: str) -> NhsNumberStatus | None:
-        for extension in _extensions(item, NHS_NUMBER_VERIFICATION_URL):
-            for coding in _codings(extension.get("valueCodeableConcept")):
+        for extension in extensions_of(item, NHS_NUMBER_VERIFICATION_URL):
+            for coding in codings_of(extension.get("valueCodeableConcept")):
                 try:
-                    return NhsNumberStatus(_text(coding.get("code")) or "")
+                    return NhsNumberStatus(as_text(coding.get("code")) or "")
                 except ValueError:
                     continue
             self.reading.warn(f"{path}.extension", "NHS number verification status not recognised")
         return None
 
     def _birth_date(self, value: Any, path: str) -> tuple[date | None, str | None]:
-        text = _text(value)
+        text = as_text(value)
         if text is None:
             return None, None
         if len(text) < len("YYYY-MM-DD"):
@@ -225,58 +225,58 @@ class _PatientReader:
             return None, None
 
     def _ethnic_category(self, data: JsonObject, path: str) -> Coding | None:
-        for extension in _extensions(data, ETHNIC_CATEGORY_URL):
+        for extension in extensions_of(data, ETHNIC_CATEGORY_URL):
             concept = extension.get("valueCodeableConcept")
-            for coding in _codings(concept):
-                code = _text(coding.get("code"))
+            for coding in codings_of(concept):
+                code = as_text(coding.get("code"))
                 if coding.get("system") == ETHNIC_CATEGORY_ENGLAND and code in ETHNIC_CATEGORIES:
                     return Coding(
                         system=ETHNIC_CATEGORY_ENGLAND, code=code, display=ETHNIC_CATEGORIES[code]
                     )
-            other = next(iter(_codings(concept)), None)
-            if other is not None and _text(other.get("code")):
+            other = next(iter(codings_of(concept)), None)
+            if other is not None and as_text(other.get("code")):
                 self.reading.warn(
                     f"{path}.extension", "ethnic category is not in the national list"
                 )
                 return Coding(
-                    system=_text(other.get("system"))
+                    system=as_text(other.get("system"))
                     or local_system(self.reading.feed, "ethnic_category"),
                     code=str(other["code"]),
-                    display=_text(other.get("display")),
+                    display=as_text(other.get("display")),
                 )
         return None
 
-    def _gp(self, resource: _Resource) -> tuple[str | None, str | None]:
+    def _gp(self, resource: Resource) -> tuple[str | None, str | None]:
         practice = code = None
-        for reference in _objs(resource.data.get("generalPractitioner")):
+        for reference in as_objects(resource.data.get("generalPractitioner")):
             target = self.message.resolve(reference, resource, "Organization", "Practitioner")
-            kind = target.type if target else _text(reference.get("type"))
+            kind = target.type if target else as_text(reference.get("type"))
             identifiers = (
-                _objs(target.data.get("identifier"))
+                as_objects(target.data.get("identifier"))
                 if target
-                else _objs([reference.get("identifier")])
+                else as_objects([reference.get("identifier")])
             )
             if kind == "Organization" and practice is None:
-                practice = _identifier_value(identifiers, ODS_ORGANISATION_SYSTEM)
+                practice = identifier_value(identifiers, ODS_ORGANISATION_SYSTEM)
             elif kind == "Practitioner" and code is None:
-                code = _identifier_value(identifiers, GMP_NUMBER_SYSTEM)
+                code = identifier_value(identifiers, GMP_NUMBER_SYSTEM)
         return practice, code
 
-    def merge(self, survivor: _Resource | None, patient: Patient) -> Merge:
+    def merge(self, survivor: Resource | None, patient: Patient) -> Merge:
         """A merge: the survivor ``replaces`` the retired record (Patient.link), or the retired
         record in the message says it is ``replaced-by`` the survivor."""
         if survivor is None or not patient.identifiers:
             raise MappingError(
                 "the surviving patient has no identifier", location="Patient", code="101"
             )
-        records: list[_Resource] = []
+        records: list[Resource] = []
         found: list[Identifier] = []
         for index, link in enumerate(_links(survivor.data, "replaces")):
-            other = _obj(link.get("other")) or {}
+            other = as_object(link.get("other")) or {}
             target = self.message.resolve(other, survivor, "Patient")
             if target is not None:
                 records.append(target)
-            elif (logical := _obj(other.get("identifier"))) is not None:
+            elif (logical := as_object(other.get("identifier"))) is not None:
                 one = self._identifier(logical, f"{survivor.path}.link[{index}].other.identifier")
                 found.extend([one] if one else [])
         for candidate in self.message.of_type("Patient"):
@@ -303,11 +303,11 @@ class _PatientReader:
 
 def _name(item: JsonObject) -> PersonName | None:
     name = PersonName(
-        use=_NAME_USES.get(_text(item.get("use")) or "", NameUse.OFFICIAL),
-        family=_text(item.get("family")),
-        given=tuple(_texts(item.get("given"))),
-        prefix=" ".join(_texts(item.get("prefix"))) or None,
-        suffix=" ".join(_texts(item.get("suffix"))) or None,
+        use=_NAME_USES.get(as_text(item.get("use")) or "", NameUse.OFFICIAL),
+        family=as_text(item.get("family")),
+        given=tuple(as_texts(item.get("given"))),
+        prefix=" ".join(as_texts(item.get("prefix"))) or None,
+        suffix=" ".join(as_texts(item.get("suffix"))) or None,
     )
     return (
         None
@@ -317,19 +317,19 @@ def _name(item: JsonObject) -> PersonName | None:
 
 
 def _address(item: JsonObject) -> Address | None:
-    use = _ADDRESS_USES.get(_text(item.get("use")) or "")
+    use = _ADDRESS_USES.get(as_text(item.get("use")) or "")
     if use is None:
         use = AddressUse.POSTAL if item.get("type") == "postal" else AddressUse.HOME
     address = Address(
         use=use,
-        lines=tuple(_texts(item.get("line"))),
-        city=_text(item.get("city")),
-        district=_text(item.get("district")),
-        postcode=_text(item.get("postalCode")),
-        country=_text(item.get("country")),
+        lines=tuple(as_texts(item.get("line"))),
+        city=as_text(item.get("city")),
+        district=as_text(item.get("district")),
+        postcode=as_text(item.get("postalCode")),
+        country=as_text(item.get("country")),
     )
     return None if address == Address(use=use) else address
 
 
 def _links(data: JsonObject, link_type: str) -> list[JsonObject]:
-    return [link for link in _objs(data.get("link")) if link.get("type") == link_type]
+    return [link for link in as_objects(data.get("link")) if link.get("type") == link_type]

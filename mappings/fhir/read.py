@@ -25,14 +25,15 @@ MAX_NODES: Final = 500_000
 MAX_ENTRIES: Final = 1000
 """Entries in one Bundle; an ADT message needs about ten."""
 
-_SHOWN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,39}")
+SHOWN_CODE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,39}")
+"""A sender's code plain and short enough to echo in an error reason or a warning."""
 _BOM = b"\xef\xbb\xbf"
 
 
 # --- reading the JSON safely ------------------------------------------------------------------
 
 
-def _load(raw: bytes) -> JsonObject:
+def load_json(raw: bytes) -> JsonObject:
     """The parsed JSON object, after the size, depth and count limits; MappingError otherwise."""
     if len(raw) > MAX_BYTES:
         raise MappingError(
@@ -78,12 +79,12 @@ def _check_nesting(document: JsonObject) -> None:
         stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
 
 
-def _shown(value: object) -> str:
+def shown_code(value: object) -> str:
     """A sender's code for an error reason: short and plain as sent, anything else not echoed."""
-    return value if isinstance(value, str) and _SHOWN.fullmatch(value) else "(unreadable)"
+    return value if isinstance(value, str) and SHOWN_CODE.fullmatch(value) else "(unreadable)"
 
 
-def _invalid(exc: ValidationError, path: str) -> MappingError:
+def invalid_at(exc: ValidationError, path: str) -> MappingError:
     """The first problem the models found, at its element path, HL7 0357 coded."""
     error = exc.errors()[0]
     location = path

@@ -8,14 +8,14 @@ from typing import TYPE_CHECKING
 
 from mappings.errors import MappingError
 from mappings.fhir.values import (
-    _extensions,
-    _instant,
-    _logical_ods,
-    _obj,
-    _objs,
-    _ods,
-    _text,
-    _texts,
+    as_object,
+    as_objects,
+    as_text,
+    as_texts,
+    extensions_of,
+    fhir_instant,
+    logical_ods,
+    ods_of,
 )
 from mappings.fhir.vocabulary import EVENT_OCCURRED_URL
 from mappings.hl7v2.types import Reading
@@ -30,47 +30,49 @@ from mappings.model import (
 from mappings.profile import FeedProfile
 
 if TYPE_CHECKING:
-    from mappings.fhir.message import _Message, _Resource
+    from mappings.fhir.message import Message, Resource
 
 
 # --- where the news came from, and when it happened --------------------------------------------
 
 
-def _source(
-    message: _Message,
+def message_source(
+    message: Message,
     profile: FeedProfile,
     reading: Reading,
     stay: Stay | None,
 ) -> MessageSource:
     top, header = message.top, message.header
     bundle = top if top.type == "Bundle" else None
-    identifier = _obj(top.data.get("identifier")) if bundle else None
+    identifier = as_object(top.data.get("identifier")) if bundle else None
     candidates = [
-        (_text(identifier.get("value")) if identifier else None),
-        (_text(header.data.get("id")) if header else None),
-        (_text(top.data.get("id"))),
+        (as_text(identifier.get("value")) if identifier else None),
+        (as_text(header.data.get("id")) if header else None),
+        (as_text(top.data.get("id"))),
     ]
     message_id = next((c for c in candidates if c), None)
     if message_id is None:
         location = "Bundle.identifier" if bundle else "Encounter.id"
         raise MappingError("message id missing", location=location, code="101")
-    sent_at = _instant(top.data.get("timestamp"), "Bundle.timestamp", reading) if bundle else None
+    sent_at = (
+        fhir_instant(top.data.get("timestamp"), "Bundle.timestamp", reading) if bundle else None
+    )
     if bundle is not None and sent_at is None and top.data.get("type") == "message":
         reading.warn("Bundle.timestamp", "message date/time missing")
-    header_source = _obj(header.data.get("source")) if header else None
+    header_source = as_object(header.data.get("source")) if header else None
     facility = None
     if header is not None:
         for role in ("sender", "responsible"):
             org = message.resolve(header.data.get(role), header, "Organization")
-            facility = facility or (_ods(org.data, ODS_ORGANISATION_SYSTEM) if org else None)
-            facility = facility or _logical_ods(header.data.get(role))
-    profiles = _texts((top.data.get("meta") or {}).get("profile"))
+            facility = facility or (ods_of(org.data, ODS_ORGANISATION_SYSTEM) if org else None)
+            facility = facility or logical_ods(header.data.get(role))
+    profiles = as_texts((top.data.get("meta") or {}).get("profile"))
     return MessageSource(
         feed=profile.feed,
         format=MessageFormat.FHIR,
         message_id=message_id,
         system=(
-            _text(header_source.get("name")) or _text(header_source.get("software"))
+            as_text(header_source.get("name")) or as_text(header_source.get("software"))
             if header_source
             else None
         ),
@@ -82,9 +84,9 @@ def _source(
     )
 
 
-def _occurred_at(
-    message: _Message,
-    history: _History | None,
+def event_occurred_at(
+    message: Message,
+    history: EncounterHistory | None,
     kind: EventKind,
     stay: Stay | None,
     source: MessageSource,
@@ -92,9 +94,9 @@ def _occurred_at(
 ) -> Instant | None:
     """Our own extension; else the time the event has in the Encounter; else the Bundle's."""
     if message.header is not None:
-        for extension in _extensions(message.header.data, EVENT_OCCURRED_URL):
+        for extension in extensions_of(message.header.data, EVENT_OCCURRED_URL):
             path = f"{message.header_path}.extension"
-            found = _instant(extension.get("valueDateTime"), path, reading)
+            found = fhir_instant(extension.get("valueDateTime"), path, reading)
             if found is not None:
                 return found
     if history is not None:
@@ -115,14 +117,14 @@ def _occurred_at(
     return None
 
 
-class _History:
+class EncounterHistory:
     """An Encounter's location and status history."""
 
-    def __init__(self, encounter: _Resource, reading: Reading) -> None:
+    def __init__(self, encounter: Resource, reading: Reading) -> None:
         self.encounter = encounter
         self.reading = reading
-        self.locations = _objs(encounter.data.get("location"))
-        statuses = [_text(entry.get("status")) for entry in self.locations]
+        self.locations = as_objects(encounter.data.get("location"))
+        statuses = [as_text(entry.get("status")) for entry in self.locations]
         active = [i for i, s in enumerate(statuses) if s == "active"]
         current = [i for i, s in enumerate(statuses) if s != "planned"]
         self.present = active[-1] if active else (current[-1] if current else None)
@@ -141,17 +143,17 @@ class _History:
     def arrived(self) -> Instant | None:
         if self.present is None:
             return None
-        period = _obj(self.locations[self.present].get("period")) or {}
+        period = as_object(self.locations[self.present].get("period")) or {}
         path = f"{self.encounter.path}.location[{self.present}].period.start"
-        return _instant(period.get("start"), path, self.reading)
+        return fhir_instant(period.get("start"), path, self.reading)
 
     def status_since(self) -> Instant | None:
         """When the Encounter took its present status, from statusHistory."""
         status = self.encounter.data.get("status")
-        history = _objs(self.encounter.data.get("statusHistory"))
+        history = as_objects(self.encounter.data.get("statusHistory"))
         for index in range(len(history) - 1, -1, -1):
             if history[index].get("status") == status:
-                period = _obj(history[index].get("period")) or {}
+                period = as_object(history[index].get("period")) or {}
                 path = f"{self.encounter.path}.statusHistory[{index}].period.start"
-                return _instant(period.get("start"), path, self.reading)
+                return fhir_instant(period.get("start"), path, self.reading)
         return None

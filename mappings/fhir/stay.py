@@ -14,27 +14,27 @@ from mappings.codes import (
     TREATMENT_FUNCTION,
     local_system,
 )
-from mappings.fhir.event import _AFTER_CANCEL, _MOVES, _OPEN_STAY, _STAY_STATUS
-from mappings.fhir.message import _Message, _Resource
-from mappings.fhir.read import _SHOWN
-from mappings.fhir.source import _History
+from mappings.fhir.event import AFTER_CANCEL, MOVES, OPEN_STAY, STAY_STATUS
+from mappings.fhir.message import Message, Resource
+from mappings.fhir.read import SHOWN_CODE
+from mappings.fhir.source import EncounterHistory
 from mappings.fhir.values import (
     JsonObject,
-    _codings,
-    _extensions,
-    _first_code,
-    _identifier_value,
-    _instant,
-    _logical_ods,
-    _obj,
-    _objs,
-    _ods,
-    _text,
-    _texts,
+    as_object,
+    as_objects,
+    as_text,
+    as_texts,
+    codings_of,
+    extensions_of,
+    fhir_instant,
+    first_code,
+    identifier_value,
+    logical_ods,
+    ods_of,
 )
 from mappings.fhir.vocabulary import (
-    _ACT_TO_CLASS,
     ACT_CODE_SYSTEM,
+    ACT_TO_CLASS,
     ADMISSION_METHOD_URL,
     DISCHARGE_METHOD_URL,
     GMC_NUMBER_SYSTEM,
@@ -74,12 +74,12 @@ _LEGAL_CONTEXT: Final = {
 }
 
 
-class _StayReader:
+class StayReader:
     def __init__(
         self,
-        message: _Message,
-        encounter: _Resource,
-        history: _History,
+        message: Message,
+        encounter: Resource,
+        history: EncounterHistory,
         kind: EventKind,
         profile: FeedProfile,
         reading: Reading,
@@ -97,22 +97,22 @@ class _StayReader:
 
     def stay(self) -> Stay:
         data, path = self.data, self.path
-        period = _obj(data.get("period")) or {}
+        period = as_object(data.get("period")) or {}
         reads_discharge = self.kind is not EventKind.CANCEL_DISCHARGE
-        admitted_at = _instant(period.get("start"), f"{path}.period.start", self.reading)
+        admitted_at = fhir_instant(period.get("start"), f"{path}.period.start", self.reading)
         discharged_at = (
-            _instant(period.get("end"), f"{path}.period.end", self.reading)
+            fhir_instant(period.get("end"), f"{path}.period.end", self.reading)
             if reads_discharge
             else None
         )
         if self.kind is EventKind.DISCHARGE and discharged_at is None:
             self.reading.warn(f"{path}.period.end", "discharge date/time missing on a discharge")
-        elif self.kind in _OPEN_STAY and discharged_at is not None:
+        elif self.kind in OPEN_STAY and discharged_at is not None:
             self.reading.warn(
                 f"{path}.period.end",
                 f"discharge date/time on a {self.kind.value!r} event, which does not end the stay",
             )
-        hospitalization = _obj(data.get("hospitalization")) or {}
+        hospitalization = as_object(data.get("hospitalization")) or {}
         hpath = f"{path}.hospitalization"
         specialty = self._specialty()
         location = self.places[self.history.present] if self.history.present is not None else None
@@ -122,9 +122,9 @@ class _StayReader:
             episode_id=episode,
             care_setting=_care_setting(self.profile.care_setting, specialty),
             patient_class=self._patient_class(),
-            status=_AFTER_CANCEL.get(self.kind)
+            status=AFTER_CANCEL.get(self.kind)
             if self.status == "entered-in-error"
-            else _STAY_STATUS[self.status],
+            else STAY_STATUS[self.status],
             provider_ods=self._provider(),
             site_ods=location.facility if location else None,
             location=location,
@@ -157,13 +157,15 @@ class _StayReader:
         )
 
     def _leave_return(self) -> Instant | None:
-        for extension in _extensions(self.data, LEAVE_EXPECTED_RETURN_URL):
-            return _instant(extension.get("valueDateTime"), f"{self.path}.extension", self.reading)
+        for extension in extensions_of(self.data, LEAVE_EXPECTED_RETURN_URL):
+            return fhir_instant(
+                extension.get("valueDateTime"), f"{self.path}.extension", self.reading
+            )
         return None
 
     def movement(self) -> tuple[Location | None, Location | None]:
         roles = {"present": self.history.present, "previous": self.history.previous}
-        moves_from, moves_to = _MOVES.get(self.kind, (None, None))
+        moves_from, moves_to = MOVES.get(self.kind, (None, None))
         if self.kind is EventKind.TRANSFER and self.history.previous is None:
             self.reading.warn(
                 f"{self.path}.location", "no completed earlier location on a transfer"
@@ -179,14 +181,14 @@ class _StayReader:
         """The spell (official or visit-number identifier, else the first) and the episode
         (the secondary identifier)."""
         spell = episode = fallback = None
-        for item in _objs(self.data.get("identifier")):
-            value = _text(item.get("value"))
+        for item in as_objects(self.data.get("identifier")):
+            value = as_text(item.get("value"))
             if value is None:
                 continue
             if item.get("use") == "secondary":
                 episode = episode or value
             elif item.get("use") == "official" or (
-                _first_code(item.get("type"), IDENTIFIER_TYPE_SYSTEM) == "VN"
+                first_code(item.get("type"), IDENTIFIER_TYPE_SYSTEM) == "VN"
             ):
                 spell = spell or value
             else:
@@ -194,40 +196,42 @@ class _StayReader:
         return spell or fallback, episode
 
     def _patient_class(self) -> Coding | None:
-        coding = _obj(self.data.get("class")) or {}
-        system, code = _text(coding.get("system")), _text(coding.get("code"))
+        coding = as_object(self.data.get("class")) or {}
+        system, code = as_text(coding.get("system")), as_text(coding.get("code"))
         if code is None or system == NULL_FLAVOR_SYSTEM:
             return None
-        if system == ACT_CODE_SYSTEM and code in _ACT_TO_CLASS:
-            code = _ACT_TO_CLASS[code]
+        if system == ACT_CODE_SYSTEM and code in ACT_TO_CLASS:
+            code = ACT_TO_CLASS[code]
             return Coding(system=HL7_PATIENT_CLASS, code=code, display=PATIENT_CLASSES[code])
         if system == HL7_PATIENT_CLASS and code in PATIENT_CLASSES:
             return Coding(system=HL7_PATIENT_CLASS, code=code, display=PATIENT_CLASSES[code])
         return Coding(
             system=system or local_system(self.reading.feed, "Encounter.class"),
             code=code,
-            display=_text(coding.get("display")),
+            display=as_text(coding.get("display")),
         )
 
     def _specialty(self) -> Coding | None:
-        for concept in _objs(self.data.get("type")):
-            for coding in _codings(concept):
-                code = _text(coding.get("code"))
+        for concept in as_objects(self.data.get("type")):
+            for coding in codings_of(concept):
+                code = as_text(coding.get("code"))
                 if coding.get("system") == TREATMENT_FUNCTION and code:
                     return Coding(
-                        system=TREATMENT_FUNCTION, code=code, display=_text(coding.get("display"))
+                        system=TREATMENT_FUNCTION, code=code, display=as_text(coding.get("display"))
                     )
         return None
 
     def _provider(self) -> str | None:
         reference = self.data.get("serviceProvider")
         org = self.message.resolve(reference, self.encounter, "Organization")
-        return (_ods(org.data, ODS_ORGANISATION_SYSTEM) if org else None) or _logical_ods(reference)
+        return (ods_of(org.data, ODS_ORGANISATION_SYSTEM) if org else None) or logical_ods(
+            reference
+        )
 
     def _extension_code(
         self, holder: JsonObject, url: str, path: str, element: str
     ) -> Coding | None:
-        for extension in _extensions(holder, url):
+        for extension in extensions_of(holder, url):
             return self._coded(extension.get("valueCodeableConcept"), f"{path}.extension", element)
         return None
 
@@ -237,7 +241,7 @@ class _StayReader:
         """A code of a national list when any coding (or the feed's table) gives one; else the
         sender's first coding, under its own system, with a warning."""
         element: CodedElement = CODED_ELEMENTS[element_name]
-        codings = [c for c in _codings(concept) if _text(c.get("code"))]
+        codings = [c for c in codings_of(concept) if as_text(c.get("code"))]
         if not codings:
             return None
         for coding in codings:
@@ -254,30 +258,30 @@ class _StayReader:
                     )
         first = codings[0]
         code = str(first["code"]).strip()
-        system = _text(first.get("system"))
-        shown = f" {code!r}" if quote and _SHOWN.fullmatch(code) and len(code) <= 12 else ""
+        system = as_text(first.get("system"))
+        shown = f" {code!r}" if quote and SHOWN_CODE.fullmatch(code) and len(code) <= 12 else ""
         if system is None or system == element.system:
             # A national system with a code it does not have is mislabelled: keep it as local.
             system = local_system(self.reading.feed, path)
         self.reading.warn(
             path, f"{element.what}{shown} is not in the national list; kept under its own system"
         )
-        return Coding(system=system, code=code, display=_text(first.get("display")))
+        return Coding(system=system, code=code, display=as_text(first.get("display")))
 
     def _legal_status(self) -> tuple[LegalStatus, ...]:
         statuses: list[LegalStatus] = []
         default = _LEGAL_CONTEXT.get(self.kind, LegalStatusContext.CURRENT)
-        for index, extension in enumerate(_objs(self.data.get("extension"))):
+        for index, extension in enumerate(as_objects(self.data.get("extension"))):
             if extension.get("url") != LEGAL_STATUS_URL:
                 continue
             path = f"{self.path}.extension[{index}]"
-            parts = {p.get("url"): p for p in _objs(extension.get("extension"))}
+            parts = {p.get("url"): p for p in as_objects(extension.get("extension"))}
             classification = parts.get("legalStatusClassification") or {}
             code = self._legal_code(classification.get("valueCodeableConcept"), path)
             if code is None:
                 self.reading.warn(path, "legal status without a classification; ignored")
                 continue
-            context_code = _first_code(
+            context_code = first_code(
                 (parts.get("legalStatusContext") or {}).get("valueCodeableConcept")
             )
             try:
@@ -285,25 +289,25 @@ class _StayReader:
             except ValueError:
                 self.reading.warn(path, "legal status context not recognised; the event's is used")
                 context = default
-            period = _obj((parts.get(LEGAL_STATUS_PERIOD_URL) or {}).get("valuePeriod")) or {}
+            period = as_object((parts.get(LEGAL_STATUS_PERIOD_URL) or {}).get("valuePeriod")) or {}
             statuses.append(
                 LegalStatus(
                     code=code,
                     context=context,
-                    start=_instant(period.get("start"), f"{path}.period.start", self.reading),
-                    end=_instant(period.get("end"), f"{path}.period.end", self.reading),
+                    start=fhir_instant(period.get("start"), f"{path}.period.start", self.reading),
+                    end=fhir_instant(period.get("end"), f"{path}.period.end", self.reading),
                 )
             )
         return tuple(statuses)
 
     def _legal_code(self, concept: Any, path: str) -> Coding | None:
         """England's list (or the feed's table into it); Wales's list keeps its own system."""
-        codings = [c for c in _codings(concept) if _text(c.get("code"))]
+        codings = [c for c in codings_of(concept) if as_text(c.get("code"))]
         wales = [c for c in codings if c.get("system") == LEGAL_STATUS_WALES]
         if wales and not any(c.get("system") == LEGAL_STATUS_ENGLAND for c in codings):
             code = str(wales[0]["code"]).strip()
             return Coding(
-                system=LEGAL_STATUS_WALES, code=code, display=_text(wales[0].get("display"))
+                system=LEGAL_STATUS_WALES, code=code, display=as_text(wales[0].get("display"))
             )
         return self._coded(concept, path, "legal_status", quote=False)
 
@@ -312,16 +316,16 @@ class _StayReader:
         participant: the clinician responsible for the stay."""
 
         def rank(item: JsonObject) -> int:
-            codes = {c.get("code") for t in _objs(item.get("type")) for c in _codings(t)}
+            codes = {c.get("code") for t in as_objects(item.get("type")) for c in codings_of(t)}
             order = (i for i, code in enumerate(_PARTICIPANT_ORDER) if code in codes)
             return next(
                 order, len(_PARTICIPANT_ORDER) if not codes else len(_PARTICIPANT_ORDER) + 1
             )
 
-        for item in sorted(_objs(self.data.get("participant")), key=rank):
-            individual = _obj(item.get("individual")) or {}
+        for item in sorted(as_objects(self.data.get("participant")), key=rank):
+            individual = as_object(item.get("individual")) or {}
             practitioner = self.message.resolve(individual, self.encounter, "Practitioner")
-            logical = _obj(individual.get("identifier"))
+            logical = as_object(individual.get("identifier"))
             data = (
                 practitioner.data
                 if practitioner
@@ -339,33 +343,35 @@ class _StayReader:
         physicalType bd, ro, wa, si/bu). A Location without physicalType is not taken for a
         ward: its name becomes the description. A reference with only a display is the
         description too."""
-        reference = _obj(entry.get("location")) or {}
+        reference = as_object(entry.get("location")) or {}
         resolved = self.message.resolve(reference, self.encounter, "Location")
         if resolved is None:
-            display = _text(reference.get("display"))
+            display = as_text(reference.get("display"))
             return Location(description=display) if display else None
         levels: dict[str, str] = {}
         description = point_of_care = facility = None
         seen: set[int] = set()
-        current: _Resource | None = resolved
+        current: Resource | None = resolved
         while current is not None and id(current.data) not in seen and len(seen) < 8:
             seen.add(id(current.data))
             data = current.data
-            identifiers = _objs(data.get("identifier"))
-            level = _first_code(data.get("physicalType"), PHYSICAL_TYPE_SYSTEM)
-            point_of_care = point_of_care or _identifier_value(identifiers, POINT_OF_CARE_SYSTEM)
-            facility = facility or _identifier_value(identifiers, ODS_SITE_SYSTEM)
+            identifiers = as_objects(data.get("identifier"))
+            level = first_code(data.get("physicalType"), PHYSICAL_TYPE_SYSTEM)
+            point_of_care = point_of_care or identifier_value(identifiers, POINT_OF_CARE_SYSTEM)
+            facility = facility or identifier_value(identifiers, ODS_SITE_SYSTEM)
             if level in ("si", "bu"):
-                facility = facility or _identifier_value(identifiers, ODS_ORGANISATION_SYSTEM)
+                facility = facility or identifier_value(identifiers, ODS_ORGANISATION_SYSTEM)
             elif level in ("bd", "ro", "wa"):
-                codes = (_text(i.get("value")) for i in identifiers if i.get("system") not in _OURS)
-                value = next((c for c in codes if c), None) or _text(data.get("name"))
+                codes = (
+                    as_text(i.get("value")) for i in identifiers if i.get("system") not in _OURS
+                )
+                value = next((c for c in codes if c), None) or as_text(data.get("name"))
                 if value:
                     levels.setdefault(level, value)
             if description is None:
-                description = _text(data.get("description"))
+                description = as_text(data.get("description"))
                 if description is None and level is None and current is resolved:
-                    description = _text(data.get("name"))
+                    description = as_text(data.get("name"))
             current = self.message.resolve(data.get("partOf"), current, "Location")
         location = Location(
             ward=levels.get("wa"),
@@ -379,19 +385,19 @@ class _StayReader:
 
 
 def _practitioner(data: JsonObject) -> Clinician | None:
-    identifiers = _objs(data.get("identifier"))
-    gmc = _identifier_value(identifiers, GMC_NUMBER_SYSTEM)
+    identifiers = as_objects(data.get("identifier"))
+    gmc = identifier_value(identifiers, GMC_NUMBER_SYSTEM)
     code: str | None
     if gmc is not None:
         # The NHS consultant code is the GMC reference number prefixed with C.
         code = gmc if gmc.upper().startswith("C") else f"C{gmc}"
     else:
-        code = next((_text(i.get("value")) for i in identifiers if _text(i.get("value"))), None)
-    name = next(iter(_objs(data.get("name"))), {})
-    given, prefix = _texts(name.get("given")), _texts(name.get("prefix"))
+        code = next((as_text(i.get("value")) for i in identifiers if as_text(i.get("value"))), None)
+    name = next(iter(as_objects(data.get("name"))), {})
+    given, prefix = as_texts(name.get("given")), as_texts(name.get("prefix"))
     clinician = Clinician(
         code=code,
-        family=_text(name.get("family")),
+        family=as_text(name.get("family")),
         given=given[0] if given else None,
         prefix=prefix[0] if prefix else None,
     )

@@ -30,7 +30,7 @@ def _condition(resource: dict[str, Any]) -> tuple[str, str]:
 
 
 def to_transaction(message: dict[str, Any]) -> dict[str, Any]:
-    """The transaction Bundle for a messaging Bundle from `fhir_out.render_fhir_message`."""
+    """The transaction Bundle for a messaging Bundle from `outbound.render_fhir_message`."""
     entries: list[dict[str, Any]] = []
     for entry in message["entry"]:
         resource = dict(entry["resource"])

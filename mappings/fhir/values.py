@@ -24,68 +24,68 @@ _DATE_TIME = re.compile(
 
 
 @lru_cache(maxsize=16)
-def _zone(name: str) -> ZoneInfo:
+def feed_zone(name: str) -> ZoneInfo:
     return ZoneInfo(name)
 
 
-def _obj(value: Any) -> JsonObject | None:
+def as_object(value: Any) -> JsonObject | None:
     return value if isinstance(value, dict) else None
 
 
-def _objs(value: Any) -> list[JsonObject]:
+def as_objects(value: Any) -> list[JsonObject]:
     return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
 
 
-def _text(value: Any) -> str | None:
+def as_text(value: Any) -> str | None:
     if not isinstance(value, str):
         return None
     return value.strip() or None
 
 
-def _texts(value: Any) -> list[str]:
+def as_texts(value: Any) -> list[str]:
     if not isinstance(value, list):
         return []
-    return [t for t in (_text(v) for v in value) if t]
+    return [t for t in (as_text(v) for v in value) if t]
 
 
-def _codings(concept: Any) -> list[JsonObject]:
-    return _objs(concept.get("coding")) if isinstance(concept, dict) else []
+def codings_of(concept: Any) -> list[JsonObject]:
+    return as_objects(concept.get("coding")) if isinstance(concept, dict) else []
 
 
-def _first_code(concept: Any, system: str | None = None) -> str | None:
-    for coding in _codings(concept):
+def first_code(concept: Any, system: str | None = None) -> str | None:
+    for coding in codings_of(concept):
         if system is None or coding.get("system") == system:
-            code = _text(coding.get("code"))
+            code = as_text(coding.get("code"))
             if code:
                 return code
     return None
 
 
-def _extensions(holder: JsonObject, url: str) -> Iterable[JsonObject]:
-    return [e for e in _objs(holder.get("extension")) if e.get("url") == url]
+def extensions_of(holder: JsonObject, url: str) -> Iterable[JsonObject]:
+    return [e for e in as_objects(holder.get("extension")) if e.get("url") == url]
 
 
-def _identifier_value(identifiers: list[JsonObject], system: str) -> str | None:
+def identifier_value(identifiers: list[JsonObject], system: str) -> str | None:
     return next(
         (
-            _text(i.get("value"))
+            as_text(i.get("value"))
             for i in identifiers
-            if i.get("system") == system and _text(i.get("value"))
+            if i.get("system") == system and as_text(i.get("value"))
         ),
         None,
     )
 
 
-def _ods(data: JsonObject, system: str) -> str | None:
-    return _identifier_value(_objs(data.get("identifier")), system)
+def ods_of(data: JsonObject, system: str) -> str | None:
+    return identifier_value(as_objects(data.get("identifier")), system)
 
 
-def _logical_ods(reference: Any) -> str | None:
+def logical_ods(reference: Any) -> str | None:
     """The ODS code of a logical reference (``{"identifier": {system, value}}``)."""
-    identifier = _obj(reference.get("identifier")) if isinstance(reference, dict) else None
+    identifier = as_object(reference.get("identifier")) if isinstance(reference, dict) else None
     if identifier is None:
         return None
-    return _identifier_value([identifier], ODS_ORGANISATION_SYSTEM) or _identifier_value(
+    return identifier_value([identifier], ODS_ORGANISATION_SYSTEM) or identifier_value(
         [identifier], ODS_SITE_SYSTEM
     )
 
@@ -101,13 +101,13 @@ _PRECISION_BY_GROUP: Final = (
 )
 
 
-def _instant(value: Any, path: str, reading: Reading) -> Instant | None:
+def fhir_instant(value: Any, path: str, reading: Reading) -> Instant | None:
     """A FHIR date, dateTime or instant as an `Instant`; None when absent or unreadable.
 
     An explicit offset wins; a date (or, against the FHIR rules, a time without offset) is read
     in the feed's zone and marked ``zone_assumed``: a date is its local midnight.
     """
-    text = _text(value)
+    text = as_text(value)
     if text is None:
         return None
     match = _DATE_TIME.fullmatch(text)

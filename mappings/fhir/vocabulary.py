@@ -1,7 +1,7 @@
 """The FHIR vocabulary both directions share: Carebridge's code systems and extension URLs,
 the UK Core and HL7 ones the mapping reads and writes, `EVENT_CODES` and `CLASS_TO_ACT`.
 
-`mappings.fhir.inbound` re-exports the public names; `mappings.fhir.outbound` writes them.
+Both `mappings.fhir.outbound` (which writes them) and the inbound readers import them from here.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Final
 
 from mappings.model import EventKind
 
-# --- the vocabulary shared with fhir_out ----------------------------------------------------
+# --- the vocabulary shared by both directions -----------------------------------------------
 
 CARE_EVENT_SYSTEM: Final = "https://carebridge.nhs.uk/CodeSystem/care-event"
 """Carebridge's MessageHeader event codes: one per `EventKind` (`EVENT_CODES`)."""
@@ -53,9 +53,9 @@ NULL_FLAVOR_SYSTEM: Final = "http://terminology.hl7.org/CodeSystem/v3-NullFlavor
 PHYSICAL_TYPE_SYSTEM: Final = "http://terminology.hl7.org/CodeSystem/location-physical-type"
 CONFIDENTIALITY_SYSTEM: Final = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality"
 PARTICIPATION_TYPE_SYSTEM: Final = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType"
-_DAVINCI_EVENTS: Final = "http://hl7.org/fhir/us/davinci-alerts/CodeSystem/notification-event"
-_V2_EVENTS: Final = "http://terminology.hl7.org/CodeSystem/v2-0003"
-_NHS_NUMBER_OID: Final = "urn:oid:2.16.840.1.113883.2.1.4.1"
+DAVINCI_EVENT_SYSTEM: Final = "http://hl7.org/fhir/us/davinci-alerts/CodeSystem/notification-event"
+V2_EVENT_SYSTEM: Final = "http://terminology.hl7.org/CodeSystem/v2-0003"
+NHS_NUMBER_OID: Final = "urn:oid:2.16.840.1.113883.2.1.4.1"
 
 EVENT_CODES: Final[Mapping[EventKind, str]] = {k: k.value.replace("_", "-") for k in EventKind}
 """The `CARE_EVENT_SYSTEM` code of each kind of event (``leave-start``, ``cancel-discharge``)."""
@@ -68,6 +68,6 @@ CLASS_TO_ACT: Final[Mapping[str, tuple[str, str]]] = {
     "O": ("AMB", "ambulatory"),
     "P": ("PRENC", "pre-admission"),
 }
-_ACT_TO_CLASS: Final = {"IMP": "I", "ACUTE": "I", "NONAC": "I", "EMER": "E", "AMB": "O"} | {
+ACT_TO_CLASS: Final = {"IMP": "I", "ACUTE": "I", "NONAC": "I", "EMER": "E", "AMB": "O"} | {
     "PRENC": "P"
 }

@@ -4,8 +4,8 @@ sends back.
 `build_ack` is a plain string builder, not hl7apy: one hl7apy ACK took about 2.9 ms here (about
 350 a second per core, the whole budget of a stop-and-wait MLLP link), and hl7apy's ``to_er7``
 lets a CR inside a value through (text ``"a\\rPID|..."`` becomes a forged segment) and leaves a
-``^`` in a text field unescaped. Here every value goes through `hl7v2_out.escape`; the tests
-parse every kind of ACK built with hl7apy's parser.
+``^`` in a text field unescaped. Here every value goes through
+`mappings.hl7v2.outbound.escape`; the tests parse every kind of ACK built with hl7apy's parser.
 
 The ACK (`build_ack`):
 

@@ -1,8 +1,8 @@
 """HL7 v2 data types read into model values: DTM, coded values, XCN, PL, HD.
 
-Shared by the segment mappings (`hl7v2_patient`, `hl7v2_in`). Everything here is lenient
-about what it cannot use (a warning, then None) except where the caller says a value is
-required, and then a bad value is a `MappingError` naming the element.
+Shared by the segment mappings (`mappings.hl7v2.patient`, `.stay`, `.inbound`). Everything
+here is lenient about what it cannot use (a warning, then None) except where the caller says a
+value is required, and then a bad value is a `MappingError` naming the element.
 
 Timestamps: ``YYYY[MM[DD[HH[MM[SS[.S+]]]]]][+/-ZZZZ]``.
 

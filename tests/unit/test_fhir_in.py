@@ -18,13 +18,13 @@ from mappings.codes import (
     local_system,
 )
 from mappings.errors import MappingError
-from mappings.fhir.inbound import (
+from mappings.fhir.inbound import map_fhir
+from mappings.fhir.read import MAX_BYTES
+from mappings.fhir.vocabulary import (
     CARE_EVENT_SYSTEM,
     EVENT_OCCURRED_URL,
     LEGAL_STATUS_URL,
-    MAX_BYTES,
     NHS_NUMBER_VERIFICATION_URL,
-    map_fhir,
 )
 from mappings.inbound import map_message
 from mappings.model import (

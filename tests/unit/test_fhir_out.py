@@ -8,8 +8,9 @@ import yaml
 from fhir.resources.R4B import get_fhir_model_class
 from fhir.resources.R4B.bundle import Bundle
 
-from mappings.fhir.inbound import CARE_EVENT_SYSTEM, EVENT_CODES, map_fhir
+from mappings.fhir.inbound import map_fhir
 from mappings.fhir.outbound import ENCOUNTER_STATUS, fhir_date_time, render_fhir_message
+from mappings.fhir.vocabulary import CARE_EVENT_SYSTEM, EVENT_CODES
 from mappings.hl7v2.inbound import map_hl7v2
 from mappings.model import (
     CareEvent,
