@@ -14,6 +14,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import structlog
+
+if TYPE_CHECKING:
+    from adapters.rabbitmq.channel import Chan
+
+log = structlog.get_logger("adapters.rabbitmq")
 
 ArgValue = str | int | bool
 
@@ -133,4 +141,32 @@ def inbound_topology(
             *(BindingSpec(exchange, f"{exchange}.{source}", source) for source in sources),
             BindingSpec(dead_letter_exchange, dead_queue, ""),
         ],
+    )
+
+
+async def declare(chan: Chan, topology: Topology, deadline: float) -> None:
+    """Declare exchanges, then queues, then bindings on `chan` (each RPC within `deadline`)."""
+    for ex in topology.exchanges:
+        await chan.call(
+            "exchange_declare",
+            deadline,
+            exchange=ex.name,
+            exchange_type=ex.type,
+            durable=ex.durable,
+            auto_delete=ex.auto_delete,
+            arguments=dict(ex.arguments),
+        )
+    for q in topology.queues:
+        await chan.call(
+            "queue_declare", deadline, queue=q.name, durable=q.durable, arguments=dict(q.arguments)
+        )
+    for b in topology.bindings:
+        await chan.call(
+            "queue_bind", deadline, queue=b.queue, exchange=b.exchange, routing_key=b.routing_key
+        )
+    log.info(
+        "amqp.topology_declared",
+        exchanges=len(topology.exchanges),
+        queues=len(topology.queues),
+        bindings=len(topology.bindings),
     )

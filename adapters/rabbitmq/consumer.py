@@ -1,0 +1,191 @@
+"""Consuming with manual acks: the deliveries, their settlement, and the consumer workers."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pika.exceptions
+
+from adapters.rabbitmq.channel import Chan, close_channel, describe, guarded, log, open_channel
+from adapters.rabbitmq.publisher import TAG_HEADER
+
+Handler = Callable[["InboundDelivery"], Awaitable[None]]
+
+
+class _Settlement:
+    """The mutable part of a delivery: which channel it came on, and whether it is settled."""
+
+    __slots__ = ("channel", "settled", "tag")
+
+    def __init__(self, channel: Any, tag: int) -> None:
+        self.channel = channel
+        self.tag = tag
+        self.settled = False
+
+    def settle(self, ack: bool, requeue: bool) -> None:
+        if self.settled:
+            return  # a second ack/nack of one tag would make RabbitMQ close the channel
+        self.settled = True
+        if not self.channel.is_open:
+            log.debug("amqp.settle_dropped", delivery_tag=self.tag, reason="channel closed")
+            return  # the broker requeues it; the engine deduplicates the redelivery
+        try:
+            if ack:
+                self.channel.basic_ack(self.tag)
+            else:
+                self.channel.basic_nack(self.tag, requeue=requeue)
+        except pika.exceptions.AMQPError as exc:
+            log.debug("amqp.settle_dropped", delivery_tag=self.tag, reason=describe(exc))
+
+
+@dataclass(frozen=True, eq=False)
+class InboundDelivery:
+    """One message from a queue. `ack()` and `nack()` are synchronous and must be called on the
+    event loop's thread; the first call wins, later ones are ignored. Settling a delivery whose
+    channel has since closed is silently dropped (the broker redelivers it)."""
+
+    body: bytes = field(repr=False)  # never in a repr: patient data
+    headers: Mapping[str, Any]
+    message_id: str | None
+    content_type: str | None
+    redelivered: bool
+    routing_key: str
+    exchange: str
+    queue: str
+    delivery_tag: int
+    _settlement: _Settlement = field(repr=False, compare=False)
+
+    def ack(self) -> None:
+        self._settlement.settle(ack=True, requeue=False)
+
+    def nack(self, requeue: bool) -> None:
+        self._settlement.settle(ack=False, requeue=requeue)
+
+    @property
+    def settled(self) -> bool:
+        return self._settlement.settled
+
+    @property
+    def stale(self) -> bool:
+        """True once the channel it came on has closed: settling it is pointless."""
+        return not self._settlement.channel.is_open
+
+
+@dataclass(eq=False)
+class Consumer:
+    """One registered consumer: its queue, its handler and workers, and its current channel."""
+
+    queue: str
+    handler: Handler
+    inbox: asyncio.Queue[InboundDelivery] = field(default_factory=asyncio.Queue)
+    workers: list[asyncio.Task[None]] = field(default_factory=list)
+    busy: set[asyncio.Task[Any]] = field(default_factory=set)
+    chan: Chan | None = None
+    first_attempt: asyncio.Future[BaseException | None] | None = None
+    cancelled: bool = False
+
+    @property
+    def attached(self) -> bool:
+        return self.chan is not None and self.chan.is_open
+
+    def on_message(self, channel: Any, method: Any, props: Any, body: bytes) -> None:
+        headers = dict(props.headers or {})
+        headers.pop(TAG_HEADER, None)
+        tag = int(method.delivery_tag)
+        self.inbox.put_nowait(
+            InboundDelivery(
+                body=body,
+                headers=headers,
+                message_id=props.message_id,
+                content_type=props.content_type,
+                redelivered=bool(method.redelivered),
+                routing_key=method.routing_key,
+                exchange=method.exchange,
+                queue=self.queue,
+                delivery_tag=tag,
+                _settlement=_Settlement(channel, tag),
+            )
+        )
+
+    async def work(self, closing: Callable[[], bool]) -> None:
+        me = asyncio.current_task()
+        assert me is not None
+        while not closing():
+            delivery = await self.inbox.get()
+            if closing():
+                return
+            if delivery.stale:  # its channel is gone: the broker has requeued it already
+                log.debug(
+                    "amqp.delivery_dropped", queue=self.queue, delivery_tag=delivery.delivery_tag
+                )
+                continue
+            self.busy.add(me)
+            try:
+                await self.handler(delivery)
+            except asyncio.CancelledError as exc:
+                if me.cancelling():  # we are being stopped
+                    raise
+                self._handler_failed(delivery, exc)  # the handler cancelled itself
+            except Exception as exc:  # noqa: BLE001 - a handler bug must not stop consumption
+                self._handler_failed(delivery, exc)
+            finally:
+                self.busy.discard(me)
+
+    def _handler_failed(self, delivery: InboundDelivery, exc: BaseException) -> None:
+        # Only the type: an exception's text may quote the message (patient data).
+        log.error(
+            "amqp.handler_failed",
+            queue=self.queue,
+            message_id=delivery.message_id,
+            delivery_tag=delivery.delivery_tag,
+            redelivered=delivery.redelivered,
+            error_type=type(exc).__name__,
+        )
+        delivery.nack(requeue=True)
+
+    async def attach(
+        self,
+        conn: Any,
+        prefetch: int,
+        deadline: float,
+        on_closed: Callable[[Consumer, Chan, BaseException], None],
+        on_cancel: Callable[[Consumer, Chan, Any], None],
+    ) -> None:
+        """Open a channel with QoS `prefetch` and consume the queue on it."""
+        chan = await open_channel(conn, functools.partial(on_closed, self), deadline)
+        try:
+            await chan.call("basic_qos", deadline, prefetch_count=prefetch)
+            chan.channel.add_on_cancel_callback(guarded(functools.partial(on_cancel, self, chan)))
+            await chan.call(
+                "basic_consume",
+                deadline,
+                queue=self.queue,
+                on_message_callback=guarded(self.on_message),
+                auto_ack=False,
+            )
+        except BaseException:
+            close_channel(chan)
+            raise
+        self.chan = chan
+        log.info("amqp.consumer_attached", queue=self.queue, prefetch=prefetch)
+
+
+async def stop_workers(regs: list[Consumer], grace: float) -> None:
+    """Let busy handlers finish (up to `grace` seconds), cancel the rest, close the channels."""
+    workers = [(reg, w) for reg in regs for w in reg.workers]
+    busy = [w for reg, w in workers if w in reg.busy]
+    for reg, w in workers:
+        if w not in reg.busy:
+            w.cancel()
+    if busy and grace > 0:
+        await asyncio.wait(busy, timeout=grace)
+    for _, w in workers:
+        w.cancel()
+    await asyncio.gather(*(w for _, w in workers), return_exceptions=True)
+    for reg in regs:
+        if reg.chan is not None:
+            close_channel(reg.chan)
