@@ -245,16 +245,19 @@ def _changed_discharge(accepted: AcceptedEvent, earlier: Sequence[Prepared],
                        known: Known) -> Decision | Lookup:  # fmt: skip
     """A second discharge of a stay whose first still stands names the one it replaces."""
     standing = None
+    cancelled: set[str | None] = set()
     for kind, found in _earlier(earlier, accepted):  # the newest standing one in the batch
         if kind is EventKind.DISCHARGE and found.corrects is None:
             standing = found.event_id
-        elif kind is EventKind.CANCEL_DISCHARGE and found.corrects == standing:
-            standing = None
+        elif kind is EventKind.CANCEL_DISCHARGE:
+            cancelled.add(found.corrects)
+            standing = None if found.corrects == standing else standing
     if standing is None and accepted.patient_key in known.discharges:
         question = StandingDischarge(accepted.patient_key, accepted.stay_id)
         if question not in known.standing:
             return question
-        standing = known.standing[question]
+        # The store's answer predates the batch: a cancel earlier in it may have cancelled it.
+        standing = None if known.standing[question] in cancelled else known.standing[question]
     if standing is None:
         return AS_ROUTED
     return Decision(Outcome.CHANGED_DISCHARGE, corrects_event_id=standing,

@@ -192,6 +192,37 @@ async def test_a_discharge_after_a_cancelled_one_is_a_new_discharge(store: Store
     assert (await routed(store, "DIS2"))["body_corrects"] is None
 
 
+async def test_a_discharge_after_a_cancel_of_the_stored_one_in_its_batch_is_new(
+    store: Store,
+) -> None:
+    [p] = patients(1)
+    await ingest(store, adt("A03", p, "DIS", at(60)))
+    intake = Intake(store, CONFIG)
+    batch = [
+        FakeDelivery(adt("A13", p, "CAN", at(70))),
+        FakeDelivery(adt("A03", p, "DIS2", at(90))),
+    ]
+    for delivery in batch:
+        await intake.handler_for("mh")(delivery)
+    task = asyncio.create_task(intake.run())
+    await wait_until(lambda: all(d.acked for d in batch))
+    intake.stop()
+    await task
+    assert (await routed(store, "CAN"))["corrects"] == _event_id("DIS")
+    newer = await routed(store, "DIS2")
+    assert newer["body_corrects"] is None
+    assert newer["to"] == ["team", "gp"]
+    async with store.engine.connect() as conn:
+        rows = await conn.execute(
+            sa.select(follow_ups.c.event_id, follow_ups.c.status, follow_ups.c.withdrawn_by)
+        )
+        clocks = {r.event_id: (r.status, r.withdrawn_by) for r in rows}
+    assert clocks == {
+        _event_id("DIS"): ("withdrawn", _event_id("CAN")),
+        _event_id("DIS2"): ("open", None),
+    }
+
+
 async def test_a_newer_discharge_in_the_same_batch_as_an_unmatched_cancel_is_delivered(
     store: Store,
 ) -> None:

@@ -300,6 +300,36 @@ def test_the_batchs_own_standing_discharge_wins_over_the_store() -> None:
     assert second.withdraws_follow_up_of == eid("DIS")
 
 
+def test_a_discharge_after_a_cancel_of_the_stored_one_in_its_batch_is_a_new_discharge() -> None:
+    """The store still holds the cancelled discharge as standing: the batch's cancel is not
+    written yet. It was recorded as replaced (and named as corrected) before this was fixed."""
+    standing = StandingDischarge(PK, STAY)
+    store = FakeStore(
+        originals={FindOriginal(PK, STAY, "discharge"): Original(eid("DIS"), ("team", "gp"))},
+        discharges=frozenset({PK}),
+        standing={standing: eid("DIS")},
+    )
+    [(cancel, _), (decision, newer)] = link([msg("A13", "CAN", 70), msg("A03", "DIS2", 90)], store)
+    assert cancel.corrects == eid("DIS")
+    assert standing in store.asked
+    assert decision.outcome is Outcome.AS_ROUTED
+    assert event_of(newer).corrects_event_id is None
+    assert newer.record.accepted is not None
+    assert newer.record.accepted.replaces is None
+
+
+def test_a_cancel_of_another_discharge_leaves_the_stored_one_standing() -> None:
+    other_stay = Patient(P.nhs_number, "OTHER", P.family, P.given)
+    store = FakeStore(
+        discharges=frozenset({PK}), standing={StandingDischarge(PK, STAY): eid("DIS")}
+    )
+    batch = [msg("A03", "ELSE", 50, other_stay), msg("A13", "CAN", 70, other_stay),
+             msg("A03", "DIS2", 90)]  # fmt: skip
+    [*_, (decision, _)] = link(batch, store)
+    assert decision.outcome is Outcome.CHANGED_DISCHARGE
+    assert decision.withdraws_follow_up_of == eid("DIS")
+
+
 def test_a_newer_discharge_in_the_batch_of_an_unmatched_cancel_is_delivered() -> None:
     [(first, _), (decision, dis)] = link([msg("A13", "CAN", 0), msg("A03", "DIS", 60)])
     assert first.outcome is Outcome.CANCEL_WITHOUT_ORIGINAL
