@@ -42,7 +42,7 @@ import structlog
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from engine.durations import Duration
-from engine.schema import deliveries, messages
+from engine.store.schema import deliveries, messages
 
 if TYPE_CHECKING:
     from engine.destinations import PostFn

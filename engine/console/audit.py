@@ -14,8 +14,8 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from engine.console.auth import Principal
-from engine.schema import audit_log
 from engine.store import Store
+from engine.store.schema import audit_log
 
 
 @dataclass(frozen=True, slots=True)

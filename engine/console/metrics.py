@@ -12,8 +12,8 @@ from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
-from engine.schema import attempts, deliveries, messages
 from engine.store import Store
+from engine.store.schema import attempts, deliveries, messages
 
 WINDOW = timedelta(minutes=15)
 """The window of the recent error rate."""

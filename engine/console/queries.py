@@ -16,8 +16,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from engine.schema import attempts, deliveries, events, messages
 from engine.store import Store
+from engine.store.schema import attempts, deliveries, events, messages
 
 MESSAGE_STATUSES = ("accepted", "rejected", "duplicate")
 DELIVERY_STATUSES = ("pending", "held", "delivered", "dead")

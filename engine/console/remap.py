@@ -38,8 +38,8 @@ from engine.config import Config, feed_profiles, follow_up_rules
 from engine.console import audit
 from engine.console.auth import Principal
 from engine.preparation import prepare
-from engine.schema import deliveries, events, messages
 from engine.store import Store
+from engine.store.schema import deliveries, events, messages
 
 
 @dataclass(frozen=True, slots=True)

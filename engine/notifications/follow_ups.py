@@ -25,8 +25,8 @@ from adapters.errors import DestinationError
 from engine.config import FollowUpConfig
 from engine.destinations import PostFn, post_signed_json
 from engine.notifications.sender import OriginalLoader
-from engine.schema import events, follow_ups
 from engine.store import Store
+from engine.store.schema import events, follow_ups
 from mappings.model import CareEvent
 
 log = structlog.get_logger("carebridge.notifications")

@@ -20,8 +20,8 @@ from aiohttp import web
 from engine.config import NotificationDestination
 from engine.notifications.follow_ups import OPEN_STATES
 from engine.notifications.sender import ack_token
-from engine.schema import follow_ups
 from engine.store import Store
+from engine.store.schema import follow_ups
 
 log = structlog.get_logger("carebridge.notifications")
 

@@ -10,8 +10,8 @@ import sqlalchemy as sa
 from engine.console import actions, audit, queries
 from engine.console.auth import Principal
 from engine.console.queries import SearchFilter
-from engine.schema import audit_log, deliveries
 from engine.store import Store
+from engine.store.schema import audit_log, deliveries
 from tests.console.seed import LEASE, NHS, T0, accepted, deliver_all, rejected
 
 pytestmark = pytest.mark.integration

@@ -17,8 +17,8 @@ from engine.console.auth import Principal
 from engine.console.remap import remap_message
 from engine.console.rendering import render_for
 from engine.preparation import prepare
-from engine.schema import audit_log, deliveries, events
 from engine.store import Store
+from engine.store.schema import audit_log, deliveries, events
 from tests.adt_factory import adt, patients
 from tests.console.seed import LEASE
 from tests.console.web import TOKEN, console_config, csrf_of, signed_in

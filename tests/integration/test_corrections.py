@@ -17,8 +17,8 @@ import sqlalchemy as sa
 
 from engine.config import parse_config
 from engine.intake import Intake
-from engine.schema import deliveries, events, follow_ups
 from engine.store import Store
+from engine.store.schema import deliveries, events, follow_ups
 from tests.adt_factory import Patient, adt, patients
 from tests.e2e.harness import wait_until
 

@@ -19,8 +19,8 @@ from adapters.webhook import WebhookClient
 from engine.config import DeliveryConfig, RetryPolicy, StoreConfig, WebhookDestination
 from engine.delivery import DeliveryLoop
 from engine.destinations import SIGNATURE_HEADER, WebhookSender
-from engine.schema import attempts, deliveries
 from engine.store import AcceptedEvent, IntakeRecord, Store
+from engine.store.schema import attempts, deliveries
 from tests.e2e.harness import free_port, wait_until
 
 pytestmark = pytest.mark.integration

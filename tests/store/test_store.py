@@ -11,8 +11,6 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-from engine import migrate
-from engine.schema import follow_ups, metadata
 from engine.store import (
     AcceptedEvent,
     AttemptRecord,
@@ -22,7 +20,9 @@ from engine.store import (
     IntakeRecord,
     Rescheduled,
     Store,
+    migrate,
 )
+from engine.store.schema import follow_ups, metadata
 
 pytestmark = pytest.mark.integration
 LEASE = timedelta(seconds=60)

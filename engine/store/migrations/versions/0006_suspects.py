@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from engine.schema import UtcDateTime
+from engine.store.schema import UtcDateTime
 
 revision = "0006"
 down_revision = "0005"

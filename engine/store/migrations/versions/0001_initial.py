@@ -8,7 +8,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from engine.schema import Id, UtcDateTime
+from engine.store.schema import Id, UtcDateTime
 
 revision = "0001"
 down_revision = None

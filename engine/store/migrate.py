@@ -10,7 +10,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, text
 
-from engine.schema import metadata
+from engine.store.schema import metadata
 
 _MIGRATIONS = Path(__file__).with_name("migrations")
 # Any constant will do: it only has to be the same for every replica of this application.

@@ -1,0 +1,51 @@
+"""The durable store: the message log, canonical events and the delivery outbox.
+
+SQLite (WAL, synchronous=FULL) is the embedded default; PostgreSQL by URL for several replicas,
+where claims use ``FOR UPDATE SKIP LOCKED``. Every write the engine's guarantees rest on is one
+transaction here:
+
+- `record_intake`: a batch of received messages, each with its message-log row, its event and
+  one delivery row per routed destination, then the caller acks the AMQP deliveries;
+- `claim_due`: the oldest pending delivery per (destination, patient) whose time has come,
+  leased so no other worker or replica takes it meanwhile;
+- `finish_delivery`: the attempts made and the outcome (delivered, rescheduled, dead-lettered).
+
+The rooms: schema.py (tables) and migrations/ (Alembic, applied at start by migrate.py);
+records.py (what goes in and comes out); base.py (opening, the write transaction); intake.py
+(the intake write); outbox.py (claim, finish, release); lookups.py (reads for corrections,
+health and tests); pruning.py (retention); errors.py. `Store` (core.py) is what callers hold.
+"""
+
+from engine.store.core import Store
+from engine.store.errors import refused_content
+from engine.store.records import (
+    AcceptedEvent,
+    AttemptRecord,
+    ClaimedDelivery,
+    DeadLettered,
+    Delivered,
+    DeliveryOutcome,
+    FollowUpRecord,
+    IntakeRecord,
+    IntakeResult,
+    MessageStatus,
+    Original,
+    Rescheduled,
+)
+
+__all__ = [
+    "AcceptedEvent",
+    "AttemptRecord",
+    "ClaimedDelivery",
+    "DeadLettered",
+    "Delivered",
+    "DeliveryOutcome",
+    "FollowUpRecord",
+    "IntakeRecord",
+    "IntakeResult",
+    "MessageStatus",
+    "Original",
+    "Rescheduled",
+    "Store",
+    "refused_content",
+]

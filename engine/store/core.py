@@ -1,0 +1,12 @@
+"""`Store`: the one object callers hold, made of the rooms of this package."""
+
+from __future__ import annotations
+
+from engine.store.intake import IntakeWrites
+from engine.store.lookups import Lookups
+from engine.store.outbox import Outbox
+from engine.store.pruning import Pruning
+
+
+class Store(IntakeWrites, Outbox, Lookups, Pruning):
+    """The one object the engine holds for the store; each room of its work is a module here."""

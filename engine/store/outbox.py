@@ -1,0 +1,176 @@
+"""The outbox: claiming the deliveries due, recording their attempts and outcomes, releasing."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from engine.store.base import StoreBase, bounded_text, utc_now
+from engine.store.records import (
+    AttemptRecord,
+    ClaimedDelivery,
+    DeadLettered,
+    Delivered,
+    DeliveryOutcome,
+    Rescheduled,
+)
+from engine.store.schema import attempts, blocking, deliveries, events
+
+
+def _outcome_update(**values: Any) -> sa.Update:
+    """An UPDATE of one pending delivery by `d_id`, adding `n` attempts; run with executemany."""
+    return (
+        sa.update(deliveries)
+        .where(deliveries.c.id == sa.bindparam("d_id"), deliveries.c.status == "pending")
+        .values(lease_until=None, lease_owner=None,
+                attempts=deliveries.c.attempts + sa.bindparam("n"), **values)
+    )  # fmt: skip
+
+
+_OUTCOME_UPDATES = {
+    "delivered": _outcome_update(
+        status="delivered", delivered_at=sa.bindparam("at"), last_error=None
+    ),
+    "rescheduled": _outcome_update(
+        next_attempt_at=sa.bindparam("at"), last_error=sa.bindparam("error")
+    ),
+    "dead": _outcome_update(
+        status="dead", last_error=sa.bindparam("error"), hold=sa.bindparam("hold")
+    ),
+}
+
+
+class Outbox(StoreBase):
+    """`claim_due`, `finish_deliveries` and `release`."""
+
+    async def claim_due(
+        self,
+        destinations: Sequence[str],
+        *,
+        limit: int,
+        lease: timedelta,
+        owner: str,
+        now: datetime | None = None,
+    ) -> list[ClaimedDelivery]:
+        """Lease the deliveries that may be sent now, in order, one per (destination, patient).
+
+        A delivery may go only when no earlier delivery of the same patient to the same
+        destination is still pending (or dead-lettered with `hold`): this is what keeps each
+        patient's events in order while other patients' deliveries flow past a failing one.
+        """
+        if not destinations:
+            return []
+        now = now or utc_now()
+        earlier = deliveries.alias("earlier")
+        # The same predicate, word for word, as the partial index ix_deliveries_blocking, so
+        # SQLite and PostgreSQL can both answer from the index alone.
+        blocked = sa.exists().where(
+            earlier.c.destination == deliveries.c.destination,
+            earlier.c.patient_key == deliveries.c.patient_key,
+            earlier.c.id < deliveries.c.id,
+            sa.text(blocking("earlier")),
+        )
+        query = (
+            sa.select(deliveries.c.id)
+            .where(
+                deliveries.c.status == "pending",
+                deliveries.c.next_attempt_at <= now,
+                deliveries.c.destination.in_(list(destinations)),
+                sa.or_(deliveries.c.lease_until.is_(None), deliveries.c.lease_until < now),
+                ~blocked,
+            )
+            .order_by(deliveries.c.id)
+            .limit(limit)
+        )
+        if self._is_postgres:
+            query = query.with_for_update(skip_locked=True, of=deliveries)
+        async with self.writing() as conn:
+            ids = [row.id for row in await conn.execute(query)]
+            if not ids:
+                await conn.rollback()
+                return []
+            await conn.execute(
+                sa.update(deliveries)
+                .where(deliveries.c.id.in_(ids))
+                .values(lease_until=now + lease, lease_owner=owner)
+            )
+            rows = await conn.execute(
+                sa.select(
+                    deliveries, events.c.kind, events.c.care_setting, events.c.source, events.c.body
+                )
+                .join(events, events.c.event_id == deliveries.c.event_id)
+                .where(deliveries.c.id.in_(ids))
+                .order_by(deliveries.c.id)
+            )
+            claimed = [
+                ClaimedDelivery(
+                    id=r.id,
+                    event_id=r.event_id,
+                    destination=r.destination,
+                    patient_key=r.patient_key,
+                    idempotency_key=r.idempotency_key,
+                    attempts=r.attempts,
+                    created_at=r.created_at,
+                    kind=r.kind,
+                    care_setting=r.care_setting,
+                    source=r.source,
+                    body=r.body,
+                )
+                for r in rows
+            ]
+            await conn.commit()
+        return claimed
+
+    async def finish_delivery(
+        self, delivery_id: int, tries: Sequence[AttemptRecord], outcome: DeliveryOutcome
+    ) -> None:
+        """Record the attempts made under a lease and what follows from them, atomically."""
+        await self.finish_deliveries([(delivery_id, tries, outcome)])
+
+    async def finish_deliveries(
+        self, finished: Sequence[tuple[int, Sequence[AttemptRecord], DeliveryOutcome]]
+    ) -> None:
+        """Record several deliveries' attempts and outcomes in one transaction (one commit, one
+        fsync for all of them). Only a pending delivery changes: one another worker already
+        finished (after this worker's lease ran out) keeps its outcome; the attempts are still
+        recorded."""
+        rows = [
+            {"delivery_id": delivery_id, "started_at": t.started_at,
+             "duration_ms": t.duration_ms, "outcome": t.outcome,
+             "status_code": t.status_code, "detail": bounded_text(t.detail)}
+            for delivery_id, tries, _ in finished for t in tries
+        ]  # fmt: skip
+        by_kind: dict[str, list[dict[str, Any]]] = {"delivered": [], "rescheduled": [], "dead": []}
+        for delivery_id, tries, outcome in finished:
+            params: dict[str, Any] = {"d_id": delivery_id, "n": len(tries)}
+            match outcome:
+                case Delivered(at=at):
+                    by_kind["delivered"].append({**params, "at": at})
+                case Rescheduled(next_attempt_at=at, error=error):
+                    by_kind["rescheduled"].append(
+                        {**params, "at": at, "error": bounded_text(error)}
+                    )
+                case DeadLettered(reason=reason, hold=hold):
+                    by_kind["dead"].append({**params, "error": bounded_text(reason), "hold": hold})
+        async with self.writing() as conn:
+            if rows:
+                await conn.execute(sa.insert(attempts), rows)
+            for kind, params_list in by_kind.items():
+                if params_list:
+                    await conn.execute(_OUTCOME_UPDATES[kind], params_list)
+            await conn.commit()
+
+    async def release(self, delivery_ids: Sequence[int]) -> None:
+        """Give up leases without an attempt (shutdown), so the deliveries can go at once."""
+        if not delivery_ids:
+            return
+        async with self.writing() as conn:
+            await conn.execute(
+                sa.update(deliveries)
+                .where(deliveries.c.id.in_(list(delivery_ids)), deliveries.c.status == "pending")
+                .values(lease_until=None, lease_owner=None)
+            )
+            await conn.commit()
