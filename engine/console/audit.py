@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from engine.console.auth import Principal
+from engine.console.models import AuditRecord
 from engine.store import Store
 from engine.store.schema import audit_log
 
@@ -70,7 +71,7 @@ async def entries(
     actor: str | None = None,
     patient_key: str | None = None,
     message_id: int | None = None,
-) -> list[dict[str, Any]]:
+) -> list[AuditRecord]:
     """The newest entries first, optionally one actor's, one patient's or one message's."""
     query = sa.select(audit_log).order_by(audit_log.c.id.desc()).limit(limit)
     if before_id is not None:
@@ -82,4 +83,4 @@ async def entries(
     if message_id is not None:
         query = query.where(audit_log.c.message_id == message_id)
     async with store.engine.connect() as conn:
-        return [dict(r._mapping) for r in await conn.execute(query)]
+        return [AuditRecord(**r._mapping) for r in await conn.execute(query)]

@@ -9,19 +9,34 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, fields
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from engine.console.models import (
+    AttemptView,
+    DeadLetterPage,
+    DeadLetterView,
+    DeliveryView,
+    EventView,
+    LoggedMessage,
+    MessageDetail,
+    MessagePage,
+    MessageSummary,
+)
 from engine.store import Store
 from engine.store.schema import attempts, deliveries, events, messages
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 MESSAGE_STATUSES = ("accepted", "rejected", "duplicate")
 DELIVERY_STATUSES = ("pending", "held", "delivered", "dead")
 _NHS_NUMBER = re.compile(r"^\d{10}$")
+_V = TypeVar("_V", bound="DataclassInstance")
 
 
 class BadFilter(ValueError):
@@ -170,13 +185,6 @@ def _conditions(
     return where
 
 
-@dataclass(frozen=True, slots=True)
-class Page:
-    rows: list[dict[str, Any]]
-    next_before: int | None
-    """The `before` of the next (older) page, or None on the last page."""
-
-
 _LIST_COLUMNS = (
     messages.c.id,
     messages.c.received_at,
@@ -193,6 +201,12 @@ _LIST_COLUMNS = (
 )
 
 
+def _view(kind: type[_V], row: sa.Row[*tuple[Any, ...]], **extra: Any) -> _V:
+    """A view model from a result row: the row's columns that are the model's fields."""
+    values = {**row._mapping, **extra}
+    return kind(**{f.name: values[f.name] for f in fields(kind) if f.name in values})
+
+
 def delivery_state(row: Any) -> str:
     """A delivery's state as operators see it: held and resolved are refinements of the row."""
     if row.status == "pending" and row.held_at is not None:
@@ -204,7 +218,7 @@ def delivery_state(row: Any) -> str:
 
 async def search(
     store: Store, f: SearchFilter, *, before: int | None = None, limit: int = 50
-) -> Page:
+) -> MessagePage:
     """Messages matching every given filter, newest first, with their deliveries' states."""
     async with store.engine.connect() as conn:
         prefixes = None
@@ -214,10 +228,10 @@ async def search(
         if before is not None:
             query = query.where(messages.c.id < before)
         query = query.order_by(messages.c.id.desc()).limit(limit + 1)
-        rows = [dict(r._mapping) for r in await conn.execute(query)]
+        rows = (await conn.execute(query)).all()
         more = len(rows) > limit
         rows = rows[:limit]
-        event_ids = [r["event_id"] for r in rows if r["event_id"]]
+        event_ids = [r.event_id for r in rows if r.event_id]
         states: dict[str, list[tuple[str, str]]] = {}
         if event_ids:
             found = await conn.execute(
@@ -233,54 +247,58 @@ async def search(
             )
             for d in found:
                 states.setdefault(d.event_id, []).append((d.destination, delivery_state(d)))
-    for row in rows:
-        row["deliveries"] = states.get(row["event_id"] or "", [])
-    return Page(rows, rows[-1]["id"] if more and rows else None)
-
-
-@dataclass
-class MessageDetail:
-    message: dict[str, Any]
-    event: dict[str, Any] | None
-    deliveries: list[dict[str, Any]] = field(default_factory=list)
-    """Each with its ``attempts`` (oldest first) and its operator-facing ``state``."""
+    page = tuple(
+        _view(MessageSummary, r, deliveries=tuple(states.get(r.event_id or "", ()))) for r in rows
+    )
+    return MessagePage(page, page[-1].id if more and page else None)
 
 
 async def message_detail(store: Store, message_id: int) -> MessageDetail | None:
+    """One message in full: its payload, its care event, and each delivery with its attempts."""
     async with store.engine.connect() as conn:
         row = (await conn.execute(sa.select(messages).where(messages.c.id == message_id))).first()
         if row is None:
             return None
-        message = dict(row._mapping)
-        event = None
-        found: list[dict[str, Any]] = []
-        if message["event_id"]:
-            ev = (
-                await conn.execute(
-                    sa.select(events).where(events.c.event_id == message["event_id"])
-                )
-            ).first()
-            event = dict(ev._mapping) if ev else None
-            for d in await conn.execute(
+        message = _view(LoggedMessage, row)
+        if not message.event_id:
+            return MessageDetail(message, None)
+        ev = (
+            await conn.execute(sa.select(events).where(events.c.event_id == message.event_id))
+        ).first()
+        found = (
+            await conn.execute(
                 sa.select(deliveries)
-                .where(deliveries.c.event_id == message["event_id"])
+                .where(deliveries.c.event_id == message.event_id)
                 .order_by(deliveries.c.id)
-            ):
-                found.append({**d._mapping, "state": delivery_state(d), "attempts": []})
+            )
+        ).all()
+        tried: dict[int, list[AttemptView]] = {d.id: [] for d in found}
         if found:
-            by_id = {d["id"]: d for d in found}
             for a in await conn.execute(
                 sa.select(attempts)
-                .where(attempts.c.delivery_id.in_(list(by_id)))
+                .where(attempts.c.delivery_id.in_(list(tried)))
                 .order_by(attempts.c.id)
             ):
-                by_id[a.delivery_id]["attempts"].append(dict(a._mapping))
-    return MessageDetail(message, event, found)
+                tried[a.delivery_id].append(_view(AttemptView, a))
+    return MessageDetail(
+        message,
+        _view(EventView, ev) if ev else None,
+        tuple(
+            _view(
+                DeliveryView,
+                d,
+                state=delivery_state(d),
+                attempt_count=d.attempts,
+                attempts=tuple(tried[d.id]),
+            )
+            for d in found
+        ),
+    )
 
 
 async def dead_letters(
     store: Store, *, destination: str | None = None, before: int | None = None, limit: int = 50
-) -> Page:
+) -> DeadLetterPage:
     """Unresolved dead letters, newest first, with the message each came from."""
     query = (
         sa.select(
@@ -305,10 +323,10 @@ async def dead_letters(
         query = query.where(deliveries.c.id < before)
     query = query.order_by(deliveries.c.id.desc()).limit(limit + 1)
     async with store.engine.connect() as conn:
-        rows = [dict(r._mapping) for r in await conn.execute(query)]
+        rows = (await conn.execute(query)).all()
     more = len(rows) > limit
-    rows = rows[:limit]
-    return Page(rows, rows[-1]["id"] if more and rows else None)
+    page = tuple(_view(DeadLetterView, r) for r in rows[:limit])
+    return DeadLetterPage(page, page[-1].id if more and page else None)
 
 
 def dead_letter_condition(

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import html as _html
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from string import Template
+from urllib.parse import urlencode
 
-from engine.console.auth import Principal, allowed
+from engine.console.auth import Principal, allowed, sees_patient_data
 
 MASK = "•••"
 """What a viewer sees in place of anything about a patient."""
@@ -68,6 +69,40 @@ def json_text(text: str) -> str:
 
 def csrf_field(token: str) -> Safe:
     return html('<input type="hidden" name="csrf" value="$t">', t=token)
+
+
+def shown(principal: Principal, value: object) -> object:
+    """The value for a role that sees patient data, else `MASK`."""
+    return value if sees_patient_data(principal.role) else MASK
+
+
+def text_input(name: str, label: str, value: str | None, kind: str = "text") -> Safe:
+    return html(
+        '<label>$label <input name="$name" id="f-$name" type="$kind" value="$v"></label>',
+        label=label,
+        name=name,
+        kind=kind,
+        v=value or "",
+    )
+
+
+def older_link(
+    path: str,
+    query: Mapping[str, str],
+    kept: Iterable[str],
+    before: int,
+    *,
+    element_id: str | None = None,
+) -> Safe:
+    """The link to the next (older) page of a listing, keeping the filters named in `kept`."""
+    names = set(kept)
+    filters = {k: v for k, v in query.items() if k in names and v}
+    return html(
+        '<p><a$id href="$path?$q">Older</a></p>',
+        id=html(' id="$i"', i=element_id) if element_id else Safe(""),
+        path=path,
+        q=urlencode({**filters, "before": before}),
+    )
 
 
 def page(

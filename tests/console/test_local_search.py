@@ -13,7 +13,7 @@ pytestmark = pytest.mark.integration
 
 
 async def ids(store: Store, f: SearchFilter) -> list[int]:
-    return [r["id"] for r in (await queries.search(store, f)).rows]
+    return [r.id for r in (await queries.search(store, f)).rows]
 
 
 async def test_local_numbers_under_every_feed_and_authority(store: Store) -> None:

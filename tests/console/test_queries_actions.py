@@ -32,7 +32,7 @@ async def seeded(store: Store) -> None:
 
 async def ids(store: Store, f: SearchFilter, **kw: object) -> list[int]:
     page = await queries.search(store, f, **kw)  # type: ignore[arg-type]
-    return [r["id"] for r in page.rows]
+    return [r.id for r in page.rows]
 
 
 async def test_search_finds_messages_by_each_filter(store: Store) -> None:
@@ -65,18 +65,18 @@ async def test_a_local_number_with_like_wildcards_matches_only_itself(store: Sto
 async def test_search_pages_by_keyset_to_the_end(store: Store) -> None:
     await store.record_intake([accepted(f"k{i}") for i in range(7)])
     first = await queries.search(store, SearchFilter(), limit=3)
-    assert [r["id"] for r in first.rows] == [7, 6, 5]
+    assert [r.id for r in first.rows] == [7, 6, 5]
     assert first.next_before == 5
     second = await queries.search(store, SearchFilter(), before=first.next_before, limit=3)
     third = await queries.search(store, SearchFilter(), before=second.next_before, limit=3)
-    assert [r["id"] for r in third.rows] == [1]
+    assert [r.id for r in third.rows] == [1]
     assert third.next_before is None
 
 
 async def test_search_lists_each_deliverys_state(store: Store) -> None:
     await seeded(store)
     page = await queries.search(store, SearchFilter(control_id="m1"))
-    assert page.rows[0]["deliveries"] == [("gp", "delivered"), ("team", "dead")]
+    assert list(page.rows[0].deliveries) == [("gp", "delivered"), ("team", "dead")]
 
 
 async def test_unknown_status_is_a_bad_filter(store: Store) -> None:
@@ -89,32 +89,32 @@ async def test_detail_has_payload_event_deliveries_and_attempts(store: Store) ->
     detail = await queries.message_detail(store, 1)
     assert detail is not None
     assert detail.event is not None
-    assert detail.message["payload"].startswith(b"MSH|")
-    assert [(d["destination"], d["state"], len(d["attempts"])) for d in detail.deliveries] == [
+    assert detail.message.payload.startswith(b"MSH|")
+    assert [(d.destination, d.state, len(d.attempts)) for d in detail.deliveries] == [
         ("gp", "delivered", 1),
         ("team", "dead", 1),
     ]
-    assert detail.deliveries[1]["attempts"][0]["status_code"] == 422
+    assert detail.deliveries[1].attempts[0].status_code == 422
     assert await queries.message_detail(store, 99) is None
 
 
 async def test_replay_of_a_dead_letter_makes_it_due_now_and_keeps_attempts(store: Store) -> None:
     await seeded(store)
     dead = (await queries.dead_letters(store)).rows
-    assert [d["destination"] for d in dead] == ["team", "team"]
-    changed = await actions.replay_delivery(store, OPERATOR, dead[0]["id"], "fixed at the GP")
+    assert [d.destination for d in dead] == ["team", "team"]
+    changed = await actions.replay_delivery(store, OPERATOR, dead[0].id, "fixed at the GP")
     assert changed.count == 1
     claimed = await store.claim_due(["team"], limit=10, lease=LEASE, owner="t")
-    assert [(c.id, c.attempts) for c in claimed] == [(dead[0]["id"], 1)]
+    assert [(c.id, c.attempts) for c in claimed] == [(dead[0].id, 1)]
     [entry] = await audit.entries(store)
-    assert (entry["actor"], entry["action"], entry["delivery_id"], entry["reason"]) == (
+    assert (entry.actor, entry.action, entry.delivery_id, entry.reason) == (
         "olive",
         "replay",
-        dead[0]["id"],
+        dead[0].id,
         "fixed at the GP",
     )
-    assert entry["patient_key"] == "local:mh-trust:RXX:L123"
-    assert entry["message_id"] == 2
+    assert entry.patient_key == "local:mh-trust:RXX:L123"
+    assert entry.message_id == 2
 
 
 async def test_replay_of_a_pending_delivery_changes_nothing(store: Store) -> None:
@@ -133,15 +133,15 @@ async def test_resolve_closes_a_dead_letter_with_a_comment(store: Store) -> None
     await seeded(store)
     [newest, _] = (await queries.dead_letters(store)).rows
     with pytest.raises(ValueError, match="comment"):
-        await actions.resolve_delivery(store, OPERATOR, newest["id"], "  ")
-    assert (await actions.resolve_delivery(store, OPERATOR, newest["id"], "sent by fax")).count
-    assert (await actions.resolve_delivery(store, OPERATOR, newest["id"], "again")).count == 0
-    assert [d["id"] for d in (await queries.dead_letters(store)).rows] != [newest["id"]]
+        await actions.resolve_delivery(store, OPERATOR, newest.id, "  ")
+    assert (await actions.resolve_delivery(store, OPERATOR, newest.id, "sent by fax")).count
+    assert (await actions.resolve_delivery(store, OPERATOR, newest.id, "again")).count == 0
+    assert [d.id for d in (await queries.dead_letters(store)).rows] != [newest.id]
     assert len((await queries.dead_letters(store)).rows) == 1
     detail = await queries.message_detail(store, 2)
     assert detail is not None
     team = detail.deliveries[1]
-    assert (team["state"], team["resolved_by"], team["resolution"]) == (
+    assert (team.state, team.resolved_by, team.resolution) == (
         "resolved",
         "olive",
         "sent by fax",
@@ -163,7 +163,7 @@ async def test_held_delivery_is_not_claimed_and_still_holds_the_patients_later_o
     assert (await actions.hold_delivery(store, OPERATOR, 1, "wrong patient?")).count == 1
     assert await store.claim_due(["gp"], limit=10, lease=LEASE, owner="t") == []
     page = await queries.search(store, SearchFilter(delivery_status="held"))
-    assert [r["id"] for r in page.rows] == [1]
+    assert [r.id for r in page.rows] == [1]
     assert (await actions.release_delivery(store, OPERATOR, 1)).count == 1
     claimed = await store.claim_due(["gp"], limit=10, lease=LEASE, owner="t")
     assert [c.id for c in claimed] == [1]
@@ -181,7 +181,7 @@ async def test_bulk_replay_takes_only_the_filtered_dead_letters_seen(store: Stor
     await deliver_all(store, dead=frozenset({"gp", "team"}))
     listed = (await queries.dead_letters(store)).rows
     assert len(listed) == 4
-    up_to = listed[1]["id"]  # the operator saw all but the newest
+    up_to = listed[1].id  # the operator saw all but the newest
     changed = await actions.replay_dead_letters(
         store,
         OPERATOR,
@@ -193,10 +193,10 @@ async def test_bulk_replay_takes_only_the_filtered_dead_letters_seen(store: Stor
     )
     assert changed.count == 2
     rows = await audit.entries(store)
-    assert {r["action"] for r in rows} == {"replay_bulk"}
+    assert {r.action for r in rows} == {"replay_bulk"}
     assert len(rows) == 2
     left = (await queries.dead_letters(store)).rows
-    assert sorted(d["destination"] for d in left) == ["gp", "team"]
+    assert sorted(d.destination for d in left) == ["gp", "team"]
 
 
 async def test_audit_log_refuses_update_and_delete(store: Store) -> None:

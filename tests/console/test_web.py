@@ -61,7 +61,7 @@ async def test_clinical_user_finds_a_patient_and_reads_the_message_escaped(store
         assert "O&#x27;BRIEN^&lt;script&gt;" in page
         assert 'team: <span class="state">dead</span>' in page
         assert "Replay" not in page  # clinical users read, operators act
-    actions = [(e["actor"], e["action"], e["patient_key"], e["reason"])
+    actions = [(e.actor, e.action, e.patient_key, e.reason)
                for e in await audit.entries(store)]  # fmt: skip
     assert actions == [("clara", "view_message", f"nhs:{NHS}", None),
                        ("clara", "search_patient", f"nhs:{NHS}", "ward round")]  # fmt: skip
@@ -96,8 +96,8 @@ async def test_operator_replays_a_dead_letter_with_the_form_token(store: Store) 
             assert "Replayed: 1" in await r.text()
     assert c.woken == [1]
     assert (await store.counts())["deliveries.pending"] == 1
-    replay = [e for e in await audit.entries(store) if e["action"] == "replay"]
-    assert [(e["actor"], e["reason"]) for e in replay] == [("olive", "fixed")]
+    replay = [e for e in await audit.entries(store) if e.action == "replay"]
+    assert [(e.actor, e.reason) for e in replay] == [("olive", "fixed")]
 
 
 async def test_clinical_user_cannot_replay(store: Store) -> None:

@@ -1,0 +1,96 @@
+"""The message log: search (audited when it names a patient) and one message's page
+(audited for roles that see its payload)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from aiohttp import web
+
+from engine.console import audit, queries
+from engine.console.auth import sees_patient_data
+from engine.console.context import Console, notice, number
+from engine.console.models import AuditRecord
+from engine.console.templates import Safe
+from engine.console.views.message import message_page
+from engine.console.views.search import search_page
+
+
+class Messages:
+    def __init__(self, console: Console) -> None:
+        self.console = console
+
+    async def home(self, _request: web.Request) -> web.Response:
+        raise web.HTTPSeeOther("/messages")
+
+    async def search(self, request: web.Request) -> web.Response:
+        c = self.console
+        principal = c.need(request, "viewer")
+        q = request.query
+        f = queries.SearchFilter(
+            patient=q.get("patient") or None,
+            control_id=q.get("control_id") or None,
+            source=q.get("source") or None,
+            destination=q.get("destination") or None,
+            status=q.get("status") or None,
+            delivery_status=q.get("delivery_status") or None,
+            kind=q.get("kind") or None,
+            since=_when(q.get("since")),
+            until=_when(q.get("until")),
+        )
+        if f.patient and not sees_patient_data(principal.role):
+            c.need(request, "clinical")
+        found = await queries.search(
+            c.store, f, before=number(q.get("before")), limit=c.config.page_size
+        )
+        if f.patient:
+            keys = sorted({r.patient_key for r in found.rows if r.patient_key})
+            await audit.record(
+                c.store,
+                principal,
+                audit.AuditEntry(
+                    "search_patient",
+                    patient_key=keys[0] if len(keys) == 1 else None,
+                    reason=q.get("reason"),
+                    detail=f"searched {f.patient!r}; found {', '.join(keys)}",
+                ),
+            )
+        return c.html(request, "Messages", search_page(principal, dict(q), found))
+
+    async def message(self, request: web.Request) -> web.Response:
+        c = self.console
+        principal = c.need(request, "viewer")
+        message_id = number(request.match_info["id"])
+        detail = None if message_id is None else await queries.message_detail(c.store, message_id)
+        if detail is None:
+            return c.html(request, "No such message", Safe(""), status=404)
+        trail: list[AuditRecord] = []
+        if sees_patient_data(principal.role):
+            await audit.record(
+                c.store,
+                principal,
+                audit.AuditEntry(
+                    "view_message", message_id=message_id, patient_key=detail.message.patient_key
+                ),
+            )
+            trail = await audit.entries(c.store, message_id=message_id, limit=200)
+        body = message_page(
+            principal,
+            detail,
+            trail,
+            c.csrf(request),
+            c.render,
+            can_remap=c.engine_config is not None,
+        )
+        return c.html(request, f"Message {message_id}", body, notice=notice(request))
+
+
+def _when(value: str | None) -> datetime | None:
+    """A time from the search form (UTC; ``datetime-local`` sends no offset)."""
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise queries.BadFilter("times look like 2026-01-31T09:30") from exc
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)

@@ -1,0 +1,61 @@
+"""The operators' overview pages: dead letters, the dashboard, ``/metrics`` (Prometheus) and
+the audit log (admins only)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from aiohttp import web
+
+from engine.console import audit, metrics, queries
+from engine.console.context import Console, notice, number
+from engine.console.views.audit import audit_page
+from engine.console.views.dashboard import dashboard_page
+from engine.console.views.dead_letters import dead_letters_page
+
+
+class Overview:
+    def __init__(self, console: Console) -> None:
+        self.console = console
+
+    async def dead_letters(self, request: web.Request) -> web.Response:
+        c = self.console
+        principal = c.need(request, "viewer")
+        q = request.query
+        found = await queries.dead_letters(
+            c.store,
+            destination=q.get("destination") or None,
+            before=number(q.get("before")),
+            limit=c.config.page_size,
+        )
+        if q.get("source"):
+            found = replace(found, rows=tuple(r for r in found.rows if r.source == q["source"]))
+        body = dead_letters_page(principal, dict(q), found, c.csrf(request), c.config.bulk_limit)
+        return c.html(request, "Dead letters", body, notice=notice(request))
+
+    async def dashboard(self, request: web.Request) -> web.Response:
+        self.console.need(request, "viewer")
+        figures = await metrics.figures(self.console.store)
+        return self.console.html(request, "Dashboard", dashboard_page(figures))
+
+    async def prometheus(self, request: web.Request) -> web.Response:
+        self.console.need(request, "viewer")
+        text = metrics.prometheus(await metrics.figures(self.console.store))
+        return web.Response(
+            text=text, content_type="text/plain", headers={"X-Prometheus-Format": "0.0.4"}
+        )
+
+    async def audit_log(self, request: web.Request) -> web.Response:
+        c = self.console
+        c.need(request, "admin")
+        q = request.query
+        limit = c.config.page_size
+        rows = await audit.entries(
+            c.store,
+            before_id=number(q.get("before")),
+            limit=limit + 1,
+            actor=q.get("actor") or None,
+            patient_key=q.get("patient_key") or None,
+        )
+        more = rows[limit - 1].id if len(rows) > limit else None
+        return c.html(request, "Audit log", audit_page(rows[:limit], dict(q), more))

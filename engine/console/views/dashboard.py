@@ -1,0 +1,61 @@
+"""The dashboard: each source's messages and each destination's backlog and error rate."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from engine.console.models import Figures
+from engine.console.templates import Safe, html, table
+
+_DESTINATION_COLUMNS = (
+    "destination",
+    "pending",
+    "oldest pending",
+    "held",
+    "dead",
+    "delivered",
+    "last success",
+    "error rate (15 min)",
+)
+
+
+def _age(now: datetime, then: datetime | None) -> str:
+    if then is None:
+        return "-"
+    seconds = int((now - then).total_seconds())
+    return f"{seconds // 3600}h {seconds % 3600 // 60}m {seconds % 60}s"
+
+
+def dashboard_page(f: Figures) -> Safe:
+    sources = table(
+        ("source", "accepted", "rejected", "duplicate", "last received"),
+        [
+            (
+                name,
+                s.messages.get("accepted", 0),
+                s.messages.get("rejected", 0),
+                s.messages.get("duplicate", 0),
+                s.last_received or "-",
+            )
+            for name, s in sorted(f.sources.items())
+        ],
+        "sources",
+    )
+    dests = table(
+        _DESTINATION_COLUMNS,
+        [
+            (
+                name,
+                d.deliveries.get("pending", 0),
+                _age(f.at, d.oldest_pending),
+                d.deliveries.get("held", 0),
+                d.deliveries.get("dead", 0),
+                d.deliveries.get("delivered", 0),
+                d.last_success or "-",
+                "-" if d.error_rate is None else f"{d.error_rate:.0%}",
+            )
+            for name, d in sorted(f.destinations.items())
+        ],
+        "destinations",
+    )
+    return html("<h2>Sources</h2>$s<h2>Destinations</h2>$d", s=sources, d=dests)
