@@ -8,6 +8,7 @@ precise reason (and the HL7 table 0357 code and location the sender's standard u
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -52,67 +53,47 @@ def prepare(
 ) -> Prepared:
     """Parse, map and route one message. Never raises for bad content: that is a rejection."""
     profile = profiles[source]
+    received = IntakeRecord(source=source, payload=payload, received_at=received_at,
+                            transport_id=transport_id)  # fmt: skip
     limit = config.intake.max_message_bytes
     if len(payload) > limit:
-        return Prepared(
-            IntakeRecord(source=source, payload=payload, received_at=received_at,
-                         transport_id=transport_id, error_code="207",
-                         reason=f"message is {len(payload)} bytes, over the {limit}-byte limit"),
-            None,
-        )  # fmt: skip
+        reason = f"message is {len(payload)} bytes, over the {limit}-byte limit"
+        return Prepared(dataclasses.replace(received, error_code="207", reason=reason), None)
     try:
-        mapped = map_message(payload, profile).model_copy(update={"received_at": received_at})
-        event = withhold_hidden_location(mapped)
+        mapped = map_message(payload, profile)
+        event = withhold_hidden_location(mapped.model_copy(update={"received_at": received_at}))
     except MappingError as exc:
-        return Prepared(
-            IntakeRecord(
-                source=source,
-                payload=payload,
-                received_at=received_at,
-                transport_id=transport_id,
-                reason=exc.reason,
-                error_location=(exc.location or "")[:64] or None,
-                error_code=exc.code,
-            ),
-            None,
-        )
+        location = (exc.location or "")[:64] or None
+        rejected = dataclasses.replace(received, reason=exc.reason, error_code=exc.code,
+                                       error_location=location)  # fmt: skip
+        return Prepared(rejected, None)
     if len(event.source.message_id) > MAX_MESSAGE_KEY:
-        return Prepared(
-            IntakeRecord(
-                source=source,
-                payload=payload,
-                received_at=received_at,
-                transport_id=transport_id,
-                format=event.source.format.value,
-                error_code="102",
-                error_location="MSH-10",
-                reason=f"message id longer than {MAX_MESSAGE_KEY} characters",
-            ),
-            None,
-        )
+        rejected = dataclasses.replace(
+            received, format=event.source.format.value, error_code="102",
+            error_location="MSH-10", reason=f"message id longer than {MAX_MESSAGE_KEY} characters",
+        )  # fmt: skip
+        return Prepared(rejected, None)
+    accepted = _accepted(event, config, follow_up_rules)
+    return Prepared(dataclasses.replace(received, format=event.source.format.value,
+                                        message_key=event.source.message_id,
+                                        accepted=accepted), event)  # fmt: skip
+
+
+def _accepted(event: CareEvent, config: Config, rules: Sequence[FollowUpRule]) -> AcceptedEvent:
+    """The event as the store keeps it, with the destinations its routes name."""
     holds = {d.name: d.hold_on_dead_letter for d in config.destinations}
-    accepted = AcceptedEvent(
+    return AcceptedEvent(
         event_id=event.event_id,
         kind=event.kind.value,
         care_setting=care_setting(event).value,
         patient_key=bounded_key(patient_key(event)),
         stay_id=bounded_key(event.stay.id) if event.stay and event.stay.id else None,
         retired_keys=tuple(bounded_key(k) for k in retired_keys(event)),
-        follow_up=_follow_up(event, follow_up_rules),
+        follow_up=_follow_up(event, rules),
         occurred_at=event.occurred_at.utc if event.occurred_at else None,
         body=event.model_dump_json(exclude_none=True),
         destinations=tuple((d, holds[d]) for d in destinations_for(event, config.routes)),
     )
-    record = IntakeRecord(
-        source=source,
-        payload=payload,
-        received_at=received_at,
-        transport_id=transport_id,
-        format=event.source.format.value,
-        message_key=event.source.message_id,
-        accepted=accepted,
-    )
-    return Prepared(record, event)
 
 
 def _follow_up(event: CareEvent, rules: Sequence[FollowUpRule]) -> FollowUpRecord | None:
