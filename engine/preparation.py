@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from engine.config import Config
-from engine.routing import care_setting, destinations_for, patient_key, retired_keys
+from engine.routing import care_setting, destinations_for, patient_key
 from engine.store import AcceptedEvent, FollowUpRecord, IntakeRecord
 from mappings.clinical.follow_up import FollowUpRule, follow_up_for
 from mappings.errors import MappingError
@@ -88,7 +88,6 @@ def _accepted(event: CareEvent, config: Config, rules: Sequence[FollowUpRule]) -
         care_setting=care_setting(event).value,
         patient_key=bounded_key(patient_key(event)),
         stay_id=bounded_key(event.stay.id) if event.stay and event.stay.id else None,
-        retired_keys=tuple(bounded_key(k) for k in retired_keys(event)),
         follow_up=_follow_up(event, rules),
         occurred_at=event.occurred_at.utc if event.occurred_at else None,
         body=event.model_dump_json(exclude_none=True),

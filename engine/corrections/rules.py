@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
-from engine.preparation import Prepared
+from engine.preparation import Prepared, bounded_key
+from engine.routing import retired_keys
 from engine.store import AcceptedEvent, Original
 from mappings.model import CANCEL_OF, CareEvent, EventKind
 
@@ -168,8 +169,8 @@ def decide(
         return _cancel(event.cancels, accepted, earlier, known, holds)
     if event.kind in CANCEL_OF:
         return _late_or_changed(event.kind, accepted, earlier, known)
-    if accepted.retired_keys:
-        return Decision(Outcome.MERGE, rekeys=accepted.retired_keys)
+    if retired := retired_keys(event):
+        return Decision(Outcome.MERGE, rekeys=tuple(bounded_key(k) for k in retired))
     return AS_ROUTED
 
 
@@ -270,7 +271,7 @@ def _changed_discharge(accepted: AcceptedEvent, earlier: Sequence[Prepared],
 def applied(item: Prepared, decision: Decision) -> Prepared:
     """`item` as the store must record it: its event rewritten and its record's links set."""
     event, accepted = item.event, item.record.accepted
-    if decision.outcome in (Outcome.AS_ROUTED, Outcome.MERGE) or event is None or accepted is None:
+    if decision.outcome is Outcome.AS_ROUTED or event is None or accepted is None:
         return item
     changed = _rewritten_event(event, decision)
     new_accepted = dataclasses.replace(
@@ -280,8 +281,9 @@ def applied(item: Prepared, decision: Decision) -> Prepared:
                       else decision.destinations),
         corrects=decision.corrects,
         follow_up=accepted.follow_up if decision.starts_follow_up else None,
-        replaces=(decision.withdraws_follow_up_of
-                  if decision.outcome is Outcome.CHANGED_DISCHARGE else None),
+        withdraws_follow_up_of=decision.withdraws_follow_up_of,
+        links_cancel=decision.links_cancel,
+        retired_keys=decision.rekeys,
     )  # fmt: skip
     return Prepared(dataclasses.replace(item.record, accepted=new_accepted), changed)
 

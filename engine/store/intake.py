@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from engine.store.base import StoreBase, bounded_text, utc_now
-from engine.store.records import IntakeRecord, IntakeResult
+from engine.store.records import AcceptedEvent, IntakeRecord, IntakeResult
 from engine.store.schema import deliveries, events, follow_ups, messages, suspects
 
 _INSERT_MESSAGE = sa.insert(messages).returning(messages.c.id)
@@ -157,30 +157,7 @@ class IntakeWrites(StoreBase):
         row["status"] = "accepted"
         message_id = await self._insert_message(conn, row)
         seen[key] = (message_id, digest)
-        if accepted.retired_keys or accepted.corrects:
-            await pending.flush(conn)  # the updates below must see this batch's rows too
-        stopped = accepted.corrects if accepted.kind == "cancel_discharge" else accepted.replaces
-        if stopped:
-            # The discharge was cancelled, or a changed discharge replaces it: its follow-up
-            # clock stops (a replacing discharge starts its own).
-            await pending.flush(conn)
-            await conn.execute(
-                sa.update(follow_ups)
-                .where(
-                    follow_ups.c.event_id == stopped,
-                    follow_ups.c.status.in_(["open", "acknowledged"]),
-                )
-                .values(status="withdrawn", withdrawn_by=accepted.event_id)
-            )
-        if accepted.retired_keys:
-            await self._rekey(conn, accepted.retired_keys, accepted.patient_key)
-        if accepted.corrects and not accepted.kind.startswith("cancel_"):
-            # This event arrived after its own cancel: link the cancel back to it.
-            await conn.execute(
-                sa.update(events)
-                .where(events.c.event_id == accepted.corrects)
-                .values(corrects=accepted.event_id)
-            )
+        await self._correct_earlier_rows(conn, accepted, pending)
         pending.events.append({
             "event_id": accepted.event_id, "stay_id": accepted.stay_id,
             "corrects": accepted.corrects, "message_id": message_id, "source": record.source,
@@ -206,14 +183,34 @@ class IntakeWrites(StoreBase):
         return IntakeResult(message_id, "accepted", deliveries=len(accepted.destinations))
 
     @staticmethod
-    async def _rekey(conn: AsyncConnection, retired: Sequence[str], survivor: str) -> None:
-        """A merge: the retired identities' history and pending deliveries follow the survivor,
-        so ordering and search use one key from now on."""
-        for table in (messages, events, deliveries, follow_ups):
+    async def _correct_earlier_rows(
+        conn: AsyncConnection, accepted: AcceptedEvent, pending: _PendingRows
+    ) -> None:
+        """Execute what engine.corrections decided this event does to earlier rows."""
+        if not (accepted.withdraws_follow_up_of or accepted.links_cancel or accepted.retired_keys):
+            return
+        await pending.flush(conn)  # the updates below must see this batch's rows too
+        if accepted.withdraws_follow_up_of:
             await conn.execute(
-                sa.update(table)
-                .where(table.c.patient_key.in_(list(retired)))
-                .values(patient_key=survivor)
+                sa.update(follow_ups)
+                .where(
+                    follow_ups.c.event_id == accepted.withdraws_follow_up_of,
+                    follow_ups.c.status.in_(["open", "acknowledged"]),
+                )
+                .values(status="withdrawn", withdrawn_by=accepted.event_id)
+            )
+        if accepted.retired_keys:
+            for table in (messages, events, deliveries, follow_ups):
+                await conn.execute(
+                    sa.update(table)
+                    .where(table.c.patient_key.in_(list(accepted.retired_keys)))
+                    .values(patient_key=accepted.patient_key)
+                )
+        if accepted.links_cancel:
+            await conn.execute(
+                sa.update(events)
+                .where(events.c.event_id == accepted.links_cancel)
+                .values(corrects=accepted.event_id)
             )
 
     async def _insert_message(self, conn: AsyncConnection, row: dict[str, Any]) -> int:

@@ -24,12 +24,17 @@ class AcceptedEvent:
     stay_id: str | None = None
     corrects: str | None = None
     """For a cancel: the event it cancels. For an event whose cancel arrived first: that cancel."""
-    retired_keys: tuple[str, ...] = ()
-    """For a merge: the patient keys that now become `patient_key`."""
     follow_up: FollowUpRecord | None = None
     """For a discharge in a follow-up cohort: the clock it starts."""
-    replaces: str | None = None
-    """For a changed discharge: the earlier discharge of the same stay that it replaces."""
+    # What writing the event does to earlier rows: decided by engine.corrections, only executed
+    # by the store.
+    withdraws_follow_up_of: str | None = None
+    """The discharge whose open follow-up this event withdraws (its cancel, a changed one)."""
+    links_cancel: str | None = None
+    """A cancel that arrived before this event and found nothing: it now names this event."""
+    retired_keys: tuple[str, ...] = ()
+    """For a merge: the patient keys whose rows (messages, events, deliveries, follow-ups) now
+    take `patient_key`."""
 
 
 @dataclass(frozen=True, slots=True)

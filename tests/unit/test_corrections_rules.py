@@ -116,7 +116,8 @@ def test_a_cancel_with_its_original_in_the_batch_goes_where_the_original_goes() 
     accepted = cancel.record.accepted
     assert accepted is not None
     assert accepted.destinations == (("team", True), ("gp", False))
-    assert accepted.corrects == eid("DIS")
+    assert accepted.corrects == accepted.withdraws_follow_up_of == eid("DIS")
+    assert accepted.links_cancel is None
     assert event_of(cancel).corrects_event_id == eid("DIS")
     assert store.asked == []  # the batch answered it
 
@@ -205,7 +206,8 @@ def test_a_discharge_after_its_cancel_in_the_batch_is_superseded() -> None:
     accepted = late.record.accepted
     assert accepted is not None
     assert accepted.destinations == ()
-    assert accepted.corrects == eid("CAN")
+    assert accepted.corrects == accepted.links_cancel == eid("CAN")
+    assert accepted.withdraws_follow_up_of is None
     assert accepted.follow_up is None  # no clock for a discharge cancelled before it came
     assert msg("A03", "DIS", 60).record.accepted.follow_up is not None  # type: ignore[union-attr]
     assert event_of(late).corrects_event_id is None
@@ -262,8 +264,9 @@ def test_a_second_discharge_in_the_batch_replaces_the_first() -> None:
     assert decision.withdraws_follow_up_of == eid("DIS")
     accepted = changed.record.accepted
     assert accepted is not None
-    assert accepted.replaces == eid("DIS")
+    assert accepted.withdraws_follow_up_of == eid("DIS")
     assert accepted.corrects is None
+    assert accepted.links_cancel is None
     assert accepted.follow_up is not None  # its own clock starts
     assert accepted.destinations == (("team", True), ("gp", False))
     assert event_of(changed).corrects_event_id == eid("DIS")
@@ -315,7 +318,7 @@ def test_a_discharge_after_a_cancel_of_the_stored_one_in_its_batch_is_a_new_disc
     assert decision.outcome is Outcome.AS_ROUTED
     assert event_of(newer).corrects_event_id is None
     assert newer.record.accepted is not None
-    assert newer.record.accepted.replaces is None
+    assert newer.record.accepted.withdraws_follow_up_of is None
 
 
 def test_a_cancel_of_another_discharge_leaves_the_stored_one_standing() -> None:
@@ -362,6 +365,8 @@ def test_a_merge_rekeys_the_retired_identities_to_the_survivor() -> None:
     assert linked.record.accepted is not None
     assert linked.record.accepted.retired_keys == decision.rekeys
     assert linked.record.accepted.patient_key == PK
+    assert item.record.accepted is not None
+    assert item.record.accepted.retired_keys == ()  # only the decision re-keys
 
 
 def test_a_rejected_message_and_an_ordinary_event_are_as_routed() -> None:
