@@ -23,8 +23,7 @@ from the time it was noticed, so the repeat after a restart carries the key of t
 and a receiver that de-duplicates drops it. A condition that cleared while the engine was down
 sends no "cleared" message.
 
-This module imports neither `engine.config` nor `engine.store` at run time, so `engine.config`
-can import `AlertsConfig` from it without a cycle.
+Its settings (`AlertsConfig`, `AlertWebhook`) are in `engine.config.alerts`.
 """
 
 from __future__ import annotations
@@ -33,15 +32,14 @@ import asyncio
 import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Annotated, Literal
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Literal
 
 import orjson
 import sqlalchemy as sa
 import structlog
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from engine.durations import Duration
+from engine.config.alerts import AlertsConfig
 from engine.store.schema import deliveries, messages
 
 if TYPE_CHECKING:
@@ -51,35 +49,6 @@ if TYPE_CHECKING:
 log = structlog.get_logger("carebridge.alerts")
 
 Condition = Literal["backlog", "dead_letter", "silent_source"]
-_SOURCE_NAME = r"^[a-z0-9][a-z0-9_-]{0,62}$"
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class AlertsWebhook(_Strict):
-    url: Annotated[str, Field(pattern=r"^https?://[^\s]+$")]
-    secret: str | None = None
-    """HMAC key for X-Carebridge-Signature; only as ${ENV_NAME}."""
-
-
-class AlertsConfig(_Strict):
-    """``alerts:`` in the engine's YAML (absent: no operator alerts)."""
-
-    webhook: AlertsWebhook
-    backlog_older_than: Duration | None = timedelta(minutes=15)
-    """Alert when a destination's oldest pending delivery is older than this; null: never."""
-    dead_letters: bool = True
-    """Alert once for each new dead letter."""
-    silent_sources: dict[Annotated[str, StringConstraints(pattern=_SOURCE_NAME)], Duration] = Field(
-        default_factory=dict
-    )
-    """Source name → how long without a message before alerting."""
-    check_interval: Duration = timedelta(seconds=60)
-    max_per_check: int = Field(default=100, ge=1, le=10_000)
-    """Most alerts posted per check; the rest follow at the next checks (a burst of dead
-    letters, or a restart, never floods the receiver in one go)."""
 
 
 # ---- what the store shows ------------------------------------------------------------------

@@ -11,7 +11,8 @@ import orjson
 import pytest
 
 from engine import alerts
-from engine.alerts import AlertsConfig, AlertState, Backlog, DeadLetter, Observed, evaluate
+from engine.alerts import AlertState, Backlog, DeadLetter, Observed, evaluate
+from engine.config import AlertsConfig
 from engine.destinations import SIGNATURE_HEADER
 from engine.store import Store
 from tests.console.seed import NHS, T0, accepted, deliver_all

@@ -1,0 +1,73 @@
+"""``console:``: the operator console's settings, validated at start.
+
+Secrets come from the environment through the main config's ``${NAME}`` references: the
+session secret and every token. Users carry only password hashes
+(``python -m engine.console.auth`` prints one).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+
+from engine.config.base import Duration, Strict
+
+Role = Literal["viewer", "clinical", "operator", "admin"]
+ROLES: tuple[Role, ...] = ("viewer", "clinical", "operator", "admin")
+"""In order of power: each role can do everything the roles before it can."""
+
+
+class ConsoleTls(Strict):
+    """Serve the console over HTTPS; with `ca_file`, ask for client certificates too."""
+
+    cert_file: Path
+    key_file: Path
+    ca_file: Path | None = None
+    require_client_cert: bool = False
+
+
+class ConsoleUser(Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9._@-]{1,80}$")
+    role: Role
+    password_hash: str
+    """``scrypt$<n>$<r>$<p>$<salt b64>$<hash b64>``, never the password itself."""
+
+    @field_validator("password_hash")
+    @classmethod
+    def _is_a_hash(cls, value: str) -> str:
+        parts = value.split("$")
+        if len(parts) != 6 or parts[0] != "scrypt" or not all(p.isdigit() for p in parts[1:4]):
+            raise ValueError("must be a scrypt hash as printed by python -m engine.console.auth")
+        return value
+
+
+class ConsoleToken(Strict):
+    """A bearer token for scripts and Prometheus (``Authorization: Bearer ...``)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9._@-]{1,80}$")
+    role: Role
+    token: SecretStr = Field(min_length=32)
+
+
+class ConsoleConfig(Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8081, ge=0, le=65535)
+    session_secret: SecretStr = Field(min_length=32)
+    """Signs session cookies and CSRF tokens; from the environment, at least 32 characters."""
+    session_lifetime: Duration = timedelta(hours=8)
+    users: tuple[ConsoleUser, ...] = ()
+    tokens: tuple[ConsoleToken, ...] = ()
+    tls: ConsoleTls | None = None
+    page_size: int = Field(default=50, ge=1, le=500)
+    bulk_limit: int = Field(default=1000, ge=1, le=100_000)
+    """Most dead letters one bulk replay may reset."""
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> ConsoleConfig:
+        names = [u.name for u in self.users] + [t.name for t in self.tokens]
+        if len(names) != len(set(names)):
+            raise ValueError("user and token names must be unique")
+        return self

@@ -1,0 +1,41 @@
+"""``delivery:`` and ``retry_policies:``: how the outbox is worked and how failures are retried."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from pydantic import Field, model_validator
+
+from engine.config.base import Duration, Strict
+
+
+class DeliveryConfig(Strict):
+    concurrency: int = Field(default=32, ge=1)
+    per_destination: int = Field(default=16, ge=1)
+    """Most deliveries in flight to one destination (an MLLP destination always takes one at a
+    time: its link is serial), so a slow destination cannot hold every slot."""
+    batch_size: int = Field(default=100, ge=1)
+    poll_interval: Duration = timedelta(seconds=1)
+    lease: Duration = timedelta(seconds=120)
+    """How long a claimed delivery is reserved; must exceed a destination's timeout."""
+
+
+class RetryPolicy(Strict):
+    """Quick in-process retries first, then durable rescheduling with backoff and jitter."""
+
+    quick_attempts: int = Field(default=3, ge=1, le=10)
+    quick_wait: Duration = timedelta(milliseconds=200)
+    initial_backoff: Duration = timedelta(seconds=5)
+    max_backoff: Duration = timedelta(minutes=15)
+    multiplier: float = Field(default=2.0, ge=1.0)
+    jitter: float = Field(default=0.2, ge=0.0, le=1.0)
+    max_attempts: int | None = Field(default=None, ge=1)
+    max_age: Duration | None = timedelta(hours=72)
+
+    @model_validator(mode="after")
+    def _bounded(self) -> RetryPolicy:
+        if self.max_attempts is None and self.max_age is None:
+            raise ValueError("set max_attempts or max_age, or a delivery could retry forever")
+        if self.max_backoff < self.initial_backoff:
+            raise ValueError("max_backoff must not be shorter than initial_backoff")
+        return self

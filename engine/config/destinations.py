@@ -1,0 +1,149 @@
+"""``destinations:``: where care events go, one model per destination type."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+
+from engine.config.base import Duration, HttpUrl, Name, Strict, TlsConfig
+
+
+class WebhookDestination(Strict):
+    """POSTs the canonical care event as JSON, with an Idempotency-Key header."""
+
+    type: Literal["webhook"]
+    name: Name
+    url: HttpUrl
+    secret: str | None = Field(default=None, min_length=1)
+    """HMAC-SHA256 key for the X-Carebridge-Signature header; only as ${ENV_NAME}."""
+    headers: dict[str, str] = Field(default_factory=dict)
+    timeout: Duration = timedelta(seconds=10)
+    retry: Name = "default"
+    hold_on_dead_letter: bool = False
+    """If true, a dead-lettered event holds back that patient's later events until resolved."""
+
+
+class AmqpDestination(Strict):
+    """Publishes canonical care events to a RabbitMQ topic exchange for any subscriber.
+
+    The routing key is ``<kind>.<care_setting>.<source>``, e.g.
+    ``discharge.mental_health.mh-trust``.
+    Publishing waits for the broker's confirm; with `mandatory` true an event no queue is bound
+    for counts as a failed delivery, otherwise it is the subscribers' business to be bound.
+    """
+
+    type: Literal["amqp"]
+    name: Name
+    exchange: str = "carebridge.events"
+    mandatory: bool = False
+    retry: Name = "default"
+    hold_on_dead_letter: bool = False
+
+
+class OAuth2ClientCredentials(Strict):
+    token_url: HttpUrl
+    client_id: str
+    client_secret: str
+    """Only as ${ENV_NAME}."""
+    scope: str | None = None
+
+
+class FhirDestination(Strict):
+    """Sends each care event to a FHIR R4 server, so that a retry never creates a duplicate:
+    `$process-message` with the stable Bundle identifier, or a transaction of
+    identifier-conditional creates and updates."""
+
+    type: Literal["fhir"]
+    name: Name
+    base_url: HttpUrl
+    mode: Literal["process-message", "transaction"] = "process-message"
+    bearer_token: str | None = Field(default=None, min_length=1)
+    """Only as ${ENV_NAME}."""
+    oauth2: OAuth2ClientCredentials | None = None
+    timeout: Duration = timedelta(seconds=30)
+    retry: Name = "default"
+    hold_on_dead_letter: bool = False
+
+    @model_validator(mode="after")
+    def _one_way_to_authenticate(self) -> FhirDestination:
+        if self.bearer_token is not None and self.oauth2 is not None:
+            raise ValueError("give bearer_token or oauth2, not both")
+        return self
+
+
+class NotificationRecipient(Strict):
+    """A team or practice that receives discharge notifications, and whose patients it gets.
+
+    A recipient matches an event when every criterion it sets matches (GP practice ODS code of
+    the patient, provider ODS code of the stay, source); one that sets none matches everyone
+    (a fallback). The first matching recipient of the destination receives the notification.
+    """
+
+    name: Name
+    url: HttpUrl
+    secret: str | None = Field(default=None, min_length=1)
+    """HMAC key for X-Carebridge-Signature; only as ${ENV_NAME}."""
+    gp_practices: list[str] = Field(default_factory=list)
+    providers: list[str] = Field(default_factory=list)
+    sources: list[Name] = Field(default_factory=list)
+
+
+class NotificationDestination(Strict):
+    """Clinician notifications for discharges (and transfers out of inpatient care): a short
+    message a person can act on, the structured JSON, and a FHIR Communication plus a Task for
+    the follow-up, posted to the matching recipient with a signed acknowledgement link."""
+
+    type: Literal["notification"]
+    name: Name
+    recipients: list[NotificationRecipient] = Field(min_length=1)
+    ack_base_url: HttpUrl
+    """The engine's HTTP port as recipients reach it: links go to <ack_base_url>/notifications."""
+    ack_secret: str = Field(min_length=32)
+    """Signs acknowledgement links; only as ${ENV_NAME}, at least 32 characters."""
+    timeout: Duration = timedelta(seconds=10)
+    retry: Name = "default"
+    hold_on_dead_letter: bool = True
+
+
+AckHandling = Literal["delivered", "transient", "permanent"]
+
+
+class MllpAckPolicy(Strict):
+    """What each answer of an MLLP destination means for the delivery."""
+
+    AE: AckHandling = "permanent"
+    AR: AckHandling = "transient"
+    silence: AckHandling = "transient"
+    """No answer within the timeout, or a connection that failed."""
+
+
+class MllpDestination(Strict):
+    """Sends each care event as an HL7v2 ADT message (ITK conventions) over MLLP."""
+
+    type: Literal["mllp"]
+    name: Name
+    host: str
+    port: int = Field(ge=1, le=65535)
+    version: Literal["2.4", "2.5", "2.5.1"] = "2.4"
+    sending_application: str = "CAREBRIDGE"
+    sending_facility: str = ""
+    receiving_application: str = ""
+    receiving_facility: str = ""
+    timeout: Duration = timedelta(seconds=30)
+    tls: TlsConfig | None = None
+    ack: MllpAckPolicy = MllpAckPolicy()
+    retry: Name = "default"
+    hold_on_dead_letter: bool = False
+
+
+Destination = Annotated[
+    WebhookDestination
+    | AmqpDestination
+    | MllpDestination
+    | FhirDestination
+    | NotificationDestination,
+    Field(discriminator="type"),
+]
+DESTINATION_TYPES = frozenset({"webhook", "amqp", "mllp", "fhir", "notification"})

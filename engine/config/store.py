@@ -1,0 +1,30 @@
+"""``store:`` and ``retention:``: where the message log and outbox live, and how long."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from pydantic import Field, field_validator
+
+from engine.config.base import Duration, Strict, TlsConfig
+
+
+class StoreConfig(Strict):
+    url: str = "sqlite+aiosqlite:///carebridge.db"
+    tls: TlsConfig | None = None
+    pool_size: int = Field(default=5, ge=1)
+
+    @field_validator("url")
+    @classmethod
+    def _supported_driver(cls, url: str) -> str:
+        if not url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError("must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
+        return url
+
+
+class RetentionConfig(Strict):
+    message_log: Duration | None = timedelta(days=90)
+    """Settled messages older than this are pruned with their events, deliveries and attempts;
+    null keeps everything. Pending deliveries, dead letters and rejected messages are kept."""
+    interval: Duration = timedelta(hours=1)
+    batch: int = Field(default=1000, ge=1)
