@@ -41,6 +41,7 @@ import structlog
 
 from engine.config.alerts import AlertsConfig
 from engine.store.schema import deliveries, messages
+from engine.store.statuses import DeliveryStatus
 
 if TYPE_CHECKING:
     from engine.destinations import PostFn
@@ -209,7 +210,9 @@ async def observe(store: Store, config: AlertsConfig) -> Observed:
                     sa.func.min(deliveries.c.created_at),
                     sa.func.count(),
                 )
-                .where(deliveries.c.status == "pending", deliveries.c.held_at.is_(None))
+                .where(
+                    deliveries.c.status == DeliveryStatus.PENDING, deliveries.c.held_at.is_(None)
+                )
                 .group_by(deliveries.c.destination)
             )
             for dest, oldest, count in rows:
@@ -222,7 +225,9 @@ async def observe(store: Store, config: AlertsConfig) -> Observed:
                     deliveries.c.destination,
                     deliveries.c.event_id,
                     deliveries.c.attempts,
-                ).where(deliveries.c.status == "dead", deliveries.c.resolved_at.is_(None))
+                ).where(
+                    deliveries.c.status == DeliveryStatus.DEAD, deliveries.c.resolved_at.is_(None)
+                )
             )
             for r in rows:
                 dead[int(r.id)] = DeadLetter(r.destination, r.event_id, int(r.attempts))

@@ -28,7 +28,7 @@ from tenacity import AsyncRetrying, retry_if_exception, wait_exponential
 from engine.config import Config, feed_profiles, follow_up_rules
 from engine.corrections import Corrections
 from engine.preparation import Prepared, prepare
-from engine.store import IntakeRecord, IntakeResult, Store, refused_content
+from engine.store import IntakeRecord, IntakeResult, MessageStatus, Store, refused_content
 
 log = structlog.get_logger("carebridge.intake")
 T = TypeVar("T")
@@ -254,7 +254,7 @@ class Intake:
                 event_kind=item.event.kind.value,
                 deliveries=result.deliveries,
             )
-        if result.status == "rejected":
+        if result.status == MessageStatus.REJECTED:
             log.warning(
                 "intake.rejected", reason=result.reason, location=record.error_location, **fields
             )

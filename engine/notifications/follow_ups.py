@@ -25,12 +25,12 @@ from adapters.errors import DestinationError
 from engine.config import FollowUpConfig
 from engine.destinations import PostFn, post_signed_json
 from engine.notifications.sender import OriginalLoader
-from engine.store import Store
+from engine.store import OPEN_FOLLOW_UPS, FollowUpStatus, Store
 from engine.store.schema import events, follow_ups
 from mappings.model import CareEvent
 
 log = structlog.get_logger("carebridge.notifications")
-OPEN_STATES = ("open", "acknowledged")
+OPEN_STATES = OPEN_FOLLOW_UPS
 """Follow-up states that still wait for someone."""
 
 
@@ -42,7 +42,8 @@ async def due_alerts(store: Store, config: FollowUpConfig, now: datetime
         follow_ups.c.status.in_(OPEN_STATES),
         sa.or_(
             sa.and_(follow_ups.c.due_at <= now, follow_ups.c.alerted_overdue.is_(False)),
-            sa.and_(follow_ups.c.status == "open", follow_ups.c.created_at <= unacked_before,
+            sa.and_(follow_ups.c.status == FollowUpStatus.OPEN,
+                    follow_ups.c.created_at <= unacked_before,
                     follow_ups.c.alerted_unacknowledged.is_(False)),
         ),
     )  # fmt: skip
@@ -54,7 +55,7 @@ async def due_alerts(store: Store, config: FollowUpConfig, now: datetime
             alerts.append({"condition": "follow_up_overdue", "event_id": row["event_id"],
                            "standard": row["standard"], "due_at": row["due_at"].isoformat(),
                            "status": row["status"]})  # fmt: skip
-        elif row["status"] == "open" and not row["alerted_unacknowledged"]:
+        elif row["status"] == FollowUpStatus.OPEN and not row["alerted_unacknowledged"]:
             alerts.append(
                 {
                     "condition": "notification_unacknowledged",
@@ -107,7 +108,7 @@ async def listing(store: Store, state: str, now: datetime, config: FollowUpConfi
     if state == "overdue":
         where.append(follow_ups.c.due_at <= now)
     elif state == "unacknowledged":
-        where += [follow_ups.c.status == "open",
+        where += [follow_ups.c.status == FollowUpStatus.OPEN,
                   follow_ups.c.created_at <= now - config.unacknowledged_after]  # fmt: skip
     columns = (follow_ups.c.event_id, follow_ups.c.standard, follow_ups.c.due_at,
                follow_ups.c.status)  # fmt: skip

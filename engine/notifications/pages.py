@@ -20,7 +20,7 @@ from aiohttp import web
 from engine.config import NotificationDestination
 from engine.notifications.follow_ups import OPEN_STATES
 from engine.notifications.sender import ack_token
-from engine.store import Store
+from engine.store import FollowUpStatus, Store
 from engine.store.schema import follow_ups
 
 log = structlog.get_logger("carebridge.notifications")
@@ -32,14 +32,14 @@ async def record(store: Store, event_id: str, action: str, by: str) -> bool:
     if action == "ack":
         change = (
             sa.update(follow_ups)
-            .where(follow_ups.c.event_id == event_id, follow_ups.c.status == "open")
-            .values(status="acknowledged", acknowledged_at=now, acknowledged_by=by)
+            .where(follow_ups.c.event_id == event_id, follow_ups.c.status == FollowUpStatus.OPEN)
+            .values(status=FollowUpStatus.ACKNOWLEDGED, acknowledged_at=now, acknowledged_by=by)
         )
     else:
         change = (
             sa.update(follow_ups)
             .where(follow_ups.c.event_id == event_id, follow_ups.c.status.in_(OPEN_STATES))
-            .values(status="done", done_at=now, done_by=by)
+            .values(status=FollowUpStatus.DONE, done_at=now, done_by=by)
         )
     async with store.writing() as conn:
         result = await conn.execute(change)

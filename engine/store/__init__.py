@@ -28,19 +28,27 @@ from engine.store.records import (
     FollowUpRecord,
     IntakeRecord,
     IntakeResult,
-    MessageStatus,
     Original,
     Rescheduled,
 )
+from engine.store.statuses import (
+    OPEN_FOLLOW_UPS,
+    DeliveryStatus,
+    FollowUpStatus,
+    MessageStatus,
+)
 
 __all__ = [
+    "OPEN_FOLLOW_UPS",
     "AcceptedEvent",
     "AttemptRecord",
     "ClaimedDelivery",
     "DeadLettered",
     "Delivered",
     "DeliveryOutcome",
+    "DeliveryStatus",
     "FollowUpRecord",
+    "FollowUpStatus",
     "IntakeRecord",
     "IntakeResult",
     "MessageStatus",

@@ -15,6 +15,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from engine.store.base import StoreBase, bounded_text, utc_now
 from engine.store.records import AcceptedEvent, IntakeRecord, IntakeResult
 from engine.store.schema import deliveries, events, follow_ups, messages, suspects
+from engine.store.statuses import (
+    OPEN_FOLLOW_UPS,
+    DeliveryStatus,
+    FollowUpStatus,
+    MessageStatus,
+)
 
 _INSERT_MESSAGE = sa.insert(messages).returning(messages.c.id)
 
@@ -92,7 +98,7 @@ class IntakeWrites(StoreBase):
             rows = await conn.execute(
                 sa.select(messages.c.id, messages.c.message_key, messages.c.payload_sha256).where(
                     messages.c.source == source,
-                    messages.c.status == "accepted",
+                    messages.c.status == MessageStatus.ACCEPTED,
                     messages.c.message_key.in_(wanted),
                 )
             )
@@ -122,13 +128,13 @@ class IntakeWrites(StoreBase):
         accepted = record.accepted
         if accepted is None:
             row.update(
-                status="rejected",
+                status=MessageStatus.REJECTED,
                 reason=bounded_text(record.reason),
                 error_location=record.error_location,
                 error_code=record.error_code,
             )
             return IntakeResult(
-                await self._insert_message(conn, row), "rejected", reason=record.reason
+                await self._insert_message(conn, row), MessageStatus.REJECTED, reason=record.reason
             )
         assert record.message_key is not None
         key = (record.source, record.message_key)
@@ -138,14 +144,14 @@ class IntakeWrites(StoreBase):
         if key in seen:
             first_id, first_digest = seen[key]
             if first_digest == digest:
-                row.update(status="duplicate", message_key=None, duplicate_of=first_id)
-                return IntakeResult(await self._insert_message(conn, row), "duplicate")
+                row.update(status=MessageStatus.DUPLICATE, message_key=None, duplicate_of=first_id)
+                return IntakeResult(await self._insert_message(conn, row), MessageStatus.DUPLICATE)
             reason = (
                 f"message id already used by message #{first_id} with different content; "
                 "not processed, an operator must decide"
             )
             row.update(
-                status="rejected",
+                status=MessageStatus.REJECTED,
                 message_key=None,
                 duplicate_of=first_id,
                 reason=reason,
@@ -153,8 +159,10 @@ class IntakeWrites(StoreBase):
                 error_code="205",
                 event_id=None,
             )
-            return IntakeResult(await self._insert_message(conn, row), "rejected", reason=reason)
-        row["status"] = "accepted"
+            return IntakeResult(
+                await self._insert_message(conn, row), MessageStatus.REJECTED, reason=reason
+            )
+        row["status"] = MessageStatus.ACCEPTED
         message_id = await self._insert_message(conn, row)
         seen[key] = (message_id, digest)
         await self._correct_earlier_rows(conn, accepted, pending)
@@ -170,17 +178,19 @@ class IntakeWrites(StoreBase):
             pending.follow_ups.append({
                 "event_id": accepted.event_id, "patient_key": accepted.patient_key,
                 "rule": fu.rule, "standard": fu.standard, "discharged_at": fu.discharged_at,
-                "due_at": fu.due_at, "created_at": committed_at, "status": "open",
+                "due_at": fu.due_at, "created_at": committed_at, "status": FollowUpStatus.OPEN,
                 "alerted_unacknowledged": False, "alerted_overdue": False,
             })  # fmt: skip
         pending.deliveries += [
             {"event_id": accepted.event_id, "destination": destination,
-             "patient_key": accepted.patient_key, "status": "pending",
+             "patient_key": accepted.patient_key, "status": DeliveryStatus.PENDING,
              "idempotency_key": f"{accepted.event_id}.{destination}", "attempts": 0,
              "created_at": committed_at, "next_attempt_at": committed_at, "hold": False}
             for destination, _hold in accepted.destinations
         ]  # fmt: skip
-        return IntakeResult(message_id, "accepted", deliveries=len(accepted.destinations))
+        return IntakeResult(
+            message_id, MessageStatus.ACCEPTED, deliveries=len(accepted.destinations)
+        )
 
     @staticmethod
     async def _correct_earlier_rows(
@@ -195,9 +205,9 @@ class IntakeWrites(StoreBase):
                 sa.update(follow_ups)
                 .where(
                     follow_ups.c.event_id == accepted.withdraws_follow_up_of,
-                    follow_ups.c.status.in_(["open", "acknowledged"]),
+                    follow_ups.c.status.in_(OPEN_FOLLOW_UPS),
                 )
-                .values(status="withdrawn", withdrawn_by=accepted.event_id)
+                .values(status=FollowUpStatus.WITHDRAWN, withdrawn_by=accepted.event_id)
             )
         if accepted.retired_keys:
             for table in (messages, events, deliveries, follow_ups):

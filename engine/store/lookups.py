@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from engine.store.base import StoreBase
 from engine.store.records import Original
 from engine.store.schema import deliveries, events, messages
+from engine.store.statuses import DeliveryStatus
 
 
 class Lookups(StoreBase):
@@ -35,7 +36,7 @@ class Lookups(StoreBase):
             sent = await conn.execute(
                 sa.select(deliveries.c.destination)
                 .where(deliveries.c.event_id == row.event_id,
-                       deliveries.c.status.in_(["pending", "delivered"]))
+                       deliveries.c.status.in_([DeliveryStatus.PENDING, DeliveryStatus.DELIVERED]))
                 .order_by(deliveries.c.id)
             )  # fmt: skip
             return Original(row.event_id, tuple(r.destination for r in sent))

@@ -18,13 +18,15 @@ from engine.store.records import (
     Rescheduled,
 )
 from engine.store.schema import attempts, blocking, deliveries, events
+from engine.store.statuses import DeliveryStatus
 
 
 def _outcome_update(**values: Any) -> sa.Update:
     """An UPDATE of one pending delivery by `d_id`, adding `n` attempts; run with executemany."""
     return (
         sa.update(deliveries)
-        .where(deliveries.c.id == sa.bindparam("d_id"), deliveries.c.status == "pending")
+        .where(deliveries.c.id == sa.bindparam("d_id"),
+               deliveries.c.status == DeliveryStatus.PENDING)
         .values(lease_until=None, lease_owner=None,
                 attempts=deliveries.c.attempts + sa.bindparam("n"), **values)
     )  # fmt: skip
@@ -32,13 +34,13 @@ def _outcome_update(**values: Any) -> sa.Update:
 
 _OUTCOME_UPDATES = {
     "delivered": _outcome_update(
-        status="delivered", delivered_at=sa.bindparam("at"), last_error=None
+        status=DeliveryStatus.DELIVERED, delivered_at=sa.bindparam("at"), last_error=None
     ),
     "rescheduled": _outcome_update(
         next_attempt_at=sa.bindparam("at"), last_error=sa.bindparam("error")
     ),
     "dead": _outcome_update(
-        status="dead", last_error=sa.bindparam("error"), hold=sa.bindparam("hold")
+        status=DeliveryStatus.DEAD, last_error=sa.bindparam("error"), hold=sa.bindparam("hold")
     ),
 }
 
@@ -76,7 +78,7 @@ class Outbox(StoreBase):
         query = (
             sa.select(deliveries.c.id)
             .where(
-                deliveries.c.status == "pending",
+                deliveries.c.status == DeliveryStatus.PENDING,
                 deliveries.c.next_attempt_at <= now,
                 deliveries.c.destination.in_(list(destinations)),
                 sa.or_(deliveries.c.lease_until.is_(None), deliveries.c.lease_until < now),
@@ -170,7 +172,10 @@ class Outbox(StoreBase):
         async with self.writing() as conn:
             await conn.execute(
                 sa.update(deliveries)
-                .where(deliveries.c.id.in_(list(delivery_ids)), deliveries.c.status == "pending")
+                .where(
+                    deliveries.c.id.in_(list(delivery_ids)),
+                    deliveries.c.status == DeliveryStatus.PENDING,
+                )
                 .values(lease_until=None, lease_owner=None)
             )
             await conn.commit()

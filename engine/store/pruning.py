@@ -8,6 +8,7 @@ import sqlalchemy as sa
 
 from engine.store.base import StoreBase
 from engine.store.schema import attempts, deliveries, events, follow_ups, messages
+from engine.store.statuses import OPEN_FOLLOW_UPS, DeliveryStatus, MessageStatus
 
 
 class Pruning(StoreBase):
@@ -19,19 +20,20 @@ class Pruning(StoreBase):
         A pruned message's id no longer de-duplicates: the dedupe window is the retention.
         """
         unsettled = sa.exists().where(
-            deliveries.c.event_id == messages.c.event_id, deliveries.c.status != "delivered"
+            deliveries.c.event_id == messages.c.event_id,
+            deliveries.c.status != DeliveryStatus.DELIVERED,
         )
         following = sa.exists().where(
             follow_ups.c.event_id == messages.c.event_id,
-            follow_ups.c.status.in_(["open", "acknowledged"]),
+            follow_ups.c.status.in_(OPEN_FOLLOW_UPS),
         )
         eligible = (
             sa.select(messages.c.id)
             .where(
                 messages.c.received_at < older_than,
                 sa.or_(
-                    messages.c.status == "duplicate",
-                    sa.and_(messages.c.status == "accepted", ~unsettled, ~following),
+                    messages.c.status == MessageStatus.DUPLICATE,
+                    sa.and_(messages.c.status == MessageStatus.ACCEPTED, ~unsettled, ~following),
                 ),
             )
             .order_by(messages.c.id)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-MessageStatus = Literal["accepted", "rejected", "duplicate"]
+from engine.store.statuses import MessageStatus
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,6 +32,8 @@ from sqlalchemy import (
     text,
 )
 
+from engine.store.statuses import DeliveryStatus, MessageStatus
+
 
 class UtcDateTime(TypeDecorator[datetime]):
     """Timezone-aware UTC datetimes on every backend (SQLite keeps no offset of its own)."""
@@ -61,7 +63,8 @@ def blocking(table: str = "") -> str:
     """SQL true for a delivery that holds back the same patient's later deliveries to its
     destination: the predicate of the partial index ix_deliveries_blocking."""
     p = f"{table}." if table else ""
-    return f"{p}status = 'pending' OR ({p}status = 'dead' AND {p}hold)"
+    pending, dead = DeliveryStatus.PENDING.value, DeliveryStatus.DEAD.value
+    return f"{p}status = '{pending}' OR ({p}status = '{dead}' AND {p}hold)"
 
 
 metadata = MetaData()
@@ -91,8 +94,8 @@ messages = Table(
         "source",
         "message_key",
         unique=True,
-        sqlite_where=Column("status") == "accepted",
-        postgresql_where=Column("status") == "accepted",
+        sqlite_where=Column("status") == MessageStatus.ACCEPTED.value,
+        postgresql_where=Column("status") == MessageStatus.ACCEPTED.value,
     ),
     Index("ix_messages_received_at", "received_at"),
     Index("ix_messages_patient_key", "patient_key"),
