@@ -26,10 +26,8 @@ from datetime import UTC, datetime, timedelta
 import structlog
 from tenacity import (
     AsyncRetrying,
-    retry_if_exception,
     retry_if_result,
     stop_after_attempt,
-    wait_exponential,
     wait_fixed,
 )
 
@@ -43,7 +41,7 @@ from engine.store import (
     DeliveryOutcome,
     Rescheduled,
     Store,
-    refused_content,
+    until_the_store_answers,
 )
 
 log = structlog.get_logger("carebridge.delivery")
@@ -295,16 +293,8 @@ class DeliveryLoop:
             batch = [await self._outcomes.get()]
             while not self._outcomes.empty():
                 batch.append(self._outcomes.get_nowait())
-            retrying = AsyncRetrying(
-                wait=wait_exponential(multiplier=0.2, max=10),
-                retry=retry_if_exception(lambda exc: not refused_content(exc)),
-                sleep=self._sleep,
-                before_sleep=lambda state: log.error(
-                    "delivery.store_unavailable",
-                    attempt=state.attempt_number,
-                    error=type(state.outcome.exception()).__name__ if state.outcome else None,
-                ),
-                reraise=True,
+            retrying = until_the_store_answers(
+                log=log, event="delivery.store_unavailable", sleep=self._sleep
             )
             error: BaseException | None = None
             try:

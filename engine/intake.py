@@ -21,14 +21,19 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
-import sqlalchemy as sa
 import structlog
-from tenacity import AsyncRetrying, retry_if_exception, wait_exponential
 
 from engine.config import Config, feed_profiles, follow_up_rules
 from engine.corrections import Corrections
 from engine.preparation import Prepared, prepare
-from engine.store import IntakeRecord, IntakeResult, MessageStatus, Store, refused_content
+from engine.store import (
+    IntakeRecord,
+    IntakeResult,
+    MessageStatus,
+    Store,
+    StoreRefused,
+    until_the_store_answers,
+)
 
 log = structlog.get_logger("carebridge.intake")
 T = TypeVar("T")
@@ -142,12 +147,7 @@ class Intake:
 
     async def _retrying(self, call: Callable[..., Awaitable[T]], *args: Any) -> T:
         """The store call, retried until the store answers (the message waits at the broker)."""
-        retrying = AsyncRetrying(
-            wait=wait_exponential(multiplier=0.2, max=10),
-            retry=retry_if_exception(lambda exc: not refused_content(exc)),
-            reraise=True,
-        )
-        result: T = await retrying(call, *args)
+        result: T = await until_the_store_answers()(call, *args)
         return result
 
     async def _commit(
@@ -169,9 +169,7 @@ class Intake:
         try:
             linked, written = await self._write(prepared, clear)
             results: list[IntakeResult | None] = list(written)
-        except sa.exc.StatementError as exc:
-            if not refused_content(exc):
-                raise
+        except StoreRefused:
             # Content the store refuses (a constraint, a value it cannot hold) must not stall
             # every message behind it: write one at a time so only the culprit is set aside.
             linked, results = prepared, [await self._write_alone(p, clear) for p in prepared]
@@ -195,8 +193,8 @@ class Intake:
     ) -> IntakeResult | None:
         try:
             return (await self._write([item], clear))[1][0]
-        except sa.exc.SQLAlchemyError as exc:
-            reason = f"the store refused this message ({type(exc).__name__}); kept for an operator"
+        except StoreRefused as exc:
+            reason = f"the store refused this message ({exc.cause_name}); kept for an operator"
             record = item.record
             stub = IntakeRecord(
                 source=record.source,
@@ -208,7 +206,7 @@ class Intake:
             )
             try:
                 return (await self._write([Prepared(stub, None)], clear))[1][0]
-            except sa.exc.SQLAlchemyError:
+            except StoreRefused:
                 return None
 
     async def _write(
@@ -221,17 +219,7 @@ class Intake:
         a server starting up, a locked database); refused content is raised for the caller to
         isolate the message that caused it.
         """
-        retrying = AsyncRetrying(
-            wait=wait_exponential(multiplier=0.2, max=10),
-            retry=retry_if_exception(lambda exc: not refused_content(exc)),
-            before_sleep=lambda state: log.error(
-                "intake.store_unavailable",
-                attempt=state.attempt_number,
-                error=type(state.outcome.exception()).__name__ if state.outcome else None,
-            ),
-            reraise=True,
-        )
-        async for attempt in retrying:
+        async for attempt in until_the_store_answers(log=log, event="intake.store_unavailable"):
             with attempt:
                 linked = await self._corrections.link(prepared)
                 records = [p.record for p in linked]

@@ -11,13 +11,16 @@ transaction here:
 - `finish_delivery`: the attempts made and the outcome (delivered, rescheduled, dead-lettered).
 
 The rooms: schema.py (tables) and migrations/ (Alembic, applied at start by migrate.py);
-records.py (what goes in and comes out); base.py (opening, the write transaction); intake.py
-(the intake write); outbox.py (claim, finish, release); lookups.py (reads for corrections,
-health and tests); pruning.py (retention); errors.py. `Store` (core.py) is what callers hold.
+records.py (what goes in and comes out); statuses.py (the stored states, as enums); base.py
+(opening, the read and write connections); intake.py (the intake write); outbox.py (claim,
+finish, release); lookups.py (reads for corrections, health and tests); pruning.py
+(retention); errors.py (StoreUnavailable, StoreRefused: nothing of SQLAlchemy's leaves the
+store); waiting.py (the one "wait until the store answers" policy). `Store` (core.py) is what
+callers hold.
 """
 
 from engine.store.core import Store
-from engine.store.errors import refused_content
+from engine.store.errors import StoreError, StoreRefused, StoreUnavailable
 from engine.store.records import (
     AcceptedEvent,
     AttemptRecord,
@@ -37,6 +40,7 @@ from engine.store.statuses import (
     FollowUpStatus,
     MessageStatus,
 )
+from engine.store.waiting import until_the_store_answers
 
 __all__ = [
     "OPEN_FOLLOW_UPS",
@@ -55,5 +59,8 @@ __all__ = [
     "Original",
     "Rescheduled",
     "Store",
-    "refused_content",
+    "StoreError",
+    "StoreRefused",
+    "StoreUnavailable",
+    "until_the_store_answers",
 ]

@@ -16,6 +16,7 @@ from sqlalchemy import event as sa_event
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from engine.store import migrate
+from engine.store.errors import StoreError, translated
 
 if TYPE_CHECKING:  # the store package does not import the config at run time (no cycle)
     from engine.config import StoreConfig, TlsConfig
@@ -91,11 +92,18 @@ class StoreBase:
 
     async def ping(self) -> bool:
         try:
-            async with self.engine.connect() as conn:
+            async with self.reading() as conn:
                 await conn.execute(sa.text("SELECT 1"))
-        except (sa.exc.SQLAlchemyError, OSError):
+        except StoreError:
             return False
         return True
+
+    @contextlib.asynccontextmanager
+    async def reading(self) -> AsyncIterator[AsyncConnection]:
+        """A connection for reads; the store's errors are raised as its own (`errors`)."""
+        with translated():
+            async with self.engine.connect() as conn:
+                yield conn
 
     @contextlib.asynccontextmanager
     async def writing(self) -> AsyncIterator[AsyncConnection]:
@@ -105,12 +113,13 @@ class StoreBase:
         100 ms each), so under load the lock sits free while writers sleep: writers queue on an
         asyncio lock here instead, and take SQLite's lock up front (BEGIN IMMEDIATE) so a
         transaction that reads then writes cannot fail half way with "database is locked".
-        PostgreSQL needs neither.
+        PostgreSQL needs neither. The store's errors are raised as its own (`errors`).
         """
-        if self._is_postgres:
-            async with self.engine.connect() as conn:
+        with translated():
+            if self._is_postgres:
+                async with self.engine.connect() as conn:
+                    yield conn
+                return
+            async with self._write_lock, self.engine.connect() as conn:
+                await conn.exec_driver_sql("BEGIN IMMEDIATE")
                 yield conn
-            return
-        async with self._write_lock, self.engine.connect() as conn:
-            await conn.exec_driver_sql("BEGIN IMMEDIATE")
-            yield conn

@@ -74,7 +74,7 @@ class IntakeWrites(StoreBase):
 
     async def is_suspect(self, source: str, digest: str) -> bool:
         """Was this message marked as being processed when the engine last died?"""
-        async with self.engine.connect() as conn:
+        async with self.reading() as conn:
             found = await conn.execute(sa.select(suspects.c.source).where(
                 suspects.c.source == source, suspects.c.payload_sha256 == digest))  # fmt: skip
             return found.first() is not None

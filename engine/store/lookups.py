@@ -24,7 +24,7 @@ class Lookups(StoreBase):
         that received it or are still to (not those where it was dead-lettered)."""
         same_stay = (events.c.stay_id.is_(None) if stay_id is None
                      else events.c.stay_id == stay_id)  # fmt: skip
-        async with self.engine.connect() as conn:
+        async with self.reading() as conn:
             row = (await conn.execute(
                 sa.select(events.c.event_id)
                 .where(events.c.patient_key == patient_key, events.c.kind == kind, same_stay)
@@ -46,7 +46,7 @@ class Lookups(StoreBase):
         their events need `find_early_cancel` (one query per intake batch, not per message)."""
         if not patient_keys:
             return set()
-        async with self.engine.connect() as conn:
+        async with self.reading() as conn:
             rows = await conn.execute(
                 sa.select(events.c.patient_key)
                 .where(events.c.patient_key.in_(sorted(set(patient_keys))),
@@ -59,7 +59,7 @@ class Lookups(StoreBase):
         """Which of these patients have a discharge on record (one query per intake batch)."""
         if not patient_keys:
             return set()
-        async with self.engine.connect() as conn:
+        async with self.reading() as conn:
             rows = await conn.execute(
                 sa.select(events.c.patient_key)
                 .where(events.c.patient_key.in_(sorted(set(patient_keys))),
@@ -76,7 +76,7 @@ class Lookups(StoreBase):
         cancel = events.alias("cancel")
         cancelled = sa.exists().where(cancel.c.kind == "cancel_discharge",
                                       cancel.c.corrects == events.c.event_id)  # fmt: skip
-        async with self.engine.connect() as conn:
+        async with self.reading() as conn:
             row = (await conn.execute(
                 sa.select(events.c.event_id)
                 .where(events.c.patient_key == patient_key, events.c.kind == "discharge",
@@ -97,7 +97,7 @@ class Lookups(StoreBase):
         not_before = (sa.true() if occurred_at is None
                       else sa.or_(events.c.occurred_at.is_(None),
                                   events.c.occurred_at >= occurred_at))  # fmt: skip
-        async with self.engine.connect() as conn:
+        async with self.reading() as conn:
             row = (await conn.execute(
                 sa.select(events.c.event_id)
                 .where(events.c.patient_key == patient_key, events.c.kind == cancel_kind,
@@ -109,7 +109,7 @@ class Lookups(StoreBase):
 
     async def counts(self) -> dict[str, int]:
         """Messages by status and deliveries by status, for health and tests."""
-        async with self.engine.connect() as conn:
+        async with self.reading() as conn:
             out: dict[str, int] = {}
             for table, prefix in ((messages, "messages"), (deliveries, "deliveries")):
                 rows = await conn.execute(
@@ -120,7 +120,7 @@ class Lookups(StoreBase):
 
     async def message_log(self, *, limit: int = 50) -> list[dict[str, Any]]:
         """The newest message-log rows without payloads."""
-        async with self.engine.connect() as conn:
+        async with self.reading() as conn:
             rows = await conn.execute(
                 sa.select(
                     messages.c.id,

@@ -1,0 +1,44 @@
+"""The one "wait until the store answers" policy, for every caller that must not give up.
+
+A message at the broker, or a delivery outcome in memory, is safe while the store is away: the
+caller waits, backing off from 0.2 s to at most 10 s between tries, for as long as it takes.
+Only content the store refused (`StoreRefused`) is raised at once, for the caller to isolate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exponential
+
+from engine.store.errors import StoreError, StoreRefused
+
+
+def _describe(exc: BaseException | None) -> str | None:
+    if exc is None:
+        return None
+    return exc.cause_name if isinstance(exc, StoreError) else type(exc).__name__
+
+
+def until_the_store_answers(
+    *,
+    log: Any = None,
+    event: str = "store_unavailable",
+    sleep: Callable[[float], Awaitable[None]] | None = None,
+) -> AsyncRetrying:
+    """Retry anything but refused content until it succeeds; each wait logged as `event`
+    on `log` (a structlog logger) when given, with the attempt number and the error's type."""
+
+    def before_sleep(state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        log.error(event, attempt=state.attempt_number, error=_describe(error))
+
+    options: dict[str, Any] = {} if sleep is None else {"sleep": sleep}
+    return AsyncRetrying(
+        wait=wait_exponential(multiplier=0.2, max=10),
+        retry=retry_if_exception(lambda exc: not isinstance(exc, StoreRefused)),
+        before_sleep=None if log is None else before_sleep,
+        reraise=True,
+        **options,
+    )
