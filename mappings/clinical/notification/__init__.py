@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from mappings.clinical.follow_up import DEFAULT_RULES, FollowUp, FollowUpRule
+from mappings.clinical.follow_up.rules import DEFAULT_RULES, FollowUp, FollowUpRule
 from mappings.clinical.notification.facts import FOLLOW_UP_SYSTEM as FOLLOW_UP_SYSTEM
 from mappings.clinical.notification.facts import NOTIFICATION_SYSTEM as NOTIFICATION_SYSTEM
 from mappings.clinical.notification.facts import Facts, Kind, notification_kind

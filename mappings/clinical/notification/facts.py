@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final, Literal
 
-from mappings.clinical.follow_up import FollowUp, FollowUpRule, no_follow_up_reason
+from mappings.clinical.follow_up.evaluation import no_follow_up_reason
+from mappings.clinical.follow_up.rules import FollowUp, FollowUpRule
 from mappings.codes import HL7_PATIENT_CLASS, LEGAL_STATUS_ENGLAND, LEGAL_STATUSES
 from mappings.model import (
     CareEvent,

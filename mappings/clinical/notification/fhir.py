@@ -11,7 +11,7 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import quote
 
-from mappings.clinical.follow_up import describe_duration
+from mappings.clinical.follow_up.rules import describe_duration
 from mappings.clinical.notification.facts import (
     FOLLOW_UP_SYSTEM,
     NOTIFICATION_SYSTEM,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mappings.clinical.follow_up import LONDON
+from mappings.clinical.follow_up.rules import LONDON
 from mappings.clinical.notification.facts import (
     Facts,
     iso,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Final
 
-from mappings.clinical.follow_up import LONDON, age_on
+from mappings.clinical.follow_up.rules import LONDON, age_on
 from mappings.clinical.notification.facts import (
     Facts,
     display_name,
