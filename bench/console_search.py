@@ -1,4 +1,4 @@
-"""Console search latency on a large message log: p95 of `engine.console.queries.search` per
+"""Console search latency on a large message log: p95 of `engine.store.console_search.search` per
 filter, on SQLite and PostgreSQL.
 
     seed N messages (+ events and deliveries for a fraction) ─► temp SQLite file and temp
@@ -47,9 +47,8 @@ import asyncpg
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from engine.config import StoreConfig
-from engine.console import queries
-from engine.console.queries import SearchFilter
-from engine.store import Store
+from engine.store import Store, console_search
+from engine.store.console_search import SearchFilter
 
 CHUNK = 10_000
 START = datetime(2026, 1, 1, tzinfo=UTC)
@@ -258,11 +257,11 @@ def pct(values: Sequence[float], p: float) -> float:
 async def measure(store: Store, cases: dict[str, list[SearchFilter]]) -> dict[str, list[float]]:
     out: dict[str, list[float]] = {}
     for name, fs in cases.items():
-        await queries.search(store, fs[0], limit=50)  # warm the pool and the cache
+        await console_search.search(store, fs[0], limit=50)  # warm the pool and the cache
         times = []
         for f in fs:
             t0 = time.perf_counter()
-            await queries.search(store, f, limit=50)
+            await console_search.search(store, f, limit=50)
             times.append((time.perf_counter() - t0) * 1000)
         out[name] = times
     return out

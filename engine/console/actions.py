@@ -27,8 +27,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from engine.console import audit
 from engine.console.auth import Principal
-from engine.console.queries import dead_letter_condition
 from engine.store import Store
+from engine.store.console_reads import dead_letter_condition
 from engine.store.schema import deliveries, events, messages
 
 HELD_UNTIL = datetime(9999, 1, 1, tzinfo=UTC)

@@ -14,7 +14,6 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from engine.console.auth import Principal
-from engine.console.models import AuditRecord
 from engine.store import Store
 from engine.store.schema import audit_log
 
@@ -61,26 +60,3 @@ async def record(store: Store, principal: Principal, entry: AuditEntry) -> None:
     async with store.writing() as conn:
         await write(conn, principal, [entry])
         await conn.commit()
-
-
-async def entries(
-    store: Store,
-    *,
-    before_id: int | None = None,
-    limit: int = 100,
-    actor: str | None = None,
-    patient_key: str | None = None,
-    message_id: int | None = None,
-) -> list[AuditRecord]:
-    """The newest entries first, optionally one actor's, one patient's or one message's."""
-    query = sa.select(audit_log).order_by(audit_log.c.id.desc()).limit(limit)
-    if before_id is not None:
-        query = query.where(audit_log.c.id < before_id)
-    if actor:
-        query = query.where(audit_log.c.actor == actor)
-    if patient_key:
-        query = query.where(audit_log.c.patient_key == patient_key)
-    if message_id is not None:
-        query = query.where(audit_log.c.message_id == message_id)
-    async with store.engine.connect() as conn:
-        return [AuditRecord(**r._mapping) for r in await conn.execute(query)]

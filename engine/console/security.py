@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-from engine.console import queries
 from engine.console.context import PRINCIPAL, Console, log
 from engine.console.templates import Safe
+from engine.store.console_search import BadFilter
 
 SESSION_COOKIE = "cb_session"
 _PUBLIC = frozenset({"/login", "/static/console.css"})
@@ -57,5 +57,5 @@ async def _guarded(console: Console, request: web.Request, handler: Handler) -> 
             raise web.HTTPForbidden(text="missing or wrong CSRF token")
     try:
         return await handler(request)
-    except queries.BadFilter as exc:
+    except BadFilter as exc:
         return console.html(request, "Bad search", Safe(""), status=400, notice=str(exc))

@@ -17,6 +17,8 @@ finish, release); lookups.py (reads for corrections, health and tests); pruning.
 (retention); errors.py (StoreUnavailable, StoreRefused: nothing of SQLAlchemy's leaves the
 store); waiting.py (the one "wait until the store answers" policy). `Store` (core.py) is what
 callers hold.
+The operators' reads are functions over it: console_search.py (message search) and
+console_reads.py (detail, dead letters, audit log, figures), returning console_models.py.
 """
 
 from engine.store.core import Store

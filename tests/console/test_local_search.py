@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from engine.console import queries
-from engine.console.queries import SearchFilter
-from engine.store import Store
+from engine.store import Store, console_search
+from engine.store.console_search import SearchFilter
 from tests.console.seed import accepted
 
 pytestmark = pytest.mark.integration
 
 
 async def ids(store: Store, f: SearchFilter) -> list[int]:
-    return [r.id for r in (await queries.search(store, f)).rows]
+    return [r.id for r in (await console_search.search(store, f)).rows]
 
 
 async def test_local_numbers_under_every_feed_and_authority(store: Store) -> None:
@@ -32,10 +31,10 @@ async def test_local_numbers_under_every_feed_and_authority(store: Store) -> Non
     assert await ids(store, SearchFilter(patient="L12")) == [4]
     assert await ids(store, SearchFilter(patient="nobody")) == []
     async with store.engine.connect() as conn:
-        assert await queries.local_prefixes(conn, None) == [
+        assert await console_search.local_prefixes(conn, None) == [
             "local:acute::",
             "local:acute:RYY:",
             "local:mh-trust:RXX:",
             "local:mh-trust:https://fhir.example/Id/mrn:",
         ]
-        assert await queries.local_prefixes(conn, "gp-feed") == []
+        assert await console_search.local_prefixes(conn, "gp-feed") == []

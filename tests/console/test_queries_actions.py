@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
-from engine.console import actions, audit, queries
+from engine.console import actions, audit
 from engine.console.auth import Principal
-from engine.console.queries import SearchFilter
-from engine.store import Store
+from engine.store import Store, console_reads, console_search
+from engine.store.console_search import SearchFilter
 from engine.store.schema import audit_log, deliveries
 from tests.console.seed import LEASE, NHS, T0, accepted, deliver_all, rejected
 
@@ -31,7 +31,7 @@ async def seeded(store: Store) -> None:
 
 
 async def ids(store: Store, f: SearchFilter, **kw: object) -> list[int]:
-    page = await queries.search(store, f, **kw)  # type: ignore[arg-type]
+    page = await console_search.search(store, f, **kw)  # type: ignore[arg-type]
     return [r.id for r in page.rows]
 
 
@@ -64,29 +64,29 @@ async def test_a_local_number_with_like_wildcards_matches_only_itself(store: Sto
 
 async def test_search_pages_by_keyset_to_the_end(store: Store) -> None:
     await store.record_intake([accepted(f"k{i}") for i in range(7)])
-    first = await queries.search(store, SearchFilter(), limit=3)
+    first = await console_search.search(store, SearchFilter(), limit=3)
     assert [r.id for r in first.rows] == [7, 6, 5]
     assert first.next_before == 5
-    second = await queries.search(store, SearchFilter(), before=first.next_before, limit=3)
-    third = await queries.search(store, SearchFilter(), before=second.next_before, limit=3)
+    second = await console_search.search(store, SearchFilter(), before=first.next_before, limit=3)
+    third = await console_search.search(store, SearchFilter(), before=second.next_before, limit=3)
     assert [r.id for r in third.rows] == [1]
     assert third.next_before is None
 
 
 async def test_search_lists_each_deliverys_state(store: Store) -> None:
     await seeded(store)
-    page = await queries.search(store, SearchFilter(control_id="m1"))
+    page = await console_search.search(store, SearchFilter(control_id="m1"))
     assert list(page.rows[0].deliveries) == [("gp", "delivered"), ("team", "dead")]
 
 
 async def test_unknown_status_is_a_bad_filter(store: Store) -> None:
-    with pytest.raises(queries.BadFilter):
-        await queries.search(store, SearchFilter(status="lost"))
+    with pytest.raises(console_search.BadFilter):
+        await console_search.search(store, SearchFilter(status="lost"))
 
 
 async def test_detail_has_payload_event_deliveries_and_attempts(store: Store) -> None:
     await seeded(store)
-    detail = await queries.message_detail(store, 1)
+    detail = await console_reads.message_detail(store, 1)
     assert detail is not None
     assert detail.event is not None
     assert detail.message.payload.startswith(b"MSH|")
@@ -95,18 +95,18 @@ async def test_detail_has_payload_event_deliveries_and_attempts(store: Store) ->
         ("team", "dead", 1),
     ]
     assert detail.deliveries[1].attempts[0].status_code == 422
-    assert await queries.message_detail(store, 99) is None
+    assert await console_reads.message_detail(store, 99) is None
 
 
 async def test_replay_of_a_dead_letter_makes_it_due_now_and_keeps_attempts(store: Store) -> None:
     await seeded(store)
-    dead = (await queries.dead_letters(store)).rows
+    dead = (await console_reads.dead_letters(store)).rows
     assert [d.destination for d in dead] == ["team", "team"]
     changed = await actions.replay_delivery(store, OPERATOR, dead[0].id, "fixed at the GP")
     assert changed.count == 1
     claimed = await store.claim_due(["team"], limit=10, lease=LEASE, owner="t")
     assert [(c.id, c.attempts) for c in claimed] == [(dead[0].id, 1)]
-    [entry] = await audit.entries(store)
+    [entry] = await console_reads.audit_entries(store)
     assert (entry.actor, entry.action, entry.delivery_id, entry.reason) == (
         "olive",
         "replay",
@@ -120,7 +120,7 @@ async def test_replay_of_a_dead_letter_makes_it_due_now_and_keeps_attempts(store
 async def test_replay_of_a_pending_delivery_changes_nothing(store: Store) -> None:
     await store.record_intake([accepted("m1")])
     assert (await actions.replay_delivery(store, OPERATOR, 1)).count == 0
-    assert await audit.entries(store) == []
+    assert await console_reads.audit_entries(store) == []
 
 
 async def test_replay_message_resends_every_settled_delivery(store: Store) -> None:
@@ -131,14 +131,14 @@ async def test_replay_message_resends_every_settled_delivery(store: Store) -> No
 
 async def test_resolve_closes_a_dead_letter_with_a_comment(store: Store) -> None:
     await seeded(store)
-    [newest, _] = (await queries.dead_letters(store)).rows
+    [newest, _] = (await console_reads.dead_letters(store)).rows
     with pytest.raises(ValueError, match="comment"):
         await actions.resolve_delivery(store, OPERATOR, newest.id, "  ")
     assert (await actions.resolve_delivery(store, OPERATOR, newest.id, "sent by fax")).count
     assert (await actions.resolve_delivery(store, OPERATOR, newest.id, "again")).count == 0
-    assert [d.id for d in (await queries.dead_letters(store)).rows] != [newest.id]
-    assert len((await queries.dead_letters(store)).rows) == 1
-    detail = await queries.message_detail(store, 2)
+    assert [d.id for d in (await console_reads.dead_letters(store)).rows] != [newest.id]
+    assert len((await console_reads.dead_letters(store)).rows) == 1
+    detail = await console_reads.message_detail(store, 2)
     assert detail is not None
     team = detail.deliveries[1]
     assert (team.state, team.resolved_by, team.resolution) == (
@@ -162,7 +162,7 @@ async def test_held_delivery_is_not_claimed_and_still_holds_the_patients_later_o
     )
     assert (await actions.hold_delivery(store, OPERATOR, 1, "wrong patient?")).count == 1
     assert await store.claim_due(["gp"], limit=10, lease=LEASE, owner="t") == []
-    page = await queries.search(store, SearchFilter(delivery_status="held"))
+    page = await console_search.search(store, SearchFilter(delivery_status="held"))
     assert [r.id for r in page.rows] == [1]
     assert (await actions.release_delivery(store, OPERATOR, 1)).count == 1
     claimed = await store.claim_due(["gp"], limit=10, lease=LEASE, owner="t")
@@ -179,7 +179,7 @@ async def test_bulk_replay_takes_only_the_filtered_dead_letters_seen(store: Stor
     await seeded(store)
     await store.record_intake([accepted("m5")])
     await deliver_all(store, dead=frozenset({"gp", "team"}))
-    listed = (await queries.dead_letters(store)).rows
+    listed = (await console_reads.dead_letters(store)).rows
     assert len(listed) == 4
     up_to = listed[1].id  # the operator saw all but the newest
     changed = await actions.replay_dead_letters(
@@ -192,10 +192,10 @@ async def test_bulk_replay_takes_only_the_filtered_dead_letters_seen(store: Stor
         reason="GP system back",
     )
     assert changed.count == 2
-    rows = await audit.entries(store)
+    rows = await console_reads.audit_entries(store)
     assert {r.action for r in rows} == {"replay_bulk"}
     assert len(rows) == 2
-    left = (await queries.dead_letters(store)).rows
+    left = (await console_reads.dead_letters(store)).rows
     assert sorted(d.destination for d in left) == ["gp", "team"]
 
 
@@ -205,15 +205,15 @@ async def test_audit_log_refuses_update_and_delete(store: Store) -> None:
         with pytest.raises(sa.exc.DBAPIError):
             async with store.engine.begin() as conn:
                 await conn.execute(statement)
-    assert len(await audit.entries(store)) == 1
+    assert len(await console_reads.audit_entries(store)) == 1
 
 
 async def test_deliveries_table_untouched_by_views(store: Store) -> None:
     await seeded(store)
     async with store.engine.connect() as conn:
         before = (await conn.execute(sa.select(deliveries))).all()
-    await queries.search(store, SearchFilter(patient=NHS))
-    await queries.message_detail(store, 1)
+    await console_search.search(store, SearchFilter(patient=NHS))
+    await console_reads.message_detail(store, 1)
     async with store.engine.connect() as conn:
         assert (await conn.execute(sa.select(deliveries))).all() == before
     assert datetime.now(UTC) > T0

@@ -7,8 +7,7 @@ import re
 import aiohttp
 import pytest
 
-from engine.console import audit
-from engine.store import Store
+from engine.store import Store, console_reads
 from tests.console.seed import NHS, accepted, deliver_all, hl7, rejected
 from tests.console.web import PASSWORD, TOKEN, console, csrf_of, signed_in
 
@@ -62,7 +61,7 @@ async def test_clinical_user_finds_a_patient_and_reads_the_message_escaped(store
         assert 'team: <span class="state">dead</span>' in page
         assert "Replay" not in page  # clinical users read, operators act
     actions = [(e.actor, e.action, e.patient_key, e.reason)
-               for e in await audit.entries(store)]  # fmt: skip
+               for e in await console_reads.audit_entries(store)]  # fmt: skip
     assert actions == [("clara", "view_message", f"nhs:{NHS}", None),
                        ("clara", "search_patient", f"nhs:{NHS}", "ward round")]  # fmt: skip
 
@@ -77,7 +76,7 @@ async def test_viewer_sees_no_patient_data_and_cannot_search_patients(store: Sto
                 page = await r.text()
                 assert r.status == 200, path
                 assert not re.search(r"943\D?476\D?5919|BRIEN|bad PID|PID-3: no", page), path
-    assert await audit.entries(store) == []
+    assert await console_reads.audit_entries(store) == []
 
 
 async def test_operator_replays_a_dead_letter_with_the_form_token(store: Store) -> None:
@@ -96,7 +95,7 @@ async def test_operator_replays_a_dead_letter_with_the_form_token(store: Store) 
             assert "Replayed: 1" in await r.text()
     assert c.woken == [1]
     assert (await store.counts())["deliveries.pending"] == 1
-    replay = [e for e in await audit.entries(store) if e.action == "replay"]
+    replay = [e for e in await console_reads.audit_entries(store) if e.action == "replay"]
     assert [(e.actor, e.reason) for e in replay] == [("olive", "fixed")]
 
 

@@ -7,13 +7,15 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
-from engine.console import audit, queries
+from engine.console import audit
 from engine.console.auth import sees_patient_data
 from engine.console.context import Console, notice, number
-from engine.console.models import AuditRecord
 from engine.console.templates import Safe
 from engine.console.views.message import message_page
 from engine.console.views.search import search_page
+from engine.store.console_models import AuditRecord
+from engine.store.console_reads import audit_entries, message_detail
+from engine.store.console_search import BadFilter, SearchFilter, search
 
 
 class Messages:
@@ -27,7 +29,7 @@ class Messages:
         c = self.console
         principal = c.need(request, "viewer")
         q = request.query
-        f = queries.SearchFilter(
+        f = SearchFilter(
             patient=q.get("patient") or None,
             control_id=q.get("control_id") or None,
             source=q.get("source") or None,
@@ -40,9 +42,7 @@ class Messages:
         )
         if f.patient and not sees_patient_data(principal.role):
             c.need(request, "clinical")
-        found = await queries.search(
-            c.store, f, before=number(q.get("before")), limit=c.config.page_size
-        )
+        found = await search(c.store, f, before=number(q.get("before")), limit=c.config.page_size)
         if f.patient:
             keys = sorted({r.patient_key for r in found.rows if r.patient_key})
             await audit.record(
@@ -61,7 +61,7 @@ class Messages:
         c = self.console
         principal = c.need(request, "viewer")
         message_id = number(request.match_info["id"])
-        detail = None if message_id is None else await queries.message_detail(c.store, message_id)
+        detail = None if message_id is None else await message_detail(c.store, message_id)
         if detail is None:
             return c.html(request, "No such message", Safe(""), status=404)
         trail: list[AuditRecord] = []
@@ -73,7 +73,7 @@ class Messages:
                     "view_message", message_id=message_id, patient_key=detail.message.patient_key
                 ),
             )
-            trail = await audit.entries(c.store, message_id=message_id, limit=200)
+            trail = await audit_entries(c.store, message_id=message_id, limit=200)
         body = message_page(
             principal,
             detail,
@@ -92,5 +92,5 @@ def _when(value: str | None) -> datetime | None:
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError as exc:
-        raise queries.BadFilter("times look like 2026-01-31T09:30") from exc
+        raise BadFilter("times look like 2026-01-31T09:30") from exc
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)

@@ -7,11 +7,12 @@ from dataclasses import replace
 
 from aiohttp import web
 
-from engine.console import audit, metrics, queries
+from engine.console import metrics
 from engine.console.context import Console, notice, number
 from engine.console.views.audit import audit_page
 from engine.console.views.dashboard import dashboard_page
 from engine.console.views.dead_letters import dead_letters_page
+from engine.store.console_reads import audit_entries, dead_letters, figures
 
 
 class Overview:
@@ -22,7 +23,7 @@ class Overview:
         c = self.console
         principal = c.need(request, "viewer")
         q = request.query
-        found = await queries.dead_letters(
+        found = await dead_letters(
             c.store,
             destination=q.get("destination") or None,
             before=number(q.get("before")),
@@ -35,12 +36,12 @@ class Overview:
 
     async def dashboard(self, request: web.Request) -> web.Response:
         self.console.need(request, "viewer")
-        figures = await metrics.figures(self.console.store)
-        return self.console.html(request, "Dashboard", dashboard_page(figures))
+        found = await figures(self.console.store)
+        return self.console.html(request, "Dashboard", dashboard_page(found))
 
     async def prometheus(self, request: web.Request) -> web.Response:
         self.console.need(request, "viewer")
-        text = metrics.prometheus(await metrics.figures(self.console.store))
+        text = metrics.prometheus(await figures(self.console.store))
         return web.Response(
             text=text, content_type="text/plain", headers={"X-Prometheus-Format": "0.0.4"}
         )
@@ -50,7 +51,7 @@ class Overview:
         c.need(request, "admin")
         q = request.query
         limit = c.config.page_size
-        rows = await audit.entries(
+        rows = await audit_entries(
             c.store,
             before_id=number(q.get("before")),
             limit=limit + 1,

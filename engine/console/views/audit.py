@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from engine.console.models import AuditRecord
 from engine.console.templates import Safe, html, join, older_link, table, text_input
+from engine.store.console_models import AuditRecord
 
 
 def audit_page(

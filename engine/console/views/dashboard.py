@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from engine.console.models import Figures
 from engine.console.templates import Safe, html, table
+from engine.store.console_models import Figures
 
 _DESTINATION_COLUMNS = (
     "destination",

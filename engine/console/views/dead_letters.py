@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from engine.console.auth import Principal, allowed
-from engine.console.models import DeadLetterPage, DeadLetterView
 from engine.console.templates import (
     Safe,
     csrf_field,
@@ -17,6 +16,7 @@ from engine.console.templates import (
     table,
     text_input,
 )
+from engine.store.console_models import DeadLetterPage, DeadLetterView
 
 _COLUMNS = (
     "message",

@@ -6,7 +6,6 @@ from __future__ import annotations
 from datetime import datetime
 
 from engine.console.auth import Principal, allowed, sees_patient_data
-from engine.console.models import AuditRecord, DeliveryView, MessageDetail
 from engine.console.templates import (
     Safe,
     csrf_field,
@@ -18,6 +17,7 @@ from engine.console.templates import (
     table,
 )
 from engine.console.views import Renderer
+from engine.store.console_models import AuditRecord, DeliveryView, MessageDetail
 
 
 def message_page(

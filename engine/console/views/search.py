@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from engine.console.auth import Principal, sees_patient_data
-from engine.console.models import MessagePage, MessageSummary
-from engine.console.queries import DELIVERY_STATUSES, MESSAGE_STATUSES
 from engine.console.templates import (
     Safe,
     html,
@@ -17,6 +15,8 @@ from engine.console.templates import (
     table,
     text_input,
 )
+from engine.store.console_models import MessagePage, MessageSummary
+from engine.store.console_search import DELIVERY_STATUSES, MESSAGE_STATUSES
 
 SEARCH_FIELDS = (
     "patient",

@@ -1,6 +1,6 @@
-"""Read-only queries over the store's tables for the console: search, detail, dead letters.
+"""The console's message search: every filter an operator can give, as one indexed query.
 
-Every list is a keyset page (newest id first, ``before`` = the last id shown), so the hundredth
+A page is a keyset page (newest id first, ``before`` = the last id shown), so the hundredth
 page costs what the first does. Each filter has an index led by its column and ending in the id
 (migration 0004), so a page of the newest matches is read from one index in order.
 """
@@ -9,34 +9,21 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from engine.console.models import (
-    AttemptView,
-    DeadLetterPage,
-    DeadLetterView,
-    DeliveryView,
-    EventView,
-    LoggedMessage,
-    MessageDetail,
-    MessagePage,
-    MessageSummary,
-)
-from engine.store import Store
-from engine.store.schema import attempts, deliveries, events, messages
-
-if TYPE_CHECKING:
-    from _typeshed import DataclassInstance
+from engine.store.base import StoreBase
+from engine.store.console_models import MessagePage, MessageSummary
+from engine.store.console_reads import delivery_state, delivery_state_is, row_view
+from engine.store.schema import deliveries, messages
 
 MESSAGE_STATUSES = ("accepted", "rejected", "duplicate")
 DELIVERY_STATUSES = ("pending", "held", "delivered", "dead")
 _NHS_NUMBER = re.compile(r"^\d{10}$")
-_V = TypeVar("_V", bound="DataclassInstance")
 
 
 class BadFilter(ValueError):
@@ -91,16 +78,6 @@ def patient_condition(
             messages.c.patient_key >= prefix, messages.c.patient_key < f"local:{source};", suffix
         )
     return sa.and_(messages.c.patient_key.startswith("local:"), suffix)
-
-
-def _delivery_state(status: str) -> sa.ColumnElement[bool]:
-    if status == "held":
-        return sa.and_(deliveries.c.status == "pending", deliveries.c.held_at.is_not(None))
-    if status == "pending":
-        return sa.and_(deliveries.c.status == "pending", deliveries.c.held_at.is_(None))
-    if status == "dead":
-        return sa.and_(deliveries.c.status == "dead", deliveries.c.resolved_at.is_(None))
-    return deliveries.c.status == status
 
 
 MAX_PREFIXES = 500
@@ -180,7 +157,7 @@ def _conditions(
         if f.destination:
             inner.append(deliveries.c.destination == f.destination)
         if f.delivery_status:
-            inner.append(_delivery_state(f.delivery_status))
+            inner.append(delivery_state_is(f.delivery_status))
         where.append(sa.exists().where(*inner))
     return where
 
@@ -201,23 +178,8 @@ _LIST_COLUMNS = (
 )
 
 
-def _view(kind: type[_V], row: sa.Row[*tuple[Any, ...]], **extra: Any) -> _V:
-    """A view model from a result row: the row's columns that are the model's fields."""
-    values = {**row._mapping, **extra}
-    return kind(**{f.name: values[f.name] for f in fields(kind) if f.name in values})
-
-
-def delivery_state(row: Any) -> str:
-    """A delivery's state as operators see it: held and resolved are refinements of the row."""
-    if row.status == "pending" and row.held_at is not None:
-        return "held"
-    if row.status == "dead" and row.resolved_at is not None:
-        return "resolved"
-    return str(row.status)
-
-
 async def search(
-    store: Store, f: SearchFilter, *, before: int | None = None, limit: int = 50
+    store: StoreBase, f: SearchFilter, *, before: int | None = None, limit: int = 50
 ) -> MessagePage:
     """Messages matching every given filter, newest first, with their deliveries' states."""
     async with store.engine.connect() as conn:
@@ -248,99 +210,7 @@ async def search(
             for d in found:
                 states.setdefault(d.event_id, []).append((d.destination, delivery_state(d)))
     page = tuple(
-        _view(MessageSummary, r, deliveries=tuple(states.get(r.event_id or "", ()))) for r in rows
+        row_view(MessageSummary, r, deliveries=tuple(states.get(r.event_id or "", ())))
+        for r in rows
     )
     return MessagePage(page, page[-1].id if more and page else None)
-
-
-async def message_detail(store: Store, message_id: int) -> MessageDetail | None:
-    """One message in full: its payload, its care event, and each delivery with its attempts."""
-    async with store.engine.connect() as conn:
-        row = (await conn.execute(sa.select(messages).where(messages.c.id == message_id))).first()
-        if row is None:
-            return None
-        message = _view(LoggedMessage, row)
-        if not message.event_id:
-            return MessageDetail(message, None)
-        ev = (
-            await conn.execute(sa.select(events).where(events.c.event_id == message.event_id))
-        ).first()
-        found = (
-            await conn.execute(
-                sa.select(deliveries)
-                .where(deliveries.c.event_id == message.event_id)
-                .order_by(deliveries.c.id)
-            )
-        ).all()
-        tried: dict[int, list[AttemptView]] = {d.id: [] for d in found}
-        if found:
-            for a in await conn.execute(
-                sa.select(attempts)
-                .where(attempts.c.delivery_id.in_(list(tried)))
-                .order_by(attempts.c.id)
-            ):
-                tried[a.delivery_id].append(_view(AttemptView, a))
-    return MessageDetail(
-        message,
-        _view(EventView, ev) if ev else None,
-        tuple(
-            _view(
-                DeliveryView,
-                d,
-                state=delivery_state(d),
-                attempt_count=d.attempts,
-                attempts=tuple(tried[d.id]),
-            )
-            for d in found
-        ),
-    )
-
-
-async def dead_letters(
-    store: Store, *, destination: str | None = None, before: int | None = None, limit: int = 50
-) -> DeadLetterPage:
-    """Unresolved dead letters, newest first, with the message each came from."""
-    query = (
-        sa.select(
-            deliveries.c.id,
-            deliveries.c.destination,
-            deliveries.c.patient_key,
-            deliveries.c.attempts,
-            deliveries.c.last_error,
-            deliveries.c.created_at,
-            deliveries.c.hold,
-            messages.c.id.label("message_id"),
-            messages.c.source,
-            messages.c.message_key,
-            messages.c.event_kind,
-        )
-        .join(messages, messages.c.event_id == deliveries.c.event_id)
-        .where(_delivery_state("dead"))
-    )
-    if destination:
-        query = query.where(deliveries.c.destination == destination)
-    if before is not None:
-        query = query.where(deliveries.c.id < before)
-    query = query.order_by(deliveries.c.id.desc()).limit(limit + 1)
-    async with store.engine.connect() as conn:
-        rows = (await conn.execute(query)).all()
-    more = len(rows) > limit
-    page = tuple(_view(DeadLetterView, r) for r in rows[:limit])
-    return DeadLetterPage(page, page[-1].id if more and page else None)
-
-
-def dead_letter_condition(
-    destination: str | None, source: str | None, up_to: int | None
-) -> sa.ColumnElement[bool]:
-    """The dead letters a bulk replay takes: unresolved, optionally one destination's, one
-    source's, and only those the operator saw listed (id ≤ `up_to`), never newer arrivals."""
-    where = [_delivery_state("dead")]
-    if destination:
-        where.append(deliveries.c.destination == destination)
-    if source:
-        where.append(
-            deliveries.c.event_id.in_(sa.select(events.c.event_id).where(events.c.source == source))
-        )
-    if up_to is not None:
-        where.append(deliveries.c.id <= up_to)
-    return sa.and_(*where)

@@ -1,6 +1,5 @@
-"""What the console's pages show, as typed, frozen view models (no SQL, no HTML here).
-
-The read queries return these; the views render them. Field names are the store's column
+"""What the operators' reads return (`console_search`, `console_reads`): typed, frozen view
+models, no SQL and no HTML. The console's views render them. Field names are the store's column
 names, so a reader can follow a value from the table to the page.
 """
 
