@@ -67,7 +67,7 @@ def delivery_state_is(status: str) -> sa.ColumnElement[bool]:
 
 async def message_detail(store: StoreBase, message_id: int) -> MessageDetail | None:
     """One message in full: its payload, its care event, and each delivery with its attempts."""
-    async with store.engine.connect() as conn:
+    async with store.reading() as conn:
         row = (await conn.execute(sa.select(messages).where(messages.c.id == message_id))).first()
         if row is None:
             return None
@@ -134,7 +134,7 @@ async def dead_letters(
     if before is not None:
         query = query.where(deliveries.c.id < before)
     query = query.order_by(deliveries.c.id.desc()).limit(limit + 1)
-    async with store.engine.connect() as conn:
+    async with store.reading() as conn:
         rows = (await conn.execute(query)).all()
     more = len(rows) > limit
     page = tuple(row_view(DeadLetterView, r) for r in rows[:limit])
@@ -177,7 +177,7 @@ async def audit_entries(
         query = query.where(audit_log.c.patient_key == patient_key)
     if message_id is not None:
         query = query.where(audit_log.c.message_id == message_id)
-    async with store.engine.connect() as conn:
+    async with store.reading() as conn:
         return [row_view(AuditRecord, r) for r in await conn.execute(query)]
 
 
@@ -191,7 +191,7 @@ _STATE = sa.case(
 async def figures(store: StoreBase, now: datetime | None = None) -> Figures:
     """Every source's and destination's figures as of `now`."""
     now = now or datetime.now(UTC)
-    async with store.engine.connect() as conn:
+    async with store.reading() as conn:
         sources = await _source_figures(conn)
         destinations = await _destination_figures(conn, now)
     return Figures(now, sources, destinations)

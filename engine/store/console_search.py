@@ -182,7 +182,7 @@ async def search(
     store: StoreBase, f: SearchFilter, *, before: int | None = None, limit: int = 50
 ) -> MessagePage:
     """Messages matching every given filter, newest first, with their deliveries' states."""
-    async with store.engine.connect() as conn:
+    async with store.reading() as conn:
         prefixes = None
         if f.patient and _local_number(f.patient):
             prefixes = await local_prefixes(conn, f.source)
