@@ -9,7 +9,7 @@ connection.py  Broker: the supervised connection that rebuilds all of the above
 """
 
 from adapters.rabbitmq.connection import Broker
-from adapters.rabbitmq.consumer import Handler, InboundDelivery
+from adapters.rabbitmq.consumer import Deliveries, Handler, InboundDelivery
 from adapters.rabbitmq.publisher import TAG_HEADER, HeaderValue
 from adapters.rabbitmq.settings import AmqpSettings
 from adapters.rabbitmq.topology import (
@@ -29,6 +29,7 @@ __all__ = [
     "AmqpSettings",
     "BindingSpec",
     "Broker",
+    "Deliveries",
     "ExchangeSpec",
     "Handler",
     "HeaderValue",

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import pika.exceptions
@@ -36,7 +36,7 @@ from adapters.rabbitmq.channel import (
     open_connection,
     set_result,
 )
-from adapters.rabbitmq.consumer import Consumer, Handler, stop_workers
+from adapters.rabbitmq.consumer import Consumer, Deliveries, Handler, stop_workers
 from adapters.rabbitmq.publisher import ConfirmChannel, HeaderValue, open_publisher
 from adapters.rabbitmq.settings import AmqpSettings
 from adapters.rabbitmq.topology import Topology, declare
@@ -119,6 +119,8 @@ class Broker:
         if self._supervisor is not None:
             self._supervisor.cancel()
             await asyncio.gather(self._supervisor, return_exceptions=True)
+        for reg in self._consumers.values():
+            reg.deliveries.stop()
         await stop_workers(list(self._consumers.values()), grace)
         conn, closed = self._conn, self._conn_closed
         if conn is not None and closed is not None and not closed.done():
@@ -177,41 +179,64 @@ class Broker:
             mandatory=mandatory,
         )
 
+    async def subscribe(self, queues: Sequence[str]) -> Deliveries:
+        """Consume `queues` into one buffer and return it; take batches with `take(limit)`.
+
+        Each queue is (re)attached by the supervisor after every reconnect, with QoS `prefetch`.
+        Whoever takes a delivery must `ack()` or `nack(requeue=...)` it. If connected, waits for
+        the first attach and raises BrokerUnavailable if the broker refuses it (e.g. no such
+        queue); otherwise it returns at once.
+        """
+        deliveries = Deliveries()
+        await self._register(queues, deliveries, lambda _reg: None)
+        return deliveries
+
     async def consume(self, queue: str, handler: Handler, *, concurrency: int = 1) -> None:
-        """Register a consumer; it is (re)attached by the supervisor after every reconnect.
+        """Register a consumer that hands each delivery to `handler` (see `subscribe`).
 
         `handler` runs in `concurrency` worker tasks (1 keeps the queue's order) and must call
         `delivery.ack()` or `delivery.nack(requeue=...)`; if it raises, the error type is logged
         and the delivery is nacked with requeue (the queue's delivery limit dead-letters poison).
-        If connected, waits for the first attach and raises BrokerUnavailable if the broker
-        refuses it (e.g. no such queue); otherwise it returns at once.
         """
-        if self._closing:
-            raise BrokerUnavailable("broker is closed")
-        if queue in self._consumers:
-            raise ValueError(f"already consuming from {queue!r}")
         if concurrency < 1:
             raise ValueError("concurrency must be >= 1")
-        reg = Consumer(queue, handler, first_attempt=asyncio.get_running_loop().create_future())
-        reg.workers = [
-            asyncio.create_task(reg.work(lambda: self._closing), name=f"amqp-consumer:{queue}:{i}")
-            for i in range(concurrency)
-        ]
-        self._consumers[queue] = reg
-        if self._supervisor is None or not self.connected:
-            self._wake.set()
-            return
+
+        def start_workers(reg: Consumer) -> None:
+            reg.workers = [
+                asyncio.create_task(reg.work(handler), name=f"amqp-consumer:{queue}:{i}")
+                for i in range(concurrency)
+            ]
+
+        await self._register([queue], Deliveries(), start_workers)
+
+    async def _register(
+        self, queues: Sequence[str], deliveries: Deliveries, start: Callable[[Consumer], None]
+    ) -> None:
+        if self._closing:
+            raise BrokerUnavailable("broker is closed")
+        for queue in queues:
+            if queue in self._consumers or list(queues).count(queue) > 1:
+                raise ValueError(f"already consuming from {queue!r}")
+        loop = asyncio.get_running_loop()
+        regs = [Consumer(q, deliveries, loop.create_future()) for q in queues]
+        for reg in regs:
+            start(reg)
+            self._consumers[reg.queue] = reg
         self._wake.set()
-        assert reg.first_attempt is not None
+        if self._supervisor is None or not self.connected:
+            return
         try:
             async with asyncio.timeout(self._settings.connect_timeout):
-                error = await asyncio.shield(reg.first_attempt)
+                errors = await asyncio.gather(*(asyncio.shield(r.first_attempt) for r in regs))
         except TimeoutError:
             return  # e.g. the connection dropped meanwhile: the supervisor keeps trying
-        if error is not None and is_permanent(error):
-            del self._consumers[queue]
-            await stop_workers([reg], grace=0)
-            raise BrokerUnavailable(f"cannot consume from {queue!r}: {error}") from error
+        refused = [(r, e) for r, e in zip(regs, errors, strict=True) if e and is_permanent(e)]
+        if refused:
+            for reg in regs:
+                del self._consumers[reg.queue]
+            await stop_workers(regs, grace=0)
+            reg, error = refused[0]
+            raise BrokerUnavailable(f"cannot consume from {reg.queue!r}: {error}") from error
 
     async def cancel_consumers(self) -> None:
         """Stop taking new deliveries (shutdown). Channels stay open, so deliveries already
@@ -302,8 +327,7 @@ class Broker:
             except Exception as exc:  # noqa: BLE001 - reported to consume() and retried
                 error = exc
                 first_error = first_error or exc
-            if reg.first_attempt is not None:
-                set_result(reg.first_attempt, error)
+            set_result(reg.first_attempt, error)
         if first_error is not None:
             raise first_error
 
@@ -352,6 +376,7 @@ class Broker:
             log.info("amqp.unblocked")
 
     def _on_consumer_closed(self, reg: Consumer, _chan: Chan, reason: BaseException) -> None:
+        reg.deliveries.discard_stale()
         if self._closing:
             return
         if isinstance(reason, pika.exceptions.ChannelClosedByBroker):

@@ -1,9 +1,19 @@
-"""Consuming with manual acks: the deliveries, their settlement, and the consumer workers."""
+"""Consuming with manual acks: deliveries, their settlement, and the one buffer they wait in.
+
+    pika on_message ─► Deliveries (one buffer per subscription, bounded by prefetch per queue)
+                    ─► take(limit): the engine's intake pulls batches straight from it,
+                       or a handler worker (Broker.consume) takes one at a time
+
+A delivery is settled on the channel it came on and nowhere else; when that channel closes,
+its deliveries still in the buffer are dropped (the broker requeues them), so the buffer never
+holds more than `prefetch` per queue.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import functools
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,7 +26,7 @@ from adapters.rabbitmq.publisher import TAG_HEADER
 Handler = Callable[["InboundDelivery"], Awaitable[None]]
 
 
-class _Settlement:
+class Settlement:
     """The mutable part of a delivery: which channel it came on, and whether it is settled."""
 
     __slots__ = ("channel", "settled", "tag")
@@ -57,7 +67,7 @@ class InboundDelivery:
     exchange: str
     queue: str
     delivery_tag: int
-    _settlement: _Settlement = field(repr=False, compare=False)
+    _settlement: Settlement = field(repr=False, compare=False)
 
     def ack(self) -> None:
         self._settlement.settle(ack=True, requeue=False)
@@ -75,17 +85,73 @@ class InboundDelivery:
         return not self._settlement.channel.is_open
 
 
+class Deliveries:
+    """The deliveries of every queue of one subscription, in arrival order: the one buffer in
+    memory between RabbitMQ and whoever takes them. Unsettled deliveries, taken or not, stay
+    unacked at the broker; once stopped, nothing more is handed out."""
+
+    def __init__(self) -> None:
+        self._items: deque[InboundDelivery] = deque()
+        self._ready = asyncio.Event()
+        self._stopped = False
+
+    @property
+    def backlog(self) -> int:
+        """Deliveries received and not taken yet."""
+        return len(self._items)
+
+    def put(self, delivery: InboundDelivery) -> None:
+        self._items.append(delivery)
+        self._ready.set()
+
+    async def take(self, limit: int) -> list[InboundDelivery]:
+        """Wait for one delivery, then take what is there, up to `limit`; [] once stopped."""
+        while True:
+            while not self._items and not self._stopped:
+                self._ready.clear()
+                await self._ready.wait()
+            if self._stopped:
+                return []
+            batch: list[InboundDelivery] = []
+            items = self._items
+            while items and len(batch) < limit:
+                delivery = items.popleft()
+                if delivery.stale:  # its channel is gone: the broker has requeued it already
+                    _dropped(delivery)
+                    continue
+                batch.append(delivery)
+            if batch:
+                return batch
+
+    def discard_stale(self) -> None:
+        """Drop what came on channels that have closed (called when one does)."""
+        kept = [d for d in self._items if not d.stale]
+        for delivery in self._items:
+            if delivery.stale:
+                _dropped(delivery)
+        self._items = deque(kept)
+
+    def stop(self) -> None:
+        """Hand out nothing more; waiting takers get []."""
+        self._stopped = True
+        self._ready.set()
+
+
+def _dropped(delivery: InboundDelivery) -> None:
+    log.debug("amqp.delivery_dropped", queue=delivery.queue, delivery_tag=delivery.delivery_tag)
+
+
 @dataclass(eq=False)
 class Consumer:
-    """One registered consumer: its queue, its handler and workers, and its current channel."""
+    """One registered queue: where its deliveries go, its current channel, and (with a
+    handler, see `Broker.consume`) the workers that hand them to it."""
 
     queue: str
-    handler: Handler
-    inbox: asyncio.Queue[InboundDelivery] = field(default_factory=asyncio.Queue)
+    deliveries: Deliveries
+    first_attempt: asyncio.Future[BaseException | None]
     workers: list[asyncio.Task[None]] = field(default_factory=list)
     busy: set[asyncio.Task[Any]] = field(default_factory=set)
     chan: Chan | None = None
-    first_attempt: asyncio.Future[BaseException | None] | None = None
     cancelled: bool = False
 
     @property
@@ -96,7 +162,7 @@ class Consumer:
         headers = dict(props.headers or {})
         headers.pop(TAG_HEADER, None)
         tag = int(method.delivery_tag)
-        self.inbox.put_nowait(
+        self.deliveries.put(
             InboundDelivery(
                 body=body,
                 headers=headers,
@@ -107,25 +173,19 @@ class Consumer:
                 exchange=method.exchange,
                 queue=self.queue,
                 delivery_tag=tag,
-                _settlement=_Settlement(channel, tag),
+                _settlement=Settlement(channel, tag),
             )
         )
 
-    async def work(self, closing: Callable[[], bool]) -> None:
+    async def work(self, handler: Handler) -> None:
+        """Hand deliveries to `handler` one at a time, until the deliveries stop."""
         me = asyncio.current_task()
         assert me is not None
-        while not closing():
-            delivery = await self.inbox.get()
-            if closing():
-                return
-            if delivery.stale:  # its channel is gone: the broker has requeued it already
-                log.debug(
-                    "amqp.delivery_dropped", queue=self.queue, delivery_tag=delivery.delivery_tag
-                )
-                continue
+        while taken := await self.deliveries.take(1):
+            [delivery] = taken
             self.busy.add(me)
             try:
-                await self.handler(delivery)
+                await handler(delivery)
             except asyncio.CancelledError as exc:
                 if me.cancelling():  # we are being stopped
                     raise
