@@ -1,7 +1,8 @@
 """The composition root: the one place that builds the adapters and wires them to the engine.
 
     config ─► Store.open (migrations) ─► Broker.start (topology) ─► DeliveryLoop, Intake
-           ─► one consumer per source queue ─► /healthz, /readyz ─► wait for SIGTERM/SIGINT
+           ─► every source queue into one buffer that Intake takes batches from
+           ─► /healthz, /readyz ─► wait for SIGTERM/SIGINT
 
 Shutdown (SIGTERM): stop consuming, finish the intake batch in hand, let in-flight deliveries
 finish until the deadline (then release their leases), close the broker and the store. Anything
@@ -316,7 +317,9 @@ async def start_engine(config: Config) -> Engine:
                 for d in config.destinations
             },
         )
-        intake = Intake(store, config, on_committed=delivery.wake)
+        queues = {queue_for(source.name): source.name for source in config.sources}
+        deliveries = await broker.subscribe(list(queues))
+        intake = Intake(store, config, deliveries, queues, on_committed=delivery.wake)
         stopping = asyncio.Event()
         tasks = [
             asyncio.create_task(delivery.run(), name="delivery"),
@@ -330,8 +333,6 @@ async def start_engine(config: Config) -> Engine:
         if config.alerts is not None:
             watching = alerts.run(store, config.alerts, webhook.post, stopping)
             tasks.append(asyncio.create_task(watching, name="alerts"))
-        for source in config.sources:
-            await broker.consume(queue_for(source.name), intake.handler_for(source.name))
         listeners = await _start_listeners(config, publisher, stack)
         fhir_listener = await _start_fhir_listener(config, publisher, stack)
         engine = Engine(

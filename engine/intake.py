@@ -1,13 +1,14 @@
 """Intake: from a RabbitMQ delivery to a committed message-log row, event and outbox rows.
 
-    broker delivery ─► prepare(): parse → map → route        (pure; a failure is a rejection)
+    deliveries.take() ─► prepare(): parse → map → route      (pure; a failure is a rejection)
                    ─► Corrections.link(): cancels find their originals, merges re-key
                    ─► store.record_intake(batch)               (one transaction)
                    ─► ack each delivery                        (only after the commit)
                    ─► wake the delivery loop
 
-Messages are taken in small batches (whatever has arrived, up to `intake.batch_size`) so that one
-commit, one fsync, covers many messages; each message is still written whole or not at all.
+Messages are taken in small batches straight from the broker adapter's buffer (whatever has
+arrived on any source queue, up to `intake.batch_size`) so that one commit, one fsync, covers
+many messages; each message is still written whole or not at all.
 A store that is down stalls intake (messages stay unacked at the broker, bounded by prefetch)
 rather than nacking them: a nack would count towards the queue's delivery limit and park
 healthy messages as poison.
@@ -15,9 +16,8 @@ healthy messages as poison.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
@@ -51,9 +51,25 @@ class BrokerDelivery(Protocol):
     @property
     def redelivered(self) -> bool: ...
 
+    @property
+    def queue(self) -> str: ...
+
     def ack(self) -> None: ...
 
     def nack(self, requeue: bool) -> None: ...
+
+
+class DeliverySource(Protocol):
+    """Where intake takes its deliveries from (`adapters.rabbitmq.Deliveries`)."""
+
+    @property
+    def backlog(self) -> int: ...
+
+    async def take(self, limit: int) -> Sequence[BrokerDelivery]:
+        """Wait for one delivery, then take what is there, up to `limit`; [] once stopped."""
+        ...
+
+    def stop(self) -> None: ...
 
 
 def _transport_id(delivery: BrokerDelivery) -> str | None:
@@ -62,12 +78,18 @@ def _transport_id(delivery: BrokerDelivery) -> str | None:
 
 
 class Intake:
-    """Consumes every source queue and commits what arrives; see the module docstring."""
+    """Takes what arrives on every source queue and commits it; see the module docstring.
+
+    `sources` names the source of each queue: the queue, not a header, names the source, since
+    anything inside a message is the sender's word.
+    """
 
     def __init__(
         self,
         store: Store,
         config: Config,
+        deliveries: DeliverySource,
+        sources: Mapping[str, str],
         *,
         on_committed: Callable[[], None] = lambda: None,
     ) -> None:
@@ -79,39 +101,23 @@ class Intake:
             store, {d.name: d.hold_on_dead_letter for d in config.destinations}
         )
         self._on_committed = on_committed
-        self._inbox: asyncio.Queue[tuple[str, BrokerDelivery]] = asyncio.Queue()
-        self._stopping = asyncio.Event()
-
-    def handler_for(self, source: str) -> Callable[[Any], Awaitable[None]]:
-        """The consumer callback for one source's queue: the queue, not a header, names the
-        source, since anything inside a message is the sender's word."""
-
-        async def enqueue(delivery: BrokerDelivery) -> None:
-            await self._inbox.put((source, delivery))
-
-        return enqueue
+        self._deliveries = deliveries
+        self._sources = dict(sources)
 
     def stop(self) -> None:
         """Finish the batch in hand, then stop; unread deliveries stay unacked at the broker."""
-        self._stopping.set()
+        self._deliveries.stop()
 
     @property
     def backlog(self) -> int:
-        return self._inbox.qsize()
+        """Deliveries received from the broker and not taken yet."""
+        return self._deliveries.backlog
 
     async def run(self) -> None:
-        while not self._stopping.is_set():
-            getter = asyncio.ensure_future(self._inbox.get())
-            stopper = asyncio.ensure_future(self._stopping.wait())
-            done, _ = await asyncio.wait({getter, stopper}, return_when=asyncio.FIRST_COMPLETED)
-            if getter not in done:
-                getter.cancel()
-                break
-            stopper.cancel()
-            batch = [getter.result()]
-            while len(batch) < self._config.intake.batch_size and not self._inbox.empty():
-                batch.append(self._inbox.get_nowait())
-            if not any(getattr(d, "redelivered", False) for _, d in batch):
+        limit = self._config.intake.batch_size
+        while taken := await self._deliveries.take(limit):
+            batch = [(self._sources[d.queue], d) for d in taken]
+            if not any(d.redelivered for d in taken):
                 await self._commit(batch)
                 continue
             # Redelivered: the engine may have died holding these. One at a time, each marked
@@ -119,7 +125,7 @@ class Intake:
             # it is the only one in hand is set aside (kept, rejected) on the next redelivery,
             # long before the queue's delivery limit could take healthy messages with it.
             for item in batch:
-                if getattr(item[1], "redelivered", False):
+                if item[1].redelivered:
                     await self._commit_suspect(*item)
                 else:
                     await self._commit([item])

@@ -1,14 +1,13 @@
 """Cancels reach exactly the destinations that had the original; late originals and merges.
 
-Intake runs in-process against both real stores; the broker side is a delivery double that
-records acks (the RabbitMQ contract itself is tested in test_rabbitmq.py and end to end).
+Intake runs in-process against both real stores; the broker side is the in-memory double
+(tests/memory_broker.py), held to the adapter's contract in test_broker_contract.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -21,6 +20,7 @@ from engine.store import Store
 from engine.store.schema import deliveries, events, follow_ups
 from tests.adt_factory import Patient, adt, patients
 from tests.e2e.harness import wait_until
+from tests.memory_broker import MemoryBroker
 
 pytestmark = pytest.mark.integration
 
@@ -40,32 +40,38 @@ routes:
 T0 = datetime(2026, 6, 1, 9, 0, tzinfo=UTC)
 
 
-@dataclass
-class FakeDelivery:
-    body: bytes
-    message_id: str | None = None
-    acked: bool = False
-
-    def ack(self) -> None:
-        self.acked = True
-
-    def nack(self, requeue: bool) -> None:
-        raise AssertionError("nothing here should be nacked")
+QUEUE = "carebridge.inbound.mh"
 
 
 async def ingest(store: Store, *messages: bytes) -> None:
     """Each message in its own batch, in order, as a slow sender would deliver them."""
-    intake = Intake(store, CONFIG)
+    broker = MemoryBroker([QUEUE])
+    intake = Intake(store, CONFIG, await broker.subscribe([QUEUE]), {QUEUE: "mh"})
     task = asyncio.create_task(intake.run())
-    handler = intake.handler_for("mh")
     try:
         for body in messages:
-            delivery = FakeDelivery(body)
-            await handler(delivery)
-            await wait_until(lambda d=delivery: d.acked, deadline=30)  # type: ignore[misc]
+            broker.send(QUEUE, body)
+            await wait_until(lambda: broker.depth(QUEUE) == 0, deadline=30)
     finally:
         intake.stop()
         await task
+    assert broker.dead == [], "nothing here should be nacked"
+
+
+async def ingest_batch(store: Store, *messages: bytes) -> None:
+    """All the messages in one batch: they are all waiting when intake starts."""
+    broker = MemoryBroker([QUEUE])
+    deliveries = await broker.subscribe([QUEUE])
+    for body in messages:
+        broker.send(QUEUE, body)
+    intake = Intake(store, CONFIG, deliveries, {QUEUE: "mh"})
+    task = asyncio.create_task(intake.run())
+    try:
+        await wait_until(lambda: broker.depth(QUEUE) == 0)
+    finally:
+        intake.stop()
+        await task
+    assert broker.dead == [], "nothing here should be nacked"
 
 
 async def routed(store: Store, control_id: str) -> dict[str, Any]:
@@ -135,14 +141,7 @@ async def test_a_newer_discharge_after_an_unmatched_cancel_is_delivered(store: S
 
 async def test_cancel_in_the_same_batch_as_its_original(store: Store) -> None:
     [p] = patients(1)
-    intake = Intake(store, CONFIG)
-    batch = [FakeDelivery(adt("A03", p, "DIS", at(0))), FakeDelivery(adt("A13", p, "CAN", at(5)))]
-    for delivery in batch:
-        await intake.handler_for("mh")(delivery)
-    task = asyncio.create_task(intake.run())
-    await wait_until(lambda: all(d.acked for d in batch))
-    intake.stop()
-    await task
+    await ingest_batch(store, adt("A03", p, "DIS", at(0)), adt("A13", p, "CAN", at(5)))
     assert (await routed(store, "CAN"))["to"] == ["team", "gp"]
 
 
@@ -197,17 +196,7 @@ async def test_a_discharge_after_a_cancel_of_the_stored_one_in_its_batch_is_new(
 ) -> None:
     [p] = patients(1)
     await ingest(store, adt("A03", p, "DIS", at(60)))
-    intake = Intake(store, CONFIG)
-    batch = [
-        FakeDelivery(adt("A13", p, "CAN", at(70))),
-        FakeDelivery(adt("A03", p, "DIS2", at(90))),
-    ]
-    for delivery in batch:
-        await intake.handler_for("mh")(delivery)
-    task = asyncio.create_task(intake.run())
-    await wait_until(lambda: all(d.acked for d in batch))
-    intake.stop()
-    await task
+    await ingest_batch(store, adt("A13", p, "CAN", at(70)), adt("A03", p, "DIS2", at(90)))
     assert (await routed(store, "CAN"))["corrects"] == _event_id("DIS")
     newer = await routed(store, "DIS2")
     assert newer["body_corrects"] is None
@@ -227,14 +216,7 @@ async def test_a_newer_discharge_in_the_same_batch_as_an_unmatched_cancel_is_del
     store: Store,
 ) -> None:
     [p] = patients(1)
-    intake = Intake(store, CONFIG)
-    batch = [FakeDelivery(adt("A13", p, "CAN", at(0))), FakeDelivery(adt("A03", p, "DIS", at(60)))]
-    for delivery in batch:
-        await intake.handler_for("mh")(delivery)
-    task = asyncio.create_task(intake.run())
-    await wait_until(lambda: all(d.acked for d in batch))
-    intake.stop()
-    await task
+    await ingest_batch(store, adt("A13", p, "CAN", at(0)), adt("A03", p, "DIS", at(60)))
     assert (await routed(store, "DIS"))["to"] == ["team", "gp"]
 
 
