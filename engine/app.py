@@ -15,7 +15,7 @@ import asyncio
 import signal
 import ssl
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -292,19 +292,34 @@ async def _start_listeners(config: Config, publisher: Broker,
     return listeners
 
 
+async def _open_brokers(config: Config, stack: AsyncExitStack) -> tuple[Broker, Broker]:
+    """The publishing broker and the consuming one: connections of their own (see Engine)."""
+    wanted = topology(config)
+    publisher = Broker(amqp_settings(config.amqp, "carebridge-publish"), wanted)
+    await publisher.start()
+    stack.push_async_callback(publisher.close)
+    broker = Broker(amqp_settings(config.amqp, "carebridge-intake"), wanted)
+    await broker.start()
+    stack.push_async_callback(broker.close)
+    return publisher, broker
+
+
+async def _start_intake(
+    config: Config, store: Store, broker: Broker, on_committed: Callable[[], None]
+) -> Intake:
+    """Every source queue consumed into one buffer, which intake takes its batches from."""
+    queues = {queue_for(source.name): source.name for source in config.sources}
+    deliveries = await broker.subscribe(list(queues))
+    return Intake(store, config, deliveries, queues, on_committed=on_committed)
+
+
 async def start_engine(config: Config) -> Engine:
     """Start every part of the engine; the caller owns the returned Engine and must stop it."""
     stack = AsyncExitStack()
     try:
         store = await Store.open(config.store)
         stack.push_async_callback(store.close)
-        wanted = topology(config)
-        publisher = Broker(amqp_settings(config.amqp, "carebridge-publish"), wanted)
-        await publisher.start()
-        stack.push_async_callback(publisher.close)
-        broker = Broker(amqp_settings(config.amqp, "carebridge-intake"), wanted)
-        await broker.start()
-        stack.push_async_callback(broker.close)
+        publisher, broker = await _open_brokers(config, stack)
         webhook = await stack.enter_async_context(WebhookClient())
         delivery = DeliveryLoop(
             store,
@@ -317,9 +332,7 @@ async def start_engine(config: Config) -> Engine:
                 for d in config.destinations
             },
         )
-        queues = {queue_for(source.name): source.name for source in config.sources}
-        deliveries = await broker.subscribe(list(queues))
-        intake = Intake(store, config, deliveries, queues, on_committed=delivery.wake)
+        intake = await _start_intake(config, store, broker, delivery.wake)
         stopping = asyncio.Event()
         tasks = [
             asyncio.create_task(delivery.run(), name="delivery"),

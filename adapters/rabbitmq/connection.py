@@ -368,7 +368,7 @@ class Broker:
     def _on_blocked(self, conn: Any, frame: Any) -> None:
         if conn is self._conn:
             self._blocked = True
-            log.warning("amqp.blocked", reason=str(getattr(frame.method, "reason", "")))
+            log.warning("amqp.blocked", reason=str(frame.method.reason))
 
     def _on_unblocked(self, conn: Any, _frame: Any) -> None:
         if conn is self._conn:

@@ -1,0 +1,309 @@
+"""The consuming contract intake relies on, run against the in-memory double and the real adapter.
+
+Every test runs twice: on `tests.memory_broker.MemoryBroker` and on `adapters.rabbitmq.Broker`
+against the real RabbitMQ (a throw-away vhost on the CAREBRIDGE_TEST_AMQP host, since losing the
+connection is done with `rabbitmqctl close_all_connections`). What intake tests learn from the
+double is then true of the real thing: batches, acks, requeues, prefetch, stale deliveries after a
+lost connection, stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import subprocess
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from typing import Protocol
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+
+from adapters.errors import BrokerUnavailable
+from adapters.rabbitmq import AmqpSettings, Broker, Deliveries, InboundDelivery, inbound_topology
+from tests.conftest import AMQP_URL
+from tests.memory_broker import MemoryBroker
+
+pytestmark = pytest.mark.integration
+
+SOURCES = ("a", "b")
+Headers = dict[str, str] | None
+
+
+class Rig(Protocol):
+    def queue(self, source: str) -> str: ...
+
+    async def subscribe(self, sources: Sequence[str] = ("a",)) -> Deliveries: ...
+
+    async def send(self, source: str, message_id: str, headers: Headers = None) -> None: ...
+
+    async def lose_connection(self) -> None:
+        """Returns once every consumer is attached again on a new connection."""
+
+    async def reopen(self) -> Deliveries:
+        """Close (unacked deliveries go back to the queue) and subscribe to "a" again."""
+
+    async def close(self) -> None: ...
+
+
+async def eventually(predicate: Callable[[], bool], what: str, within: float = 20.0) -> None:
+    """Poll `predicate` until it holds; fail after a generous deadline."""
+    for _ in range(int(within / 0.02)):
+        if predicate():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"timed out after {within}s waiting for: {what}")
+
+
+async def take(deliveries: Deliveries, limit: int) -> list[InboundDelivery]:
+    async with asyncio.timeout(20):
+        return await deliveries.take(limit)
+
+
+async def take_n(deliveries: Deliveries, n: int) -> list[InboundDelivery]:
+    got: list[InboundDelivery] = []
+    while len(got) < n:
+        got += await take(deliveries, n - len(got))
+    return got
+
+
+def ids(batch: Sequence[InboundDelivery]) -> list[str | None]:
+    return [d.message_id for d in batch]
+
+
+class MemoryRig:
+    def __init__(self, prefix: str, prefetch: int) -> None:
+        self._prefix = prefix
+        self.broker = MemoryBroker([self.queue(s) for s in SOURCES], prefetch=prefetch)
+
+    def queue(self, source: str) -> str:
+        return f"{self._prefix}.{source}"
+
+    async def subscribe(self, sources: Sequence[str] = ("a",)) -> Deliveries:
+        return await self.broker.subscribe([self.queue(s) for s in sources])
+
+    async def send(self, source: str, message_id: str, headers: Headers = None) -> None:
+        self.broker.send(self.queue(source), message_id.encode(), message_id=message_id,
+                         headers=headers)  # fmt: skip
+
+    async def lose_connection(self) -> None:
+        self.broker.lose_connection()
+
+    async def reopen(self) -> Deliveries:
+        await self.broker.close()
+        return await self.subscribe()
+
+    async def close(self) -> None:
+        await self.broker.close()
+
+
+class RabbitRig:
+    def __init__(self, prefix: str, prefetch: int, url: str, vhost: str) -> None:
+        self._prefix, self._url, self._vhost = prefix, url, vhost
+        self._settings = AmqpSettings(
+            url=url,
+            prefetch=prefetch,
+            connection_name="contract",
+            reconnect_initial_delay=0.1,
+            reconnect_max_delay=1.0,
+        )
+        self._topology = inbound_topology(
+            SOURCES, exchange=prefix, dead_letter_exchange=f"{prefix}.dlx"
+        )
+        self.broker = Broker(self._settings, self._topology)
+
+    def queue(self, source: str) -> str:
+        return f"{self._prefix}.{source}"
+
+    async def subscribe(self, sources: Sequence[str] = ("a",)) -> Deliveries:
+        if not self.broker.connected:
+            await self.broker.start(timeout=20)
+        return await self.broker.subscribe([self.queue(s) for s in sources])
+
+    async def send(self, source: str, message_id: str, headers: Headers = None) -> None:
+        await self.broker.publish(self._prefix, source, message_id.encode(),
+                                  message_id=message_id, headers=headers)  # fmt: skip
+
+    async def lose_connection(self) -> None:
+        before = self.broker.connection_count
+        await asyncio.to_thread(_ctl, "close_all_connections", "-p", self._vhost, "contract test")
+        await eventually(
+            lambda: self.broker.connection_count > before and self.broker.consumers_attached,
+            "consumers attached again",
+        )
+
+    async def reopen(self) -> Deliveries:
+        await self.broker.close()
+        self.broker = Broker(self._settings, self._topology)
+        return await self.subscribe()
+
+    async def close(self) -> None:
+        await self.broker.close()
+
+
+def _ctl(*args: str) -> str:
+    done = subprocess.run(
+        ["rabbitmqctl", "-q", *args], check=True, capture_output=True, text=True, timeout=60
+    )
+    return done.stdout
+
+
+@pytest.fixture(scope="module")
+def vhost_url() -> Iterator[tuple[str, str]]:
+    parts = urlsplit(AMQP_URL)
+    try:
+        socket.create_connection((parts.hostname, parts.port or 5672), timeout=2).close()
+    except OSError:
+        pytest.skip(f"RabbitMQ not reachable at {parts.hostname}:{parts.port or 5672}")
+    name = f"cbcontract-{uuid.uuid4().hex[:10]}"
+    _ctl("add_vhost", name)
+    _ctl("set_permissions", "-p", name, parts.username or "guest", ".*", ".*", ".*")
+    yield name, urlunsplit(parts._replace(path=f"/{name}"))
+    _ctl("delete_vhost", name)
+
+
+RigMaker = Callable[..., Rig]
+
+
+@pytest.fixture(params=["memory", "rabbitmq"])
+async def make_rig(
+    request: pytest.FixtureRequest,
+) -> AsyncIterator[RigMaker]:
+    rigs: list[Rig] = []
+    prefix = f"cbcontract.{uuid.uuid4().hex[:10]}"
+    vhost, url = request.getfixturevalue("vhost_url") if request.param == "rabbitmq" else ("", "")
+
+    def make(prefetch: int = 100) -> Rig:
+        rig: Rig = (
+            MemoryRig(prefix, prefetch)
+            if request.param == "memory"
+            else RabbitRig(prefix, prefetch, url, vhost)
+        )
+        rigs.append(rig)
+        return rig
+
+    yield make
+    for rig in rigs:
+        await rig.close()
+
+
+async def test_a_batch_is_one_delivery_waited_for_then_what_is_there_up_to_the_limit(
+    make_rig: RigMaker,
+) -> None:
+    rig = make_rig()
+    deliveries = await rig.subscribe()
+    await rig.send("a", "m0", headers={"source": "a"})
+    [first] = await take(deliveries, 10)
+    assert (first.message_id, first.body, first.queue) == ("m0", b"m0", rig.queue("a"))
+    assert first.headers == {"source": "a"}  # the confirm tag header never shows
+    assert not first.redelivered
+    assert not first.stale
+    assert not first.settled
+    first.ack()
+    assert first.settled
+    for i in (1, 2, 3):
+        await rig.send("a", f"m{i}")
+    await eventually(lambda: deliveries.backlog == 3, "three waiting")
+    assert ids(await take(deliveries, 2)) == ["m1", "m2"]
+    assert deliveries.backlog == 1
+    last = await take(deliveries, 10)
+    assert ids(last) == ["m3"]
+    assert deliveries.backlog == 0
+
+
+async def test_acked_is_gone_requeued_comes_back_and_unsettled_returns_on_reopen(
+    make_rig: RigMaker,
+) -> None:
+    rig = make_rig()
+    deliveries = await rig.subscribe()
+    for i in range(4):
+        await rig.send("a", f"m{i}")
+    batch = await take_n(deliveries, 4)
+    assert ids(batch) == ["m0", "m1", "m2", "m3"]
+    batch[0].ack()
+    batch[1].nack(requeue=True)
+    [again] = await take(deliveries, 10)
+    assert (again.message_id, again.redelivered) == ("m1", True)
+    again.ack()
+    batch[2].nack(requeue=False)  # dead-lettered: never seen on this queue again
+    batch[1].ack()  # a second settlement is ignored
+    deliveries = await rig.reopen()
+    assert batch[3].stale
+    batch[3].ack()  # on a closed channel: dropped, never raised, never acked elsewhere
+    await rig.send("a", "end")
+    got = await take_n(deliveries, 2)
+    assert [(d.message_id, d.redelivered) for d in got] == [("m3", True), ("end", False)]
+
+
+async def test_after_a_lost_connection_stale_deliveries_are_dropped_and_come_again(
+    make_rig: RigMaker,
+) -> None:
+    rig = make_rig(prefetch=5)
+    deliveries = await rig.subscribe()
+    for i in range(5):
+        await rig.send("a", f"m{i}")
+    await eventually(lambda: deliveries.backlog == 5, "five waiting")
+    [held] = await take(deliveries, 1)
+    await rig.lose_connection()
+    assert held.stale
+    held.ack()  # dropped: the new channel never sees the old channel's tag
+    assert held.settled
+    got = await take_n(deliveries, 5)
+    assert sorted(str(d.message_id) for d in got) == [f"m{i}" for i in range(5)]
+    assert all(d.redelivered and not d.stale for d in got)
+    for d in got:
+        d.ack()
+    await rig.send("a", "end")
+    assert ids(await take(deliveries, 10)) == ["end"]
+
+
+async def test_prefetch_bounds_what_waits_in_memory(make_rig: RigMaker) -> None:
+    rig = make_rig(prefetch=3)
+    deliveries = await rig.subscribe()
+    for i in range(5):
+        await rig.send("a", f"m{i}")
+    await eventually(lambda: deliveries.backlog == 3, "three waiting")
+    batch = await take(deliveries, 10)
+    assert ids(batch) == ["m0", "m1", "m2"]
+    assert deliveries.backlog == 0
+    batch[0].ack()
+    await eventually(lambda: deliveries.backlog == 1, "one more after one ack")
+    batch[1].ack()
+    batch[2].ack()
+    await eventually(lambda: deliveries.backlog == 2, "the rest")
+    assert ids(await take(deliveries, 10)) == ["m3", "m4"]
+
+
+async def test_stopped_deliveries_hand_out_nothing_and_unread_ones_return(
+    make_rig: RigMaker,
+) -> None:
+    rig = make_rig()
+    deliveries = await rig.subscribe()
+    await rig.send("a", "m0")
+    await rig.send("a", "m1")
+    await eventually(lambda: deliveries.backlog == 2, "two waiting")
+    deliveries.stop()
+    assert await take(deliveries, 10) == []
+    again = await rig.reopen()
+    got = await take_n(again, 2)
+    assert [(d.message_id, d.redelivered) for d in got] == [("m0", True), ("m1", True)]
+
+
+async def test_several_queues_share_one_buffer_and_each_delivery_names_its_queue(
+    make_rig: RigMaker,
+) -> None:
+    rig = make_rig()
+    deliveries = await rig.subscribe(SOURCES)
+    await rig.send("a", "from-a")
+    await rig.send("b", "from-b")
+    got = await take_n(deliveries, 2)
+    assert {(d.message_id, d.queue) for d in got} == {
+        ("from-a", rig.queue("a")),
+        ("from-b", rig.queue("b")),
+    }
+
+
+async def test_a_queue_that_does_not_exist_is_refused(make_rig: RigMaker) -> None:
+    rig = make_rig()
+    with pytest.raises(BrokerUnavailable, match="NOT_FOUND"):
+        await rig.subscribe(["missing"])
