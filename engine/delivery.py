@@ -134,23 +134,33 @@ class DeliveryLoop:
             self._wake.clear()
             free = self._config.concurrency - len(self._in_flight)
             more_due = False
-            # Claim when a quarter of the slots are free (or nothing is in flight), not for
-            # every single slot: each claim is a write transaction. Each destination is claimed
-            # for within its own cap, so a slow one cannot take every slot.
-            if free >= max(1, self._config.concurrency // 4) or not self._in_flight:
-                for destination in self._senders:
-                    cap = self._caps.get(destination, free) - self._busy[destination]
-                    room = min(free, self._config.batch_size, cap)
-                    if room <= 0:
-                        continue
-                    claimed = await self._claim(destination, room)
-                    for item in claimed:
-                        self._launch(item)
-                    free -= len(claimed)
-                    more_due = more_due or (len(claimed) == room and free > 0)
+            # Each claim is a write transaction (a commit, an fsync), so a destination is claimed
+            # for only when half of its own slots are free (or it has none in flight), not
+            # for every slot that frees: claiming one row per finished delivery made a claim per
+            # delivery and cut throughput threefold. Each destination is claimed for within its
+            # own cap, so a slow or silent one holds only its own slots.
+            for destination in self._senders:
+                room = self._room(destination, free)
+                if room <= 0:
+                    continue
+                claimed = await self._claim(destination, room)
+                for item in claimed:
+                    self._launch(item)
+                free -= len(claimed)
+                more_due = more_due or (len(claimed) == room and free > 0)
             if more_due:
                 continue  # more may be due right now
             await self._idle()
+
+    def _room(self, destination: str, free: int) -> int:
+        """How many deliveries to claim for `destination` now: 0 until half of its slots
+        (within its cap and the engine's free slots) are free, unless it has none in flight."""
+        cap = min(self._caps.get(destination, self._config.concurrency), self._config.concurrency)
+        busy = self._busy[destination]
+        room = min(free, self._config.batch_size, cap - busy)
+        if busy and room < max(1, cap // 2):
+            return 0
+        return max(0, room)
 
     async def _claim(self, destination: str, limit: int) -> list[ClaimedDelivery]:
         try:

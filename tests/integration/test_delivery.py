@@ -19,7 +19,7 @@ from adapters.webhook import WebhookClient
 from engine.config import DeliveryConfig, RetryPolicy, StoreConfig, WebhookDestination
 from engine.delivery import DeliveryLoop
 from engine.destinations import SIGNATURE_HEADER, WebhookSender
-from engine.store import AcceptedEvent, IntakeRecord, Store
+from engine.store import AcceptedEvent, ClaimedDelivery, IntakeRecord, Store
 from engine.store.schema import attempts, deliveries
 from tests.e2e.harness import free_port, wait_until
 
@@ -49,6 +49,8 @@ class Destination:
 
     answer: Callable[[Hit], int] = lambda _hit: 200
     delay: float = 0.0
+    delay_for: Callable[[Hit], float] | None = None
+    """Seconds each request takes, per request (overrides `delay`)."""
     hits: list[Hit] = field(default_factory=list)
     url: str = ""
 
@@ -58,8 +60,9 @@ class Destination:
         hit = Hit(request.headers["Idempotency-Key"], body["patient"], body["seq"],
                   request.headers.get(SIGNATURE_HEADER), raw)  # fmt: skip
         self.hits.append(hit)
-        if self.delay:
-            await asyncio.sleep(self.delay)
+        delay = self.delay_for(hit) if self.delay_for else self.delay
+        if delay:
+            await asyncio.sleep(delay)
         return web.Response(status=self.answer(hit), text="answer")
 
 
@@ -293,4 +296,45 @@ async def test_a_slow_destination_cannot_take_every_slot(tmp_path: Path) -> None
         await client.close()
         for runner in apps:
             await runner.cleanup()
+        await store.close()
+
+
+async def test_claims_are_batched_per_destination(tmp_path: Path, destination: Destination) -> None:
+    """Each claim is a write transaction: with deliveries finishing one by one, the loop claims
+    again once a quarter of the destination's slots are free, not once per finished delivery
+    (claiming one row per slot that freed made a transaction per delivery: issue 16)."""
+    store = await Store.open(StoreConfig(url=f"sqlite+aiosqlite:///{tmp_path / 'cb.db'}"))
+    total = 240
+    # Answers that take 2 to 30 ms, so deliveries finish one by one, not in waves.
+    destination.delay_for = lambda hit: 0.002 + (int(hit.patient[1:]) * 7919 % 29) / 1000
+    for patient in range(total):
+        await enqueue(store, f"p{patient}", 0)
+    claims: list[int] = []
+    real_claim = store.claim_due
+
+    async def counting_claim(*args: object, **kwargs: object) -> list[ClaimedDelivery]:
+        claimed = await real_claim(*args, **kwargs)  # type: ignore[arg-type]
+        if claimed:
+            claims.append(len(claimed))
+        return claimed
+
+    store.claim_due = counting_claim  # type: ignore[method-assign]
+    client = await WebhookClient().__aenter__()
+    sender = WebhookSender(WebhookDestination(type="webhook", name="dest", url=destination.url),
+                           client.post)  # fmt: skip
+    loop = DeliveryLoop(store, {"dest": sender}, {"dest": FAST}, {"dest": False},
+                        DeliveryConfig(concurrency=32, poll_interval=timedelta(milliseconds=50)),
+                        caps={"dest": 16})  # fmt: skip
+    task = asyncio.create_task(loop.run())
+    try:
+        await wait_until(lambda: len({h.key for h in destination.hits}) == total, deadline=60,
+                         what="every delivery")  # fmt: skip
+        assert sum(claims) == total
+        assert len(claims) <= total // 6, f"{len(claims)} claims for {total} deliveries"
+        assert max(loop_busy for loop_busy in claims) <= 16, "never more than the cap claimed"
+    finally:
+        loop.stop()
+        await task
+        await loop.drain(0)
+        await client.close()
         await store.close()
