@@ -42,6 +42,33 @@ class _PendingRows:
             await conn.execute(sa.insert(follow_ups), self.follow_ups)
         self.events, self.deliveries, self.follow_ups = [], [], []
 
+    def add(self, record: IntakeRecord, message_id: int, committed_at: datetime) -> None:
+        """The rows of an accepted message: its event, its follow-up clock, its deliveries."""
+        accepted = record.accepted
+        assert accepted is not None
+        self.events.append({
+            "event_id": accepted.event_id, "stay_id": accepted.stay_id,
+            "corrects": accepted.corrects, "message_id": message_id, "source": record.source,
+            "kind": accepted.kind, "care_setting": accepted.care_setting,
+            "patient_key": accepted.patient_key, "occurred_at": accepted.occurred_at,
+            "received_at": record.received_at, "body": accepted.body,
+        })  # fmt: skip
+        if accepted.follow_up is not None:
+            fu = accepted.follow_up
+            self.follow_ups.append({
+                "event_id": accepted.event_id, "patient_key": accepted.patient_key,
+                "rule": fu.rule, "standard": fu.standard, "discharged_at": fu.discharged_at,
+                "due_at": fu.due_at, "created_at": committed_at, "status": FollowUpStatus.OPEN,
+                "alerted_unacknowledged": False, "alerted_overdue": False,
+            })  # fmt: skip
+        self.deliveries += [
+            {"event_id": accepted.event_id, "destination": destination,
+             "patient_key": accepted.patient_key, "status": DeliveryStatus.PENDING,
+             "idempotency_key": f"{accepted.event_id}.{destination}", "attempts": 0,
+             "created_at": committed_at, "next_attempt_at": committed_at, "hold": False}
+            for destination, _hold in accepted.destinations
+        ]  # fmt: skip
+
 
 class IntakeWrites(StoreBase):
     """`record_intake` and the suspects of a redelivery."""
@@ -142,52 +169,12 @@ class IntakeWrites(StoreBase):
             event_id=accepted.event_id, event_kind=accepted.kind, patient_key=accepted.patient_key
         )
         if key in seen:
-            first_id, first_digest = seen[key]
-            if first_digest == digest:
-                row.update(status=MessageStatus.DUPLICATE, message_key=None, duplicate_of=first_id)
-                return IntakeResult(await self._insert_message(conn, row), MessageStatus.DUPLICATE)
-            reason = (
-                f"message id already used by message #{first_id} with different content; "
-                "not processed, an operator must decide"
-            )
-            row.update(
-                status=MessageStatus.REJECTED,
-                message_key=None,
-                duplicate_of=first_id,
-                reason=reason,
-                error_location="MSH-10",
-                error_code="205",
-                event_id=None,
-            )
-            return IntakeResult(
-                await self._insert_message(conn, row), MessageStatus.REJECTED, reason=reason
-            )
+            return await self._repeated(conn, row, *seen[key], digest)
         row["status"] = MessageStatus.ACCEPTED
         message_id = await self._insert_message(conn, row)
         seen[key] = (message_id, digest)
         await self._correct_earlier_rows(conn, accepted, pending)
-        pending.events.append({
-            "event_id": accepted.event_id, "stay_id": accepted.stay_id,
-            "corrects": accepted.corrects, "message_id": message_id, "source": record.source,
-            "kind": accepted.kind, "care_setting": accepted.care_setting,
-            "patient_key": accepted.patient_key, "occurred_at": accepted.occurred_at,
-            "received_at": record.received_at, "body": accepted.body,
-        })  # fmt: skip
-        if accepted.follow_up is not None:
-            fu = accepted.follow_up
-            pending.follow_ups.append({
-                "event_id": accepted.event_id, "patient_key": accepted.patient_key,
-                "rule": fu.rule, "standard": fu.standard, "discharged_at": fu.discharged_at,
-                "due_at": fu.due_at, "created_at": committed_at, "status": FollowUpStatus.OPEN,
-                "alerted_unacknowledged": False, "alerted_overdue": False,
-            })  # fmt: skip
-        pending.deliveries += [
-            {"event_id": accepted.event_id, "destination": destination,
-             "patient_key": accepted.patient_key, "status": DeliveryStatus.PENDING,
-             "idempotency_key": f"{accepted.event_id}.{destination}", "attempts": 0,
-             "created_at": committed_at, "next_attempt_at": committed_at, "hold": False}
-            for destination, _hold in accepted.destinations
-        ]  # fmt: skip
+        pending.add(record, message_id, committed_at)
         return IntakeResult(
             message_id, MessageStatus.ACCEPTED, deliveries=len(accepted.destinations)
         )
@@ -222,6 +209,35 @@ class IntakeWrites(StoreBase):
                 .where(events.c.event_id == accepted.links_cancel)
                 .values(corrects=accepted.event_id)
             )
+
+    async def _repeated(
+        self,
+        conn: AsyncConnection,
+        row: dict[str, Any],
+        first_id: int,
+        first_digest: str,
+        digest: str,
+    ) -> IntakeResult:
+        """A message key already accepted: a duplicate if the bytes are the same, else refused."""
+        if first_digest == digest:
+            row.update(status=MessageStatus.DUPLICATE, message_key=None, duplicate_of=first_id)
+            return IntakeResult(await self._insert_message(conn, row), MessageStatus.DUPLICATE)
+        reason = (
+            f"message id already used by message #{first_id} with different content; "
+            "not processed, an operator must decide"
+        )
+        row.update(
+            status=MessageStatus.REJECTED,
+            message_key=None,
+            duplicate_of=first_id,
+            reason=reason,
+            error_location="MSH-10",
+            error_code="205",
+            event_id=None,
+        )
+        return IntakeResult(
+            await self._insert_message(conn, row), MessageStatus.REJECTED, reason=reason
+        )
 
     async def _insert_message(self, conn: AsyncConnection, row: dict[str, Any]) -> int:
         return int((await conn.execute(_INSERT_MESSAGE, row)).scalar_one())
