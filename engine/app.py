@@ -42,8 +42,12 @@ from engine.config import (
     follow_up_rules,
 )
 from engine.console.app import start_console
-from engine.delivery import DeliveryLoop
-from engine.destinations import AmqpSender, FhirSender, MllpSender, Sender, WebhookSender
+from engine.delivery.amqp import AmqpSender
+from engine.delivery.fhir import FhirSender
+from engine.delivery.loop import DeliveryLoop
+from engine.delivery.mllp import MllpSender
+from engine.delivery.sending import Sender
+from engine.delivery.webhook import WebhookSender
 from engine.fhir_gateway import FhirGateway, FhirSource
 from engine.intake import Intake
 from engine.mllp_gateway import MllpGateway

@@ -28,7 +28,7 @@ from engine.config import (
     follow_up_rules,
 )
 from engine.console.views import Renderer
-from engine.destinations import mllp_control_id
+from engine.delivery.mllp import mllp_control_id
 from engine.notifications import recipient_for
 from mappings.clinical.follow_up import follow_up_for
 from mappings.clinical.notification import is_notifiable, render_notification

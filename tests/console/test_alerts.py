@@ -13,7 +13,7 @@ import pytest
 from engine import alerts
 from engine.alerts import AlertState, Backlog, DeadLetter, Observed, evaluate
 from engine.config import AlertsConfig
-from engine.destinations import SIGNATURE_HEADER
+from engine.delivery.http import SIGNATURE_HEADER
 from engine.store import Store
 from tests.console.seed import NHS, T0, accepted, deliver_all
 

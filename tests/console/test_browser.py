@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from engine.config import DeliveryConfig, RetryPolicy
-from engine.delivery import DeliveryLoop
-from engine.destinations import SendResult
+from engine.delivery.loop import DeliveryLoop
+from engine.delivery.sending import SendResult
 from engine.store import ClaimedDelivery, Store
 from tests.console.seed import NHS, accepted, deliver_all
 from tests.console.web import PASSWORD, console

@@ -16,7 +16,7 @@ from typing import Literal
 import pytest
 
 from adapters.mllp import MllpListener, PeerInfo
-from engine.destinations import mllp_control_id
+from engine.delivery.mllp import mllp_control_id
 from mappings.hl7v2.ack import build_ack
 from mappings.profile import event_id
 from tests.adt_factory import patients, stream

@@ -17,8 +17,9 @@ from aiohttp import web
 
 from adapters.webhook import WebhookClient
 from engine.config import DeliveryConfig, RetryPolicy, StoreConfig, WebhookDestination
-from engine.delivery import DeliveryLoop
-from engine.destinations import SIGNATURE_HEADER, WebhookSender
+from engine.delivery.http import SIGNATURE_HEADER
+from engine.delivery.loop import DeliveryLoop
+from engine.delivery.webhook import WebhookSender
 from engine.store import AcceptedEvent, ClaimedDelivery, IntakeRecord, Store
 from engine.store.schema import attempts, deliveries
 from tests.e2e.harness import free_port, wait_until

@@ -3,8 +3,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from engine.config import RetryPolicy
-from engine.delivery import backoff, decide
-from engine.destinations import SendResult, classify_http, sign
+from engine.delivery.http import classify_http, sign
+from engine.delivery.policy import backoff, decide
+from engine.delivery.sending import SendResult
 from engine.store import AttemptRecord, ClaimedDelivery, DeadLettered, Delivered, Rescheduled
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)

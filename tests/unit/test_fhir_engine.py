@@ -14,8 +14,10 @@ from fhir.resources.R4B.bundle import Bundle
 
 from adapters.errors import BrokerUnavailable, DestinationError
 from engine.config import FhirDestination, RetryPolicy
-from engine.delivery import decide
-from engine.destinations import FhirSender, SendResult, retry_after
+from engine.delivery.fhir import FhirSender
+from engine.delivery.http import retry_after
+from engine.delivery.policy import decide
+from engine.delivery.sending import SendResult
 from engine.fhir_gateway import FhirGateway, FhirSource
 from engine.store import ClaimedDelivery
 from mappings.fhir.outbound import render_fhir_message

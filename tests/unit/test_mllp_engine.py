@@ -10,7 +10,7 @@ import pytest
 
 from adapters.errors import BrokerUnavailable, ConfirmTimeout, DestinationTimeout
 from engine.config import MllpAckPolicy, MllpDestination
-from engine.destinations import MllpSender, mllp_control_id
+from engine.delivery.mllp import MllpSender, mllp_control_id
 from engine.mllp_gateway import MllpGateway
 from engine.store import ClaimedDelivery
 from mappings.hl7v2.ack import build_ack, parse_ack
