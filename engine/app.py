@@ -46,12 +46,12 @@ from engine.delivery.amqp import AmqpSender
 from engine.delivery.fhir import FhirSender
 from engine.delivery.loop import DeliveryLoop
 from engine.delivery.mllp import MllpSender
+from engine.delivery.notification import NotificationSender
 from engine.delivery.sending import Sender
 from engine.delivery.webhook import WebhookSender
 from engine.fhir_gateway import FhirGateway, FhirSource
 from engine.intake import Intake
 from engine.mllp_gateway import MllpGateway
-from engine.notifications import NotificationSender
 from engine.store import Store
 from mappings.errors import MappingError
 from mappings.hl7v2.ack import parse_ack

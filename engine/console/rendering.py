@@ -29,7 +29,7 @@ from engine.config import (
 )
 from engine.console.views import Renderer
 from engine.delivery.mllp import mllp_control_id
-from engine.notifications import recipient_for
+from engine.delivery.notification import recipient_for
 from mappings.clinical.follow_up import follow_up_for
 from mappings.clinical.notification import is_notifiable, render_notification
 from mappings.errors import MappingError

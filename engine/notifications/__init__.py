@@ -1,7 +1,7 @@
 """Clinician notifications and the follow-up after discharge.
 
     intake ─► a discharge in a follow-up cohort starts a clock (follow_ups row, due_at)
-    delivery ─► sender.NotificationSender: the matching recipient gets the text, the JSON and a
+    delivery ─► engine.delivery.notification: the matching recipient gets the text, the JSON and a
                 FHIR Communication + Task, with a signed link to acknowledge and record follow-up
     recipient ─► pages: GET/POST /notifications/{destination}/{event_id}[/ack|/done]?token=...
     follow_ups.watch ─► alerts (once per condition) for follow-ups overdue or unacknowledged;
@@ -11,6 +11,12 @@ A cancelled discharge (A13) withdraws the follow-up at intake and is delivered t
 recipients as a withdrawal notice that names the original notification.
 """
 
+from engine.delivery.notification import (
+    NotificationSender,
+    OriginalLoader,
+    ack_token,
+    recipient_for,
+)
 from engine.notifications.follow_ups import (
     due_alerts,
     listing,
@@ -20,12 +26,6 @@ from engine.notifications.follow_ups import (
     watch,
 )
 from engine.notifications.pages import record, routes
-from engine.notifications.sender import (
-    NotificationSender,
-    OriginalLoader,
-    ack_token,
-    recipient_for,
-)
 
 __all__ = [
     "NotificationSender",

@@ -18,8 +18,8 @@ import structlog
 from aiohttp import web
 
 from engine.config import NotificationDestination
+from engine.delivery.notification import ack_token
 from engine.notifications.follow_ups import OPEN_STATES
-from engine.notifications.sender import ack_token
 from engine.store import FollowUpStatus, Store
 from engine.store.schema import follow_ups
 

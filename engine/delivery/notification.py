@@ -1,5 +1,5 @@
-"""Clinician notifications: the sender that gives the matching recipient the text, the JSON and a
-FHIR Communication + Task, with a signed link to acknowledge and record follow-up.
+"""Clinician notification destinations: the matching recipient gets the text, the JSON and a FHIR
+Communication + Task, with a signed link to acknowledge and record follow-up.
 
 A cancelled discharge (A13) is delivered to the same recipients as a withdrawal notice that names
 the original notification.
@@ -16,14 +16,8 @@ import orjson
 
 from adapters.errors import DestinationError, DestinationTimeout
 from engine.config import NotificationDestination, NotificationRecipient
-from engine.destinations import (
-    SIGNATURE_HEADER,
-    PostFn,
-    SendResult,
-    classify_http,
-    event_headers,
-    sign,
-)
+from engine.delivery.http import SIGNATURE_HEADER, PostFn, classify_http, sign
+from engine.delivery.sending import SendResult, event_headers
 from engine.store import ClaimedDelivery
 from mappings.clinical.follow_up import FollowUpRule, follow_up_for
 from mappings.clinical.notification import is_notifiable, render_notification
