@@ -6,10 +6,17 @@ from collections.abc import Awaitable, Callable, Mapping
 
 from adapters.errors import TransportError
 from engine.config import AmqpDestination
-from engine.delivery.sending import DETAIL_LIMIT, SendResult, event_headers
+from engine.delivery.sending import DETAIL_LIMIT, Outgoing, Rendered, SendResult, event_headers
 from engine.store import ClaimedDelivery
 
 PublishFn = Callable[[str, str, bytes, Mapping[str, str], str, bool], Awaitable[None]]
+"""Publish (exchange, routing key, body, headers, message id, mandatory), confirmed."""
+
+
+def render_amqp(delivery: Outgoing) -> Rendered:
+    """The stored event JSON as it is, routed by `<kind>.<care setting>.<source>`."""
+    routing_key = f"{delivery.kind}.{delivery.care_setting}.{delivery.source}"
+    return Rendered(delivery.body.encode(), event_headers(delivery), routing_key)
 
 
 class AmqpSender:
@@ -20,13 +27,13 @@ class AmqpSender:
         self._publish = publish
 
     async def send(self, delivery: ClaimedDelivery) -> SendResult:
-        routing_key = f"{delivery.kind}.{delivery.care_setting}.{delivery.source}"
+        rendered = render_amqp(delivery)
         try:
             await self._publish(
                 self._config.exchange,
-                routing_key,
-                delivery.body.encode(),
-                event_headers(delivery),
+                rendered.to,
+                rendered.body,
+                rendered.headers,
                 delivery.idempotency_key,
                 self._config.mandatory,
             )

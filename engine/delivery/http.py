@@ -1,5 +1,5 @@
-"""HTTP for every HTTP destination (webhook, FHIR, notification, alert webhooks): what a status
-means, what Retry-After asks, and the one HMAC signature the receivers verify."""
+"""HTTP for every HTTP destination (webhook, FHIR, notification) and the alert webhooks: one
+way to post, to read what a status means and what Retry-After asks, and to sign a request."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Protocol
 
-from engine.delivery.sending import Outcome
+from adapters.errors import DestinationError, DestinationTimeout
+from engine.delivery.sending import DETAIL_LIMIT, Outcome, Rendered, SendResult
 
 SIGNATURE_HEADER = "X-Carebridge-Signature"
 
@@ -24,6 +25,10 @@ class HttpAnswer(Protocol):
 
     @property
     def headers(self) -> Mapping[str, str]: ...
+
+
+PostFn = Callable[[str, bytes, Mapping[str, str], float], Awaitable[HttpAnswer]]
+"""POST (url, body, headers, deadline in seconds), as `adapters.webhook.WebhookClient.post`."""
 
 
 def retry_after(headers: Mapping[str, str], now: datetime | None = None) -> float | None:
@@ -40,9 +45,6 @@ def retry_after(headers: Mapping[str, str], now: datetime | None = None) -> floa
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
-
-
-PostFn = Callable[[str, bytes, Mapping[str, str], float], Awaitable[HttpAnswer]]
 
 
 def classify_http(status: int) -> Outcome:
@@ -62,6 +64,42 @@ def sign(secret: str, timestamp: int, body: bytes) -> str:
     return f"t={timestamp},v1={mac.hexdigest()}"
 
 
+def signed(
+    headers: dict[str, str], secret: str | None, timestamp: int, body: bytes
+) -> dict[str, str]:
+    """`headers` with the signature header added, given a secret: every signed request
+    (webhooks, notifications, alert webhooks) is signed here."""
+    if secret:
+        headers[SIGNATURE_HEADER] = sign(secret, timestamp, body)
+    return headers
+
+
+async def post_rendered(
+    post: PostFn, rendered: Rendered, deadline: float
+) -> HttpAnswer | SendResult:
+    """POST a rendered payload within `deadline` seconds; a destination not reached is already
+    the (transient) result."""
+    try:
+        return await post(rendered.to, rendered.body, rendered.headers, deadline)
+    except DestinationTimeout:
+        return SendResult("transient", detail="no answer within the timeout")
+    except DestinationError as exc:
+        return SendResult("transient", detail=f"not reached: {exc}"[:DETAIL_LIMIT])
+
+
+def answer_text(answer: HttpAnswer, limit: int = DETAIL_LIMIT) -> str:
+    """The start of the destination's answer, kept with the attempt for operators."""
+    return answer.body[:limit].decode("utf-8", "replace")
+
+
+def answered(answer: HttpAnswer, detail: str | None, outcome: Outcome | None = None) -> SendResult:
+    """The result of an HTTP answer: its status class (unless the sender knows better) and,
+    for an answer not delivered, the Retry-After it asked for."""
+    outcome = outcome or classify_http(answer.status)
+    wait = None if outcome == "delivered" else retry_after(answer.headers)
+    return SendResult(outcome, answer.status, detail, wait)
+
+
 async def post_signed_json(
     post: PostFn,
     url: str,
@@ -74,6 +112,4 @@ async def post_signed_json(
 ) -> HttpAnswer:
     """POST a JSON body with an Idempotency-Key and, given a secret, the HMAC signature."""
     headers = {"Content-Type": "application/json", "Idempotency-Key": idempotency_key}
-    if secret:
-        headers[SIGNATURE_HEADER] = sign(secret, int(now.timestamp()), body)
-    return await post(url, body, headers, timeout)
+    return await post(url, body, signed(headers, secret, int(now.timestamp()), body), timeout)

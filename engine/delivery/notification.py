@@ -10,14 +10,22 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import orjson
 
-from adapters.errors import DestinationError, DestinationTimeout
 from engine.config import NotificationDestination, NotificationRecipient
-from engine.delivery.http import SIGNATURE_HEADER, PostFn, classify_http, sign
-from engine.delivery.sending import SendResult, event_headers
+from engine.delivery.http import PostFn, answer_text, answered, post_rendered, signed
+from engine.delivery.sending import (
+    Outgoing,
+    Rendered,
+    SendResult,
+    Unrenderable,
+    care_event,
+    event_headers,
+    unrenderable,
+)
 from engine.store import ClaimedDelivery
 from mappings.clinical.follow_up import FollowUpRule, follow_up_for
 from mappings.clinical.notification import is_notifiable, render_notification
@@ -25,6 +33,7 @@ from mappings.model import CareEvent, EventKind
 
 OriginalLoader = Callable[[str], Awaitable[CareEvent | None]]
 """Loads a stored care event by id (the discharge a withdrawal cancels)."""
+HIDDEN_TOKEN = "(signature not shown)"  # noqa: S105 - a placeholder, not a secret
 
 
 def ack_token(secret: str, destination: str, event_id: str) -> str:
@@ -50,7 +59,60 @@ def recipient_for(
     return None
 
 
+def ack_url(config: NotificationDestination, event_id: str, *, signed_link: bool = True) -> str:
+    """The recipient's link to acknowledge `event_id`; unsigned (a placeholder instead of the
+    token) for showing to operators, since the token would let its reader acknowledge."""
+    token = ack_token(config.ack_secret, config.name, event_id) if signed_link else HIDDEN_TOKEN
+    base = config.ack_base_url.rstrip("/")
+    return f"{base}/notifications/{config.name}/{event_id}?token={token}"
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """One notification rendered for its recipient: the text it reads, and what is posted."""
+
+    recipient: NotificationRecipient
+    text: str
+    rendered: Rendered
+
+
+def render_notice(
+    delivery: Outgoing,
+    event: CareEvent,
+    config: NotificationDestination,
+    rules: Sequence[FollowUpRule],
+    *,
+    now: datetime,
+    subject: CareEvent | None = None,
+    signed_link: bool = True,
+) -> Notice | None:
+    """The notification of `event` for the recipient it routes to, None if the event is not
+    notifiable (nothing is sent). `subject` routes a withdrawal: the discharge it withdraws,
+    which carries the GP practice even when the cancel message does not (or names a new one)."""
+    if not is_notifiable(event):
+        return None
+    subject = subject or event
+    recipient = recipient_for(config.recipients, subject)
+    if recipient is None:
+        raise Unrenderable("no recipient matches the patient's GP practice, provider or source")
+    # A withdrawal names the follow-up it cancels: the one its original discharge started.
+    follow_up = follow_up_for(subject, rules) if subject.kind is EventKind.DISCHARGE else None
+    tracked = event.event_id if event.kind is EventKind.DISCHARGE else event.corrects_event_id
+    link = ack_url(config, tracked, signed_link=signed_link) if tracked else None
+    note = render_notification(
+        event, follow_up, recipient=recipient.name, ack_url=link, now=now, rules=rules
+    )
+    body = orjson.dumps({"text": note.text, "notification": note.payload, "fhir": note.fhir})
+    headers = {**event_headers(delivery), "Content-Type": "application/json",
+               "X-Carebridge-Notification-Id": note.notification_id}  # fmt: skip
+    headers = signed(headers, recipient.secret, int(now.timestamp()), body)
+    return Notice(recipient, note.text, Rendered(body, headers, recipient.url))
+
+
 class NotificationSender:
+    """Posts each notifiable event to the recipient it routes to; honours Retry-After like every
+    HTTP sender. An event no recipient matches is permanent (retrying cannot route it)."""
+
     def __init__(self, config: NotificationDestination, post: PostFn,
                  rules: Sequence[FollowUpRule], original: OriginalLoader,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:  # fmt: skip
@@ -60,44 +122,26 @@ class NotificationSender:
         self._original = original
         self._clock = clock
 
-    def ack_url(self, event_id: str) -> str:
-        token = ack_token(self._config.ack_secret, self._config.name, event_id)
-        base = self._config.ack_base_url.rstrip("/")
-        return f"{base}/notifications/{self._config.name}/{event_id}?token={token}"
-
     async def send(self, delivery: ClaimedDelivery) -> SendResult:
-        event = CareEvent.model_validate_json(delivery.body)
-        if not is_notifiable(event):
-            return SendResult("delivered", detail="not a notifiable event: nothing sent")
-        # A withdrawal goes to whoever received the discharge: route by the original event, which
-        # carries the GP practice even when the cancel message does not (or names a new one).
-        subject = event
-        if event.kind is not EventKind.DISCHARGE and event.corrects_event_id:
-            subject = await self._original(event.corrects_event_id) or event
-        recipient = recipient_for(self._config.recipients, subject)
-        if recipient is None:
-            reason = "no recipient matches the patient's GP practice, provider or source"
-            return SendResult("permanent", detail=reason)
-        # A withdrawal names the follow-up it cancels: the one its original discharge started.
-        follow_up = (follow_up_for(subject, self._rules)
-                     if subject.kind is EventKind.DISCHARGE else None)  # fmt: skip
-        tracked = event.event_id if event.kind is EventKind.DISCHARGE else event.corrects_event_id
-        note = render_notification(
-            event, follow_up, recipient=recipient.name,
-            ack_url=self.ack_url(tracked) if tracked else None, now=self._clock(),
-            rules=self._rules,
-        )  # fmt: skip
-        body = orjson.dumps({"text": note.text, "notification": note.payload, "fhir": note.fhir})
-        headers = {**event_headers(delivery), "Content-Type": "application/json",
-                   "X-Carebridge-Notification-Id": note.notification_id}  # fmt: skip
-        if recipient.secret:
-            headers[SIGNATURE_HEADER] = sign(recipient.secret, int(self._clock().timestamp()), body)
         try:
-            answer = await self._post(recipient.url, body, headers,
-                                      self._config.timeout.total_seconds())  # fmt: skip
-        except DestinationTimeout:
-            return SendResult("transient", detail="no answer within the timeout")
-        except DestinationError as exc:
-            return SendResult("transient", detail=f"not reached: {exc}"[:1000])
-        detail = f"to {recipient.name}: " + answer.body[:900].decode("utf-8", "replace")
-        return SendResult(classify_http(answer.status), answer.status, detail)
+            event = care_event(delivery.body)
+            subject = await self._subject(event)
+            notice = render_notice(delivery, event, self._config, self._rules,
+                                   now=self._clock(), subject=subject)  # fmt: skip
+        except Unrenderable as exc:
+            return unrenderable(exc)
+        if notice is None:
+            return SendResult("delivered", detail="not a notifiable event: nothing sent")
+        timeout = self._config.timeout.total_seconds()
+        answer = await post_rendered(self._post, notice.rendered, timeout)
+        if isinstance(answer, SendResult):
+            return answer
+        return answered(answer, f"to {notice.recipient.name}: " + answer_text(answer, 900))
+
+    async def _subject(self, event: CareEvent) -> CareEvent | None:
+        """For a withdrawal, the discharge it withdraws (if stored); None otherwise."""
+        if not is_notifiable(event) or event.kind is EventKind.DISCHARGE:
+            return None
+        if not event.corrects_event_id:
+            return None
+        return await self._original(event.corrects_event_id)

@@ -6,15 +6,22 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from adapters.errors import DestinationError, DestinationTimeout
 from engine.config import WebhookDestination
-from engine.delivery.http import SIGNATURE_HEADER, PostFn, classify_http, sign
-from engine.delivery.sending import DETAIL_LIMIT, SendResult, event_headers
+from engine.delivery.http import PostFn, answer_text, answered, post_rendered, signed
+from engine.delivery.sending import Outgoing, Rendered, SendResult, event_headers
 from engine.store import ClaimedDelivery
 
 
+def render_webhook(delivery: Outgoing, config: WebhookDestination, timestamp: int) -> Rendered:
+    """The stored event JSON as it is (never parsed here), with the event's headers, signed
+    at `timestamp` (unix seconds) when the destination has a secret."""
+    body = delivery.body.encode()
+    headers = {**config.headers, **event_headers(delivery), "Content-Type": "application/json"}
+    return Rendered(body, signed(headers, config.secret, timestamp, body), config.url)
+
+
 class WebhookSender:
-    """POSTs the canonical care event JSON, signed when a secret is configured."""
+    """POSTs the canonical care event JSON; honours Retry-After like every HTTP sender."""
 
     def __init__(
         self, config: WebhookDestination, post: PostFn, clock: Callable[[], float] = time.time
@@ -24,21 +31,8 @@ class WebhookSender:
         self._clock = clock
 
     async def send(self, delivery: ClaimedDelivery) -> SendResult:
-        body = delivery.body.encode()
-        headers = {
-            **self._config.headers,
-            **event_headers(delivery),
-            "Content-Type": "application/json",
-        }
-        if self._config.secret:
-            headers[SIGNATURE_HEADER] = sign(self._config.secret, int(self._clock()), body)
-        try:
-            answer = await self._post(
-                self._config.url, body, headers, self._config.timeout.total_seconds()
-            )
-        except DestinationTimeout:
-            return SendResult("transient", detail="no answer within the timeout")
-        except DestinationError as exc:
-            return SendResult("transient", detail=f"not reached: {exc}"[:DETAIL_LIMIT])
-        detail = answer.body[:DETAIL_LIMIT].decode("utf-8", "replace") or None
-        return SendResult(classify_http(answer.status), answer.status, detail)
+        rendered = render_webhook(delivery, self._config, int(self._clock()))
+        answer = await post_rendered(self._post, rendered, self._config.timeout.total_seconds())
+        if isinstance(answer, SendResult):
+            return answer
+        return answered(answer, answer_text(answer) or None)
