@@ -13,6 +13,7 @@ import pytest
 from fhir.resources.R4B.bundle import Bundle
 
 from adapters.errors import BrokerUnavailable, DestinationError
+from adapters.webhook import HttpResponse
 from engine.config import FhirDestination, RetryPolicy
 from engine.delivery.fhir import FhirSender
 from engine.delivery.http import retry_after
@@ -24,6 +25,7 @@ from mappings.fhir.outbound import render_fhir_message
 from mappings.fhir.transaction import RESOURCE_ID_SYSTEM, to_transaction
 from mappings.hl7v2.inbound import map_hl7v2
 from mappings.profile import FeedProfile
+from tests.fakes import FakeHttp, answering
 
 REPO = Path(__file__).resolve().parents[2]
 FHIR_MESSAGE = (REPO / "tests/fixtures/fhir/mh_discharge_message.json").read_bytes()
@@ -148,22 +150,13 @@ def test_retry_after_is_honoured_over_a_shorter_backoff() -> None:
     assert getattr(outcome, "next_attempt_at", None) == NOW + timedelta(seconds=300)
 
 
-@dataclass
-class Answer:
-    status: int
-    body: bytes = b""
-    headers: Mapping[str, str] = field(default_factory=dict)
+def server(*answers: HttpResponse) -> FakeHttp:
+    return FakeHttp(answering(*answers))
 
 
-@dataclass
-class Server:
-    answers: list[Answer]
-    calls: list[tuple[str, dict[str, object], Mapping[str, str]]] = field(default_factory=list)
-
-    async def post(self, url: str, body: bytes, headers: Mapping[str, str],
-                   _deadline: float) -> Answer:  # fmt: skip
-        self.calls.append((url, orjson.loads(body), headers))
-        return self.answers.pop(0)
+def sent(fake: FakeHttp, n: int = 0) -> tuple[str, dict[str, object], Mapping[str, str]]:
+    request = fake.requests[n]
+    return request.url, orjson.loads(request.body), request.headers
 
 
 @dataclass
@@ -191,9 +184,9 @@ def destination(**changes: object) -> FhirDestination:
 
 
 async def test_process_message_posts_the_messaging_bundle_with_a_bearer_token() -> None:
-    server = Server([Answer(200)])
-    result = await FhirSender(destination(bearer_token="t0k"), server.post).send(DELIVERY)
-    url, bundle, headers = server.calls[0]
+    fake = server(HttpResponse(200, b""))
+    result = await FhirSender(destination(bearer_token="t0k"), fake.post).send(DELIVERY)
+    url, bundle, headers = sent(fake)
     assert result.outcome == "delivered"
     assert url == "https://ehr.example/fhir/$process-message"
     assert bundle["type"] == "message"
@@ -202,15 +195,17 @@ async def test_process_message_posts_the_messaging_bundle_with_a_bearer_token() 
 
 
 async def test_transaction_mode_posts_to_the_base() -> None:
-    server = Server([Answer(200)])
-    await FhirSender(destination(mode="transaction"), server.post).send(DELIVERY)
-    url, bundle, _ = server.calls[0]
+    fake = server(HttpResponse(200, b""))
+    await FhirSender(destination(mode="transaction"), fake.post).send(DELIVERY)
+    url, bundle, _ = sent(fake)
     assert (url, bundle["type"]) == ("https://ehr.example/fhir", "transaction")
 
 
 async def test_expired_oauth_token_is_renewed_and_the_delivery_retried() -> None:
     tokens = Tokens()
-    sender = FhirSender(destination(), Server([Answer(401), Answer(200)]).post, tokens)
+    sender = FhirSender(
+        destination(), server(HttpResponse(401, b""), HttpResponse(200, b"")).post, tokens
+    )
     assert (await sender.send(DELIVERY)).outcome == "transient"
     assert tokens.invalidated == 1
     assert (await sender.send(DELIVERY)).outcome == "delivered"
@@ -218,8 +213,8 @@ async def test_expired_oauth_token_is_renewed_and_the_delivery_retried() -> None
 
 async def test_throttling_is_transient_with_retry_after_and_4xx_keeps_the_outcome() -> None:
     outcome_body = b'{"resourceType":"OperationOutcome","issue":[{"severity":"error"}]}'
-    server = Server([Answer(429, headers={"Retry-After": "30"}), Answer(422, outcome_body)])
-    sender = FhirSender(destination(), server.post)
+    fake = server(HttpResponse(429, b"", {"Retry-After": "30"}), HttpResponse(422, outcome_body))
+    sender = FhirSender(destination(), fake.post)
     throttled = await sender.send(DELIVERY)
     assert (throttled.outcome, throttled.retry_after) == ("transient", 30)
     refused = await sender.send(DELIVERY)
@@ -232,5 +227,5 @@ async def test_unreachable_token_endpoint_is_transient() -> None:
         async def token(self) -> str:
             raise DestinationError("token endpoint answered HTTP 500")
 
-    result = await FhirSender(destination(), Server([]).post, Broken()).send(DELIVERY)
+    result = await FhirSender(destination(), server().post, Broken()).send(DELIVERY)
     assert result.outcome == "transient"

@@ -17,6 +17,7 @@ from mappings.hl7v2.ack import build_ack, parse_ack
 from mappings.hl7v2.inbound import map_hl7v2
 from mappings.profile import FeedProfile
 from tests.adt_factory import adt, patients
+from tests.fakes import FakeLink, acking
 
 NOW = datetime(2026, 7, 1, 10, 0, tzinfo=UTC)
 [PATIENT] = patients(1)
@@ -82,20 +83,8 @@ async def test_enhanced_mode_never_means_no_answer() -> None:
     assert await gateway(Broker()).handle(never, Peer()) == b""
 
 
-@dataclass
-class Link:
-    answer: bytes | Exception
-    sent: list[bytes] = field(default_factory=list)
-    closed: int = 0
-
-    async def send(self, message: bytes) -> bytes:
-        self.sent.append(message)
-        if isinstance(self.answer, Exception):
-            raise self.answer
-        return self.answer
-
-    async def close(self) -> None:
-        self.closed += 1
+def link_answering(answer: bytes | Exception) -> FakeLink:
+    return FakeLink(acking(answer))
 
 
 DEST = MllpDestination(type="mllp", name="pas", host="127.0.0.1", port=2575)
@@ -123,7 +112,7 @@ def test_control_id_is_stable_and_fits_itk() -> None:
      ("CR", "transient")],
 )  # fmt: skip
 async def test_ack_codes_are_classified(code: str, outcome: str) -> None:
-    link = Link(ack(code))
+    link = link_answering(ack(code))
     result = await MllpSender(DEST, link, clock=lambda: NOW).send(DELIVERY)
     assert result.outcome == outcome
     assert f"|{CONTROL}|".encode() in link.sent[0]
@@ -131,7 +120,7 @@ async def test_ack_codes_are_classified(code: str, outcome: str) -> None:
 
 
 async def test_every_attempt_carries_the_same_msh_10() -> None:
-    link = Link(ack("AR"))
+    link = link_answering(ack("AR"))
     sender = MllpSender(DEST, link, clock=lambda: NOW)
     await sender.send(DELIVERY)
     await sender.send(DELIVERY)
@@ -139,7 +128,7 @@ async def test_every_attempt_carries_the_same_msh_10() -> None:
 
 
 async def test_an_ack_for_another_message_drops_the_link_and_retries() -> None:
-    link = Link(ack("AA", control_id="SOMETHING-ELSE"))
+    link = link_answering(ack("AA", control_id="SOMETHING-ELSE"))
     result = await MllpSender(DEST, link, clock=lambda: NOW).send(DELIVERY)
     assert result.outcome == "transient"
     assert link.closed == 1
@@ -147,6 +136,6 @@ async def test_an_ack_for_another_message_drops_the_link_and_retries() -> None:
 
 async def test_silence_follows_the_destinations_policy() -> None:
     strict = DEST.model_copy(update={"ack": MllpAckPolicy(silence="permanent")})
-    link = Link(DestinationTimeout("no answer"))
+    link = link_answering(DestinationTimeout("no answer"))
     assert (await MllpSender(DEST, link).send(DELIVERY)).outcome == "transient"
     assert (await MllpSender(strict, link).send(DELIVERY)).outcome == "permanent"
