@@ -51,8 +51,9 @@ from datetime import datetime
 from typing import Literal, NamedTuple, cast
 
 from mappings.errors import MappingError
+from mappings.hl7v2.elements import Encoding, Field, Hl7Message, Segment
 from mappings.hl7v2.outbound import STANDARD_ENCODING, escape, format_utc
-from mappings.hl7v2.reader import Encoding, Field, Hl7Message, Segment, parse
+from mappings.hl7v2.reader import parse
 
 __all__ = [
     "AckCode",

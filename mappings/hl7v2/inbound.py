@@ -24,9 +24,10 @@ from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from mappings.errors import MappingError
+from mappings.hl7v2.elements import Hl7Message, Segment
 from mappings.hl7v2.events import SUPPORTED_TRIGGERS, AdtEvent, trigger_name
 from mappings.hl7v2.patient import map_merge, map_patient
-from mappings.hl7v2.reader import Hl7Message, Segment, parse
+from mappings.hl7v2.reader import parse
 from mappings.hl7v2.stay import map_stay, movement
 from mappings.hl7v2.types import Reading, clean, read_instant
 from mappings.model import (

@@ -12,7 +12,7 @@ discharge") is kept under the feed's local system with a warning.
 from __future__ import annotations
 
 from mappings.codes import LEGAL_STATUS_ENGLAND, LEGAL_STATUSES, RISK_FLAG, local_system
-from mappings.hl7v2.reader import Hl7Message, Segment
+from mappings.hl7v2.elements import Hl7Message, Segment
 from mappings.hl7v2.types import Reading, clean, read_code, read_instant
 from mappings.model import Coding, Instant, LegalStatus, LegalStatusContext
 from mappings.profile import FeedProfile, FieldRef, LocalField

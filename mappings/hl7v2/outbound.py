@@ -61,7 +61,7 @@ from mappings.codes import (
     TREATMENT_FUNCTION,
 )
 from mappings.errors import MappingError
-from mappings.hl7v2.reader import Encoding
+from mappings.hl7v2.elements import Encoding
 from mappings.model import (
     AddressUse,
     CareEvent,

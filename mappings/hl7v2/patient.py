@@ -17,7 +17,7 @@ from __future__ import annotations
 from mappings import nhs_number
 from mappings.codes import ETHNIC_CATEGORIES, ETHNIC_CATEGORY_ENGLAND
 from mappings.errors import MappingError
-from mappings.hl7v2.reader import Hl7Message, Repetition, Segment
+from mappings.hl7v2.elements import Hl7Message, Repetition, Segment
 from mappings.hl7v2.types import (
     Reading,
     clean,

@@ -13,9 +13,9 @@ from collections.abc import Mapping
 
 from mappings.code_tables import CODED_ELEMENTS
 from mappings.codes import HL7_PATIENT_CLASS, PATIENT_CLASSES, TREATMENT_FUNCTION, local_system
+from mappings.hl7v2.elements import Hl7Message, Segment
 from mappings.hl7v2.events import AdtEvent
 from mappings.hl7v2.mental_health import read_legal_status, read_risk_flags
-from mappings.hl7v2.reader import Hl7Message, Segment
 from mappings.hl7v2.types import Reading, clean, read_clinician, read_code, read_instant
 from mappings.hl7v2.types import read_location as read_pl
 from mappings.model import (

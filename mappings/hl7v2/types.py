@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo
 
 from mappings.codes import local_system
 from mappings.errors import MappingError
-from mappings.hl7v2.reader import Repetition
+from mappings.hl7v2.elements import Repetition
 from mappings.model import Clinician, Coding, Instant, Location, Precision
 
 __all__ = [

@@ -18,7 +18,8 @@ from mappings.hl7v2.ack import (
     build_ack,
     parse_ack,
 )
-from mappings.hl7v2.reader import Hl7Message, parse
+from mappings.hl7v2.elements import Hl7Message
+from mappings.hl7v2.reader import parse
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "hl7v2"
 NOW = datetime(2026, 1, 14, 9, 30, 5, tzinfo=UTC)
