@@ -5,7 +5,7 @@ sends back.
 350 a second per core, the whole budget of a stop-and-wait MLLP link), and hl7apy's ``to_er7``
 lets a CR inside a value through (text ``"a\\rPID|..."`` becomes a forged segment) and leaves a
 ``^`` in a text field unescaped. Here every value goes through
-`mappings.hl7v2.outbound.escape`; the tests parse every kind of ACK built with hl7apy's parser.
+`mappings.hl7v2.er7.escape`; the tests parse every kind of ACK built with hl7apy's parser.
 
 The ACK (`build_ack`):
 
@@ -52,7 +52,7 @@ from typing import Literal, NamedTuple, cast
 
 from mappings.errors import MappingError
 from mappings.hl7v2.elements import Encoding, Field, Hl7Message, Segment
-from mappings.hl7v2.outbound import STANDARD_ENCODING, escape, format_utc
+from mappings.hl7v2.er7 import STANDARD_ENCODING, escape, format_utc
 from mappings.hl7v2.reader import parse
 
 __all__ = [

@@ -47,9 +47,7 @@ Rules that hold for every message:
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
-from datetime import UTC, datetime
-from functools import lru_cache
+from datetime import datetime
 
 from mappings.codes import (
     ADMISSION_METHOD_ENGLAND,
@@ -61,36 +59,32 @@ from mappings.codes import (
     TREATMENT_FUNCTION,
 )
 from mappings.errors import MappingError
-from mappings.hl7v2.elements import Encoding
+from mappings.hl7v2.er7 import (
+    NON_DIGIT,
+    code,
+    components,
+    escape,
+    format_utc,
+    join,
+    segment,
+    timestamp,
+)
 from mappings.model import (
     AddressUse,
     CareEvent,
     Clinician,
-    Coding,
     EventKind,
     Gender,
     Identifier,
     IdentifierKind,
-    Instant,
     Location,
     NameUse,
     Patient,
-    Precision,
     Stay,
 )
 
-__all__ = [
-    "STANDARD_ENCODING",
-    "SUPPORTED_VERSIONS",
-    "TRIGGERS",
-    "escape",
-    "format_utc",
-    "render_adt",
-]
+__all__ = ["SUPPORTED_VERSIONS", "TRIGGERS", "render_adt"]
 
-STANDARD_ENCODING = Encoding(
-    field="|", component="^", repetition="~", escape="\\", subcomponent="&"
-)
 SUPPORTED_VERSIONS = ("2.4", "2.5", "2.5.1")
 _CHARSET = "UNICODE UTF-8"
 
@@ -152,83 +146,7 @@ _ADDRESS_TYPES = {
     AddressUse.OLD: "BA",
     AddressUse.UNKNOWN: "",
 }
-_DATE_DIGITS = {Precision.YEAR: 4, Precision.MONTH: 6, Precision.DAY: 8}
 _OID = re.compile(r"\d+(?:\.\d+)+")
-_NON_DIGIT = re.compile(r"\D")
-
-
-@lru_cache(maxsize=8)
-def _escape_table(encoding: Encoding) -> dict[int, str]:
-    esc = encoding.escape
-    if esc is None:
-        raise ValueError("text cannot be escaped: the encoding has no escape character")
-    # Every C0 control, not only CR and LF: 0x0B and 0x1C would end an MLLP frame.
-    table = {code: f"{esc}X{code:02X}{esc}" for code in range(0x20)}
-    for char, name in (
-        (esc, "E"),
-        (encoding.field, "F"),
-        (encoding.component, "S"),
-        (encoding.subcomponent, "T"),
-        (encoding.repetition, "R"),
-    ):
-        if char:
-            table[ord(char)] = f"{esc}{name}{esc}"
-    return table
-
-
-def escape(text: str, encoding: Encoding = STANDARD_ENCODING) -> str:
-    """`text` as an HL7 value that reads back as exactly `text` and cannot split anything."""
-    escaped = text.translate(_escape_table(encoding))
-    if escaped == '""':
-        # Literally two double quotes would read as HL7's null: "delete the stored value".
-        quote = f"{encoding.escape}X22{encoding.escape}"
-        return quote + quote
-    return escaped
-
-
-def format_utc(moment: datetime) -> str:
-    """An aware datetime as an HL7 timestamp in UTC to the second: ``YYYYMMDDHHMMSS+0000``."""
-    if moment.utcoffset() is None:
-        raise ValueError("a timestamp to send needs a time zone")
-    return moment.astimezone(UTC).strftime("%Y%m%d%H%M%S") + "+0000"
-
-
-def _instant(instant: Instant | None) -> str:
-    if instant is None:
-        return ""
-    digits = _DATE_DIGITS.get(instant.precision)
-    if digits is not None:
-        written = _NON_DIGIT.sub("", instant.original)[:digits]
-        return written if len(written) == digits else instant.utc.strftime("%Y%m%d")[:digits]
-    utc = instant.utc.astimezone(UTC)
-    if instant.precision is Precision.FRACTION:
-        text = utc.strftime("%Y%m%d%H%M%S") + f".{utc.microsecond // 100:04d}"
-    elif instant.precision is Precision.SECOND:
-        text = utc.strftime("%Y%m%d%H%M%S")
-    else:
-        text = utc.strftime("%Y%m%d%H%M")
-    return text + "+0000"
-
-
-def _join(sep: str, parts: Iterable[str]) -> str:
-    """Already-escaped parts joined, without trailing empty ones."""
-    return sep.join(parts).rstrip(sep)
-
-
-def _components(*values: str | None) -> str:
-    """Text values escaped and joined as components."""
-    return _join("^", (escape(v) if v else "" for v in values))
-
-
-def _segment(name: str, fields: dict[int, str]) -> str:
-    """A segment from already-escaped field values by field number."""
-    first = 2 if name == "MSH" else 1  # MSH-1 is the separator after the name
-    last = max((n for n, value in fields.items() if value), default=first - 1)
-    return "|".join([name, *(fields.get(n, "") for n in range(first, last + 1))])
-
-
-def _code(coding: Coding | None, system: str) -> str:
-    return escape(coding.code) if coding is not None and coding.system == system else ""
 
 
 def render_adt(
@@ -262,7 +180,7 @@ def render_adt(
         5: escape(receiving_app),
         6: escape(receiving_facility),
         7: format_utc(now),
-        9: _join("^", ("ADT", trigger, structure)),
+        9: join("^", ("ADT", trigger, structure)),
         10: escape(control_id),
         11: escape(processing_id),
         12: version,
@@ -270,8 +188,8 @@ def render_adt(
     }
     evn = {
         1: trigger,
-        2: _instant(event.recorded_at) or format_utc(event.received_at or now),
-        6: _instant(event.occurred_at),
+        2: timestamp(event.recorded_at) or format_utc(event.received_at or now),
+        6: timestamp(event.occurred_at),
     }
     segments = [("MSH", msh), ("EVN", evn), ("PID", _pid(event.patient))]
     if not event.patient.location_hidden:
@@ -281,12 +199,12 @@ def render_adt(
     else:
         segments.append(("PV1", _pv1(event)))
         stay = event.stay or Stay()
-        segments.append(("PV2", {47: _instant(stay.leave_expected_return)}))
+        segments.append(("PV2", {47: timestamp(stay.leave_expected_return)}))
     lines = []
     for name, fields in segments:
         sent = _with_deletions(name, fields, event)
         if name in _REQUIRED or any(sent.values()):
-            lines.append(_segment(name, sent))
+            lines.append(segment(name, sent))
     return ("\r".join(lines) + "\r").encode("utf-8")
 
 
@@ -342,7 +260,7 @@ def _pid(patient: Patient) -> dict[int, str]:
         1: "1",
         3: "~".join(identifiers),
         5: "~".join(
-            _components(
+            components(
                 name.family,
                 name.given[0] if name.given else None,
                 " ".join(name.given[1:]),
@@ -355,14 +273,14 @@ def _pid(patient: Patient) -> dict[int, str]:
         ),
         7: _birth_date(patient),
         8: _GENDERS[patient.gender] if patient.gender else "",
-        22: _code(patient.ethnic_category, ETHNIC_CATEGORY_ENGLAND),
-        29: _instant(patient.deceased_at),
+        22: code(patient.ethnic_category, ETHNIC_CATEGORY_ENGLAND),
+        29: timestamp(patient.deceased_at),
         30: "Y" if patient.deceased_at else "",
         32: f"NSTS{status.value}" if status else "",
     }
     if not patient.location_hidden:
         fields[11] = "~".join(
-            _components(
+            components(
                 address.lines[0] if address.lines else None,
                 ", ".join(address.lines[1:]),
                 address.city,
@@ -380,7 +298,7 @@ def _pd1(patient: Patient, version: str) -> dict[int, str]:
     # ITK puts the practice code in XON.3 (a number in base v2.4); v2.5 moved it to XON.10.
     component = 3 if version == "2.4" else 10
     practice = [None] * (component - 1) + [patient.gp_practice_ods]
-    return {3: _components(*practice), 4: _components(patient.gp_code)}
+    return {3: components(*practice), 4: components(patient.gp_code)}
 
 
 def _cx(identifier: Identifier) -> str | None:
@@ -396,21 +314,21 @@ def _cx(identifier: Identifier) -> str | None:
     else:
         assigner = escape(authority)
     type_code = identifier.type_code or ("MR" if identifier.kind is IdentifierKind.LOCAL else "")
-    return _join("^", (escape(identifier.value), "", "", assigner, escape(type_code)))
+    return join("^", (escape(identifier.value), "", "", assigner, escape(type_code)))
 
 
 def _birth_date(patient: Patient) -> str:
     if patient.birth_date is not None:
         return patient.birth_date.strftime("%Y%m%d")
     # Only a year or a month was sent: keep what was said rather than invent a day.
-    digits = _NON_DIGIT.sub("", patient.birth_date_original or "")
+    digits = NON_DIGIT.sub("", patient.birth_date_original or "")
     return digits if len(digits) in (4, 6) else ""
 
 
 def _pl(location: Location | None) -> str:
     if location is None:
         return ""
-    return _components(
+    return components(
         location.point_of_care,
         location.ward,
         location.bed,
@@ -426,7 +344,7 @@ def _pl(location: Location | None) -> str:
 def _xcn(clinician: Clinician | None) -> str:
     if clinician is None:
         return ""
-    return _components(
+    return components(
         clinician.code, clinician.family, clinician.given, None, None, clinician.prefix
     )
 
@@ -438,19 +356,19 @@ def _pv1(event: CareEvent) -> dict[int, str]:
     moved = event.kind in (EventKind.TRANSFER, EventKind.CANCEL_TRANSFER)
     return {
         1: "1",
-        2: _code(stay.patient_class, HL7_PATIENT_CLASS) or "U",
+        2: code(stay.patient_class, HL7_PATIENT_CLASS) or "U",
         3: _pl(stay.location or event.location_to or event.location_from),
-        4: _code(stay.admission_method, ADMISSION_METHOD_ENGLAND),
+        4: code(stay.admission_method, ADMISSION_METHOD_ENGLAND),
         6: _pl(event.location_from) if moved else "",
         9: _xcn(stay.responsible_clinician),
-        10: _code(stay.specialty, TREATMENT_FUNCTION),
-        14: _code(stay.admission_source, SOURCE_OF_ADMISSION_ENGLAND),
-        19: _components(stay.id),
-        36: _code(stay.discharge_method, DISCHARGE_METHOD_ENGLAND),
-        37: _code(stay.discharge_destination, DISCHARGE_DESTINATION_ENGLAND),
-        44: _instant(stay.admitted_at),
-        45: _instant(stay.discharged_at),
-        50: _components(stay.episode_id),
+        10: code(stay.specialty, TREATMENT_FUNCTION),
+        14: code(stay.admission_source, SOURCE_OF_ADMISSION_ENGLAND),
+        19: components(stay.id),
+        36: code(stay.discharge_method, DISCHARGE_METHOD_ENGLAND),
+        37: code(stay.discharge_destination, DISCHARGE_DESTINATION_ENGLAND),
+        44: timestamp(stay.admitted_at),
+        45: timestamp(stay.discharged_at),
+        50: components(stay.episode_id),
     }
 
 

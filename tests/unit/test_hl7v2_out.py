@@ -9,8 +9,9 @@ from hl7apy.parser import parse_message
 from adapters.mllp import frame
 from mappings.codes import DISCHARGE_METHOD_ENGLAND, local_system
 from mappings.errors import MappingError
+from mappings.hl7v2.er7 import escape, format_utc
 from mappings.hl7v2.inbound import map_hl7v2
-from mappings.hl7v2.outbound import TRIGGERS, escape, format_utc, render_adt
+from mappings.hl7v2.outbound import TRIGGERS, render_adt
 from mappings.hl7v2.reader import parse
 from mappings.model import (
     NHS_NUMBER_SYSTEM,
