@@ -22,6 +22,8 @@ from mappings.model import (
     CareSetting,
     Coding,
     EventKind,
+    Instant,
+    LegalStatus,
     LegalStatusContext,
     Location,
     Stay,
@@ -47,35 +49,11 @@ def map_stay(
 ) -> tuple[Stay, tuple[str, ...]]:
     """The stay, and the paths of its fields the sender deleted with ``""`` (local fields)."""
     specialty = _specialty(pv1.value(10), reading)
-    admitted_at = read_instant(reading, pv1.value(44), "PV1-44", required=event.stay_time == 44)
-    discharged_at = (
-        read_instant(reading, pv1.value(45), "PV1-45", required=event.stay_time == 45)
-        if event.reads_discharge
-        else None
-    )
-    if trigger == "A03" and discharged_at is None:
-        reading.warn("PV1-45", "discharge date/time missing on a discharge")
-    elif event.open_stay and discharged_at is not None:
-        reading.warn("PV1-45", f"discharge date/time on an {trigger}, which does not end the stay")
-    if admitted_at and discharged_at and discharged_at.utc < admitted_at.utc:
-        reading.warn("PV1-45", "discharge is earlier than admission (PV1-44)")
-    if trigger == "A02" and not pv1.field(6):
-        reading.warn("PV1-6", "prior location missing on a transfer")
+    admitted_at, discharged_at = _stay_times(pv1, event, trigger, reading)
     location = read_pl(pv1.field(3), profile.ward_component)
     clinician_field = pv1.field(9) if pv1.field(9) else pv1.field(7)
     tables = profile.code_tables
-    cleared: list[str] = []
-    legal_status, legal_cleared = read_legal_status(
-        message,
-        profile,
-        _LEGAL_STATUS_CONTEXT.get(event.kind, LegalStatusContext.CURRENT),
-        reading,
-    )
-    if legal_cleared:
-        cleared.append("stay.legal_status")
-    risk_flags, flags_cleared = read_risk_flags(message, profile, reading)
-    if flags_cleared:
-        cleared.append("stay.risk_flags")
+    legal_status, risk_flags, cleared = _mental_health(message, event, profile, reading)
     pv2 = message.segment("PV2")
     stay = Stay(
         id=clean(pv1.value(19)),
@@ -107,7 +85,47 @@ def map_stay(
         ),
         risk_flags=risk_flags,
     )
-    return stay, tuple(cleared)
+    return stay, cleared
+
+
+def _stay_times(
+    pv1: Segment, event: AdtEvent, trigger: str, reading: Reading
+) -> tuple[Instant | None, Instant | None]:
+    """Admitted and discharged (PV1-44/45), warning where they do not fit the trigger."""
+    admitted_at = read_instant(reading, pv1.value(44), "PV1-44", required=event.stay_time == 44)
+    discharged_at = (
+        read_instant(reading, pv1.value(45), "PV1-45", required=event.stay_time == 45)
+        if event.reads_discharge
+        else None
+    )
+    if trigger == "A03" and discharged_at is None:
+        reading.warn("PV1-45", "discharge date/time missing on a discharge")
+    elif event.open_stay and discharged_at is not None:
+        reading.warn("PV1-45", f"discharge date/time on an {trigger}, which does not end the stay")
+    if admitted_at and discharged_at and discharged_at.utc < admitted_at.utc:
+        reading.warn("PV1-45", "discharge is earlier than admission (PV1-44)")
+    if trigger == "A02" and not pv1.field(6):
+        reading.warn("PV1-6", "prior location missing on a transfer")
+    return admitted_at, discharged_at
+
+
+def _mental_health(
+    message: Hl7Message, event: AdtEvent, profile: FeedProfile, reading: Reading
+) -> tuple[tuple[LegalStatus, ...], tuple[Coding, ...], tuple[str, ...]]:
+    """Legal status and risk flags, and which of the two the sender deleted with ``""``."""
+    cleared: list[str] = []
+    legal_status, legal_cleared = read_legal_status(
+        message,
+        profile,
+        _LEGAL_STATUS_CONTEXT.get(event.kind, LegalStatusContext.CURRENT),
+        reading,
+    )
+    if legal_cleared:
+        cleared.append("stay.legal_status")
+    risk_flags, flags_cleared = read_risk_flags(message, profile, reading)
+    if flags_cleared:
+        cleared.append("stay.risk_flags")
+    return legal_status, risk_flags, tuple(cleared)
 
 
 def movement(
