@@ -14,7 +14,9 @@ from mappings.codes import (
     TREATMENT_FUNCTION,
     local_system,
 )
+from mappings.fhir.clinician import responsible_clinician
 from mappings.fhir.event import AFTER_CANCEL, MOVES, OPEN_STAY, STAY_STATUS
+from mappings.fhir.location import read_place
 from mappings.fhir.message import Message, Resource
 from mappings.fhir.read import SHOWN_CODE
 from mappings.fhir.source import EncounterHistory
@@ -23,12 +25,10 @@ from mappings.fhir.values import (
     as_object,
     as_objects,
     as_text,
-    as_texts,
     codings_of,
     extensions_of,
     fhir_instant,
     first_code,
-    identifier_value,
     logical_ods,
     ods_of,
 )
@@ -37,22 +37,17 @@ from mappings.fhir.vocabulary import (
     ACT_TO_CLASS,
     ADMISSION_METHOD_URL,
     DISCHARGE_METHOD_URL,
-    GMC_NUMBER_SYSTEM,
     IDENTIFIER_TYPE_SYSTEM,
     LEAVE_EXPECTED_RETURN_URL,
     LEGAL_STATUS_PERIOD_URL,
     LEGAL_STATUS_URL,
     LEGAL_STATUS_WALES,
     NULL_FLAVOR_SYSTEM,
-    PHYSICAL_TYPE_SYSTEM,
-    POINT_OF_CARE_SYSTEM,
 )
 from mappings.hl7v2.types import Reading
 from mappings.model import (
     ODS_ORGANISATION_SYSTEM,
-    ODS_SITE_SYSTEM,
     CareSetting,
-    Clinician,
     Coding,
     EventKind,
     Instant,
@@ -65,8 +60,6 @@ from mappings.profile import FeedProfile
 
 # --- the stay -----------------------------------------------------------------------------------
 
-_PARTICIPANT_ORDER: Final = ("PPRF", "CON", "ATND")
-_OURS: Final = frozenset({POINT_OF_CARE_SYSTEM, ODS_SITE_SYSTEM, ODS_ORGANISATION_SYSTEM})
 _MENTAL_HEALTH_FUNCTIONS: Final = range(700, 730)
 _LEGAL_CONTEXT: Final = {
     EventKind.ADMISSION: LegalStatusContext.ADMISSION,
@@ -93,7 +86,7 @@ class StayReader:
         self.profile = profile
         self.reading = reading
         self.history = history
-        self.places = [self._place(entry) for entry in self.history.locations]
+        self.places = [read_place(message, encounter, entry) for entry in history.locations]
 
     def stay(self) -> Stay:
         data, path = self.data, self.path
@@ -138,7 +131,7 @@ class StayReader:
                 hospitalization.get("admitSource"), f"{hpath}.admitSource", "admission_source"
             ),
             legal_status=self._legal_status(),
-            responsible_clinician=self._clinician(),
+            responsible_clinician=responsible_clinician(self.message, self.encounter),
             discharge_method=(
                 self._extension_code(data, DISCHARGE_METHOD_URL, path, "discharge_method")
                 if reads_discharge
@@ -310,98 +303,6 @@ class StayReader:
                 system=LEGAL_STATUS_WALES, code=code, display=as_text(wales[0].get("display"))
             )
         return self._coded(concept, path, "legal_status", quote=False)
-
-    def _clinician(self) -> Clinician | None:
-        """The primary performer, else the consultant, else the attender, else an untyped
-        participant: the clinician responsible for the stay."""
-
-        def rank(item: JsonObject) -> int:
-            codes = {c.get("code") for t in as_objects(item.get("type")) for c in codings_of(t)}
-            order = (i for i, code in enumerate(_PARTICIPANT_ORDER) if code in codes)
-            return next(
-                order, len(_PARTICIPANT_ORDER) if not codes else len(_PARTICIPANT_ORDER) + 1
-            )
-
-        for item in sorted(as_objects(self.data.get("participant")), key=rank):
-            individual = as_object(item.get("individual")) or {}
-            practitioner = self.message.resolve(individual, self.encounter, "Practitioner")
-            logical = as_object(individual.get("identifier"))
-            data = (
-                practitioner.data
-                if practitioner
-                else {"identifier": [logical]}
-                if logical
-                else None
-            )
-            clinician = _practitioner(data) if data is not None else None
-            if clinician is not None:
-                return clinician
-        return None
-
-    def _place(self, entry: JsonObject) -> Location | None:
-        """A location from a Location and the Locations it is part of (bed, room, ward, site:
-        physicalType bd, ro, wa, si/bu). A Location without physicalType is not taken for a
-        ward: its name becomes the description. A reference with only a display is the
-        description too."""
-        reference = as_object(entry.get("location")) or {}
-        resolved = self.message.resolve(reference, self.encounter, "Location")
-        if resolved is None:
-            display = as_text(reference.get("display"))
-            return Location(description=display) if display else None
-        levels: dict[str, str] = {}
-        description = point_of_care = facility = None
-        seen: set[int] = set()
-        current: Resource | None = resolved
-        while current is not None and id(current.data) not in seen and len(seen) < 8:
-            seen.add(id(current.data))
-            data = current.data
-            identifiers = as_objects(data.get("identifier"))
-            level = first_code(data.get("physicalType"), PHYSICAL_TYPE_SYSTEM)
-            point_of_care = point_of_care or identifier_value(identifiers, POINT_OF_CARE_SYSTEM)
-            facility = facility or identifier_value(identifiers, ODS_SITE_SYSTEM)
-            if level in ("si", "bu"):
-                facility = facility or identifier_value(identifiers, ODS_ORGANISATION_SYSTEM)
-            elif level in ("bd", "ro", "wa"):
-                codes = (
-                    as_text(i.get("value")) for i in identifiers if i.get("system") not in _OURS
-                )
-                value = next((c for c in codes if c), None) or as_text(data.get("name"))
-                if value:
-                    levels.setdefault(level, value)
-            if description is None:
-                description = as_text(data.get("description"))
-                if description is None and level is None and current is resolved:
-                    description = as_text(data.get("name"))
-            current = self.message.resolve(data.get("partOf"), current, "Location")
-        location = Location(
-            ward=levels.get("wa"),
-            room=levels.get("ro"),
-            bed=levels.get("bd"),
-            facility=facility,
-            point_of_care=point_of_care,
-            description=description,
-        )
-        return location if location != Location() else None
-
-
-def _practitioner(data: JsonObject) -> Clinician | None:
-    identifiers = as_objects(data.get("identifier"))
-    gmc = identifier_value(identifiers, GMC_NUMBER_SYSTEM)
-    code: str | None
-    if gmc is not None:
-        # The NHS consultant code is the GMC reference number prefixed with C.
-        code = gmc if gmc.upper().startswith("C") else f"C{gmc}"
-    else:
-        code = next((as_text(i.get("value")) for i in identifiers if as_text(i.get("value"))), None)
-    name = next(iter(as_objects(data.get("name"))), {})
-    given, prefix = as_texts(name.get("given")), as_texts(name.get("prefix"))
-    clinician = Clinician(
-        code=code,
-        family=as_text(name.get("family")),
-        given=given[0] if given else None,
-        prefix=prefix[0] if prefix else None,
-    )
-    return clinician if clinician != Clinician() else None
 
 
 def _care_setting(configured: CareSetting, specialty: Coding | None) -> CareSetting:
