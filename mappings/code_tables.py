@@ -14,6 +14,9 @@ A packaged table file::
 
 Every target must be in the element's national list, so a typo fails when the table is
 loaded, not when a patient's message is mapped.
+
+Like `mappings.codes`, this sits at the top of `mappings`: a feed profile carries its tables
+whatever the wire format, and both the HL7 v2 and the FHIR readers apply them.
 """
 
 from __future__ import annotations

@@ -7,6 +7,10 @@ Dictionary's discharge method "2", which no longer exists).
 
 Displays are short labels written for operators, not the Data Dictionary's full wording.
 Sources: UK Core R4 CodeSystems (HL7 UK, copied from the NHS Data Dictionary, 2021-2022).
+
+It sits at the top of `mappings`, beside the model, not in a subpackage: these are the
+vocabulary of the care event itself, read and written by `hl7v2`, `fhir` and `clinical` alike
+and by the feed profile.
 """
 
 from __future__ import annotations
