@@ -1,4 +1,4 @@
-"""The store's tables (SQLAlchemy Core). Migrations in `engine/migrations` create and change them.
+"""The store's tables (SQLAlchemy Core). Migrations in `migrations/` create and change them.
 
 messages    every message received, accepted or not (the message log), with its raw bytes
 events      the canonical care event each accepted message became
@@ -7,6 +7,7 @@ attempts    every try of every delivery, with the destination's answer or the er
 audit_log   what operators did and saw in the console (append-only)
 follow_ups  the follow-up clock each discharge in a cohort started, and what became of it
 suspects    redelivered messages in hand: one left behind killed the engine
+alert_state every alert raised and not yet cleared, and the claims of the replica posting one
 """
 
 from __future__ import annotations
@@ -225,3 +226,18 @@ suspects = Table(
     Column("marked_at", UtcDateTime, nullable=False),
 )
 """Redelivered messages in hand: a row left behind means the engine died processing it."""
+
+alert_state = Table(
+    "alert_state",
+    metadata,
+    Column("key", String(200), primary_key=True),
+    Column("condition", String(32), nullable=False),
+    Column("episode", String(64), nullable=False),
+    Column("facts", Text, nullable=False),
+    Column("phase", String(16), nullable=False),
+    Column("claim", String(32)),
+    Column("claimed_at", UtcDateTime),
+    Column("raised_at", UtcDateTime),
+)
+"""One row per alert from its claimed raise until its "cleared" is taken: phase raising, raised
+or clearing; `claim` is the token of the replica posting it, since `claimed_at`."""
