@@ -15,8 +15,8 @@ records.py (what goes in and comes out); statuses.py (the stored states, as enum
 (opening, the read and write connections); intake.py (the intake write); outbox.py (claim,
 finish, release); lookups.py (reads for corrections, health and tests); pruning.py
 (retention); alerts.py (what is raised, claimed by one replica at a time); errors.py
-(StoreUnavailable, StoreRefused: nothing of SQLAlchemy's leaves the store); waiting.py (the one "wait until the store answers" policy). `Store` (core.py) is what
-callers hold.
+(StoreUnavailable, StoreRefused: nothing of SQLAlchemy's leaves the store); waiting.py (the
+one "wait until the store answers" policy). `Store` (core.py) is what callers hold.
 The operators' reads are functions over it: console_search.py (message search) and
 console_reads.py (detail, dead letters, audit log, figures), returning console_models.py.
 """
