@@ -44,7 +44,7 @@ from engine.store.schema import deliveries, messages
 from engine.store.statuses import DeliveryStatus
 
 if TYPE_CHECKING:
-    from engine.destinations import PostFn
+    from engine.delivery.http import PostFn
     from engine.store import Store
 
 log = structlog.get_logger("carebridge.alerts")
@@ -255,7 +255,7 @@ async def _post(
     state: Literal["raised", "cleared"],
     now: datetime,
 ) -> None:
-    from engine.destinations import post_signed_json  # late: see the module docstring
+    from engine.delivery.http import post_signed_json  # late: see the module docstring
 
     answer = await post_signed_json(
         post, config.webhook.url, orjson.dumps(alert.body(state, now)),

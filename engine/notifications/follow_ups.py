@@ -23,8 +23,8 @@ from aiohttp import web
 
 from adapters.errors import DestinationError
 from engine.config import FollowUpConfig
+from engine.delivery.http import PostFn, post_signed_json
 from engine.delivery.notification import OriginalLoader
-from engine.destinations import PostFn, post_signed_json
 from engine.store import OPEN_FOLLOW_UPS, FollowUpStatus, Store
 from engine.store.schema import events, follow_ups
 from mappings.model import CareEvent
