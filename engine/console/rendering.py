@@ -36,6 +36,7 @@ from engine.delivery.notification import render_notice
 from engine.delivery.sending import Rendered, Unrenderable, care_event
 from engine.delivery.webhook import render_webhook
 from engine.routing import care_setting
+from engine.store import idempotency_key
 from mappings.model import CareEvent, EventKind
 
 
@@ -54,7 +55,7 @@ class _Preview:
 def _preview(event: CareEvent, destination: str, body: str) -> _Preview:
     return _Preview(
         event_id=event.event_id,
-        idempotency_key=f"{event.event_id}.{destination}",
+        idempotency_key=idempotency_key(event.event_id, destination),
         kind=event.kind.value,
         care_setting=care_setting(event).value,
         source=event.source.feed,

@@ -16,9 +16,10 @@ records.py (what goes in and comes out); statuses.py (the stored states, as enum
 finish, release); lookups.py (reads for corrections, health and tests); pruning.py
 (retention); alerts.py (what is raised, claimed by one replica at a time); errors.py
 (StoreUnavailable, StoreRefused: nothing of SQLAlchemy's leaves the store); waiting.py (the
-one "wait until the store answers" policy). `Store` (core.py) is what callers hold.
-The operators' reads are functions over it: console_search.py (message search) and
-console_reads.py (detail, dead letters, audit log, figures), returning console_models.py.
+one "wait until the store answers" policy); operator.py (replay, hold, release, resolve),
+remap.py (the re-map write) and audit.py (the audit log's writes). `Store` (core.py) is what
+callers hold. The operators' reads are functions over it: console_search.py (message search)
+and console_reads.py (detail, dead letters, audit log, figures), returning console_models.py.
 """
 
 from engine.store.core import Store
@@ -35,6 +36,7 @@ from engine.store.records import (
     IntakeResult,
     Original,
     Rescheduled,
+    idempotency_key,
 )
 from engine.store.statuses import (
     OPEN_FOLLOW_UPS,
@@ -64,5 +66,6 @@ __all__ = [
     "StoreError",
     "StoreRefused",
     "StoreUnavailable",
+    "idempotency_key",
     "until_the_store_answers",
 ]

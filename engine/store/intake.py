@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from engine.store.base import StoreBase, bounded_text, utc_now
-from engine.store.records import AcceptedEvent, IntakeRecord, IntakeResult
+from engine.store.records import AcceptedEvent, IntakeRecord, IntakeResult, idempotency_key
 from engine.store.schema import deliveries, events, follow_ups, messages, suspects
 from engine.store.statuses import (
     OPEN_FOLLOW_UPS,
@@ -64,7 +64,7 @@ class _PendingRows:
         self.deliveries += [
             {"event_id": accepted.event_id, "destination": destination,
              "patient_key": accepted.patient_key, "status": DeliveryStatus.PENDING,
-             "idempotency_key": f"{accepted.event_id}.{destination}", "attempts": 0,
+             "idempotency_key": idempotency_key(accepted.event_id, destination), "attempts": 0,
              "created_at": committed_at, "next_attempt_at": committed_at, "hold": False}
             for destination, _hold in accepted.destinations
         ]  # fmt: skip

@@ -9,6 +9,12 @@ from typing import Literal
 from engine.store.statuses import MessageStatus
 
 
+def idempotency_key(event_id: str, destination: str) -> str:
+    """The key of one event's delivery to one destination: the same for every attempt, replay
+    and re-map of it, so a destination that already applied it can drop the repeat."""
+    return f"{event_id}.{destination}"
+
+
 @dataclass(frozen=True, slots=True)
 class AcceptedEvent:
     """What intake derived from a message that mapped: the event and where it must go."""

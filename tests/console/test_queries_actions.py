@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
-from engine.console import actions, audit
 from engine.console.auth import Principal
-from engine.store import Store, console_reads, console_search
+from engine.store import Store, audit, console_reads, console_search
+from engine.store import operator as actions
 from engine.store.console_search import SearchFilter
 from engine.store.schema import audit_log, deliveries
 from tests.console.seed import LEASE, NHS, T0, accepted, deliver_all, rejected

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from engine.console import actions, remap
+from engine.console import remap
 from engine.console.auth import Principal
 from engine.console.context import Console, log, number
+from engine.store import operator as actions
 
 
 class Actions:

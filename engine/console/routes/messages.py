@@ -7,12 +7,12 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
-from engine.console import audit
 from engine.console.auth import sees_patient_data
 from engine.console.context import Console, notice, number
 from engine.console.templates import Safe
 from engine.console.views.message import message_page
 from engine.console.views.search import search_page
+from engine.store import audit
 from engine.store.console_models import AuditRecord
 from engine.store.console_reads import audit_entries, message_detail
 from engine.store.console_search import BadFilter, SearchFilter, search

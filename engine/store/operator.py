@@ -1,8 +1,8 @@
 """What operators change: replay, resolve, hold and release, each audited in its own transaction.
 
-Writes go through the store's write discipline (`Store.writing`), and every UPDATE names the
-state it expects (``WHERE status = 'dead'`` and so on), so a concurrent delivery worker or a
-second operator can never be overridden: the later writer simply changes nothing.
+Every UPDATE names the state it expects (``WHERE status = 'dead'`` and so on), so a concurrent
+delivery worker or a second operator can never be overridden: the later writer simply changes
+nothing.
 
 A **replay** ("resend as it was") puts a delivery back to pending, due now, keeping its
 attempts and its idempotency key: a destination that already applied it can drop the repeat.
@@ -25,11 +25,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from engine.console import audit
-from engine.console.auth import Principal
-from engine.store import Store
+from engine.store.audit import Actor, AuditEntry, write_audit
+from engine.store.base import StoreBase, utc_now
 from engine.store.console_reads import dead_letter_condition
 from engine.store.schema import deliveries, events, messages
+from engine.store.statuses import DeliveryStatus, MessageStatus
 
 HELD_UNTIL = datetime(9999, 1, 1, tzinfo=UTC)
 """The due time of a held delivery: never, until released."""
@@ -44,12 +44,15 @@ class Changed:
 _RETURNING = (deliveries.c.id, deliveries.c.event_id, deliveries.c.patient_key)
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
 def _comment(text: str | None) -> str | None:
     return None if text is None else text.replace("\x00", "").strip()[:2000] or None
+
+
+def _required(comment: str) -> str:
+    text = _comment(comment)
+    if not text:
+        raise ValueError("a resolution needs a comment")
+    return text
 
 
 async def _message_ids(conn: AsyncConnection, event_ids: Sequence[str]) -> dict[str, int]:
@@ -64,8 +67,8 @@ async def _message_ids(conn: AsyncConnection, event_ids: Sequence[str]) -> dict[
 
 
 async def _update_deliveries(
-    store: Store,
-    principal: Principal,
+    store: StoreBase,
+    actor: Actor,
     action: str,
     where: sa.ColumnElement[bool],
     values: dict[str, Any],
@@ -79,27 +82,20 @@ async def _update_deliveries(
             )
         ).all()
         owners = await _message_ids(conn, [r.event_id for r in rows])
-        await audit.write(
-            conn,
-            principal,
-            [
-                audit.AuditEntry(
-                    action,
-                    message_id=owners.get(r.event_id),
-                    delivery_id=r.id,
-                    patient_key=r.patient_key,
-                    reason=reason,
-                )
-                for r in rows
-            ],
-        )
+        entries = [
+            AuditEntry(action, message_id=owners.get(r.event_id), delivery_id=r.id,
+                       patient_key=r.patient_key, reason=reason)
+            for r in rows
+        ]  # fmt: skip
+        await write_audit(conn, actor, entries)
         await conn.commit()
     return Changed(len(rows), tuple(sorted(r.id for r in rows)))
 
 
-def _replay_values(now: datetime) -> dict[str, Any]:
+def requeued(now: datetime) -> dict[str, Any]:
+    """The values that put a dead or delivered delivery back to pending, due at `now`."""
     return {
-        "status": "pending",
+        "status": DeliveryStatus.PENDING,
         "next_attempt_at": now,
         "lease_until": None,
         "lease_owner": None,
@@ -112,41 +108,33 @@ def _replay_values(now: datetime) -> dict[str, Any]:
     }
 
 
-_REPLAYABLE = deliveries.c.status.in_(["dead", "delivered"])
+_REPLAYABLE = deliveries.c.status.in_([DeliveryStatus.DEAD, DeliveryStatus.DELIVERED])
 
 
 async def replay_delivery(
-    store: Store, principal: Principal, delivery_id: int, reason: str | None = None
+    store: StoreBase, actor: Actor, delivery_id: int, reason: str | None = None
 ) -> Changed:
     """Send a dead-lettered or delivered delivery again, as it was."""
+    where = sa.and_(deliveries.c.id == delivery_id, _REPLAYABLE)
     return await _update_deliveries(
-        store,
-        principal,
-        "replay",
-        sa.and_(deliveries.c.id == delivery_id, _REPLAYABLE),
-        _replay_values(_now()),
-        _comment(reason),
+        store, actor, "replay", where, requeued(utc_now()), _comment(reason)
     )
 
 
 async def replay_message(
-    store: Store, principal: Principal, message_id: int, reason: str | None = None
+    store: StoreBase, actor: Actor, message_id: int, reason: str | None = None
 ) -> Changed:
     """Send every dead-lettered or delivered delivery of a message's event again, as it was."""
     event_id = sa.select(messages.c.event_id).where(messages.c.id == message_id)
+    where = sa.and_(deliveries.c.event_id == event_id.scalar_subquery(), _REPLAYABLE)
     return await _update_deliveries(
-        store,
-        principal,
-        "replay",
-        sa.and_(deliveries.c.event_id == event_id.scalar_subquery(), _REPLAYABLE),
-        _replay_values(_now()),
-        _comment(reason),
+        store, actor, "replay", where, requeued(utc_now()), _comment(reason)
     )
 
 
 async def replay_dead_letters(
-    store: Store,
-    principal: Principal,
+    store: StoreBase,
+    actor: Actor,
     *,
     destination: str | None,
     source: str | None,
@@ -161,102 +149,74 @@ async def replay_dead_letters(
         .order_by(deliveries.c.id)
         .limit(limit)
     )
+    where = sa.and_(
+        deliveries.c.id.in_(chosen.scalar_subquery()), deliveries.c.status == DeliveryStatus.DEAD
+    )
     return await _update_deliveries(
-        store,
-        principal,
-        "replay_bulk",
-        sa.and_(deliveries.c.id.in_(chosen.scalar_subquery()), deliveries.c.status == "dead"),
-        _replay_values(_now()),
-        _comment(reason),
+        store, actor, "replay_bulk", where, requeued(utc_now()), _comment(reason)
     )
 
 
 async def resolve_delivery(
-    store: Store, principal: Principal, delivery_id: int, comment: str
+    store: StoreBase, actor: Actor, delivery_id: int, comment: str
 ) -> Changed:
     """Close an unresolved dead letter with the operator's comment (required)."""
-    text = _comment(comment)
-    if not text:
-        raise ValueError("a resolution needs a comment")
-    return await _update_deliveries(
-        store,
-        principal,
-        "resolve",
-        sa.and_(
-            deliveries.c.id == delivery_id,
-            deliveries.c.status == "dead",
-            deliveries.c.resolved_at.is_(None),
-        ),
-        {"resolved_at": _now(), "resolved_by": principal.name, "resolution": text, "hold": False},
-        text,
+    text = _required(comment)
+    where = sa.and_(
+        deliveries.c.id == delivery_id,
+        deliveries.c.status == DeliveryStatus.DEAD,
+        deliveries.c.resolved_at.is_(None),
     )
+    values = {"resolved_at": utc_now(), "resolved_by": actor.name, "resolution": text,
+              "hold": False}  # fmt: skip
+    return await _update_deliveries(store, actor, "resolve", where, values, text)
 
 
 async def hold_delivery(
-    store: Store, principal: Principal, delivery_id: int, reason: str | None = None
+    store: StoreBase, actor: Actor, delivery_id: int, reason: str | None = None
 ) -> Changed:
-    now = _now()
-    return await _update_deliveries(
-        store,
-        principal,
-        "hold",
-        sa.and_(
-            deliveries.c.id == delivery_id,
-            deliveries.c.status == "pending",
-            deliveries.c.held_at.is_(None),
-            sa.or_(deliveries.c.lease_until.is_(None), deliveries.c.lease_until < now),
-        ),
-        {"held_at": now, "held_by": principal.name, "next_attempt_at": HELD_UNTIL},
-        _comment(reason),
+    now = utc_now()
+    where = sa.and_(
+        deliveries.c.id == delivery_id,
+        deliveries.c.status == DeliveryStatus.PENDING,
+        deliveries.c.held_at.is_(None),
+        sa.or_(deliveries.c.lease_until.is_(None), deliveries.c.lease_until < now),
     )
+    values = {"held_at": now, "held_by": actor.name, "next_attempt_at": HELD_UNTIL}
+    return await _update_deliveries(store, actor, "hold", where, values, _comment(reason))
 
 
 async def release_delivery(
-    store: Store, principal: Principal, delivery_id: int, reason: str | None = None
+    store: StoreBase, actor: Actor, delivery_id: int, reason: str | None = None
 ) -> Changed:
-    return await _update_deliveries(
-        store,
-        principal,
-        "release",
-        sa.and_(
-            deliveries.c.id == delivery_id,
-            deliveries.c.status == "pending",
-            deliveries.c.held_at.is_not(None),
-        ),
-        {"held_at": None, "held_by": None, "next_attempt_at": _now()},
-        _comment(reason),
+    where = sa.and_(
+        deliveries.c.id == delivery_id,
+        deliveries.c.status == DeliveryStatus.PENDING,
+        deliveries.c.held_at.is_not(None),
     )
+    values = {"held_at": None, "held_by": None, "next_attempt_at": utc_now()}
+    return await _update_deliveries(store, actor, "release", where, values, _comment(reason))
 
 
-async def resolve_message(
-    store: Store, principal: Principal, message_id: int, comment: str
-) -> Changed:
+async def resolve_message(store: StoreBase, actor: Actor, message_id: int, comment: str) -> Changed:
     """Close a rejected message with the operator's comment (required)."""
-    text = _comment(comment)
-    if not text:
-        raise ValueError("a resolution needs a comment")
+    text = _required(comment)
     async with store.writing() as conn:
         row = (
             await conn.execute(
                 sa.update(messages)
                 .where(
                     messages.c.id == message_id,
-                    messages.c.status == "rejected",
+                    messages.c.status == MessageStatus.REJECTED,
                     messages.c.resolved_at.is_(None),
                 )
-                .values(resolved_at=_now(), resolved_by=principal.name, resolution=text)
+                .values(resolved_at=utc_now(), resolved_by=actor.name, resolution=text)
                 .returning(messages.c.id, messages.c.patient_key)
             )
         ).first()
         if row is not None:
-            await audit.write(
-                conn,
-                principal,
-                [
-                    audit.AuditEntry(
-                        "resolve", message_id=row.id, patient_key=row.patient_key, reason=text
-                    )
-                ],
-            )
+            entry = AuditEntry("resolve", message_id=row.id, patient_key=row.patient_key,
+                               reason=text)  # fmt: skip
+            await write_audit(conn, actor, [entry])
         await conn.commit()
     return Changed(0 if row is None else 1)
