@@ -4,9 +4,16 @@
     end to end     bench ─publish─► carebridge.inbound.<source> ─► engine (subprocess, SQLite)
                          ─► webhook POST ─► aiohttp receiver in this process (receipt times)
 
-Measures, in one run: raw publish+consume messages/s; end-to-end messages/s (first publish to
-last receipt, N synthetic ITK ADT messages); latency (publish to receipt, p50/p99/max) at a fixed
-offered load; the ratio end-to-end / raw. Prints a table, optionally writes JSON (`--json`).
+    trivial engine bench ─publish─► queue ─► bench/trivial_engine.py (consume, split-parse 15
+                         fields, publish with confirms, ack) ─► queue ─► bench
+
+Measures, in one run: raw publish+consume messages/s; the trivial engine's messages/s; end-to-end
+messages/s (first publish to last receipt, N synthetic ITK ADT messages); latency (publish to
+receipt, p50/p99/max) at a fixed offered load; the ratios end-to-end / trivial engine and
+end-to-end / raw. With `--compare REV`, the engine as built at REV (a git worktree in a temp dir,
+run with this venv's packages) is run beside this checkout's, A B A B, and the ratio of each pair
+is printed, so a regression shows as a ratio, not a memory. Prints a table, optionally writes JSON
+(`--json`).
 With `--profile DIR`, one more throughput run is sampled with py-spy and the engine's hotspots
 are reported. This is a script, not a test: nothing here asserts a speed.
 
@@ -37,7 +44,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -66,8 +73,9 @@ from tests.adt_factory import patients, stream  # noqa: E402
 DEFAULT_AMQP = "amqp://guest:guest@127.0.0.1:5672/"
 CAREBRIDGE = Path(sys.executable).with_name("carebridge")
 PY_SPY = Path(sys.executable).with_name("py-spy")
-TARGET_THROUGHPUT = 500.0  # messages/s end to end, SQLite store, this 2-core machine
-TARGET_P99_MS = 250.0  # at 100 messages/s offered
+TARGET_TRIVIAL_SHARE = 0.20  # end to end, as a share of the trivial engine in the same run
+TARGET_P99_MS = 100.0  # at 100 messages/s offered
+TRIVIAL_ENGINE = Path(__file__).resolve().with_name("trivial_engine.py")
 LOCAL_HOSTS = {"127.0.0.1", "localhost"}
 
 
@@ -598,6 +606,79 @@ async def e2e_throughput(
     return result, profile, sampled
 
 
+# ---- the trivial engine, and another build to compare with ------------------------------------
+
+
+def declare_queues(url: str, inbound: str, outbound: str) -> None:
+    """The trivial engine's queues: in, a quorum queue like the engine's; out, a durable one."""
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    try:
+        channel = connection.channel()
+        channel.queue_declare(inbound, durable=True, arguments={"x-queue-type": "quorum"})
+        channel.queue_declare(outbound, durable=True)
+    finally:
+        if connection.is_open:
+            connection.close()
+
+
+async def trivial_throughput(
+    url: str, items: Sequence[tuple[str, bytes]], args: argparse.Namespace, cleanup: Cleanup
+) -> float:
+    """Messages/s through the trivial engine (a subprocess, like the engine): first publish to
+    the last message out."""
+    name = uuid.uuid4().hex[:10]
+    inbound, outbound = f"bench-trivial-in-{name}", f"bench-trivial-out-{name}"
+    cleanup.queues += [inbound, outbound]
+    await asyncio.to_thread(declare_queues, url, inbound, outbound)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, str(TRIVIAL_ENGINE), "--amqp", url, "--queue", inbound, "--out", outbound,
+        "--prefetch", "200", stdout=subprocess.PIPE, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    cleanup.processes.append(proc)
+    try:
+        assert proc.stdout is not None
+        line = await asyncio.wait_for(proc.stdout.readline(), 30)
+        if line.strip() != b"ready":
+            raise RuntimeError(f"trivial engine did not start: {line!r}")
+        state = {"count": 0, "last": 0.0}
+        done = asyncio.Event()
+
+        async def handler(delivery: InboundDelivery) -> None:
+            delivery.ack()
+            state["count"] += 1
+            state["last"] = time.perf_counter()
+            if state["count"] >= len(items):
+                done.set()
+
+        async with (
+            Broker(AmqpSettings(url=url, connection_name="bench-trivial-publish")) as publisher,
+            Broker(AmqpSettings(url=url, prefetch=500, connection_name="bench-trivial-out")) as out,
+        ):
+            await out.consume(outbound, handler)
+            t0, _ = await publish_windowed(publisher, "", inbound, items, args.window)
+            await asyncio.wait_for(done.wait(), timeout=max(120.0, len(items) / 10))
+        return len(items) / max(state["last"] - t0, 1e-9)
+    finally:
+        await stop_process(proc, signal.SIGTERM, 10)
+
+
+@contextlib.contextmanager
+def build_at(rev: str) -> Iterator[str]:
+    """The engine command for the build at `rev`: its tree checked out in a temp dir and run
+    with this venv's Python and packages (its own code first on the path)."""
+    tmp = Path(tempfile.mkdtemp(prefix="carebridge-bench-build-"))
+    tree = tmp / "tree"
+    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(tree), rev],
+                   check=True)  # fmt: skip
+    try:
+        code = "import sys; from engine.cli import main; sys.exit(main(sys.argv[1:]))"
+        yield shlex.join(["env", f"PYTHONPATH={tree}", sys.executable, "-c", code])
+    finally:
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)],
+                       check=False, capture_output=True)  # fmt: skip
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 # ---- latency at a fixed offered load ----------------------------------------------------------
 
 
@@ -853,7 +934,15 @@ def report(results: dict[str, Any]) -> str:
     row("engine: publish into queue, msg/s", s["e2e_publish_mps"], [r["publish_mps"] for r in thr])
     row("engine: intake committed, msg/s", s["e2e_intake_mps"], [r["intake_mps"] for r in thr])
     row("END TO END (publish -> webhook), msg/s", s["e2e_mps"], [r["e2e_mps"] for r in thr])
+    row("trivial engine (split-parse, confirms), msg/s", s["trivial_mps"], results["trivial"])
+    row("ratio end-to-end / trivial engine", s["trivial_share"], [], 3)
     row("ratio end-to-end / raw", s["ratio"], [], 3)
+    if results["compared"]:
+        rev = p["compare"]
+        row(f"END TO END at {rev}, msg/s", s["compare_mps"],
+            [r["e2e_mps"] for r in results["compared"]])  # fmt: skip
+        pairs = [a["e2e_mps"] / b["e2e_mps"] for a, b in zip(thr, results["compared"], strict=True)]
+        row(f"ratio this build / {rev} (pairs)", s["compare_ratio"], pairs, 2)
     row("engine CPU, % of one core", s["engine_cpu_pct"], [r["engine_cpu_pct"] for r in thr])
     row(
         "  of which event-loop thread",
@@ -942,6 +1031,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         action="store_true",
         help="with --profile: also sample C frames (shows SQLite lock waits; slows the engine)",
     )
+    ap.add_argument(
+        "--compare",
+        metavar="REV",
+        help="also run the engine as built at REV (a commit, branch or tag), A B A B, with ratios",
+    )
     ap.add_argument("--top", type=int, default=25, help="hotspots to list (25)")
     ap.add_argument("--skip-latency", action="store_true")
     ap.add_argument("--keep", action="store_true", help="keep the temp dirs (engine logs, DBs)")
@@ -968,6 +1062,29 @@ def say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
+async def throughput_runs(
+    args: argparse.Namespace, receiver: Receiver, cleanup: Cleanup, rabbit: int | None
+) -> tuple[list[ThroughputResult], list[ThroughputResult]]:
+    """End-to-end throughput of this build and, with --compare, of the other, A B A B."""
+    this: list[ThroughputResult] = []
+    other: list[ThroughputResult] = []
+    with contextlib.ExitStack() as stack:
+        other_command = stack.enter_context(build_at(args.compare)) if args.compare else None
+        for i in range(args.repeat):
+            items = batched_messages(f"T{i}", args.messages, args.patients)
+            res, _, _ = await e2e_throughput(args.amqp, receiver, items, args, cleanup, rabbit)
+            this.append(res)
+            say(f"end to end {i + 1}/{args.repeat}: {res.e2e_mps:,.0f} msg/s")
+            if other_command is None:
+                continue
+            items = batched_messages(f"C{i}", args.messages, args.patients)
+            against = argparse.Namespace(**{**vars(args), "engine_command": other_command})
+            res, _, _ = await e2e_throughput(args.amqp, receiver, items, against, cleanup, rabbit)
+            other.append(res)
+            say(f"end to end at {args.compare} {i + 1}/{args.repeat}: {res.e2e_mps:,.0f} msg/s")
+    return this, other
+
+
 async def bench(args: argparse.Namespace, cleanup: Cleanup) -> dict[str, Any]:
     info = await asyncio.to_thread(machine)
     rabbit = await asyncio.to_thread(rabbitmq_pid)
@@ -980,15 +1097,15 @@ async def bench(args: argparse.Namespace, cleanup: Cleanup) -> dict[str, Any]:
         raw.append(await raw_baseline(args.amqp, raw_items, args.window, args.prefetch, cleanup))
         say(f"raw {i + 1}/{args.repeat}: {raw[-1].pipeline_mps:,.0f} msg/s publish+consume")
 
+    trivial: list[float] = []
+    for i in range(args.repeat):
+        trivial.append(await trivial_throughput(args.amqp, raw_items, args, cleanup))
+        say(f"trivial engine {i + 1}/{args.repeat}: {trivial[-1]:,.0f} msg/s")
+
     receiver = Receiver()
     await receiver.start()
     try:
-        throughput: list[ThroughputResult] = []
-        for i in range(args.repeat):
-            items = batched_messages(f"T{i}", args.messages, args.patients)
-            res, _, _ = await e2e_throughput(args.amqp, receiver, items, args, cleanup, rabbit)
-            throughput.append(res)
-            say(f"end to end {i + 1}/{args.repeat}: {res.e2e_mps:,.0f} msg/s")
+        throughput, compared = await throughput_runs(args, receiver, cleanup, rabbit)
         latency: list[LatencyResult] = []
         for i in range(0 if args.skip_latency else args.latency_repeat):
             items = batched_messages(f"L{i}", args.latency_messages, args.patients)
@@ -1030,16 +1147,26 @@ async def bench(args: argparse.Namespace, cleanup: Cleanup) -> dict[str, Any]:
         "bench_cpu_pct": med(throughput, "bench_cpu_pct"),
     }
     summary["ratio"] = summary["e2e_mps"] / summary["raw_mps"]
+    summary["trivial_mps"] = median(trivial)
+    summary["trivial_share"] = median(
+        r.e2e_mps / x for r, x in zip(throughput, trivial, strict=True)
+    )
+    summary["compare_mps"] = med(compared, "e2e_mps") if compared else math.nan
+    summary["compare_ratio"] = (
+        median(a.e2e_mps / b.e2e_mps for a, b in zip(throughput, compared, strict=True))
+        if compared
+        else math.nan
+    )
     for key in ("offered_mps", "p50_ms", "p90_ms", "p99_ms", "max_ms", "to_intake_p50_ms",
                 "to_intake_p99_ms", "after_intake_p50_ms", "after_intake_p99_ms"):  # fmt: skip
         summary[key] = med(latency, key)
     targets = {
-        "end-to-end throughput (SQLite)": {
-            "wanted": f">= {TARGET_THROUGHPUT:g} msg/s",
-            "measured": f"{fmt(summary['e2e_mps'])} msg/s",
+        "end to end (SQLite) / trivial engine": {
+            "wanted": f">= {TARGET_TRIVIAL_SHARE:g}",
+            "measured": fmt(summary["trivial_share"], 3),
             "met": None
-            if math.isnan(summary["e2e_mps"])
-            else summary["e2e_mps"] >= TARGET_THROUGHPUT,
+            if math.isnan(summary["trivial_share"])
+            else summary["trivial_share"] >= TARGET_TRIVIAL_SHARE,
         },
         f"p99 latency at {args.rate:g} msg/s": {
             "wanted": f"< {TARGET_P99_MS:g} ms",
@@ -1054,6 +1181,8 @@ async def bench(args: argparse.Namespace, cleanup: Cleanup) -> dict[str, Any]:
         "summary": summary,
         "targets": targets,
         "raw": [vars(r) for r in raw],
+        "trivial": trivial,
+        "compared": [vars(r) for r in compared],
         "throughput": [vars(r) for r in throughput],
         "latency": [vars(r) for r in latency],
         "profile": profile,
