@@ -7,14 +7,14 @@ from datetime import timedelta
 
 from pydantic import Field
 
-from engine.config.base import Duration, HttpUrl, Name, Strict
+from engine.config.base import Duration, HttpUrl, Name, Secret, Strict
 
 
 class AlertWebhook(Strict):
     """Where alerts are POSTed, signed when `secret` is set."""
 
     url: HttpUrl
-    secret: str | None = None
+    secret: Secret | None = None
     """HMAC key for X-Carebridge-Signature; only as ${ENV_NAME}."""
 
 

@@ -1,5 +1,5 @@
-"""What every part of the config shares: the one strict base model, names, URLs, durations,
-TLS settings and the error that carries ``path: reason`` problems.
+"""What every part of the config shares: the one strict base model, the secret marks, names,
+URLs, durations, TLS settings and the error that carries ``path: reason`` problems.
 
 Durations are seconds (``30``) or a number with a unit (``250ms``, ``5s``, ``15m``, ``72h``,
 ``2d``).
@@ -8,6 +8,7 @@ Durations are seconds (``30``) or a number with a unit (``250ms``, ``5s``, ``15m
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
@@ -41,6 +42,25 @@ def parse_duration(value: object) -> object:
 
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+
+
+@dataclass(frozen=True, slots=True)
+class FromEnvironment:
+    """Marks a secret setting: in the file it must be a ``${NAME}`` reference without a default,
+    never the secret itself (`engine.config.environment` walks the models for this mark).
+    `example` is the variable a problem suggests."""
+
+    example: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CredentialHeaders:
+    """Marks a mapping of HTTP headers: an ``Authorization`` value must take its credentials
+    from the environment (``Bearer ${TOKEN}``)."""
+
+
+Secret = Annotated[str, FromEnvironment()]
+"""A secret text setting; fields that suggest a variable name use `FromEnvironment(name)`."""
 Name = Annotated[str, Field(pattern=NAME_PATTERN)]
 HttpUrl = Annotated[str, Field(pattern=r"^https?://[^\s]+$")]
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from engine.config.base import Duration, Strict
+from engine.config.base import Duration, FromEnvironment, Strict
 
 Role = Literal["viewer", "clinical", "operator", "admin"]
 ROLES: tuple[Role, ...] = ("viewer", "clinical", "operator", "admin")
@@ -49,13 +49,15 @@ class ConsoleToken(Strict):
 
     name: str = Field(pattern=r"^[A-Za-z0-9._@-]{1,80}$")
     role: Role
-    token: SecretStr = Field(min_length=32)
+    token: Annotated[SecretStr, FromEnvironment()] = Field(min_length=32)
 
 
 class ConsoleConfig(Strict):
     host: str = "127.0.0.1"
     port: int = Field(default=8081, ge=0, le=65535)
-    session_secret: SecretStr = Field(min_length=32)
+    session_secret: Annotated[SecretStr, FromEnvironment("CONSOLE_SESSION_SECRET")] = Field(
+        min_length=32
+    )
     """Signs session cookies and CSRF tokens; from the environment, at least 32 characters."""
     session_lifetime: Duration = timedelta(hours=8)
     users: tuple[ConsoleUser, ...] = ()

@@ -7,7 +7,16 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from engine.config.base import Duration, HttpUrl, Name, Strict, TlsConfig
+from engine.config.base import (
+    CredentialHeaders,
+    Duration,
+    FromEnvironment,
+    HttpUrl,
+    Name,
+    Secret,
+    Strict,
+    TlsConfig,
+)
 
 
 class WebhookDestination(Strict):
@@ -16,9 +25,11 @@ class WebhookDestination(Strict):
     type: Literal["webhook"]
     name: Name
     url: HttpUrl
-    secret: str | None = Field(default=None, min_length=1)
+    secret: Annotated[str, FromEnvironment("WEBHOOK_SECRET")] | None = Field(
+        default=None, min_length=1
+    )
     """HMAC-SHA256 key for the X-Carebridge-Signature header; only as ${ENV_NAME}."""
-    headers: dict[str, str] = Field(default_factory=dict)
+    headers: Annotated[dict[str, str], CredentialHeaders()] = Field(default_factory=dict)
     timeout: Duration = timedelta(seconds=10)
     retry: Name = "default"
     hold_on_dead_letter: bool = False
@@ -45,7 +56,7 @@ class AmqpDestination(Strict):
 class OAuth2ClientCredentials(Strict):
     token_url: HttpUrl
     client_id: str
-    client_secret: str
+    client_secret: Annotated[str, FromEnvironment("OAUTH_SECRET")]
     """Only as ${ENV_NAME}."""
     scope: str | None = None
 
@@ -59,7 +70,9 @@ class FhirDestination(Strict):
     name: Name
     base_url: HttpUrl
     mode: Literal["process-message", "transaction"] = "process-message"
-    bearer_token: str | None = Field(default=None, min_length=1)
+    bearer_token: Annotated[str, FromEnvironment("FHIR_TOKEN")] | None = Field(
+        default=None, min_length=1
+    )
     """Only as ${ENV_NAME}."""
     oauth2: OAuth2ClientCredentials | None = None
     timeout: Duration = timedelta(seconds=30)
@@ -83,7 +96,7 @@ class NotificationRecipient(Strict):
 
     name: Name
     url: HttpUrl
-    secret: str | None = Field(default=None, min_length=1)
+    secret: Secret | None = Field(default=None, min_length=1)
     """HMAC key for X-Carebridge-Signature; only as ${ENV_NAME}."""
     gp_practices: list[str] = Field(default_factory=list)
     providers: list[str] = Field(default_factory=list)
@@ -100,7 +113,7 @@ class NotificationDestination(Strict):
     recipients: list[NotificationRecipient] = Field(min_length=1)
     ack_base_url: HttpUrl
     """The engine's HTTP port as recipients reach it: links go to <ack_base_url>/notifications."""
-    ack_secret: str = Field(min_length=32)
+    ack_secret: Annotated[str, FromEnvironment("NOTIFY_ACK_SECRET")] = Field(min_length=32)
     """Signs acknowledgement links; only as ${ENV_NAME}, at least 32 characters."""
     timeout: Duration = timedelta(seconds=10)
     retry: Name = "default"

@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import Field
 
 from engine.config.alerts import AlertWebhook
-from engine.config.base import Duration, Strict
+from engine.config.base import Duration, Secret, Strict
 
 
 class FollowUpConfig(Strict):
@@ -19,5 +19,5 @@ class FollowUpConfig(Strict):
     check_interval: Duration = timedelta(seconds=60)
     unacknowledged_after: Duration = timedelta(hours=4)
     alert_webhook: AlertWebhook | None = None
-    list_token: str | None = Field(default=None, min_length=32)
+    list_token: Secret | None = Field(default=None, min_length=32)
     """Bearer token for `GET /follow-ups` (only as ${ENV_NAME}); without it the list is off."""

@@ -14,11 +14,9 @@ Loading happens in three steps, each reporting every problem as ``path: reason``
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
-from typing import Any
 
 import yaml
 from pydantic import ValidationError
@@ -26,119 +24,8 @@ from pydantic import ValidationError
 from engine.config.base import ConfigError
 from engine.config.checks import cross_check
 from engine.config.destinations import DESTINATION_TYPES
+from engine.config.environment import literal_secrets, substitute
 from engine.config.root import Config
-
-_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-
-
-def _substitute(node: Any, path: str, env: Mapping[str, str], problems: list[str]) -> Any:
-    """Replace ${NAME} from the environment, recording a problem for each one that is unset."""
-    if isinstance(node, dict):
-        return {
-            k: _substitute(v, f"{path}.{k}" if path else str(k), env, problems)
-            for k, v in node.items()
-        }
-    if isinstance(node, list):
-        return [_substitute(v, f"{path}[{i}]", env, problems) for i, v in enumerate(node)]
-    if isinstance(node, str):
-
-        def replace(m: re.Match[str]) -> str:
-            name, default = m.group(1), m.group(2)
-            if name in env:
-                return env[name]
-            if default is not None:
-                return default
-            problems.append(f"{path}: environment variable {name} is not set")
-            return ""
-
-        return _ENV_REF.sub(replace, node)
-    return node
-
-
-def _is_env_reference(value: object, *, whole: bool) -> bool:
-    """A reference to the environment with no default (a default would put the secret here)."""
-    if not isinstance(value, str):
-        return False
-    refs = [_ENV_REF.fullmatch(value)] if whole else list(_ENV_REF.finditer(value))
-    return bool(refs) and all(m is not None and m.group(2) is None for m in refs)
-
-
-def _secrets_by_reference(node: Any, problems: list[str]) -> None:
-    """Secret fields must name an environment variable, never hold the secret itself."""
-    alerts = node.get("alerts")
-    hook = alerts.get("webhook") if isinstance(alerts, dict) else None
-    if (
-        isinstance(hook, dict)
-        and hook.get("secret") is not None
-        and not _is_env_reference(hook["secret"], whole=True)
-    ):
-        problems.append("alerts.webhook.secret: must be an environment reference")
-    follow_up = node.get("follow_up")
-    listed = follow_up.get("list_token") if isinstance(follow_up, dict) else None
-    if listed is not None and not _is_env_reference(listed, whole=True):
-        problems.append("follow_up.list_token: must be an environment reference")
-    alert = follow_up.get("alert_webhook") if isinstance(follow_up, dict) else None
-    if (
-        isinstance(alert, dict)
-        and alert.get("secret") is not None
-        and not _is_env_reference(alert["secret"], whole=True)
-    ):
-        problems.append("follow_up.alert_webhook.secret: must be an environment reference")
-    console = node.get("console")
-    if isinstance(console, dict):
-        if "session_secret" in console and not _is_env_reference(
-            console["session_secret"], whole=True
-        ):
-            problems.append("console.session_secret: must be an environment reference like "
-                            "${CONSOLE_SESSION_SECRET}")  # fmt: skip
-        for j, token in enumerate(console.get("tokens") or []):
-            value = token.get("token") if isinstance(token, dict) else None
-            if value is not None and not _is_env_reference(value, whole=True):
-                problems.append(f"console.tokens[{j}].token: must be an environment reference")
-    for i, source in enumerate(node.get("sources") or []):
-        fhir = source.get("fhir") if isinstance(source, dict) else None
-        for j, token in enumerate(
-            (fhir or {}).get("tokens") or [] if isinstance(fhir, dict) else []
-        ):
-            if not _is_env_reference(token, whole=True):
-                problems.append(f"sources[{i}].fhir.tokens[{j}]: must be an environment "
-                                "reference like ${MH_FHIR_TOKEN}")  # fmt: skip
-    for i, dest in enumerate(node.get("destinations") or []):
-        if not isinstance(dest, dict):
-            continue
-        secret = dest.get("secret")
-        if secret is not None and not _is_env_reference(secret, whole=True):
-            problems.append(
-                f"destinations[{i}].secret: must be an environment reference like "
-                "${WEBHOOK_SECRET}, not the secret itself"
-            )
-        for key in ("bearer_token",):
-            value = dest.get(key)
-            if value is not None and not _is_env_reference(value, whole=True):
-                problems.append(f"destinations[{i}].{key}: must be an environment reference "
-                                "like ${FHIR_TOKEN}, not the secret itself")  # fmt: skip
-        if dest.get("type") == "notification" and not _is_env_reference(
-            dest.get("ack_secret"), whole=True
-        ):
-            problems.append(f"destinations[{i}].ack_secret: must be an environment reference "
-                            "like ${NOTIFY_ACK_SECRET}")  # fmt: skip
-        for j, recipient in enumerate(dest.get("recipients") or []):
-            secret = recipient.get("secret") if isinstance(recipient, dict) else None
-            if secret is not None and not _is_env_reference(secret, whole=True):
-                problems.append(f"destinations[{i}].recipients[{j}].secret: must be an "
-                                "environment reference")  # fmt: skip
-        oauth = dest.get("oauth2")
-        if isinstance(oauth, dict) and not _is_env_reference(
-            oauth.get("client_secret"), whole=True
-        ):
-            problems.append(f"destinations[{i}].oauth2.client_secret: must be an environment "
-                            "reference like ${OAUTH_SECRET}")  # fmt: skip
-        for header, value in (dest.get("headers") or {}).items():
-            if header.lower() == "authorization" and not _is_env_reference(value, whole=False):
-                problems.append(
-                    f"destinations[{i}].headers.{header}: credentials must come "
-                    "from the environment (${NAME})"
-                )
 
 
 def _pydantic_path(loc: tuple[int | str, ...]) -> str:
@@ -165,9 +52,8 @@ def parse_config(
         raise ConfigError([f"{where}: not valid YAML ({getattr(exc, 'problem', exc)})"]) from None
     if not isinstance(raw, dict):
         raise ConfigError(["(top level): must be a mapping of settings"])
-    problems: list[str] = []
-    _secrets_by_reference(raw, problems)
-    raw = _substitute(raw, "", os.environ if env is None else env, problems)
+    problems = literal_secrets(Config, raw)
+    raw = substitute(raw, "", os.environ if env is None else env, problems)
     try:
         config = Config.model_validate(raw)
     except ValidationError as exc:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import zoneinfo
 from datetime import timedelta
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field, field_validator, model_validator
 
-from engine.config.base import Duration, Name, ServerTlsConfig, Strict
+from engine.config.base import Duration, FromEnvironment, Name, ServerTlsConfig, Strict
 from mappings.model import CareSetting
 
 
@@ -39,7 +39,7 @@ class SourceFhirAuth(Strict):
     """Who may POST FHIR for a source: a bearer token (from the environment) or a client
     certificate common name (with `fhir_http.tls` requiring client certificates)."""
 
-    tokens: list[str] = Field(default_factory=list)
+    tokens: list[Annotated[str, FromEnvironment("MH_FHIR_TOKEN")]] = Field(default_factory=list)
     client_names: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")

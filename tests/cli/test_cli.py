@@ -103,6 +103,16 @@ def test_check_config_exit_codes_and_path_reason_lines(tmp_path: Path) -> None:
     assert any(line.startswith("sources[0].name: String should match pattern") for line in lines)
 
 
+def test_check_config_reports_a_setting_of_the_wrong_shape_as_path_and_reason(
+    tmp_path: Path,
+) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("sources: [{name: a}]\ndestinations: 7\n")
+    result = run("check-config", str(bad))
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == ["destinations: Input should be a valid list"]
+
+
 def test_run_with_invalid_config_exits_1_before_starting(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("sources: []\n")

@@ -1,8 +1,11 @@
 from pathlib import Path
+from typing import Annotated
 
 import pytest
 
 from engine.config import ConfigError, feed_profiles, load_config, parse_config
+from engine.config.base import FromEnvironment, Secret, Strict
+from engine.config.environment import literal_secrets
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -207,3 +210,93 @@ alerts:
         "alerts.webhook.secret: must be an environment reference",
         "alerts.silent_sources.b: no source named 'b'",
     ]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("destinations: 7", "destinations: Input should be a valid list"),
+        ("sources: 7", "sources: Input should be a valid list"),
+        ("console: 5", "console: Input should be a valid dictionary or instance of ConsoleConfig"),
+        ("destinations: [7]", "destinations[0]: Input should be a valid dictionary or object"),
+    ],
+)
+def test_a_setting_of_the_wrong_shape_is_a_problem_not_a_crash(text: str, expected: str) -> None:
+    prefix = "" if text.startswith("sources") else "sources: [{name: a}]\n"
+    found = problems(f"{prefix}{text}\n")
+    assert any(p.startswith(expected) for p in found), found
+
+
+_SECRETS = """
+sources: [{name: a, fhir: {tokens: ["${T}", "{literal}"]}}]
+fhir_http: {port: 0}
+follow_up:
+  list_token: "{literal}"
+  alert_webhook: {url: "https://ops.example/f", secret: "{literal}"}
+alerts: {webhook: {url: "https://ops.example/a", secret: "{literal}"}}
+console:
+  session_secret: "{literal}"
+  tokens: [{name: prom, role: viewer, token: "{literal}"}]
+destinations:
+  - {name: w, type: webhook, url: "https://w.example/", secret: "{literal}",
+     headers: {Authorization: "Bearer {literal}"}}
+  - {name: f, type: fhir, base_url: "https://f.example/", bearer_token: "{literal}"}
+  - name: o
+    type: fhir
+    base_url: "https://f.example/"
+    oauth2: {token_url: "https://f.example/t", client_id: c, client_secret: "{literal}"}
+  - {name: n, type: notification, ack_base_url: "https://n.example", ack_secret: "{literal}",
+     recipients: [{name: r, url: "https://r.example/", secret: "{literal}"}]}
+"""
+_SECRET_PATHS = [
+    "console.session_secret",
+    "console.tokens[0].token",
+    "alerts.webhook.secret",
+    "follow_up.alert_webhook.secret",
+    "follow_up.list_token",
+    "sources[0].fhir.tokens[1]",
+    "destinations[0].secret",
+    "destinations[0].headers.Authorization",
+    "destinations[1].bearer_token",
+    "destinations[2].oauth2.client_secret",
+    "destinations[3].recipients[0].secret",
+    "destinations[3].ack_secret",
+]
+
+
+@pytest.mark.parametrize("literal", ["a-literal-secret-of-at-least-32-characters", "${S:-dflt}"])
+def test_every_secret_written_into_the_file_is_refused_naming_its_path(literal: str) -> None:
+    found = problems(_SECRETS.replace("{literal}", literal), env={"T": "t", "S": "s" * 32})
+    refused = [p.split(": ", 1) for p in found if "environment" in p.split(": ", 1)[1]]
+    assert [path for path, _ in refused] == _SECRET_PATHS
+    assert all(
+        r.startswith(("must be an environment reference", "credentials must")) for _, r in refused
+    )
+
+
+def test_secrets_from_the_environment_are_accepted_and_short_ones_refused() -> None:
+    text = _SECRETS.replace('"{literal}"', '"${S}"').replace("Bearer {literal}", "Bearer ${S}")
+    assert parse_config(text, env={"T": "t", "S": "s" * 32}).console is not None
+    short = problems(text, env={"T": "t", "S": "s" * 31})
+    assert sorted(p.split(": ", 1)[0] for p in short) == [
+        "console.session_secret",
+        "console.tokens[0].token",
+        "destinations[3].ack_secret",
+        "follow_up.list_token",
+    ]
+
+
+def test_a_field_typed_as_a_secret_is_held_to_the_rule_wherever_it_is() -> None:
+    class Inner(Strict):
+        key: Secret
+        keys: dict[str, Annotated[str, FromEnvironment("KEY")]] = {}
+
+    class Outer(Strict):
+        inner: list[Inner] | None = None
+
+    raw = {"inner": [{"key": "${K}", "keys": {"a": "plain", "b": "${B}"}}, {"key": "plain"}]}
+    assert literal_secrets(Outer, raw) == [
+        "inner[0].keys.a: must be an environment reference like ${KEY}",
+        "inner[1].key: must be an environment reference",
+    ]
+    assert literal_secrets(Outer, {"inner": 7}) == []
