@@ -38,8 +38,6 @@ from engine.config import (
     NotificationDestination,
     TlsConfig,
     WebhookDestination,
-    feed_profiles,
-    follow_up_rules,
 )
 from engine.console.app import start_console
 from engine.delivery.amqp import AmqpSender
@@ -192,7 +190,7 @@ def _senders(
             senders[dest.name] = WebhookSender(dest, webhook.post)
         elif isinstance(dest, NotificationDestination):
             senders[dest.name] = NotificationSender(
-                dest, webhook.post, follow_up_rules(config), notifications.original_loader(store)
+                dest, webhook.post, config.follow_up_rules, notifications.original_loader(store)
             )
         elif isinstance(dest, FhirDestination):
             oauth = dest.oauth2
@@ -245,7 +243,7 @@ async def _start_fhir_listener(
         await publisher.publish(INBOUND_EXCHANGE, source, payload, headers=dict(headers),
                                 content_type="application/fhir+json")  # fmt: skip
 
-    profiles = feed_profiles(config)
+    profiles = config.feed_profiles
     sources = {
         s.name: FhirSource(profiles[s.name], tuple(s.fhir.tokens), frozenset(s.fhir.client_names))
         for s in config.sources
@@ -271,7 +269,7 @@ async def _start_listeners(config: Config, publisher: Broker,
         await publisher.publish(INBOUND_EXCHANGE, source, payload, headers=dict(headers))
 
     listeners: list[MllpListener] = []
-    profiles = feed_profiles(config)
+    profiles = config.feed_profiles
     for source in config.sources:
         if source.mllp is None:
             continue

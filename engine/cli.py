@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from engine import logs
-from engine.config import Config, ConfigError, feed_profile, load_config
+from engine.config import Config, ConfigError, load_config
 from mappings.errors import MappingError
 from mappings.fhir.outbound import render_fhir_message
 from mappings.inbound import map_message
@@ -104,7 +104,7 @@ def _profile(config_path: Path | None, source: str | None, file: Path) -> FeedPr
     found = config.source(source)
     if found is None:
         return _fail(f"no source named {source!r} in {config_path}", EXIT_USAGE)
-    return feed_profile(found)
+    return found.feed_profile
 
 
 def cmd_map(file: Path, config_path: Path | None, source: str | None, to: str) -> int:

@@ -23,7 +23,7 @@ from typing import Any, Protocol, TypeVar
 
 import structlog
 
-from engine.config import Config, feed_profiles, follow_up_rules
+from engine.config import Config
 from engine.corrections import Corrections
 from engine.preparation import Prepared, prepare
 from engine.store import (
@@ -95,8 +95,8 @@ class Intake:
     ) -> None:
         self._store = store
         self._config = config
-        self._profiles = feed_profiles(config)
-        self._follow_up_rules = follow_up_rules(config)
+        self._profiles = config.feed_profiles
+        self._follow_up_rules = config.follow_up_rules
         self._corrections = Corrections(
             store, {d.name: d.hold_on_dead_letter for d in config.destinations}
         )

@@ -34,8 +34,16 @@ from engine.config.destinations import (
 )
 from engine.config.follow_up import FollowUpConfig
 from engine.config.load import load_config, parse_config
-from engine.config.mapping import feed_profile, feed_profiles, follow_up_rules
-from engine.config.root import Config, HttpConfig, IntakeConfig, LoggingConfig, ShutdownConfig
+from engine.config.root import (
+    Config,
+    HttpConfig,
+    IntakeConfig,
+    LoggingConfig,
+    ShutdownConfig,
+    feed_profile,
+    feed_profiles,
+    follow_up_rules,
+)
 from engine.config.routes import Route, RouteMatch
 from engine.config.sources import (
     FhirListenerConfig,

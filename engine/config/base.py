@@ -13,7 +13,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 
@@ -94,3 +95,18 @@ class ServerTlsConfig(Strict):
         if self.require_client_cert and self.ca_file is None:
             raise ValueError("require_client_cert needs ca_file, the CA that signs client certs")
         return self
+
+
+_STEP = re.compile(r"\[(\d+)\]|([^.\[\]]+)")
+
+
+def problems_error(title: str, under: tuple[str, ...], problems: list[str]) -> ValidationError:
+    """The ``path: reason`` problems of a reader outside pydantic (a feed profile, follow-up
+    rules) as one ValidationError at their exact paths below `under`, worded as they are."""
+    details: list[InitErrorDetails] = []
+    for problem in problems:
+        path, _, reason = problem.partition(": ")
+        steps = [int(index) if index else key for index, key in _STEP.findall(path)]
+        error = PydanticCustomError("config", "{reason}", {"reason": reason})
+        details.append(InitErrorDetails(type=error, loc=(*under, *steps), input=None))
+    return ValidationError.from_exception_data(title, details)

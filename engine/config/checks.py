@@ -1,12 +1,9 @@
 """Checks across areas, once every model is valid: names are unique, routes name known sources
-and destinations, destinations name known retry policies, profiles and rules are sound."""
+and destinations, destinations name known retry policies, listeners do not clash."""
 
 from __future__ import annotations
 
-from engine.config.mapping import feed_profile, follow_up_rules
 from engine.config.root import Config
-from mappings.clinical.follow_up import RuleError
-from mappings.profile import ProfileError
 
 
 def cross_check(raw: Config) -> list[str]:
@@ -14,10 +11,6 @@ def cross_check(raw: Config) -> list[str]:
     for name in raw.alerts.silent_sources if raw.alerts else {}:
         if raw.source(name) is None:
             problems.append(f"alerts.silent_sources.{name}: no source named {name!r}")
-    try:
-        follow_up_rules(raw)
-    except RuleError as exc:
-        problems += [f"follow_up.rules{p}" for p in exc.problems]
     listening: dict[tuple[str, int], int] = {}
     for i, source in enumerate(raw.sources):
         if source.fhir is not None and raw.fhir_http is None:
@@ -28,10 +21,6 @@ def cross_check(raw: Config) -> list[str]:
                 problems.append(f"sources[{i}].mllp.port: {where[1]} is already the MLLP port "
                                 f"of sources[{listening[where]}]")  # fmt: skip
             listening[where] = i
-        try:
-            feed_profile(source)
-        except ProfileError as exc:
-            problems += [f"sources[{i}].profile.{p}" for p in exc.problems]
     for kind, items in (
         ("sources", raw.sources),
         ("destinations", raw.destinations),

@@ -3,10 +3,12 @@ module of their own (HTTP port, intake batches, logging, shutdown)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import timedelta
+from types import MappingProxyType
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, PrivateAttr, model_validator
 
 from engine.config.alerts import AlertsConfig
 from engine.config.amqp import AmqpConfig
@@ -18,6 +20,8 @@ from engine.config.follow_up import FollowUpConfig
 from engine.config.routes import Route
 from engine.config.sources import FhirListenerConfig, SourceConfig
 from engine.config.store import RetentionConfig, StoreConfig
+from mappings.clinical.follow_up import FollowUpRule
+from mappings.profile import FeedProfile
 
 
 class HttpConfig(Strict):
@@ -61,9 +65,40 @@ class Config(Strict):
     sources: list[SourceConfig] = Field(min_length=1)
     destinations: list[Destination] = Field(default_factory=list)
     routes: list[Route] = Field(default_factory=list)
+    _feed_profiles: Mapping[str, FeedProfile] = PrivateAttr()
+
+    @model_validator(mode="after")
+    def _gather_feed_profiles(self) -> Config:
+        self._feed_profiles = MappingProxyType({s.name: s.feed_profile for s in self.sources})
+        return self
+
+    @property
+    def feed_profiles(self) -> Mapping[str, FeedProfile]:
+        """Each source's mapping profile by source name, built when the config was loaded."""
+        return self._feed_profiles
+
+    @property
+    def follow_up_rules(self) -> tuple[FollowUpRule, ...]:
+        """The follow-up rules in force, built when the config was loaded."""
+        return self.follow_up.rules_in_force
 
     def source(self, name: str) -> SourceConfig | None:
         return next((s for s in self.sources if s.name == name), None)
 
     def destination(self, name: str) -> Destination | None:
         return next((d for d in self.destinations if d.name == name), None)
+
+
+def feed_profile(source: SourceConfig) -> FeedProfile:
+    """The mapping profile of one source (built when the config was loaded)."""
+    return source.feed_profile
+
+
+def feed_profiles(config: Config) -> dict[str, FeedProfile]:
+    """Each source's mapping profile by name (built when the config was loaded)."""
+    return dict(config.feed_profiles)
+
+
+def follow_up_rules(config: Config) -> tuple[FollowUpRule, ...]:
+    """The follow-up rules in force: the config's, or the NHS defaults."""
+    return config.follow_up_rules

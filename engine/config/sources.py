@@ -6,10 +6,20 @@ import zoneinfo
 from datetime import timedelta
 from typing import Annotated, Any
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, PrivateAttr, field_validator, model_validator
 
-from engine.config.base import Duration, FromEnvironment, Name, ServerTlsConfig, Strict
+from engine.config.base import (
+    Duration,
+    FromEnvironment,
+    Name,
+    ServerTlsConfig,
+    Strict,
+    problems_error,
+)
 from mappings.model import CareSetting
+from mappings.profile import FeedProfile, ProfileError
+
+_PROFILE_OWN_KEYS = ("feed", "care_setting", "timezone")
 
 
 class MllpListenerConfig(Strict):
@@ -60,6 +70,7 @@ class SourceConfig(Strict):
     profile: dict[str, Any] = Field(default_factory=dict)
     """How this feed differs from NHS ITK conventions (see docs/configuration.md): which PV1-3
     component holds the ward, local code tables, where legal status and risk flags are."""
+    _feed_profile: FeedProfile = PrivateAttr()
 
     @field_validator("timezone")
     @classmethod
@@ -69,3 +80,28 @@ class SourceConfig(Strict):
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"unknown time zone {zone!r}") from None
         return zone
+
+    @model_validator(mode="after")
+    def _build_feed_profile(self) -> SourceConfig:
+        """Validate `profile` (with the mapping's own reader, problems at their exact paths)
+        and build the source's FeedProfile, once, when the config is loaded."""
+        problems = [f"{k}: set on the source itself, not in its profile"
+                    for k in _PROFILE_OWN_KEYS if k in self.profile]  # fmt: skip
+        own = {k: v for k, v in self.profile.items() if k not in _PROFILE_OWN_KEYS}
+        try:
+            self._feed_profile = FeedProfile.from_mapping({
+                "feed": self.name,
+                "care_setting": self.care_setting.value,
+                "timezone": self.timezone,
+                **own,
+            })  # fmt: skip
+        except ProfileError as exc:
+            problems += exc.problems
+        if problems:
+            raise problems_error("profile", ("profile",), problems)
+        return self
+
+    @property
+    def feed_profile(self) -> FeedProfile:
+        """How the mapping reads this source's messages (built when the config was loaded)."""
+        return self._feed_profile

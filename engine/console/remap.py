@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from engine.config import Config, feed_profiles, follow_up_rules
+from engine.config import Config
 from engine.console.auth import Principal
 from engine.preparation import prepare
 from engine.store import MessageStatus, Store
@@ -51,10 +51,10 @@ async def remap_message(
         row.source,
         row.payload,
         config=config,
-        profiles=feed_profiles(config),
+        profiles=config.feed_profiles,
         received_at=row.received_at,
         transport_id=row.transport_id,
-        follow_up_rules=follow_up_rules(config),
+        follow_up_rules=config.follow_up_rules,
     )
     record = prepared.record
     if record.accepted is None or prepared.event is None:

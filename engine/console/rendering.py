@@ -26,7 +26,6 @@ from engine.config import (
     MllpDestination,
     NotificationDestination,
     WebhookDestination,
-    follow_up_rules,
 )
 from engine.console.views import Renderer
 from engine.delivery.amqp import render_amqp
@@ -101,7 +100,7 @@ def _notification(
     now: datetime,
 ) -> str:
     notice = render_notice(
-        outgoing, event, dest, follow_up_rules(config), now=now, signed_link=False
+        outgoing, event, dest, config.follow_up_rules, now=now, signed_link=False
     )
     if notice is None:
         return "not a notifiable event: nothing is sent."

@@ -6,6 +6,7 @@ import pytest
 from engine.config import ConfigError, feed_profiles, load_config, parse_config
 from engine.config.base import FromEnvironment, Secret, Strict
 from engine.config.environment import literal_secrets
+from mappings.clinical.follow_up import DEFAULT_RULES
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -300,3 +301,40 @@ def test_a_field_typed_as_a_secret_is_held_to_the_rule_wherever_it_is() -> None:
         "inner[1].key: must be an environment reference",
     ]
     assert literal_secrets(Outer, {"inner": 7}) == []
+
+
+def test_follow_up_rules_are_validated_with_exact_paths() -> None:
+    text = """
+sources: [{name: a}]
+follow_up:
+  rules:
+    - {name: r, standard: 72h, due_after: soon, care_settings: [mental_health, moon]}
+    - {name: r, standard: 7d, due_after: 7d, excluded_destinations: ["19", "00"], colour: red}
+"""
+    found = problems(text)
+    assert (
+        "follow_up.rules[0].due_after: required: a duration such as 72h, 48h, 7d or seconds"
+        in found
+    )
+    assert any(p.startswith("follow_up.rules[0].care_settings[1]: 'moon'") for p in found)
+    assert any(p.startswith("follow_up.rules[1].colour: unknown setting") for p in found)
+    assert any(p.startswith("follow_up.rules[1].excluded_destinations[1]: '00'") for p in found)
+    assert problems("sources: [{name: a}]\nfollow_up: {rules: []}\n") == [
+        "follow_up.rules: at least one rule is required (none would follow up nobody)"
+    ]
+
+
+def test_profiles_and_rules_are_built_once_when_the_config_is_loaded() -> None:
+    text = """
+sources: [{name: mh, profile: {ward_component: 1}}, {name: acute}]
+follow_up:
+  rules: [{name: r, standard: 72h, due_after: 72h}]
+"""
+    config = parse_config(text, env={})
+    assert config.feed_profiles["mh"] is config.source("mh").feed_profile  # type: ignore[union-attr]
+    assert config.feed_profiles["mh"].ward_component == 1
+    assert config.feed_profiles["acute"].ward_component == 2
+    assert config.follow_up_rules is config.follow_up_rules
+    [rule] = config.follow_up_rules
+    assert (rule.name, rule.due_after.total_seconds()) == ("r", 72 * 3600)
+    assert parse_config("sources: [{name: a}]", env={}).follow_up_rules == DEFAULT_RULES
