@@ -1,0 +1,127 @@
+"""How intake takes from the broker: batches, redeliveries one at a time, stop mid-batch.
+
+Intake runs against both real stores and the in-memory broker double (held to the real
+adapter's contract in test_broker_contract.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from engine.config import parse_config
+from engine.intake import Intake
+from engine.store import Store
+from tests.adt_factory import adt, patients
+from tests.e2e.harness import wait_until
+from tests.memory_broker import MemoryBroker
+
+pytestmark = pytest.mark.integration
+
+CONFIG = parse_config(
+    """
+sources: [{name: mh, care_setting: mental_health}]
+destinations: [{name: team, type: webhook, url: "https://team.example/x"}]
+routes: [{name: all, match: {kinds: [admission, discharge]}, to: [team]}]
+""",
+    env={},
+)
+QUEUE = "carebridge.inbound.mh"
+T0 = datetime(2026, 6, 1, 9, 0, tzinfo=UTC)
+
+
+def messages(n: int) -> list[bytes]:
+    return [adt("A01", p, f"ADM{i}", T0) for i, p in enumerate(patients(n))]
+
+
+def record_batches(store: Store, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The size of every batch intake writes to the store."""
+    sizes: list[int] = []
+    record = store.record_intake
+
+    async def spy(records: Sequence[Any], **kwargs: Any) -> Any:
+        sizes.append(len(records))
+        return await record(records, **kwargs)
+
+    monkeypatch.setattr(store, "record_intake", spy)
+    return sizes
+
+
+async def test_what_has_arrived_is_one_batch_and_one_commit(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sizes = record_batches(store, monkeypatch)
+    broker = MemoryBroker([QUEUE])
+    deliveries = await broker.subscribe([QUEUE])
+    for body in messages(5):
+        broker.send(QUEUE, body)
+    intake = Intake(store, CONFIG, deliveries, {QUEUE: "mh"})
+    assert intake.backlog == 5
+    task = asyncio.create_task(intake.run())
+    await wait_until(lambda: broker.depth(QUEUE) == 0)
+    intake.stop()
+    await task
+    assert sizes == [5]
+    assert broker.dead == []
+
+
+async def test_redelivered_messages_are_committed_one_at_a_time_as_suspects(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sizes = record_batches(store, monkeypatch)
+    marked: list[str] = []
+    mark = store.mark_suspect
+
+    async def spy_mark(source: str, digest: str) -> None:
+        marked.append(source)
+        await mark(source, digest)
+
+    monkeypatch.setattr(store, "mark_suspect", spy_mark)
+    broker = MemoryBroker([QUEUE])
+    deliveries = await broker.subscribe([QUEUE])
+    for body in messages(3):
+        broker.send(QUEUE, body)
+    broker.lose_connection()  # as if an engine had died holding them: all three redelivered
+    intake = Intake(store, CONFIG, deliveries, {QUEUE: "mh"})
+    task = asyncio.create_task(intake.run())
+    await wait_until(lambda: broker.depth(QUEUE) == 0)
+    intake.stop()
+    await task
+    assert sizes == [1, 1, 1]
+    assert marked == ["mh", "mh", "mh"]
+    assert broker.dead == []
+
+
+async def test_stop_finishes_the_batch_in_hand_and_leaves_the_rest_unacked(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writing, release = asyncio.Event(), asyncio.Event()
+    record = store.record_intake
+
+    async def held(records: Sequence[Any], **kwargs: Any) -> Any:
+        writing.set()
+        await release.wait()
+        return await record(records, **kwargs)
+
+    monkeypatch.setattr(store, "record_intake", held)
+    broker = MemoryBroker([QUEUE])
+    deliveries = await broker.subscribe([QUEUE])
+    first, *rest = messages(3)
+    broker.send(QUEUE, first)
+    intake = Intake(store, CONFIG, deliveries, {QUEUE: "mh"})
+    task = asyncio.create_task(intake.run())
+    async with asyncio.timeout(20):
+        await writing.wait()
+    for body in rest:
+        broker.send(QUEUE, body)
+    intake.stop()
+    release.set()
+    async with asyncio.timeout(20):
+        await task
+    assert broker.depth(QUEUE) == 2  # the first was acked after its commit; two wait unacked
+    assert intake.backlog == 2
+    assert broker.dead == []
