@@ -14,15 +14,12 @@ from __future__ import annotations
 import asyncio
 import signal
 import ssl
-import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import structlog
 
-from adapters.errors import BrokerUnavailable, PublishReturned, TransportError
 from adapters.fhir_http import FhirListener
 from adapters.mllp import MllpClient, MllpListener, client_ssl_context, server_ssl_context
 from adapters.oauth2 import ClientCredentials
@@ -51,8 +48,6 @@ from engine.fhir_gateway import FhirGateway, FhirSource
 from engine.intake import Intake
 from engine.mllp_gateway import MllpGateway
 from engine.store import Store
-from mappings.errors import MappingError
-from mappings.hl7v2.ack import parse_ack
 
 log = structlog.get_logger("carebridge.app")
 
@@ -389,74 +384,3 @@ async def run_until_signalled(config: Config) -> None:
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     await engine.stop()
-
-
-async def send_files(files: Sequence[Path], source: str, amqp_url: str) -> int:
-    """`carebridge send`: publish each file to a source's inbound queue, confirmed.
-
-    Exit 0 when every file was confirmed; 1 when any was refused (no queue for that source: is
-    an engine running with it configured?) or unreadable; the broker being down is also 1.
-    """
-    failures = 0
-    publisher = Broker(AmqpSettings(url=amqp_url, connection_name="carebridge-send"))
-    try:
-        await publisher.start(timeout=5)
-    except BrokerUnavailable as exc:
-        print(f"carebridge: cannot reach RabbitMQ: {exc}", file=sys.stderr)
-        return 1
-    try:
-        for path in files:
-            try:
-                body = path.read_bytes()
-                await publisher.publish(
-                    INBOUND_EXCHANGE,
-                    source,
-                    body,
-                    headers={"source": source, "filename": path.name[:200]},
-                )
-            except OSError as exc:
-                failures += 1
-                print(f"carebridge: {path}: cannot read ({exc.strerror})", file=sys.stderr)
-            except PublishReturned:
-                failures += 1
-                print(
-                    f"carebridge: {path}: no inbound queue for source {source!r} "
-                    "(is an engine running with that source?)",
-                    file=sys.stderr,
-                )
-            except TransportError as exc:
-                failures += 1
-                print(f"carebridge: {path}: not accepted by RabbitMQ: {exc}", file=sys.stderr)
-            else:
-                print(f"{path}: published to {INBOUND_EXCHANGE} for source {source}")
-    finally:
-        await publisher.close()
-    return 1 if failures else 0
-
-
-async def send_files_mllp(files: Sequence[Path], host: str, port: int) -> int:
-    """`carebridge send --mllp`: send each file over MLLP and print the ACK it gets.
-
-    Exit 0 when every file was acknowledged AA (or CA); 1 otherwise.
-    """
-    failures = 0
-    async with MllpClient(host, port, timeout=30.0) as link:
-        for path in files:
-            try:
-                answer = await link.send(path.read_bytes())
-            except OSError as exc:
-                failures += 1
-                print(f"carebridge: {path}: cannot read ({exc.strerror})", file=sys.stderr)
-                continue
-            except TransportError as exc:
-                failures += 1
-                print(f"carebridge: {path}: no acknowledgement: {exc}", file=sys.stderr)
-                continue
-            print(f"{path}:")
-            print(answer.decode("utf-8", "replace").replace("\r", "\n").rstrip("\n"))
-            try:
-                accepted = parse_ack(answer).code in ("AA", "CA")
-            except MappingError:
-                accepted = False
-            failures += not accepted
-    return 1 if failures else 0

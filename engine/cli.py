@@ -127,7 +127,7 @@ def cmd_map(file: Path, config_path: Path | None, source: str | None, to: str) -
 
 
 def cmd_send(files: Sequence[Path], source: str | None, amqp_url: str, mllp: str | None) -> int:
-    from engine.app import send_files, send_files_mllp
+    from engine.send import send_files, send_files_mllp
 
     if mllp is not None:
         host, _, port = mllp.rpartition(":")
