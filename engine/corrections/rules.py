@@ -1,11 +1,12 @@
-"""The rules of corrections, pure: one prepared event and what is known of earlier events in
-(its batch, the store) in, a `Decision` out. No I/O: when a rule needs the store it returns the
-question (a `Lookup`) instead, and `engine.corrections.lookup` asks it and decides again.
+"""The rules of corrections, pure: given one prepared event and what is known of earlier ones
+(earlier in its batch, and in the store), a `Decision`. No I/O: when a rule needs the store it
+returns the question (a `Lookup`) instead; `engine.corrections.lookup` asks it and decides again.
 
 - A cancel (A11, A12, A13, A38, A52, A53) corrects the newest event of the kind it cancels for
   the same patient and stay, earlier in the batch first, else in the store (A11 also cancels a
   registration, A04). It goes, as a correction naming that event, to exactly the destinations
-  that have or will have it (a pending original goes first: per-patient order). A cancelled
+  that have or will have it (a pending original goes first: per-patient order; where it was
+  dead-lettered the store leaves out). A cancelled
   discharge withdraws that discharge's follow-up. A cancel of an event never received goes
   nowhere and is noted for an operator.
 - An event that arrives *after* its own cancel (an A03 after its A13, having happened no later
@@ -13,8 +14,9 @@ question (a `Lookup`) instead, and `engine.corrections.lookup` asks it and decid
   nowhere, and it starts no follow-up.
 - A second discharge of a stay whose first still stands (neither cancelled nor superseded) is a
   changed discharge: it names the one it replaces, whose follow-up it withdraws; its own starts.
-- A merge (A40, A34, a FHIR `replaces` link) re-keys the retired identities' history and
-  pending deliveries to the survivor.
+  A cancel earlier in the batch counts, though the store does not hold it yet.
+- A merge (A40, A34, a FHIR `replaces` link) re-keys the retired identities' messages, events,
+  deliveries and follow-ups to the survivor.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from enum import StrEnum
 
 from engine.preparation import Prepared, bounded_key
 from engine.routing import retired_keys
-from engine.store import AcceptedEvent, Original
+from engine.store.records import AcceptedEvent, Original
 from mappings.model import CANCEL_OF, CareEvent, EventKind
 
 CANCELLED_KINDS: dict[EventKind, tuple[EventKind, ...]] = {
