@@ -1,8 +1,11 @@
 """The one YAML config file: sources, routes, destinations and retry policies, validated at start.
 
 One model per area (`amqp`, `store`, `sources`, `destinations`, `routes`, `delivery`, `console`,
-`alerts`, `follow_up`), all on the strict base of `base`; `load` reads the file, fills in
-``${NAME}`` from the environment and reports every problem as ``path: reason``.
+`alerts`, `follow_up`), all on the strict base of `base`; `load` reads the file and reports every
+problem as ``path: reason``; `environment` fills in ``${NAME}`` and refuses any setting typed as
+a secret that is written into the file; `checks` looks across areas. Each source's feed profile
+and the follow-up rules are built once, when the config is loaded (`Config.feed_profiles`,
+`Config.follow_up_rules`).
 """
 
 from engine.config.alerts import AlertsConfig, AlertWebhook

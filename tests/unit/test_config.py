@@ -1,9 +1,11 @@
+import re
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, get_args, get_origin
 
 import pytest
+from pydantic import BaseModel
 
-from engine.config import ConfigError, feed_profiles, load_config, parse_config
+from engine.config import Config, ConfigError, feed_profiles, load_config, parse_config
 from engine.config.base import FromEnvironment, Secret, Strict
 from engine.config.environment import literal_secrets
 from mappings.clinical.follow_up import DEFAULT_RULES
@@ -338,3 +340,35 @@ follow_up:
     [rule] = config.follow_up_rules
     assert (rule.name, rule.due_after.total_seconds()) == ("r", 72 * 3600)
     assert parse_config("sources: [{name: a}]", env={}).follow_up_rules == DEFAULT_RULES
+
+
+def _fields_named_like_secrets(model: type[BaseModel], path: str = "") -> dict[str, bool]:
+    """Every setting under `model` whose name says secret or token: whether it is marked."""
+    found: dict[str, bool] = {}
+    for name, field in model.model_fields.items():
+        where = f"{path}.{name}" if path else name
+        marks = [*field.metadata, *_annotated_marks(field.annotation)]
+        inner = _models_in(field.annotation)
+        if not inner and re.search(r"secret|token", name) and name != "token_url":
+            found[where] = any(isinstance(m, FromEnvironment) for m in marks)
+        for model_inside in inner:
+            found |= _fields_named_like_secrets(model_inside, where)
+    return found
+
+
+def _annotated_marks(annotation: object) -> list[object]:
+    if get_origin(annotation) is Annotated:
+        return list(get_args(annotation)[1:])
+    return [m for arg in get_args(annotation) for m in _annotated_marks(arg)]
+
+
+def _models_in(annotation: object) -> list[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in get_args(annotation) for m in _models_in(arg)]
+
+
+def test_every_setting_named_as_a_secret_is_typed_as_one() -> None:
+    found = _fields_named_like_secrets(Config)
+    assert len(found) >= 10, found
+    assert [path for path, marked in found.items() if not marked] == []
