@@ -8,6 +8,23 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
+
+from engine.store.statuses import DeliveryStatus, MessageStatus
+
+
+class DeliveryState(StrEnum):
+    """A delivery's state as operators see it: the stored `DeliveryStatus`, with held and
+    resolved told apart."""
+
+    PENDING = "pending"
+    HELD = "held"
+    """Pending, but held back by an operator."""
+    DELIVERED = "delivered"
+    DEAD = "dead"
+    """Dead-lettered and not yet resolved."""
+    RESOLVED = "resolved"
+    """Dead-lettered, then closed by an operator."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,14 +36,14 @@ class MessageSummary:
     source: str
     message_key: str | None
     format: str | None
-    status: str
+    status: MessageStatus
     event_kind: str | None
     patient_key: str | None
     reason: str | None
     error_location: str | None
     event_id: str | None
     resolved_at: datetime | None
-    deliveries: tuple[tuple[str, str], ...] = ()
+    deliveries: tuple[tuple[str, DeliveryState], ...] = ()
     """(destination, state as operators see it), oldest delivery first."""
 
 
@@ -45,7 +62,7 @@ class LoggedMessage:
     source: str
     message_key: str | None
     format: str | None
-    status: str
+    status: MessageStatus
     reason: str | None
     error_location: str | None
     error_code: str | None
@@ -100,9 +117,8 @@ class DeliveryView:
     event_id: str
     destination: str
     patient_key: str
-    status: str
-    state: str
-    """As operators see it: pending, held, delivered, dead or resolved."""
+    status: DeliveryStatus
+    state: DeliveryState
     idempotency_key: str
     attempt_count: int
     created_at: datetime

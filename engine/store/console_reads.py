@@ -22,6 +22,7 @@ from engine.store.console_models import (
     AuditRecord,
     DeadLetterPage,
     DeadLetterView,
+    DeliveryState,
     DeliveryView,
     DestinationFigures,
     EventView,
@@ -31,6 +32,7 @@ from engine.store.console_models import (
     SourceFigures,
 )
 from engine.store.schema import attempts, audit_log, deliveries, events, messages
+from engine.store.statuses import DeliveryStatus, MessageStatus
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -46,23 +48,25 @@ def row_view(kind: type[_V], row: sa.Row[*tuple[Any, ...]], **extra: Any) -> _V:
     return kind(**{f.name: values[f.name] for f in fields(kind) if f.name in values})
 
 
-def delivery_state(row: Any) -> str:
-    """A delivery's state as operators see it: held and resolved are refinements of the row."""
-    if row.status == "pending" and row.held_at is not None:
-        return "held"
-    if row.status == "dead" and row.resolved_at is not None:
-        return "resolved"
-    return str(row.status)
+def delivery_state(row: Any) -> DeliveryState:
+    """A delivery row's state as operators see it: held and resolved refine the status."""
+    if row.status == DeliveryStatus.PENDING and row.held_at is not None:
+        return DeliveryState.HELD
+    if row.status == DeliveryStatus.DEAD and row.resolved_at is not None:
+        return DeliveryState.RESOLVED
+    return DeliveryState(row.status)
 
 
-def delivery_state_is(status: str) -> sa.ColumnElement[bool]:
-    if status == "held":
-        return sa.and_(deliveries.c.status == "pending", deliveries.c.held_at.is_not(None))
-    if status == "pending":
-        return sa.and_(deliveries.c.status == "pending", deliveries.c.held_at.is_(None))
-    if status == "dead":
-        return sa.and_(deliveries.c.status == "dead", deliveries.c.resolved_at.is_(None))
-    return deliveries.c.status == status
+def delivery_state_is(state: str) -> sa.ColumnElement[bool]:
+    """The deliveries in `state` (a `DeliveryState`), as SQL: the inverse of `delivery_state`."""
+    status = deliveries.c.status
+    if state == DeliveryState.HELD:
+        return sa.and_(status == DeliveryStatus.PENDING, deliveries.c.held_at.is_not(None))
+    if state == DeliveryState.PENDING:
+        return sa.and_(status == DeliveryStatus.PENDING, deliveries.c.held_at.is_(None))
+    if state == DeliveryState.DEAD:
+        return sa.and_(status == DeliveryStatus.DEAD, deliveries.c.resolved_at.is_(None))
+    return status == state
 
 
 async def message_detail(store: StoreBase, message_id: int) -> MessageDetail | None:
@@ -71,7 +75,7 @@ async def message_detail(store: StoreBase, message_id: int) -> MessageDetail | N
         row = (await conn.execute(sa.select(messages).where(messages.c.id == message_id))).first()
         if row is None:
             return None
-        message = row_view(LoggedMessage, row)
+        message = row_view(LoggedMessage, row, status=MessageStatus(row.status))
         if not message.event_id:
             return MessageDetail(message, None)
         ev = (
@@ -99,6 +103,7 @@ async def message_detail(store: StoreBase, message_id: int) -> MessageDetail | N
             row_view(
                 DeliveryView,
                 d,
+                status=DeliveryStatus(d.status),
                 state=delivery_state(d),
                 attempt_count=d.attempts,
                 attempts=tuple(tried[d.id]),
@@ -182,10 +187,17 @@ async def audit_entries(
 
 
 _STATE = sa.case(
-    (sa.and_(deliveries.c.status == "pending", deliveries.c.held_at.is_not(None)), "held"),
-    (sa.and_(deliveries.c.status == "dead", deliveries.c.resolved_at.is_not(None)), "resolved"),
+    (
+        sa.and_(deliveries.c.status == DeliveryStatus.PENDING, deliveries.c.held_at.is_not(None)),
+        DeliveryState.HELD.value,
+    ),
+    (
+        sa.and_(deliveries.c.status == DeliveryStatus.DEAD, deliveries.c.resolved_at.is_not(None)),
+        DeliveryState.RESOLVED.value,
+    ),
     else_=deliveries.c.status,
 )
+"""`delivery_state` in SQL, for grouped counts (a literal in a CASE is bound as plain text)."""
 
 
 async def figures(store: StoreBase, now: datetime | None = None) -> Figures:
@@ -233,9 +245,9 @@ async def _destination_figures(
         ).group_by(deliveries.c.destination, state)
     ):
         counts.setdefault(r[0], {})[r[1]] = int(r[2])
-        if r[1] == "pending":
+        if r[1] == DeliveryState.PENDING:
             oldest_pending[r[0]] = _utc(r[3])
-        if r[1] == "delivered":
+        if r[1] == DeliveryState.DELIVERED:
             last_success[r[0]] = _utc(r[4])
     for r in await conn.execute(
         sa.select(deliveries.c.destination, attempts.c.outcome, sa.func.count())

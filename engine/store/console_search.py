@@ -17,12 +17,19 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from engine.store.base import StoreBase
-from engine.store.console_models import MessagePage, MessageSummary
+from engine.store.console_models import DeliveryState, MessagePage, MessageSummary
 from engine.store.console_reads import delivery_state, delivery_state_is, row_view
 from engine.store.schema import deliveries, messages
+from engine.store.statuses import MessageStatus
 
-MESSAGE_STATUSES = ("accepted", "rejected", "duplicate")
-DELIVERY_STATUSES = ("pending", "held", "delivered", "dead")
+MESSAGE_STATUSES = tuple(MessageStatus)
+DELIVERY_STATUSES = (
+    DeliveryState.PENDING,
+    DeliveryState.HELD,
+    DeliveryState.DELIVERED,
+    DeliveryState.DEAD,
+)
+"""The delivery states a search can ask for (a dead one is unresolved)."""
 _NHS_NUMBER = re.compile(r"^\d{10}$")
 
 
@@ -194,7 +201,7 @@ async def search(
         more = len(rows) > limit
         rows = rows[:limit]
         event_ids = [r.event_id for r in rows if r.event_id]
-        states: dict[str, list[tuple[str, str]]] = {}
+        states: dict[str, list[tuple[str, DeliveryState]]] = {}
         if event_ids:
             found = await conn.execute(
                 sa.select(
@@ -210,7 +217,12 @@ async def search(
             for d in found:
                 states.setdefault(d.event_id, []).append((d.destination, delivery_state(d)))
     page = tuple(
-        row_view(MessageSummary, r, deliveries=tuple(states.get(r.event_id or "", ())))
+        row_view(
+            MessageSummary,
+            r,
+            status=MessageStatus(r.status),
+            deliveries=tuple(states.get(r.event_id or "", ())),
+        )
         for r in rows
     )
     return MessagePage(page, page[-1].id if more and page else None)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 
 from engine.console.templates import Safe, html, table
-from engine.store.console_models import Figures
+from engine.store.console_models import DeliveryState, Figures
+from engine.store.statuses import MessageStatus
 
 _DESTINATION_COLUMNS = (
     "destination",
@@ -32,9 +33,9 @@ def dashboard_page(f: Figures) -> Safe:
         [
             (
                 name,
-                s.messages.get("accepted", 0),
-                s.messages.get("rejected", 0),
-                s.messages.get("duplicate", 0),
+                s.messages.get(MessageStatus.ACCEPTED, 0),
+                s.messages.get(MessageStatus.REJECTED, 0),
+                s.messages.get(MessageStatus.DUPLICATE, 0),
                 s.last_received or "-",
             )
             for name, s in sorted(f.sources.items())
@@ -46,11 +47,11 @@ def dashboard_page(f: Figures) -> Safe:
         [
             (
                 name,
-                d.deliveries.get("pending", 0),
+                d.deliveries.get(DeliveryState.PENDING, 0),
                 _age(f.at, d.oldest_pending),
-                d.deliveries.get("held", 0),
-                d.deliveries.get("dead", 0),
-                d.deliveries.get("delivered", 0),
+                d.deliveries.get(DeliveryState.HELD, 0),
+                d.deliveries.get(DeliveryState.DEAD, 0),
+                d.deliveries.get(DeliveryState.DELIVERED, 0),
                 d.last_success or "-",
                 "-" if d.error_rate is None else f"{d.error_rate:.0%}",
             )

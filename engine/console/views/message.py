@@ -17,7 +17,8 @@ from engine.console.templates import (
     table,
 )
 from engine.console.views import Renderer
-from engine.store.console_models import AuditRecord, DeliveryView, MessageDetail
+from engine.store.console_models import AuditRecord, DeliveryState, DeliveryView, MessageDetail
+from engine.store.statuses import MessageStatus
 
 
 def message_page(
@@ -89,7 +90,7 @@ def _message_actions(detail: MessageDetail, csrf: str, can_remap: bool) -> Safe:
     acts = []
     if detail.deliveries:
         acts.append(_action(f"{base}/replay", "Replay every destination", csrf, m.id, comment=True))
-    if can_remap and m.status == "accepted" and detail.event is not None:
+    if can_remap and m.status == MessageStatus.ACCEPTED and detail.event is not None:
         acts.append(
             _action(
                 f"{base}/remap",
@@ -99,7 +100,7 @@ def _message_actions(detail: MessageDetail, csrf: str, can_remap: bool) -> Safe:
                 comment=True,
             )
         )
-    if m.status == "rejected" and not m.resolved_at:
+    if m.status == MessageStatus.REJECTED and not m.resolved_at:
         acts.append(_action(f"{base}/resolve", "Resolve", csrf, m.id, comment=True, required=True))
     return html('<p class="actions">$a</p>', a=join(acts))
 
@@ -125,13 +126,13 @@ def _delivery_actions(principal: Principal, d: DeliveryView, csrf: str, back: in
         return Safe("")
     base = f"/deliveries/{d.id}"
     out = []
-    if d.state in ("dead", "delivered", "resolved"):
+    if d.state in (DeliveryState.DEAD, DeliveryState.DELIVERED, DeliveryState.RESOLVED):
         out.append(_action(f"{base}/replay", "Replay", csrf, back, comment=True))
-    if d.state == "dead":
+    if d.state == DeliveryState.DEAD:
         out.append(_action(f"{base}/resolve", "Resolve", csrf, back, comment=True, required=True))
-    if d.state == "pending":
+    if d.state == DeliveryState.PENDING:
         out.append(_action(f"{base}/hold", "Hold", csrf, back, comment=True))
-    if d.state == "held":
+    if d.state == DeliveryState.HELD:
         out.append(_action(f"{base}/release", "Release", csrf, back, comment=True))
     return join(out)
 
@@ -175,7 +176,7 @@ def _delivery(
     )
     error = (
         html('<p class="error">$e</p>', e=shown(principal, d.last_error))
-        if d.last_error and d.state != "delivered"
+        if d.last_error and d.state != DeliveryState.DELIVERED
         else Safe("")
     )
     return html(
