@@ -336,7 +336,7 @@ async def start_engine(config: Config) -> Engine:
             asyncio.create_task(intake.run(), name="intake"),
             asyncio.create_task(retention.run(store, config.retention, stopping), name="retention"),
             asyncio.create_task(
-                notifications.watch(store, config.follow_up, webhook.post, stopping),
+                alerts.watch_follow_ups(store, config.follow_up, webhook.post, stopping),
                 name="follow-up-watch",
             ),
         ]

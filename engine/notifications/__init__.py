@@ -4,8 +4,8 @@
     delivery ─► engine.delivery.notification: the matching recipient gets the text, the JSON and a
                 FHIR Communication + Task, with a signed link to acknowledge and record follow-up
     recipient ─► pages: GET/POST /notifications/{destination}/{event_id}[/ack|/done]?token=...
-    follow_ups.watch ─► alerts (once per condition) for follow-ups overdue or unacknowledged;
-                        GET /follow-ups lists them for operators (identifiers only)
+    engine.alerts ─► alerts (once per condition) for follow-ups overdue or unacknowledged
+    follow_ups ─► GET /follow-ups lists them for operators (identifiers only)
 
 A cancelled discharge (A13) withdraws the follow-up at intake and is delivered to the same
 recipients as a withdrawal notice that names the original notification.
@@ -18,12 +18,9 @@ from engine.delivery.notification import (
     recipient_for,
 )
 from engine.notifications.follow_ups import (
-    due_alerts,
     listing,
     listing_route,
-    mark_alerted,
     original_loader,
-    watch,
 )
 from engine.notifications.pages import record, routes
 
@@ -31,13 +28,10 @@ __all__ = [
     "NotificationSender",
     "OriginalLoader",
     "ack_token",
-    "due_alerts",
     "listing",
     "listing_route",
-    "mark_alerted",
     "original_loader",
     "recipient_for",
     "record",
     "routes",
-    "watch",
 ]

@@ -14,7 +14,8 @@ The rooms: schema.py (tables) and migrations/ (Alembic, applied at start by migr
 records.py (what goes in and comes out); statuses.py (the stored states, as enums); base.py
 (opening, the read and write connections); intake.py (the intake write); outbox.py (claim,
 finish, release); lookups.py (reads for corrections, health and tests); pruning.py
-(retention); alerts.py (what is raised, claimed by one replica at a time); errors.py
+(retention); alerts.py (what the alert watches read; what is raised, claimed by one replica
+at a time); errors.py
 (StoreUnavailable, StoreRefused: nothing of SQLAlchemy's leaves the store); waiting.py (the
 one "wait until the store answers" policy); operator.py (replay, hold, release, resolve),
 remap.py (the re-map write) and audit.py (the audit log's writes). `Store` (core.py) is what

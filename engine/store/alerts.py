@@ -1,4 +1,4 @@
-"""What is raised: the `alert_state` table, and the follow-ups the follow-up alerts read.
+"""What the alert watches read, and what is raised: the `alert_state` table.
 
 Every alert the engine raises has one row here (keyed by the alert's key, ``<condition>.<subject>``)
 from the moment a replica claims the right to post it until its "cleared" has been taken. A
@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Literal
 
 import orjson
@@ -28,11 +28,36 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from engine.store.base import StoreBase
-from engine.store.schema import alert_state, follow_ups
-from engine.store.statuses import OPEN_FOLLOW_UPS, FollowUpStatus
+from engine.store.schema import alert_state, deliveries, follow_ups, messages
+from engine.store.statuses import OPEN_FOLLOW_UPS, DeliveryStatus, FollowUpStatus
 
 Facts = Mapping[str, str | int]
 Phase = Literal["raising", "raised", "clearing"]
+
+
+@dataclass(frozen=True, slots=True)
+class Backlog:
+    oldest: datetime
+    """Queue time of the oldest pending (not held) delivery."""
+    pending: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    destination: str
+    event_id: str
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class Observed:
+    """What the operator alerts' conditions are decided on."""
+
+    backlogs: Mapping[str, Backlog] = field(default_factory=dict)
+    dead_letters: Mapping[int, DeadLetter] = field(default_factory=dict)
+    """Unresolved dead letters by delivery id."""
+    last_received: Mapping[str, datetime | None] = field(default_factory=dict)
+    """For each watched source: when its newest message was received (None: never)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +85,45 @@ class FollowUpDue:
     alerted_unacknowledged: bool
 
 
+def _utc(value: object) -> datetime:
+    """Aggregates can bypass the column type on SQLite: naive text or datetimes come back."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    assert isinstance(value, datetime)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+async def _backlogs(conn: AsyncConnection) -> dict[str, Backlog]:
+    d = deliveries.c
+    rows = await conn.execute(
+        sa.select(d.destination, sa.func.min(d.created_at), sa.func.count())
+        .where(d.status == DeliveryStatus.PENDING, d.held_at.is_(None))
+        .group_by(d.destination)
+    )
+    return {dest: Backlog(_utc(oldest), int(n)) for dest, oldest, n in rows if oldest is not None}
+
+
+async def _dead_letters(conn: AsyncConnection) -> dict[int, DeadLetter]:
+    d = deliveries.c
+    rows = await conn.execute(
+        sa.select(d.id, d.destination, d.event_id, d.attempts).where(
+            d.status == DeliveryStatus.DEAD, d.resolved_at.is_(None)
+        )
+    )
+    return {int(r.id): DeadLetter(r.destination, r.event_id, int(r.attempts)) for r in rows}
+
+
+async def _last_received(conn: AsyncConnection, source: str) -> datetime | None:
+    newest = (
+        sa.select(messages.c.received_at)
+        .where(messages.c.source == source)
+        .order_by(messages.c.id.desc())
+        .limit(1)
+    )
+    received = (await conn.execute(newest)).scalar()
+    return None if received is None else _utc(received)
+
+
 def _insert_claim(conn: AsyncConnection) -> sa.Insert:
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     insert: sa.Insert = dialect.insert(alert_state).on_conflict_do_nothing(index_elements=["key"])
@@ -74,20 +138,38 @@ async def _claim_raise(
         return True
     taken = await conn.execute(
         sa.update(alert_state)
-        .where(alert_state.c.key == row["key"], alert_state.c.phase == "raising",
-               alert_state.c.claimed_at < stale_before)
+        .where(
+            alert_state.c.key == row["key"],
+            alert_state.c.phase == "raising",
+            alert_state.c.claimed_at < stale_before,
+        )
         .values(claim=row["claim"], claimed_at=now)
-    )  # fmt: skip
+    )
     return bool(taken.rowcount)
 
 
 class AlertStates(StoreBase):
     """The reads the alert watches decide on, and the claims that make each alert go once."""
 
+    async def observe_alerts(
+        self, *, backlogs: bool, dead_letters: bool, sources: Sequence[str]
+    ) -> Observed:
+        """Grouped pending deliveries, unresolved dead letters (ids only) and each watched
+        source's newest message (one index probe each); only what is asked for."""
+        async with self.reading() as conn:
+            return Observed(
+                await _backlogs(conn) if backlogs else {},
+                await _dead_letters(conn) if dead_letters else {},
+                {source: await _last_received(conn, source) for source in sources},
+            )
+
     async def standing_alerts(self, conditions: Sequence[str]) -> list[StandingAlert]:
         """The rows of `alert_state` for these conditions, by key."""
-        query = (sa.select(alert_state).where(alert_state.c.condition.in_(conditions))
-                 .order_by(alert_state.c.key))  # fmt: skip
+        query = (
+            sa.select(alert_state)
+            .where(alert_state.c.condition.in_(conditions))
+            .order_by(alert_state.c.key)
+        )
         async with self.reading() as conn:
             rows = (await conn.execute(query)).all()
         return [
@@ -98,9 +180,14 @@ class AlertStates(StoreBase):
         ]
 
     async def claim_raise(
-        self, key: str, condition: str, episode: str, facts: Facts,
-        now: datetime, stale_before: datetime,
-    ) -> str | None:  # fmt: skip
+        self,
+        key: str,
+        condition: str,
+        episode: str,
+        facts: Facts,
+        now: datetime,
+        stale_before: datetime,
+    ) -> str | None:
         """The token to post this raise with, or None when another claim has it."""
         token = uuid.uuid4().hex
         row = _claim_row(key, condition, episode, facts, token, now)
@@ -112,15 +199,20 @@ class AlertStates(StoreBase):
     async def confirm_raise(self, key: str, token: str, now: datetime) -> None:
         """The webhook took the raise: the alert stands until its clear is claimed."""
         await self._settle(
-            sa.update(alert_state).where(alert_state.c.key == key, alert_state.c.claim == token)
+            sa.update(alert_state)
+            .where(alert_state.c.key == key, alert_state.c.claim == token)
             .values(phase="raised", claim=None, claimed_at=None, raised_at=now)
-        )  # fmt: skip
+        )
 
     async def drop_raise(self, key: str, token: str) -> None:
         """The raise was not posted: forget the claim, so the next check raises it afresh."""
-        await self._settle(sa.delete(alert_state).where(
-            alert_state.c.key == key, alert_state.c.claim == token,
-            alert_state.c.phase == "raising"))  # fmt: skip
+        await self._settle(
+            sa.delete(alert_state).where(
+                alert_state.c.key == key,
+                alert_state.c.claim == token,
+                alert_state.c.phase == "raising",
+            )
+        )
 
     async def claim_clear(
         self, key: str, episode: str, now: datetime, stale_before: datetime
@@ -130,10 +222,13 @@ class AlertStates(StoreBase):
         token = uuid.uuid4().hex
         claim = (
             sa.update(alert_state)
-            .where(alert_state.c.key == key, alert_state.c.episode == episode,
-                   sa.or_(alert_state.c.claim.is_(None), alert_state.c.claimed_at < stale_before))
+            .where(
+                alert_state.c.key == key,
+                alert_state.c.episode == episode,
+                sa.or_(alert_state.c.claim.is_(None), alert_state.c.claimed_at < stale_before),
+            )
             .values(phase="clearing", claim=token, claimed_at=now)
-        )  # fmt: skip
+        )
         async with self.writing() as conn:
             claimed = (await conn.execute(claim)).rowcount
             await conn.commit()
@@ -148,9 +243,10 @@ class AlertStates(StoreBase):
     async def release_clear(self, key: str, token: str) -> None:
         """The "cleared" was not posted: the alert stands again; the next check retries it."""
         await self._settle(
-            sa.update(alert_state).where(alert_state.c.key == key, alert_state.c.claim == token)
+            sa.update(alert_state)
+            .where(alert_state.c.key == key, alert_state.c.claim == token)
             .values(phase="raised", claim=None, claimed_at=None)
-        )  # fmt: skip
+        )
 
     async def _settle(self, change: sa.Update | sa.Delete) -> None:
         async with self.writing() as conn:
@@ -168,10 +264,13 @@ class AlertStates(StoreBase):
             c.status.in_(OPEN_FOLLOW_UPS),
             sa.or_(
                 sa.and_(c.due_at <= now, c.alerted_overdue.is_(False)),
-                sa.and_(c.status == FollowUpStatus.OPEN, c.created_at <= unacknowledged_before,
-                        c.alerted_unacknowledged.is_(False)),
+                sa.and_(
+                    c.status == FollowUpStatus.OPEN,
+                    c.created_at <= unacknowledged_before,
+                    c.alerted_unacknowledged.is_(False),
+                ),
             ),
-        )  # fmt: skip
+        )
         async with self.reading() as conn:
             rows = (await conn.execute(query)).all()
         return [
@@ -188,18 +287,26 @@ class AlertStates(StoreBase):
         ]
 
     async def claim_follow_up_alert(
-        self, key: str, condition: str, episode: str, facts: Facts,
-        event_id: str, now: datetime, stale_before: datetime,
-    ) -> str | None:  # fmt: skip
+        self,
+        key: str,
+        condition: str,
+        episode: str,
+        facts: Facts,
+        event_id: str,
+        now: datetime,
+        stale_before: datetime,
+    ) -> str | None:
         """Like `claim_raise`, and None as well when the follow-up was alerted meanwhile."""
         token = uuid.uuid4().hex
         row = _claim_row(key, condition, episode, facts, token, now)
         async with self.writing() as conn:
             claimed = await _claim_raise(conn, row, now, stale_before)
             # Read after the claim: a replica that posted it and settled has committed by now.
-            alerted = (await conn.execute(
-                sa.select(_alerted_column(condition)).where(follow_ups.c.event_id == event_id)
-            )).scalar()  # fmt: skip
+            alerted = (
+                await conn.execute(
+                    sa.select(_alerted_column(condition)).where(follow_ups.c.event_id == event_id)
+                )
+            ).scalar()
             if not claimed or alerted is not False:
                 await conn.rollback()
                 return None
@@ -212,13 +319,13 @@ class AlertStates(StoreBase):
         """The alert went (or there is no webhook): the follow-up records it; the claim goes."""
         async with self.writing() as conn:
             await conn.execute(
-                sa.update(follow_ups).where(follow_ups.c.event_id == event_id)
+                sa.update(follow_ups)
+                .where(follow_ups.c.event_id == event_id)
                 .values({_alerted_column(condition).name: True})
-            )  # fmt: skip
+            )
             await conn.execute(
-                sa.delete(alert_state).where(alert_state.c.key == key,
-                                             alert_state.c.claim == token)
-            )  # fmt: skip
+                sa.delete(alert_state).where(alert_state.c.key == key, alert_state.c.claim == token)
+            )
             await conn.commit()
 
 
@@ -229,10 +336,16 @@ def _alerted_column(condition: str) -> sa.Column[bool]:
     return follow_ups.c.alerted_unacknowledged
 
 
-def _claim_row(key: str, condition: str, episode: str, facts: Facts, token: str, now: datetime
-               ) -> dict[str, object]:  # fmt: skip
+def _claim_row(
+    key: str, condition: str, episode: str, facts: Facts, token: str, now: datetime
+) -> dict[str, object]:
     return {
-        "key": key, "condition": condition, "episode": episode,
-        "facts": orjson.dumps(dict(facts)).decode(), "phase": "raising",
-        "claim": token, "claimed_at": now, "raised_at": None,
-    }  # fmt: skip
+        "key": key,
+        "condition": condition,
+        "episode": episode,
+        "facts": orjson.dumps(dict(facts)).decode(),
+        "phase": "raising",
+        "claim": token,
+        "claimed_at": now,
+        "raised_at": None,
+    }

@@ -91,7 +91,10 @@ async def test_a_follow_up_alert_is_claimed_once_and_recorded_on_the_follow_up(
     now = datetime.now(UTC) + timedelta(hours=5)
     [due] = await store.follow_ups_to_alert(now, now - timedelta(hours=4))
     assert (due.event_id, due.alerted_overdue, due.alerted_unacknowledged) == (
-        event_id, False, False)  # fmt: skip
+        event_id,
+        False,
+        False,
+    )
     key = f"follow_up_overdue.{event_id}"
     args = (key, "follow_up_overdue", "e", {"event_id": event_id}, event_id, now, now - LEASE)
     token = await store.claim_follow_up_alert(*args)
