@@ -17,7 +17,6 @@ import sqlalchemy as sa
 from aiohttp import web
 
 from engine.config import FollowUpConfig
-from engine.delivery.http import PostFn, post_signed_json
 from engine.delivery.notification import OriginalLoader
 from engine.store import OPEN_FOLLOW_UPS, FollowUpStatus, Store
 from engine.store.schema import events, follow_ups
