@@ -64,7 +64,11 @@ class StoreBase:
 
     @classmethod
     async def open(cls, config: StoreConfig) -> Self:
-        """Connect and bring the schema up to date (migrations run once, under a lock)."""
+        """Connect and bring the schema up to date (migrations run once, under a lock).
+
+        A failure here is raised as the driver raised it (a certificate refused, a role
+        unknown): it stops the engine at start, for a person to read, and nothing retries it.
+        """
         kwargs: dict[str, Any] = {}
         if config.url.startswith("postgresql"):
             kwargs["pool_size"] = config.pool_size

@@ -45,6 +45,47 @@ _OUTCOME_UPDATES = {
 }
 
 
+def _due(destinations: Sequence[str], limit: int, now: datetime) -> sa.Select[tuple[int]]:
+    """The ids of the pending deliveries due now that nothing earlier holds back, oldest first."""
+    earlier = deliveries.alias("earlier")
+    # The same predicate, word for word, as the partial index ix_deliveries_blocking, so
+    # SQLite and PostgreSQL can both answer from the index alone.
+    blocked = sa.exists().where(
+        earlier.c.destination == deliveries.c.destination,
+        earlier.c.patient_key == deliveries.c.patient_key,
+        earlier.c.id < deliveries.c.id,
+        sa.text(blocking("earlier")),
+    )
+    return (
+        sa.select(deliveries.c.id)
+        .where(
+            deliveries.c.status == DeliveryStatus.PENDING,
+            deliveries.c.next_attempt_at <= now,
+            deliveries.c.destination.in_(list(destinations)),
+            sa.or_(deliveries.c.lease_until.is_(None), deliveries.c.lease_until < now),
+            ~blocked,
+        )
+        .order_by(deliveries.c.id)
+        .limit(limit)
+    )
+
+
+def _claimed(r: Any) -> ClaimedDelivery:
+    return ClaimedDelivery(
+        id=r.id,
+        event_id=r.event_id,
+        destination=r.destination,
+        patient_key=r.patient_key,
+        idempotency_key=r.idempotency_key,
+        attempts=r.attempts,
+        created_at=r.created_at,
+        kind=r.kind,
+        care_setting=r.care_setting,
+        source=r.source,
+        body=r.body,
+    )
+
+
 class Outbox(StoreBase):
     """`claim_due`, `finish_deliveries` and `release`."""
 
@@ -66,27 +107,7 @@ class Outbox(StoreBase):
         if not destinations:
             return []
         now = now or utc_now()
-        earlier = deliveries.alias("earlier")
-        # The same predicate, word for word, as the partial index ix_deliveries_blocking, so
-        # SQLite and PostgreSQL can both answer from the index alone.
-        blocked = sa.exists().where(
-            earlier.c.destination == deliveries.c.destination,
-            earlier.c.patient_key == deliveries.c.patient_key,
-            earlier.c.id < deliveries.c.id,
-            sa.text(blocking("earlier")),
-        )
-        query = (
-            sa.select(deliveries.c.id)
-            .where(
-                deliveries.c.status == DeliveryStatus.PENDING,
-                deliveries.c.next_attempt_at <= now,
-                deliveries.c.destination.in_(list(destinations)),
-                sa.or_(deliveries.c.lease_until.is_(None), deliveries.c.lease_until < now),
-                ~blocked,
-            )
-            .order_by(deliveries.c.id)
-            .limit(limit)
-        )
+        query = _due(destinations, limit, now)
         if self._is_postgres:
             query = query.with_for_update(skip_locked=True, of=deliveries)
         async with self.writing() as conn:
@@ -107,22 +128,7 @@ class Outbox(StoreBase):
                 .where(deliveries.c.id.in_(ids))
                 .order_by(deliveries.c.id)
             )
-            claimed = [
-                ClaimedDelivery(
-                    id=r.id,
-                    event_id=r.event_id,
-                    destination=r.destination,
-                    patient_key=r.patient_key,
-                    idempotency_key=r.idempotency_key,
-                    attempts=r.attempts,
-                    created_at=r.created_at,
-                    kind=r.kind,
-                    care_setting=r.care_setting,
-                    source=r.source,
-                    body=r.body,
-                )
-                for r in rows
-            ]
+            claimed = [_claimed(r) for r in rows]
             await conn.commit()
         return claimed
 
