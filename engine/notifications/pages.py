@@ -9,42 +9,23 @@ from __future__ import annotations
 import hmac
 import html
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-import sqlalchemy as sa
 import structlog
 from aiohttp import web
 
 from engine.config import NotificationDestination
 from engine.delivery.notification import ack_token
-from engine.notifications.follow_ups import OPEN_STATES
-from engine.store import FollowUpStatus, Store
-from engine.store.schema import follow_ups
+from engine.store import Store
+from engine.store.follow_ups import follow_up_status, record_follow_up
 
 log = structlog.get_logger("carebridge.notifications")
 
 
 async def record(store: Store, event_id: str, action: str, by: str) -> bool:
     """An acknowledgement (`ack`) or a follow-up done (`done`); False if nothing was open."""
-    now = datetime.now(UTC)
-    if action == "ack":
-        change = (
-            sa.update(follow_ups)
-            .where(follow_ups.c.event_id == event_id, follow_ups.c.status == FollowUpStatus.OPEN)
-            .values(status=FollowUpStatus.ACKNOWLEDGED, acknowledged_at=now, acknowledged_by=by)
-        )
-    else:
-        change = (
-            sa.update(follow_ups)
-            .where(follow_ups.c.event_id == event_id, follow_ups.c.status.in_(OPEN_STATES))
-            .values(status=FollowUpStatus.DONE, done_at=now, done_by=by)
-        )
-    async with store.writing() as conn:
-        result = await conn.execute(change)
-        await conn.commit()
-    return bool(result.rowcount)
+    return await record_follow_up(store, event_id, "ack" if action == "ack" else "done", by)
 
 
 _PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
@@ -71,9 +52,7 @@ def routes(store: Store, destinations: Mapping[str, NotificationDestination]) ->
 
     async def page(request: web.Request) -> web.Response:
         event_id = checked(request)
-        async with store.engine.connect() as conn:
-            status = (await conn.execute(sa.select(follow_ups.c.status).where(
-                follow_ups.c.event_id == event_id))).scalar()  # fmt: skip
+        status = await follow_up_status(store, event_id)
         base = html.escape(str(request.rel_url.path))
         token = html.escape(request.query.get("token", ""))
         text = _PAGE.format(
