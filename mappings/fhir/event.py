@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Final
 
 from mappings.errors import MappingError
 from mappings.fhir.read import shown_code
-from mappings.fhir.vocabulary import EVENT_CODES
 from mappings.model import CANCEL_OF, CANCELS, EventKind, StayStatus
 
 if TYPE_CHECKING:
@@ -19,12 +18,6 @@ if TYPE_CHECKING:
 
 # --- what happened ------------------------------------------------------------------------------
 
-KIND_BY_CODE: Final = {code: kind for kind, code in EVENT_CODES.items()}
-DAVINCI_KINDS: Final = {
-    "notification-admit": EventKind.ADMISSION,
-    "notification-transfer": EventKind.TRANSFER,
-    "notification-discharge": EventKind.DISCHARGE,
-}
 _KIND_BY_STATUS: Final = {
     "planned": EventKind.PRE_ADMISSION,
     "arrived": EventKind.ADMISSION,

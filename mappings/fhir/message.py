@@ -20,10 +20,15 @@ from fhir.resources.R4B.practitioner import Practitioner as PractitionerModel
 from pydantic import ValidationError
 
 from mappings.errors import MappingError
-from mappings.fhir.event import DAVINCI_KINDS, KIND_BY_CODE
 from mappings.fhir.read import invalid_at, shown_code
 from mappings.fhir.values import JsonObject, as_object, as_objects, as_text
-from mappings.fhir.vocabulary import CARE_EVENT_SYSTEM, DAVINCI_EVENT_SYSTEM, V2_EVENT_SYSTEM
+from mappings.fhir.vocabulary import (
+    CARE_EVENT_SYSTEM,
+    DAVINCI_EVENT_SYSTEM,
+    DAVINCI_KINDS,
+    KIND_BY_CODE,
+    V2_EVENT_SYSTEM,
+)
 from mappings.hl7v2.events import SUPPORTED_TRIGGERS
 from mappings.model import EventKind
 

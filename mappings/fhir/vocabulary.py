@@ -59,6 +59,14 @@ NHS_NUMBER_OID: Final = "urn:oid:2.16.840.1.113883.2.1.4.1"
 
 EVENT_CODES: Final[Mapping[EventKind, str]] = {k: k.value.replace("_", "-") for k in EventKind}
 """The `CARE_EVENT_SYSTEM` code of each kind of event (``leave-start``, ``cancel-discharge``)."""
+KIND_BY_CODE: Final[Mapping[str, EventKind]] = {code: kind for kind, code in EVENT_CODES.items()}
+"""The kind of event each `CARE_EVENT_SYSTEM` code names."""
+DAVINCI_KINDS: Final[Mapping[str, EventKind]] = {
+    "notification-admit": EventKind.ADMISSION,
+    "notification-transfer": EventKind.TRANSFER,
+    "notification-discharge": EventKind.DISCHARGE,
+}
+"""The kind of event each Da Vinci notification code (`DAVINCI_EVENT_SYSTEM`) names."""
 
 # HL7 v2 patient class (table 0004) <-> FHIR Encounter.class (v3 ActCode), as the HL7 v2-to-FHIR
 # IG maps them; other table 0004 codes travel under their own system.
