@@ -2,7 +2,7 @@
 
 It stands in for the consuming side of `adapters.rabbitmq.Broker` (`subscribe`,
 `cancel_consumers`, `close`) and hands out the adapter's own `Deliveries` and `InboundDelivery`:
-only the broker and its channels are in memory. tests/integration/test_broker_contract.py runs
+only the broker and its channels are in memory. tests/contract/test_broker.py runs
 the same assertions against it and against the real adapter on the real broker.
 
 Not modelled: delivery limits and dead lettering (a `nack(requeue=False)` moves the message to

@@ -1,7 +1,7 @@
 """Cancels reach exactly the destinations that had the original; late originals and merges.
 
 Intake runs in-process against both real stores; the broker side is the in-memory double
-(tests/memory_broker.py), held to the adapter's contract in test_broker_contract.py.
+(tests/memory_broker.py), held to the adapter's contract in tests/contract/test_broker.py.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """How intake takes from the broker: batches, redeliveries one at a time, stop mid-batch.
 
 Intake runs against both real stores and the in-memory broker double (held to the real
-adapter's contract in test_broker_contract.py).
+adapter's contract in tests/contract/test_broker.py).
 """
 
 from __future__ import annotations
