@@ -161,23 +161,11 @@ def _senders(
     stack: AsyncExitStack,
     store: Store,
 ) -> dict[str, Sender]:
-    async def publish(
-        exchange: str,
-        routing_key: str,
-        body: bytes,
-        headers: Mapping[str, str],
-        message_id: str,
-        mandatory: bool,
-    ) -> None:
-        await publisher.publish(
-            exchange,
-            routing_key,
-            body,
-            headers=dict(headers),
-            message_id=message_id,
-            content_type="application/json",
-            mandatory=mandatory,
-        )
+    async def publish(exchange: str, routing_key: str, body: bytes, headers: Mapping[str, str],
+                      message_id: str, mandatory: bool) -> None:  # fmt: skip
+        await publisher.publish(exchange, routing_key, body, headers=dict(headers),
+                                message_id=message_id, content_type="application/json",
+                                mandatory=mandatory)  # fmt: skip
 
     senders: dict[str, Sender] = {}
     for dest in config.destinations:
@@ -310,6 +298,53 @@ async def _start_intake(
     return Intake(store, config, deliveries, queues, on_committed=on_committed)
 
 
+def _delivery_loop(config: Config, store: Store, senders: Mapping[str, Sender]) -> DeliveryLoop:
+    """The outbox's drain: each destination with its retry policy, hold rule and cap on
+    deliveries in flight (an MLLP link takes one at a time)."""
+    return DeliveryLoop(
+        store,
+        senders,
+        {d.name: config.retry_policies[d.retry] for d in config.destinations},
+        {d.name: d.hold_on_dead_letter for d in config.destinations},
+        config.delivery,
+        caps={
+            d.name: 1 if isinstance(d, MllpDestination) else config.delivery.per_destination
+            for d in config.destinations
+        },
+    )
+
+
+def _start_tasks(config: Config, store: Store, webhook: WebhookClient, delivery: DeliveryLoop,
+                 intake: Intake, stopping: asyncio.Event) -> list[asyncio.Task[None]]:  # fmt: skip
+    """The engine's long-running tasks: delivery, intake, retention and the alert watches."""
+    tasks = [
+        asyncio.create_task(delivery.run(), name="delivery"),
+        asyncio.create_task(intake.run(), name="intake"),
+        asyncio.create_task(retention.run(store, config.retention, stopping), name="retention"),
+        asyncio.create_task(
+            alerts.watch_follow_ups(store, config.follow_up, webhook.post, stopping),
+            name="follow-up-watch",
+        ),
+    ]
+    if config.alerts is not None:
+        watching = alerts.run(store, config.alerts, webhook.post, stopping)
+        tasks.append(asyncio.create_task(watching, name="alerts"))
+    return tasks
+
+
+async def _serve_http(engine: Engine, stack: AsyncExitStack) -> None:
+    """/healthz, /readyz, the notification pages and the follow-up list, on `http`."""
+    config, store = engine.config, engine.store
+    notifying = {d.name: d for d in config.destinations
+                 if isinstance(d, NotificationDestination)}  # fmt: skip
+    extra = [*notifications.routes(store, notifying),
+             notifications.listing_route(store, config.follow_up)]  # fmt: skip
+    runner, engine.http_port = await health.serve(
+        health.health_app(engine.readiness, extra), config.http.host, config.http.port
+    )
+    stack.push_async_callback(runner.cleanup)
+
+
 async def start_engine(config: Config) -> Engine:
     """Start every part of the engine; the caller owns the returned Engine and must stop it."""
     stack = AsyncExitStack()
@@ -318,46 +353,18 @@ async def start_engine(config: Config) -> Engine:
         stack.push_async_callback(store.close)
         publisher, broker = await _open_brokers(config, stack)
         webhook = await stack.enter_async_context(WebhookClient())
-        delivery = DeliveryLoop(
-            store,
-            _senders(config, webhook, publisher, stack, store),
-            {d.name: config.retry_policies[d.retry] for d in config.destinations},
-            {d.name: d.hold_on_dead_letter for d in config.destinations},
-            config.delivery,
-            caps={
-                d.name: 1 if isinstance(d, MllpDestination) else config.delivery.per_destination
-                for d in config.destinations
-            },
-        )
+        delivery = _delivery_loop(config, store, _senders(config, webhook, publisher, stack, store))
         intake = await _start_intake(config, store, broker, delivery.wake)
         stopping = asyncio.Event()
-        tasks = [
-            asyncio.create_task(delivery.run(), name="delivery"),
-            asyncio.create_task(intake.run(), name="intake"),
-            asyncio.create_task(retention.run(store, config.retention, stopping), name="retention"),
-            asyncio.create_task(
-                alerts.watch_follow_ups(store, config.follow_up, webhook.post, stopping),
-                name="follow-up-watch",
-            ),
-        ]
-        if config.alerts is not None:
-            watching = alerts.run(store, config.alerts, webhook.post, stopping)
-            tasks.append(asyncio.create_task(watching, name="alerts"))
+        tasks = _start_tasks(config, store, webhook, delivery, intake, stopping)
         listeners = await _start_listeners(config, publisher, stack)
         fhir_listener = await _start_fhir_listener(config, publisher, stack)
         engine = Engine(
             config, store, broker, publisher, intake, delivery, 0, stack, tasks, stopping,
             listeners, fhir_listener,
         )  # fmt: skip
-        notifying = {d.name: d for d in config.destinations
-                     if isinstance(d, NotificationDestination)}  # fmt: skip
-        extra = [*notifications.routes(store, notifying),
-                 notifications.listing_route(store, config.follow_up)]  # fmt: skip
         engine.watch_tasks()
-        runner, engine.http_port = await health.serve(
-            health.health_app(engine.readiness, extra), config.http.host, config.http.port
-        )
-        stack.push_async_callback(runner.cleanup)
+        await _serve_http(engine, stack)
         if config.console is not None:
             console_runner, engine.console_port = await start_console(
                 store, config.console, on_replay=delivery.wake, engine_config=config
