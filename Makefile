@@ -17,9 +17,10 @@ run: $(STAMP)  ## the engine on its embedded defaults (SQLite store, RabbitMQ on
 
 check: lint typecheck test  ## every check: ruff, mypy --strict, the whole test suite
 
-lint: $(STAMP)
+lint: $(STAMP)  ## ruff, and the layering as import-linter contracts (pyproject.toml)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
