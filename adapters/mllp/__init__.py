@@ -5,16 +5,7 @@
     MllpClient      one persistent connection to a destination: frame, send, wait for the ACK
     send_and_wait   one message on a connection of its own
 
-Framing is ``<VT 0x0B> message <FS 0x1C><CR 0x0D>``, read leniently:
-
-- bytes before a start byte are discarded (and counted, for a log line); CR and LF between
-  frames are not counted: they are the usual trailing CR or line noise;
-- a frame ends at FS; the CR after it is expected but not required (it is dropped as a byte
-  between frames, whenever it arrives);
-- a start byte inside a frame means the sender gave up on that frame and began again: the
-  partial frame is discarded unanswered, and the sender will resend it;
-- a frame longer than `max_message_bytes` is read to its end but only its first
-  `max_message_bytes` are kept, and it is reported as oversized.
+Framing, and how leniently it is read, is described in `adapters.mllp.framing`.
 
 The package moves bytes and never reads HL7: what a message means and what to answer is
 decided by the callables the composition root hands the listener. Logs carry peers, sizes and
