@@ -1,4 +1,5 @@
-"""`carebridge`: run the engine, check a config, map a message, send messages, print the schema.
+"""`carebridge`: run the engine, check a config, map a message, test routes, send messages, print
+the schema.
 
 Exit codes: 0 success; 1 the input (config or message) was rejected, with a one-line reason on
 stderr and never a traceback; 2 usage error. Standard output carries only results (JSON);
@@ -62,6 +63,13 @@ def _parser() -> argparse.ArgumentParser:
     via = send.add_mutually_exclusive_group()
     via.add_argument("--amqp", default=DEFAULT_AMQP, help=f"broker URL (default {DEFAULT_AMQP})")
     via.add_argument("--mllp", metavar="HOST:PORT", help="send over MLLP and print each ACK")
+
+    tester = sub.add_parser(
+        "test", help="run YAML route tests against a config: exit 0 passed, 1 failed, 2 broken"
+    )
+    tester.add_argument("paths", type=Path, nargs="*", default=[Path("config/tests")])
+    tester.add_argument("-c", "--config", type=Path, help="config (overrides each file's config:)")
+    tester.add_argument("--junit", type=Path, metavar="FILE", help="also write JUnit XML to FILE")
 
     sub.add_parser("schema", help="print the JSON Schema of the care event")
     return parser
@@ -139,6 +147,12 @@ def cmd_send(files: Sequence[Path], source: str | None, amqp_url: str, mllp: str
     return asyncio.run(send_files(files, source, amqp_url))
 
 
+def cmd_test(paths: Sequence[Path], config_path: Path | None, junit: Path | None) -> int:
+    from engine.routetest import run_test_files
+
+    return run_test_files(paths, config_path=config_path, load=_load, junit=junit)
+
+
 def cmd_schema() -> int:
     print(json.dumps(CareEvent.model_json_schema(), indent=2, sort_keys=True))
     return EXIT_OK
@@ -169,6 +183,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_map(args.file, args.config, args.source, args.to)
         case "send":
             return cmd_send(args.files, args.source, args.amqp, args.mllp)
+        case "test":
+            return cmd_test(args.paths, args.config, args.junit)
         case "schema":
             return cmd_schema()
         case "run":

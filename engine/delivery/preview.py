@@ -1,0 +1,133 @@
+"""What a destination would be sent for a care event, rendered as the sender renders it, without
+sending: the console's message page and `carebridge test` both read it.
+
+Each destination type's own pure renderer is called (`render_webhook`, `render_amqp`,
+`render_mllp`, `render_fhir`, `render_notice`) on a delivery built as the store would build it,
+with the same idempotency key. Nothing here performs I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from engine.config import (
+    AmqpDestination,
+    Config,
+    FhirDestination,
+    MllpDestination,
+    NotificationDestination,
+    WebhookDestination,
+)
+from engine.delivery.amqp import render_amqp
+from engine.delivery.fhir import render_fhir
+from engine.delivery.mllp import render_mllp
+from engine.delivery.notification import render_notice
+from engine.delivery.sending import Unrenderable
+from engine.delivery.webhook import render_webhook
+from engine.routing import care_setting
+from engine.store import idempotency_key
+from mappings.model import CareEvent
+
+
+class PayloadFormat(StrEnum):
+    JSON = "json"
+    HL7V2 = "hl7v2"
+    NONE = "none"
+    """Nothing would be sent (the event is not notifiable, or cannot be rendered)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PreviewDelivery:
+    """A delivery of the event to the destination, as the store would make it (`Outgoing`)."""
+
+    event_id: str
+    idempotency_key: str
+    kind: str
+    care_setting: str
+    source: str
+    body: str
+
+
+@dataclass(frozen=True, slots=True)
+class Preview:
+    """What `destination` would be sent: the payload and its format; for a notification, the
+    recipient chosen and the text it reads; `problem` says why nothing would be sent."""
+
+    destination: str
+    format: PayloadFormat
+    payload: bytes = b""
+    recipient: str | None = None
+    recipient_url: str | None = None
+    text: str | None = None
+    problem: str | None = None
+
+
+def preview_delivery(event: CareEvent, destination: str, body: str) -> PreviewDelivery:
+    return PreviewDelivery(
+        event_id=event.event_id,
+        idempotency_key=idempotency_key(event.event_id, destination),
+        kind=event.kind.value,
+        care_setting=care_setting(event).value,
+        source=event.source.feed,
+        body=body,
+    )
+
+
+def preview(
+    config: Config,
+    destination: str,
+    event: CareEvent,
+    *,
+    now: datetime,
+    body: str | None = None,
+    signed_link: bool = False,
+) -> Preview:
+    """Render `event` (stored as `body`, by default its JSON) for `destination` as its sender
+    would at `now`.
+
+    Notification links are unsigned unless `signed_link`: a signed link shown to a reader
+    would let them acknowledge the notification."""
+    dest = config.destination(destination)
+    if dest is None:
+        return Preview(destination, PayloadFormat.NONE, problem="not a configured destination")
+    body = body if body is not None else event.model_dump_json(exclude_none=True)
+    outgoing = preview_delivery(event, destination, body)
+    try:
+        if isinstance(dest, WebhookDestination):
+            rendered = render_webhook(outgoing, dest, int(now.timestamp()))
+        elif isinstance(dest, AmqpDestination):
+            rendered = render_amqp(outgoing)
+        elif isinstance(dest, MllpDestination):
+            return Preview(destination, PayloadFormat.HL7V2, render_mllp(outgoing, dest, now).body)
+        elif isinstance(dest, FhirDestination):
+            rendered = render_fhir(outgoing, dest, now)
+        else:
+            return _notification(config, dest, outgoing, event, now, signed_link)
+    except Unrenderable as exc:
+        return Preview(destination, PayloadFormat.NONE, problem=str(exc))
+    return Preview(destination, PayloadFormat.JSON, rendered.body)
+
+
+def _notification(
+    config: Config,
+    dest: NotificationDestination,
+    outgoing: PreviewDelivery,
+    event: CareEvent,
+    now: datetime,
+    signed_link: bool,
+) -> Preview:
+    notice = render_notice(
+        outgoing, event, dest, config.follow_up_rules, now=now, signed_link=signed_link
+    )
+    if notice is None:
+        return Preview(dest.name, PayloadFormat.NONE, problem="not a notifiable event")
+    return Preview(
+        dest.name,
+        PayloadFormat.JSON,
+        notice.rendered.body,
+        recipient=notice.recipient.name,
+        recipient_url=notice.recipient.url,
+        text=notice.text,
+    )
