@@ -12,8 +12,9 @@ An integration team adapts a feed by configuration, never by a code change:
   OBX-3 is a given code). Nothing configured means nothing is read: a legal status is never
   inferred from its absence.
 
-`FeedProfile.from_mapping` builds a profile from plain data (the engine's YAML config) and
-reports every problem as ``path: reason``.
+`ProfileSettings` is a source's ``profile:`` in the engine's config, a pydantic model that
+reports every mistake at its exact path and builds the pure runtime `FeedProfile` once;
+`FeedProfile.from_mapping` does the same from a plain dict that names the feed too.
 """
 
 from __future__ import annotations
@@ -23,25 +24,41 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Annotated, Literal, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from mappings.code_tables import CODED_ELEMENTS, check_codes, load_code_table, table_element
-from mappings.model import CareSetting, LegalStatusContext
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    PlainValidator,
+    StringConstraints,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
 
-__all__ = ["DEFAULT_TIMEZONE", "FeedProfile", "FieldRef", "LocalField", "ProfileError", "event_id"]
+from mappings.code_tables import CODED_ELEMENTS, CodedElement, load_code_table, table_element
+from mappings.model import CareSetting, LegalStatusContext
+from mappings.settings import Strict, problem_at, problem_lines
+
+__all__ = [
+    "DEFAULT_TIMEZONE",
+    "CodeTablesSettings",
+    "FeedProfile",
+    "FeedSettings",
+    "FieldRef",
+    "LegalStatusSettings",
+    "LocalField",
+    "ProfileError",
+    "ProfileSettings",
+    "RiskFlagSettings",
+    "TimeZone",
+    "event_id",
+]
 
 DEFAULT_TIMEZONE = "Europe/London"
 _FIELD_REF = re.compile(r"([A-Z][A-Z0-9]{2})-([1-9]\d{0,2})(?:\.([1-9]\d?))?")
 _NO_TABLES: Mapping[str, Mapping[str, str]] = MappingProxyType({})
-
-
-class ProfileError(ValueError):
-    """A profile's data is invalid; `problems` holds one ``path: reason`` line each."""
-
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("\n".join(problems))
-        self.problems = problems
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,8 +126,9 @@ class FeedProfile:
     risk_flags: tuple[LocalField, ...] = ()
 
     @classmethod
-    def from_mapping(cls, data: Mapping[str, Any]) -> FeedProfile:
-        """A profile from plain data (YAML config); raises `ProfileError` listing every problem.
+    def from_mapping(cls, data: object) -> FeedProfile:
+        """A profile from plain data (YAML config, a test's dict): validated by `FeedSettings`;
+        raises `ProfileError` listing every problem at its path.
 
         ``feed`` is required; every other key is optional::
 
@@ -129,190 +147,207 @@ class FeedProfile:
               - field: OBX-5
                 observation: RISK              # the OBX-3 identifier
         """
-        return _ProfileReader(data).profile()
-
-
-class _ProfileReader:
-    """Reads a profile mapping, collecting every problem before raising."""
-
-    _KEYS = frozenset(
-        {
-            "feed",
-            "care_setting",
-            "timezone",
-            "ward_component",
-            "code_tables",
-            "legal_status",
-            "risk_flags",
-        }
-    )
-
-    def __init__(self, data: Mapping[str, Any]) -> None:
-        self.data = data
-        self.problems: list[str] = []
-
-    def problem(self, path: str, reason: str) -> None:
-        self.problems.append(f"{path}: {reason}")
-
-    def profile(self) -> FeedProfile:
-        if not isinstance(self.data, Mapping):
-            raise ProfileError(["profile: must be a mapping"])
-        for key in sorted(set(map(str, self.data)) - self._KEYS):
-            self.problem(key, f"unknown setting; expected one of {', '.join(sorted(self._KEYS))}")
-        feed = self.data.get("feed")
-        if not isinstance(feed, str) or not feed.strip():
-            self.problem("feed", "required: the source's name")
-        profile = FeedProfile(
-            feed=str(feed),
-            care_setting=self._care_setting(),
-            timezone=self._timezone(),
-            ward_component=self._ward_component(),
-            code_tables=self._code_tables(),
-            legal_status=self._local_fields("legal_status", dated=True),
-            risk_flags=self._local_fields("risk_flags", dated=False),
-        )
-        if self.problems:
-            raise ProfileError(self.problems)
-        return profile
-
-    def _care_setting(self) -> CareSetting:
-        value = self.data.get("care_setting", CareSetting.UNKNOWN)
         try:
-            return CareSetting(value)
-        except ValueError:
-            self.problem(
-                "care_setting", f"expected one of {', '.join(c.value for c in CareSetting)}"
+            return FeedSettings.model_validate(data).feed_profile()
+        except ValidationError as exc:
+            raise ProfileError(problem_lines(exc)) from None
+
+
+# --- the profile as configuration: pydantic models, every problem at its exact path ---------
+
+
+class ProfileError(ValueError):
+    """A profile's data is invalid; `problems` holds one ``path: reason`` line each."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def _field_ref(value: object) -> FieldRef:
+    if isinstance(value, FieldRef):
+        return value
+    if not isinstance(value, str):
+        raise ValueError("must be a field such as ZU5-2 or ZMH-3.1")
+    return FieldRef.parse(value)
+
+
+def _known_zone(zone: str) -> str:
+    try:
+        ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{zone!r} is not an IANA time zone such as Europe/London") from None
+    return zone
+
+
+def _ward_component(value: object) -> int:
+    if type(value) is int and value in (1, 2):
+        return value
+    raise ValueError("must be 1 (PV1-3.1) or 2 (PV1-3.2, the ITK default)")
+
+
+FieldRefText = Annotated[FieldRef, PlainValidator(_field_ref)]
+"""A field written the HL7 way in the config (``ZU5-2``, ``ZMH-3.1``)."""
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+TimeZone = Annotated[str, AfterValidator(_known_zone)]
+"""An IANA time zone name, such as Europe/London."""
+
+
+class RiskFlagSettings(Strict):
+    """Where a feed sends a risk flag: a segment field (``ZMH-3.1``), or for an OBX field the
+    OBX whose OBX-3 is `observation`."""
+
+    field: FieldRefText
+    observation: Text | None = None
+    """The OBX-3 identifier of the OBX to read (only, and always, for an OBX field)."""
+
+    @model_validator(mode="after")
+    def _observation_only_for_obx(self) -> Self:
+        if self.field.segment == "OBX" and self.observation is None:
+            raise problem_at(
+                type(self).__name__,
+                ("observation",),
+                "required for an OBX field: the OBX-3 identifier to match",
             )
-            return CareSetting.UNKNOWN
+        if self.field.segment != "OBX" and self.observation is not None:
+            raise problem_at(type(self).__name__, ("observation",), "only for an OBX field")
+        return self
 
-    def _timezone(self) -> str:
-        value = self.data.get("timezone", DEFAULT_TIMEZONE)
-        try:
-            ZoneInfo(str(value))
-        except (ZoneInfoNotFoundError, ValueError):
-            self.problem("timezone", f"{value!r} is not an IANA time zone such as Europe/London")
-            return DEFAULT_TIMEZONE
-        return str(value)
+    def local_field(self) -> LocalField:
+        return LocalField(self.field, self.observation)
 
-    def _ward_component(self) -> Literal[1, 2]:
-        value = self.data.get("ward_component", 2)
-        if value == 1 and not isinstance(value, bool):
-            return 1
-        if value != 2 or isinstance(value, bool):
-            self.problem("ward_component", "must be 1 (PV1-3.1) or 2 (PV1-3.2, the ITK default)")
-        return 2
 
-    def _code_tables(self) -> Mapping[str, Mapping[str, str]]:
-        value = self.data.get("code_tables", {})
-        if not isinstance(value, Mapping):
-            self.problem("code_tables", "must map a coded element to a table")
-            return _NO_TABLES
-        tables: dict[str, Mapping[str, str]] = {}
-        for element_name, table in value.items():
-            path = f"code_tables.{element_name}"
-            element = CODED_ELEMENTS.get(str(element_name))
-            if element is None:
-                self.problem(
-                    path, f"unknown coded element; expected one of {', '.join(CODED_ELEMENTS)}"
+class LegalStatusSettings(RiskFlagSettings):
+    """Where a feed sends a legal status, which one it is, and the fields of its dates."""
+
+    context: LegalStatusContext | None = None
+    """admission, discharge or current; omitted: the event's own."""
+    start: FieldRefText | None = None
+    end: FieldRefText | None = None
+
+    @model_validator(mode="after")
+    def _dates_in_the_same_segment(self) -> Self:
+        for name, ref in (("start", self.start), ("end", self.end)):
+            if ref is not None and ref.segment != self.field.segment:
+                raise problem_at(
+                    type(self).__name__,
+                    (name,),
+                    f"must be a field of {self.field.segment}, like the value",
                 )
-                continue
-            if isinstance(table, str):
-                try:
-                    codes = load_code_table(table)
-                    packaged_for = table_element(table)
-                except ValueError as exc:
-                    self.problem(path, str(exc))
-                    continue
-                if packaged_for != element.name:
-                    self.problem(path, f"table {table!r} is for {packaged_for}, not {element.name}")
-                    continue
-            else:
-                codes, problems = check_codes(element, table, path)
-                self.problems.extend(problems)
-            tables[element.name] = MappingProxyType(codes)
+        return self
+
+    def local_field(self) -> LocalField:
+        return LocalField(self.field, self.observation, self.context, self.start, self.end)
+
+
+def _as_mapping(value: object) -> object:
+    """``ZU5-2`` is short for ``{field: ZU5-2}``."""
+    return {"field": value} if isinstance(value, str) else value
+
+
+def _as_list(value: object) -> object:
+    """One field (text or mapping) is short for a list of one."""
+    return [value] if isinstance(value, str | Mapping) else value
+
+
+def _element(info: ValidationInfo) -> CodedElement:
+    return CODED_ELEMENTS[str(info.field_name)]
+
+
+def _packaged(value: object, info: ValidationInfo) -> object:
+    """A packaged table's name stands for its codes; it must be a table of this element."""
+    if not isinstance(value, str):
+        return value
+    element = _element(info)
+    codes = load_code_table(value)
+    if (packaged_for := table_element(value)) != element.name:
+        raise ValueError(f"table {value!r} is for {packaged_for}, not {element.name}")
+    return codes
+
+
+def _local_code(value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("local codes must be quoted strings")
+    return value.strip()
+
+
+def _national_code(value: object, info: ValidationInfo) -> str:
+    if not isinstance(value, str):
+        raise ValueError("the national code must be a quoted string")
+    element = _element(info)
+    if value not in element.known:
+        raise ValueError(f"{value!r} is not in the national {element.what} list")
+    return value
+
+
+CodeTable = Annotated[
+    dict[
+        Annotated[str, PlainValidator(_local_code)],
+        Annotated[str, PlainValidator(_national_code)],
+    ],
+    BeforeValidator(_packaged),
+]
+"""A packaged table's name, or the table inline: {local code: national code}, both quoted (YAML
+reads an unquoted 01 as the number 1)."""
+
+
+class CodeTablesSettings(Strict):
+    """The sender's local codes for each coded element, translated to the national list."""
+
+    admission_method: CodeTable | None = None
+    admission_source: CodeTable | None = None
+    discharge_method: CodeTable | None = None
+    discharge_destination: CodeTable | None = None
+    legal_status: CodeTable | None = None
+
+    def tables(self) -> Mapping[str, Mapping[str, str]]:
+        tables = {name: MappingProxyType(dict(codes))
+                  for name, codes in self if codes is not None}  # fmt: skip
         return MappingProxyType(tables) if tables else _NO_TABLES
 
-    def _local_fields(self, key: str, *, dated: bool) -> tuple[LocalField, ...]:
-        value = self.data.get(key, ())
-        if isinstance(value, str | Mapping):
-            value = [value]
-        if not isinstance(value, list | tuple):
-            self.problem(key, "must be a field such as ZU5-2, a mapping, or a list of them")
-            return ()
-        fields = []
-        for index, item in enumerate(value):
-            local = self._local_field(f"{key}[{index}]", item, dated=dated)
-            if local is not None:
-                fields.append(local)
-        return tuple(fields)
 
-    def _local_field(self, path: str, item: object, *, dated: bool) -> LocalField | None:
-        if isinstance(item, str):
-            item = {"field": item}
-        if not isinstance(item, Mapping):
-            self.problem(path, "must be a field such as ZU5-2 or a mapping with 'field'")
-            return None
-        allowed = (
-            {"field", "observation", "context", "start", "end"}
-            if dated
-            else {
-                "field",
-                "observation",
-            }
-        )
-        for extra in sorted(set(map(str, item)) - allowed):
-            self.problem(
-                f"{path}.{extra}", f"unknown setting; expected {', '.join(sorted(allowed))}"
-            )
-        value = self._field_ref(f"{path}.field", item.get("field"), required=True)
-        observation = item.get("observation")
-        if observation is not None and (
-            not isinstance(observation, str) or not observation.strip()
-        ):
-            self.problem(f"{path}.observation", "must be the OBX-3 identifier as text")
-            observation = None
-        if value is not None and value.segment == "OBX" and observation is None:
-            self.problem(
-                f"{path}.observation", "required for an OBX field: the OBX-3 identifier to match"
-            )
-        elif value is not None and value.segment != "OBX" and observation is not None:
-            self.problem(f"{path}.observation", "only for an OBX field")
-        context = None
-        if item.get("context") is not None:
-            try:
-                context = LegalStatusContext(item["context"])
-            except ValueError:
-                self.problem(
-                    f"{path}.context",
-                    f"expected one of {', '.join(c.value for c in LegalStatusContext)}",
-                )
-        start = self._field_ref(f"{path}.start", item.get("start"))
-        end = self._field_ref(f"{path}.end", item.get("end"))
-        if value is None:
-            return None
-        for ref, name in ((start, "start"), (end, "end")):
-            if ref is not None and ref.segment != value.segment:
-                self.problem(
-                    f"{path}.{name}", f"must be a field of {value.segment}, like the value"
-                )
-        return LocalField(
-            value=value,
-            observation=observation.strip() if isinstance(observation, str) else None,
-            context=context,
-            start=start,
-            end=end,
+class ProfileSettings(Strict):
+    """What a feed does differently from the NHS ITK conventions: a source's ``profile:``."""
+
+    ward_component: Annotated[Literal[1, 2], PlainValidator(_ward_component)] = 2
+    code_tables: CodeTablesSettings = CodeTablesSettings()
+    legal_status: Annotated[
+        tuple[Annotated[LegalStatusSettings, BeforeValidator(_as_mapping)], ...],
+        BeforeValidator(_as_list),
+    ] = ()
+    risk_flags: Annotated[
+        tuple[Annotated[RiskFlagSettings, BeforeValidator(_as_mapping)], ...],
+        BeforeValidator(_as_list),
+    ] = ()
+
+    def build(
+        self,
+        feed: str,
+        care_setting: CareSetting = CareSetting.UNKNOWN,
+        timezone: str = DEFAULT_TIMEZONE,
+    ) -> FeedProfile:
+        """The runtime profile of the feed `feed` (the source's name)."""
+        return FeedProfile(
+            feed=feed,
+            care_setting=care_setting,
+            timezone=timezone,
+            ward_component=self.ward_component,
+            code_tables=self.code_tables.tables(),
+            legal_status=tuple(item.local_field() for item in self.legal_status),
+            risk_flags=tuple(item.local_field() for item in self.risk_flags),
         )
 
-    def _field_ref(self, path: str, text: object, *, required: bool = False) -> FieldRef | None:
-        if text is None:
-            if required:
-                self.problem(path, "required: a field such as ZU5-2 or ZMH-3.1")
-            return None
-        try:
-            return FieldRef.parse(str(text))
-        except ValueError as exc:
-            self.problem(path, str(exc))
-            return None
+
+class FeedSettings(ProfileSettings):
+    """A whole profile as plain data: the feed, its care setting and time zone, and its
+    `ProfileSettings` (in the engine's config the first three are the source's own)."""
+
+    feed: Text
+    care_setting: CareSetting = CareSetting.UNKNOWN
+    timezone: TimeZone = DEFAULT_TIMEZONE
+
+    def feed_profile(self) -> FeedProfile:
+        return self.build(self.feed, self.care_setting, self.timezone)
 
 
 def event_id(feed: str, message_id: str) -> str:

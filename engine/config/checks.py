@@ -11,7 +11,7 @@ def cross_check(raw: Config) -> list[str]:
     for name in raw.alerts.silent_sources if raw.alerts else {}:
         if raw.source(name) is None:
             problems.append(f"alerts.silent_sources.{name}: no source named {name!r}")
-    listening: dict[tuple[str, int], int] = {}
+    listening: dict[tuple[str, int], str] = {}
     for i, source in enumerate(raw.sources):
         if source.fhir is not None and raw.fhir_http is None:
             problems.append(f"sources[{i}].fhir: needs the top-level fhir_http listener")
@@ -19,8 +19,8 @@ def cross_check(raw: Config) -> list[str]:
             where = (source.mllp.host, source.mllp.port)
             if where in listening:
                 problems.append(f"sources[{i}].mllp.port: {where[1]} is already the MLLP port "
-                                f"of sources[{listening[where]}]")  # fmt: skip
-            listening[where] = i
+                                f"of source {listening[where]!r}")  # fmt: skip
+            listening[where] = source.name
     for kind, items in (
         ("sources", raw.sources),
         ("destinations", raw.destinations),

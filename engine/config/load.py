@@ -14,30 +14,44 @@ Loading happens in three steps, each reporting every problem as ``path: reason``
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import yaml
 from pydantic import ValidationError
 
-from engine.config.base import ConfigError
+from engine.config.base import NAME_PATTERN, ConfigError
 from engine.config.checks import cross_check
 from engine.config.destinations import DESTINATION_TYPES
 from engine.config.environment import literal_secrets, substitute
 from engine.config.root import Config
+from mappings.settings import path_of, reason_of
 
 
 def _pydantic_path(loc: tuple[int | str, ...]) -> str:
-    path = ""
-    for i, part in enumerate(loc):
-        if isinstance(part, int):
-            path += f"[{part}]"
-        elif i == 2 and loc[0] == "destinations" and part in DESTINATION_TYPES:
-            continue  # the discriminator tag pydantic inserts after destinations[i]
-        else:
-            path += f".{part}" if path else str(part)
-    return path or "(top level)"
+    if len(loc) > 2 and loc[0] == "destinations" and loc[2] in DESTINATION_TYPES:
+        loc = (*loc[:2], *loc[3:])  # the discriminator tag pydantic inserts after destinations[i]
+    return path_of(loc) or "(top level)"
+
+
+_ITEM = re.compile(r"^(sources|destinations|routes)\[(\d+)\]")
+
+
+def _by_name(problem: str, raw: Mapping[str, Any]) -> str:
+    """``sources[mh-trust].timezone`` for ``sources[0].timezone``: an item of a list of named
+    things is named by its name when it has one of its own (else by its index)."""
+    match = _ITEM.match(problem)
+    items = raw.get(match.group(1)) if match else None
+    if match is None or not isinstance(items, list) or int(match.group(2)) >= len(items):
+        return problem
+    names = [item.get("name") if isinstance(item, dict) else None for item in items]
+    name = names[int(match.group(2))]
+    if not isinstance(name, str) or not re.fullmatch(NAME_PATTERN, name) or names.count(name) > 1:
+        return problem
+    return f"{match.group(1)}[{name}]{problem[match.end() :]}"
 
 
 def parse_config(
@@ -58,12 +72,12 @@ def parse_config(
         config = Config.model_validate(raw)
     except ValidationError as exc:
         unset = {p.split(": ", 1)[0] for p in problems if p.endswith(" is not set")}
-        problems += [f"{path}: {e['msg']}" for e in exc.errors()
+        problems += [f"{path}: {reason_of(e)}" for e in exc.errors()
                      if (path := _pydantic_path(e["loc"])) not in unset]  # fmt: skip
-        raise ConfigError(problems) from None
+        raise ConfigError([_by_name(p, raw) for p in problems]) from None
     problems += cross_check(config)
     if problems:
-        raise ConfigError(problems)
+        raise ConfigError([_by_name(p, raw) for p in problems])
     return config
 
 

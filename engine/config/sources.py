@@ -2,24 +2,30 @@
 
 from __future__ import annotations
 
-import zoneinfo
 from datetime import timedelta
-from typing import Annotated, Any
+from typing import Annotated
 
-from pydantic import Field, PrivateAttr, field_validator, model_validator
+from pydantic import Field, PlainValidator, PrivateAttr, model_validator
 
-from engine.config.base import (
-    Duration,
-    FromEnvironment,
-    Name,
-    ServerTlsConfig,
-    Strict,
-    problems_error,
-)
+from engine.config.base import Duration, FromEnvironment, Name, ServerTlsConfig, Strict
 from mappings.model import CareSetting
-from mappings.profile import FeedProfile, ProfileError
+from mappings.profile import DEFAULT_TIMEZONE, FeedProfile, ProfileSettings, TimeZone
 
-_PROFILE_OWN_KEYS = ("feed", "care_setting", "timezone")
+
+def _on_the_source(_value: object) -> None:
+    raise ValueError("set on the source itself, not in its profile")
+
+
+_OnTheSource = Annotated[None, PlainValidator(_on_the_source)]
+
+
+class SourceProfile(ProfileSettings):
+    """A source's ``profile:``; the feed's name, care setting and time zone are the source's own
+    settings, and refused here."""
+
+    feed: _OnTheSource = None
+    care_setting: _OnTheSource = None
+    timezone: _OnTheSource = None
 
 
 class MllpListenerConfig(Strict):
@@ -63,42 +69,19 @@ class SourceConfig(Strict):
     name: Name
     description: str | None = None
     care_setting: CareSetting = CareSetting.UNKNOWN
-    timezone: str = "Europe/London"
+    timezone: TimeZone = DEFAULT_TIMEZONE
     mllp: MllpListenerConfig | None = None
     fhir: SourceFhirAuth | None = None
     """Accept FHIR over HTTP for this source (needs the top-level `fhir_http`)."""
-    profile: dict[str, Any] = Field(default_factory=dict)
+    profile: SourceProfile = SourceProfile()
     """How this feed differs from NHS ITK conventions (see docs/configuration.md): which PV1-3
     component holds the ward, local code tables, where legal status and risk flags are."""
     _feed_profile: FeedProfile = PrivateAttr()
 
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, zone: str) -> str:
-        try:
-            zoneinfo.ZoneInfo(zone)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {zone!r}") from None
-        return zone
-
     @model_validator(mode="after")
     def _build_feed_profile(self) -> SourceConfig:
-        """Validate `profile` (with the mapping's own reader, problems at their exact paths)
-        and build the source's FeedProfile, once, when the config is loaded."""
-        problems = [f"{k}: set on the source itself, not in its profile"
-                    for k in _PROFILE_OWN_KEYS if k in self.profile]  # fmt: skip
-        own = {k: v for k, v in self.profile.items() if k not in _PROFILE_OWN_KEYS}
-        try:
-            self._feed_profile = FeedProfile.from_mapping({
-                "feed": self.name,
-                "care_setting": self.care_setting.value,
-                "timezone": self.timezone,
-                **own,
-            })  # fmt: skip
-        except ProfileError as exc:
-            problems += exc.problems
-        if problems:
-            raise problems_error("profile", ("profile",), problems)
+        """The source's runtime FeedProfile, built once, when the config is loaded."""
+        self._feed_profile = self.profile.build(self.name, self.care_setting, self.timezone)
         return self
 
     @property

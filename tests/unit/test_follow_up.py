@@ -342,18 +342,18 @@ def test_every_problem_is_reported_with_its_path() -> None:
     assert str(caught.value) == "\n".join(caught.value.problems)
     paths = [p.split(": ", 1)[0] for p in caught.value.problems]
     assert paths == [
-        "[1].colour",
-        "[1].name",
-        "[1].standard",
-        "[1].due_after",
-        "[1].care_settings[1]",
-        "[1].inpatient_only",
-        "[1].min_age_years",
-        "[1].adult_treatment_functions[0]",
-        "[1].high_risk",
-        "[1].excluded_destinations[1]",
-        "[2]",
-        "[3].due_after",
+        "rules[1].name",
+        "rules[1].standard",
+        "rules[1].due_after",
+        "rules[1].care_settings[1]",
+        "rules[1].inpatient_only",
+        "rules[1].min_age_years",
+        "rules[1].adult_treatment_functions[0]",
+        "rules[1].high_risk",
+        "rules[1].excluded_destinations[1]",
+        "rules[1].colour",
+        "rules[2]",
+        "rules[3].due_after",
     ]
     assert "'77' is not an NHS Data Dictionary discharge destination code" in str(caught.value)
     assert "a YAML number loses leading zeros" in str(caught.value)
@@ -363,7 +363,7 @@ def test_a_duplicate_name_is_a_problem() -> None:
     rule = {"name": "same", "standard": "72h", "due_after": "72h"}
     with pytest.raises(RuleError) as caught:
         rules_from_mapping([rule, rule])
-    assert caught.value.problems == ["[1].name: 'same' is used by an earlier rule"]
+    assert caught.value.problems == ["rules[1].name: 'same' is used by an earlier rule"]
 
 
 @pytest.mark.parametrize("data", [[], {"name": "x"}, "72h", None])

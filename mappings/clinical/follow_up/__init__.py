@@ -39,6 +39,8 @@ from __future__ import annotations
 from mappings.clinical.follow_up.evaluation import discharge_instant as discharge_instant
 from mappings.clinical.follow_up.evaluation import follow_up_for as follow_up_for
 from mappings.clinical.follow_up.evaluation import no_follow_up_reason as no_follow_up_reason
+from mappings.clinical.follow_up.from_config import FollowUpRules as FollowUpRules
+from mappings.clinical.follow_up.from_config import FollowUpRuleSettings as FollowUpRuleSettings
 from mappings.clinical.follow_up.from_config import RuleError as RuleError
 from mappings.clinical.follow_up.from_config import rules_from_mapping as rules_from_mapping
 from mappings.clinical.follow_up.rules import ADULT_TREATMENT_FUNCTIONS as ADULT_TREATMENT_FUNCTIONS
@@ -56,6 +58,8 @@ __all__ = [
     "EXCLUDED_DESTINATIONS",
     "FollowUp",
     "FollowUpRule",
+    "FollowUpRuleSettings",
+    "FollowUpRules",
     "RuleError",
     "age_on",
     "describe_duration",
