@@ -52,6 +52,28 @@ class ConsoleToken(Strict):
     token: Annotated[SecretStr, FromEnvironment()] = Field(min_length=32)
 
 
+class SignInThrottle(Strict):
+    """Failed sign-ins in a row (ASVS 2.2.1): after `user_failures` for one user name, or
+    `address_failures` from one address, each further failure locks that name or address out
+    for `lockout`, doubling with every failure up to `max_lockout`. A locked-out attempt is
+    refused without its password being checked. Failures are forgotten after `forget_after`
+    without one, and a user's on a successful sign-in."""
+
+    user_failures: int = Field(default=5, ge=1, le=1000)
+    address_failures: int = Field(default=20, ge=1, le=100_000)
+    lockout: Duration = timedelta(minutes=1)
+    max_lockout: Duration = timedelta(hours=1)
+    forget_after: Duration = timedelta(hours=24)
+
+    def lock(self, threshold: int, failures: int) -> timedelta | None:
+        """How long `failures` in a row lock a key whose threshold is `threshold`."""
+        if failures < threshold:
+            return None
+        doublings = min(failures - threshold, 30)
+        lock: timedelta = min(self.lockout * 2**doublings, self.max_lockout)
+        return lock
+
+
 class ConsoleConfig(Strict):
     host: str = "127.0.0.1"
     port: int = Field(default=8081, ge=0, le=65535)
@@ -60,12 +82,28 @@ class ConsoleConfig(Strict):
     )
     """Signs session cookies and CSRF tokens; from the environment, at least 32 characters."""
     session_lifetime: Duration = timedelta(hours=8)
+    """The absolute end of a session, however busy (ASVS 3.3.1)."""
+    session_idle_timeout: Duration = timedelta(minutes=30)
+    """A session unused this long ends (ASVS 3.3.1); its use is noted at most once a minute."""
+    behind_tls_proxy: bool = False
+    """The console is reached over HTTPS through a proxy that ends TLS (with `tls` unset): the
+    cookies are marked ``Secure`` and named with the ``__Host-`` prefix, as with `tls`."""
+    trusted_proxies: tuple[str, ...] = ()
+    """Addresses of proxies in front of the console: for a request from one of them the client's
+    address is the last ``X-Forwarded-For`` entry not itself a trusted proxy (sign-in throttling
+    and the logs use it). Empty: the peer's own address."""
+    sign_in: SignInThrottle = SignInThrottle()
     users: tuple[ConsoleUser, ...] = ()
     tokens: tuple[ConsoleToken, ...] = ()
     tls: ConsoleTls | None = None
     page_size: int = Field(default=50, ge=1, le=500)
     bulk_limit: int = Field(default=1000, ge=1, le=100_000)
     """Most dead letters one bulk replay may reset."""
+
+    @property
+    def secure_cookies(self) -> bool:
+        """Whether browsers reach the console over HTTPS (its own TLS or a proxy's)."""
+        return self.tls is not None or self.behind_tls_proxy
 
     @model_validator(mode="after")
     def _unique_names(self) -> ConsoleConfig:

@@ -23,6 +23,7 @@ from engine.console.context import Console, log
 from engine.console.routes.actions import Actions
 from engine.console.routes.messages import Messages
 from engine.console.routes.overview import Overview
+from engine.console.routes.sessions import Sessions
 from engine.console.routes.signin import SignIn
 from engine.console.security import security_middleware
 from engine.console.views import Renderer
@@ -64,6 +65,10 @@ def console_app(
     app.router.add_get("/dashboard", overview.dashboard)
     app.router.add_get("/metrics", overview.prometheus)
     app.router.add_get("/audit", overview.audit_log)
+    sessions = Sessions(console)
+    app.router.add_get("/sessions", sessions.listing)
+    app.router.add_post(r"/sessions/{id:\d+}/revoke", sessions.revoke)
+    app.router.add_post("/sessions/revoke-user", sessions.revoke_user)
     return app
 
 

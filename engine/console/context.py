@@ -28,6 +28,7 @@ _NOTICES = {
     "resolve": "Resolved: {n}.",
     "hold": "Held: {n}.",
     "release": "Released: {n} delivery(ies) will be sent now.",
+    "revoke": "Revoked: {n} session(s).",
     "none": "Nothing changed: the state had already moved on.",
     "remap": "Re-mapped with today's config: {n} delivery(ies) will be sent (see the audit "
     "trail for each destination).",
@@ -52,7 +53,7 @@ class Console:
     ) -> None:
         self.store = store
         self.config = config
-        self.auth = Authenticator(config)
+        self.auth = Authenticator(config, store)
         self.on_replay = on_replay
         self.render = render
         self.engine_config = engine_config

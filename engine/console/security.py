@@ -1,18 +1,25 @@
-"""The console's one gate: who is asking (bearer token or signed session cookie), the CSRF
-check on every POST, and the security headers on every answer."""
+"""The console's one gate: who is asking (bearer token or session cookie), the CSRF check on
+every POST, and the security headers on every answer.
+
+A client's odd bytes (a non-ASCII cookie or token, a form that is not valid form data) are a
+400, 401 or 403 like any other bad request, never an error of the console's own.
+"""
 
 from __future__ import annotations
 
+import ipaddress
 from datetime import UTC, datetime
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Handler, Middleware
+from multidict import MultiDictProxy
 
+from engine.console.config import ConsoleConfig
 from engine.console.context import PRINCIPAL, Console, log
 from engine.console.templates import Safe
 from engine.store.console_search import BadFilter
 
-SESSION_COOKIE = "cb_session"
 _PUBLIC = frozenset({"/login", "/static/console.css"})
 _HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'self'; form-action 'self'; "
@@ -22,6 +29,52 @@ _HEADERS = {
     "Cache-Control": "no-store",
     "X-Frame-Options": "DENY",
 }
+
+
+def cookie_name(config: ConsoleConfig, name: str) -> str:
+    """``__Host-<name>`` when browsers reach the console over HTTPS (a cookie so named must be
+    ``Secure``, for path ``/`` and no domain), else plain `name` (plain HTTP, development)."""
+    return f"__Host-{name}" if config.secure_cookies else name
+
+
+def client_address(request: web.Request, config: ConsoleConfig) -> str:
+    """The client's address: the peer's, or behind a trusted proxy the last ``X-Forwarded-For``
+    entry that is not a trusted proxy. Always a valid IP address text, or ``unknown``."""
+    peer = _ip(request.remote)
+    if peer is None or peer not in config.trusted_proxies:
+        return peer or "unknown"
+    forwarded = request.headers.get("X-Forwarded-For", "")
+    for entry in reversed(forwarded.split(",")):
+        address = _ip(entry.strip())
+        if address is None:
+            break
+        if address not in config.trusted_proxies:
+            return address
+    return peer
+
+
+def _ip(text: str | None) -> str | None:
+    try:
+        return str(ipaddress.ip_address(text or ""))
+    except ValueError:
+        return None
+
+
+Form = MultiDictProxy[str | bytes | bytearray | web.FileField]
+
+
+async def form_of(request: web.Request) -> Form:
+    """The POST's form fields; 400 if the body is not form data."""
+    try:
+        return await request.post()
+    except (ValueError, LookupError, AssertionError, HttpProcessingError):  # bad bytes, charset
+        raise web.HTTPBadRequest(text="the body is not valid form data") from None
+
+
+def field(form: Form, name: str) -> str | None:
+    """A text field of a form, None if absent or not text."""
+    value = form.get(name)
+    return value if isinstance(value, str) else None
 
 
 def security_middleware(console: Console) -> Middleware:
@@ -41,8 +94,8 @@ async def _guarded(console: Console, request: web.Request, handler: Handler) -> 
         return await handler(request)
     now = datetime.now(UTC)
     auth = console.auth
-    principal = auth.from_token(request.headers.get("Authorization")) or auth.from_session(
-        request.cookies.get(SESSION_COOKIE), now
+    principal = auth.from_token(request.headers.get("Authorization")) or await auth.from_session(
+        request.cookies.get(cookie_name(console.config, "cb_session")), now
     )
     if principal is None:
         if request.method == "GET" and "text/html" in request.headers.get("Accept", ""):
@@ -50,9 +103,8 @@ async def _guarded(console: Console, request: web.Request, handler: Handler) -> 
         raise web.HTTPUnauthorized(text="sign in or give a bearer token")
     request[PRINCIPAL] = principal
     if request.method == "POST":
-        form = await request.post()
-        offered = form.get("csrf")
-        if not auth.csrf_ok(principal, offered if isinstance(offered, str) else None):
+        offered = field(await form_of(request), "csrf") or request.headers.get("X-CSRF-Token")
+        if not auth.csrf_ok(principal, offered):
             log.warning("console.csrf_refused", user=principal.name, path=request.path)
             raise web.HTTPForbidden(text="missing or wrong CSRF token")
     try:

@@ -116,7 +116,7 @@ def page(
             ("/dashboard", "Dashboard"),
         ]
         if allowed(principal.role, "admin"):
-            links.append(("/audit", "Audit log"))
+            links += [("/audit", "Audit log"), ("/sessions", "Sessions")]
         nav = html(
             '<nav>$links <span class="who">$name ($role)</span>'
             '<form method="post" action="/logout" class="inline">$csrf'

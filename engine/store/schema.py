@@ -8,6 +8,8 @@ audit_log   what operators did and saw in the console (append-only)
 follow_ups  the follow-up clock each discharge in a cohort started, and what became of it
 suspects    redelivered messages in hand: one left behind killed the engine
 alert_state every alert raised and not yet cleared, and the claims of the replica posting one
+console_sessions  console sign-ins (hashed session ids), revocable; sign_in_failures throttles
+            failed sign-ins per user and per address
 """
 
 from __future__ import annotations
@@ -241,3 +243,31 @@ alert_state = Table(
 )
 """One row per alert from its claimed raise until its "cleared" is taken: phase raising, raised
 or clearing; `claim` is the token of the replica posting it, since `claimed_at`."""
+
+console_sessions = Table(
+    "console_sessions",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("key_sha256", String(64), nullable=False, unique=True),
+    Column("user_name", String(80), nullable=False),
+    Column("address", String(64)),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("last_seen_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("revoked_at", UtcDateTime),
+    Column("revoked_by", String(80)),
+    Index("ix_console_sessions_live", "revoked_at", "expires_at"),
+)
+"""Console sign-ins: the SHA-256 of the session cookie (never the cookie), who, from where,
+and when it ends: `expires_at` (absolute), idle since `last_seen_at`, or revoked."""
+
+sign_in_failures = Table(
+    "sign_in_failures",
+    metadata,
+    Column("key", String(200), primary_key=True),
+    Column("failures", Integer, nullable=False),
+    Column("last_failure_at", UtcDateTime, nullable=False),
+    Column("locked_until", UtcDateTime),
+)
+"""Failed console sign-ins in a row, per user name (``user:<name>``) and per address
+(``address:<ip>``), and until when each is locked out."""

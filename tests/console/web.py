@@ -6,6 +6,7 @@ import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 from pydantic import SecretStr
@@ -17,16 +18,22 @@ from engine.store import Store
 
 PASSWORD = "correct horse battery staple"
 TOKEN = "t" * 40
-_HASH = hash_password(PASSWORD, n=2**10)  # cheap for tests; production uses 2**14
+_HASH = hash_password(PASSWORD, n=2**10)  # cheap for tests; production uses 2**17
 USERS = {"vera": "viewer", "clara": "clinical", "olive": "operator", "ada": "admin"}
 
 
-def console_config() -> ConsoleConfig:
-    return ConsoleConfig(
-        port=0,
-        session_secret=SecretStr("s" * 40),
-        users=tuple(ConsoleUser(name=n, role=r, password_hash=_HASH) for n, r in USERS.items()),
-        tokens=(ConsoleToken(name="prometheus", role="viewer", token=SecretStr(TOKEN)),),
+def console_config(**settings: Any) -> ConsoleConfig:
+    """The test console's config; `settings` override or add keys."""
+    return ConsoleConfig.model_validate(
+        {
+            "port": 0,
+            "session_secret": SecretStr("s" * 40),
+            "users": tuple(
+                ConsoleUser(name=n, role=r, password_hash=_HASH) for n, r in USERS.items()
+            ),
+            "tokens": (ConsoleToken(name="prometheus", role="viewer", token=SecretStr(TOKEN)),),
+            **settings,
+        }
     )
 
 
@@ -38,11 +45,13 @@ class Running:
 
 @asynccontextmanager
 async def console(
-    store: Store, on_replay: Callable[[], None] | None = None
+    store: Store, on_replay: Callable[[], None] | None = None, **settings: Any
 ) -> AsyncIterator[Running]:
     running = Running("")
     runner, port = await start_console(
-        store, console_config(), on_replay=on_replay or (lambda: running.woken.append(1))
+        store,
+        console_config(**settings),
+        on_replay=on_replay or (lambda: running.woken.append(1)),
     )
     running.url = f"http://127.0.0.1:{port}"
     try:
