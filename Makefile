@@ -3,19 +3,23 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+LOCK   := requirements.lock
 
-.PHONY: run check lint typecheck test bench schema clean
+.PHONY: run check lint typecheck test pip-audit lock bench schema clean
 
-$(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+# .venv holds exactly the lock: every dependency pinned and checked against its sha256 hash,
+# then the project itself with no dependencies of its own (docs/deploy.md, "Installs").
+$(STAMP): pyproject.toml $(LOCK) requirements-runtime.lock
+	$(PYTHON) tools/lock.py verify
+	$(PYTHON) -m venv --clear $(VENV)
+	$(BIN)/pip install --quiet --require-hashes -r $(LOCK)
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
 run: $(STAMP)  ## the engine on its embedded defaults (SQLite store, RabbitMQ on localhost)
 	$(BIN)/carebridge run
 
-check: lint typecheck test  ## every check: ruff, mypy --strict, the whole test suite
+check: lint typecheck test pip-audit  ## ruff, mypy --strict, every test, pip-audit of the lock
 
 lint: $(STAMP)  ## ruff, and the layering as import-linter contracts (pyproject.toml)
 	$(BIN)/ruff check .
@@ -27,6 +31,14 @@ typecheck: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/pytest
+
+pip-audit: $(STAMP)  ## skipped with a message when its vulnerability data cannot be reached
+	$(BIN)/python tools/audit_deps.py --lock $(LOCK)
+
+lock:  ## regenerate both locks from pyproject.toml (PyPI; Python 3.11), keeping pins it can
+	test -x $(BIN)/pip-compile || { $(PYTHON) -m venv $(VENV) && \
+	  $(BIN)/pip install --quiet --require-hashes -r $(LOCK); }
+	$(BIN)/python tools/lock.py compile $(if $(UPGRADE),--upgrade)
 
 bench: $(STAMP)
 	$(BIN)/python bench/end_to_end.py
