@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Final
 
 from mappings.errors import MappingError
 from mappings.fhir.read import shown_code
+from mappings.fhir.values import as_text
 from mappings.model import CANCEL_OF, CANCELS, EventKind, StayStatus
 
 if TYPE_CHECKING:
@@ -94,6 +95,56 @@ def encounter_event_kind(
     if kind is EventKind.ADMISSION and history.moved():
         return EventKind.TRANSFER
     return kind
+
+
+def check_event_agrees(
+    message: Message, encounter: Resource, header_kind: EventKind | None, status: str
+) -> None:
+    """Refuse a MessageHeader event that the Encounter's own status and period contradict.
+
+    The Encounter says what happened to the stay. A discharge is accepted only on an Encounter
+    that is ``finished`` (or ``unknown`` with a ``period.end``); a leave event only on one that
+    is not ``finished``. Anything else (a discharge on an ``onleave`` or ``in-progress``
+    Encounter, a leave start on a finished one) is refused, naming both elements: guessing
+    either way could notify a leave as a discharge, start a clock, or lose a real discharge.
+    """
+    if header_kind is None or message.header is None or status == "entered-in-error":
+        return
+    period = encounter.data.get("period")
+    ended = isinstance(period, dict) and as_text(period.get("end")) is not None
+    event_at = f"{message.header_path}.eventCoding"
+    status_at, end_at = f"{encounter.path}.status", f"{encounter.path}.period.end"
+    if header_kind is EventKind.DISCHARGE:
+        if status == "finished" or (status == "unknown" and ended):
+            return
+        if status == "onleave":
+            why = "a leave of absence is never a discharge"
+        elif status in ("cancelled", "planned"):
+            why = "the stay did not end in a discharge"
+        elif ended:
+            why = "period.end is set, but a discharge needs status 'finished'"
+        else:
+            why = "no period.end and nothing else says the stay has ended"
+        related = (status_at,) if ended else (status_at, end_at)
+        raise _contradiction("a discharge", status, why, event_at, related)
+    if header_kind in (EventKind.LEAVE_START, EventKind.LEAVE_END) and status == "finished":
+        what = f"a {header_kind.value.replace('_', ' ')}"
+        why = "the stay has ended, which a leave of absence does not"
+        raise _contradiction(what, status, why, event_at, (status_at,))
+
+
+def _contradiction(
+    what: str, status: str, why: str, event_at: str, related: tuple[str, ...]
+) -> MappingError:
+    named = ", ".join((event_at, *related))
+    return MappingError(
+        f"the MessageHeader event is {what} but the Encounter's status is '{status}': {why} "
+        f"({named})",
+        location=event_at,
+        code="102",
+        related=related,
+        issue="business-rule",
+    )
 
 
 def person_event_kind(

@@ -24,14 +24,22 @@ admission, or transfer when the location history shows a move (an earlier locati
 ``completed`` and the last one ``active``); ``onleave`` leave start; ``finished`` discharge;
 ``cancelled`` and ``entered-in-error`` cancel the admission; ``unknown`` is an update. An
 Encounter ``entered-in-error`` under a header event that is not itself a cancel cancels that
-event. ``person-update`` and ``merge`` need no Encounter.
+event. A header event the Encounter contradicts (a discharge on an Encounter that is ``onleave``,
+or ``in-progress`` with no ``period.end``; a leave on a ``finished`` one) is refused, naming
+both elements (`check_event_agrees`): leave is never a discharge. ``person-update`` and
+``merge`` need no Encounter.
 
 docs/mapping.md (FHIR part) has the field-by-field tables and the reasons for each choice.
 """
 
 from __future__ import annotations
 
-from mappings.fhir.event import encounter_event_kind, encounter_status, person_event_kind
+from mappings.fhir.event import (
+    check_event_agrees,
+    encounter_event_kind,
+    encounter_status,
+    person_event_kind,
+)
 from mappings.fhir.message import Message
 from mappings.fhir.patient import PatientReader
 from mappings.fhir.read import load_json
@@ -57,6 +65,7 @@ def map_fhir(raw: bytes, profile: FeedProfile) -> CareEvent:
         kind = person_event_kind(header_kind, trigger, message)
     else:
         status = encounter_status(encounter)
+        check_event_agrees(message, encounter, header_kind, status)
         kind = encounter_event_kind(header_kind, status, history)
         trigger = trigger or status
     patients = PatientReader(message, reading)

@@ -27,6 +27,8 @@ from mappings.fhir.vocabulary import (
     DAVINCI_EVENT_SYSTEM,
     DAVINCI_KINDS,
     KIND_BY_CODE,
+    SNOMED_EVENT_KINDS,
+    SNOMED_SYSTEM,
     V2_EVENT_SYSTEM,
 )
 from mappings.hl7v2.events import SUPPORTED_TRIGGERS
@@ -198,6 +200,8 @@ class Message:
             kind = KIND_BY_CODE.get(code)
         elif system == DAVINCI_EVENT_SYSTEM:
             kind = DAVINCI_KINDS.get(code)
+        elif system == SNOMED_SYSTEM:
+            kind = SNOMED_EVENT_KINDS.get(code)
         elif system == V2_EVENT_SYSTEM and code in SUPPORTED_TRIGGERS:
             kind = SUPPORTED_TRIGGERS[code].kind
         return kind, code

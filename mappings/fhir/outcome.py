@@ -23,16 +23,18 @@ _ISSUE_TYPE = {
 
 
 def outcome(severity: Severity, code: str, diagnostics: str,
-            expression: str | None = None) -> dict[str, Any]:  # fmt: skip
+            *expressions: str | None) -> dict[str, Any]:  # fmt: skip
     issue: dict[str, Any] = {"severity": severity, "code": code, "diagnostics": diagnostics}
-    if expression:
-        issue["expression"] = [expression]
+    named = [e for e in expressions if e]
+    if named:
+        issue["expression"] = named
     return {"resourceType": "OperationOutcome", "issue": [issue]}
 
 
 def for_mapping_error(error: MappingError) -> dict[str, Any]:
-    """The OperationOutcome for content that cannot be mapped, naming the element path."""
-    return outcome("error", _ISSUE_TYPE.get(error.code, "invalid"), error.reason, error.location)
+    """The OperationOutcome for content that cannot be mapped, naming every element path."""
+    code = error.issue or _ISSUE_TYPE.get(error.code, "invalid")
+    return outcome("error", code, error.reason, error.location, *error.related)
 
 
 def http_status(error: MappingError) -> int:

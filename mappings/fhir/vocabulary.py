@@ -55,6 +55,7 @@ CONFIDENTIALITY_SYSTEM: Final = "http://terminology.hl7.org/CodeSystem/v3-Confid
 PARTICIPATION_TYPE_SYSTEM: Final = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType"
 DAVINCI_EVENT_SYSTEM: Final = "http://hl7.org/fhir/us/davinci-alerts/CodeSystem/notification-event"
 V2_EVENT_SYSTEM: Final = "http://terminology.hl7.org/CodeSystem/v2-0003"
+SNOMED_SYSTEM: Final = "http://snomed.info/sct"
 NHS_NUMBER_OID: Final = "urn:oid:2.16.840.1.113883.2.1.4.1"
 
 EVENT_CODES: Final[Mapping[EventKind, str]] = {k: k.value.replace("_", "-") for k in EventKind}
@@ -67,6 +68,12 @@ DAVINCI_KINDS: Final[Mapping[str, EventKind]] = {
     "notification-discharge": EventKind.DISCHARGE,
 }
 """The kind of event each Da Vinci notification code (`DAVINCI_EVENT_SYSTEM`) names."""
+SNOMED_EVENT_KINDS: Final[Mapping[str, EventKind]] = {
+    "306689006": EventKind.DISCHARGE,  # Discharge to home (UK Core's example MessageHeader)
+    "58000006": EventKind.DISCHARGE,  # Patient discharge
+}
+"""SNOMED CT MessageHeader events read as a discharge, so the Encounter can be checked
+against them; other SNOMED codes leave the Encounter's status to say what happened."""
 
 # HL7 v2 patient class (table 0004) <-> FHIR Encounter.class (v3 ActCode), as the HL7 v2-to-FHIR
 # IG maps them; other table 0004 codes travel under their own system.

@@ -7,11 +7,13 @@ messaging Bundle identifier and each conditional-update identifier once.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,10 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from engine.config import StoreConfig
+from engine.store import Store
+from engine.store.console_search import SearchFilter, search
+from engine.store.follow_ups import listed_follow_ups
 from tests.adt_factory import adt, patients
 from tests.e2e.harness import (
     EngineProcess,
@@ -158,3 +164,41 @@ async def test_fhir_in_over_http_and_hl7v2_out_to_a_fhir_server(
     kinds = {b["entry"][0]["resource"]["eventCoding"]["code"] for b in fhir_server.bundles.values()}
     assert kinds == {"discharge"}
     assert any('"intake.rejected"' in line for line in proc.log_lines())
+
+
+async def test_a_discharge_event_on_leave_is_refused_over_http_and_over_rabbitmq(
+    engine: tuple[EngineProcess, str, int], fhir_server: FhirServer, tmp_path: Path
+) -> None:
+    """Issue 13 point 1: a MessageHeader discharge on an Encounter that is on leave is 422 over
+    HTTP with an OperationOutcome naming both elements, and rejected with the same reason when
+    published straight to RabbitMQ. Never a discharge: nothing delivered, no follow-up clock."""
+    _, source, port = engine
+    on_leave = (REPO / "tests/fixtures/fhir/rejected/discharge_event_on_leave.json").read_bytes()
+    status, outcome = await post(port, source, on_leave)
+    assert status == 422, outcome
+    [issue] = outcome["issue"]
+    assert issue["expression"][:2] == [
+        "Bundle.entry[0].resource.eventCoding",
+        "Bundle.entry[1].resource.status",
+    ]
+    straight = json.loads(on_leave)
+    straight["identifier"]["value"] = f"straight-{uuid.uuid4().hex}"
+    await publish_all(source, [json.dumps(straight).encode(), FHIR_MESSAGE])
+    await wait_until(lambda: len(fhir_server.bundles) >= 1, what="the real discharge delivered")
+
+    store = await Store.open(StoreConfig(url=f"sqlite+aiosqlite:///{tmp_path / 'carebridge.db'}"))
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            page = await search(store, SearchFilter(source=source, status="rejected"))
+            rejected = [m.reason for m in page.rows]
+            if len(rejected) == 2 or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.1)
+        assert rejected == [issue["diagnostics"]] * 2, "both copies kept as rejected"
+        now = datetime.now(UTC)
+        follow_ups = await listed_follow_ups(store, "open", now, timedelta(hours=4))
+    finally:
+        await store.close()
+    assert len(follow_ups) == 1, "only the real discharge started a clock"
+    assert len(fhir_server.bundles) == 1

@@ -308,11 +308,15 @@ def test_entered_in_error_leaves_the_stay_as_it_was_before_the_cancelled_event()
         ),
         ("http://terminology.hl7.org/CodeSystem/v2-0003", "A03", EventKind.DISCHARGE),
         ("http://terminology.hl7.org/CodeSystem/v2-0003", "A21", EventKind.LEAVE_START),
+        ("http://snomed.info/sct", "306689006", EventKind.DISCHARGE),
     ],
 )
 def test_known_foreign_event_codes_are_read(system: str, code: str, kind: EventKind) -> None:
     bundle = base()
     resource(bundle, "MessageHeader")["eventCoding"] = {"system": system, "code": code}
+    if kind is EventKind.DISCHARGE:  # the Encounter must agree that the stay ended
+        period = {"start": "2026-01-14T09:15:00Z", "end": "2026-02-02T10:30:00Z"}
+        resource(bundle, "Encounter").update(status="finished", period=period)
     event = run(bundle)
     assert event.kind is kind
     assert event.trigger == code
