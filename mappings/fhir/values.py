@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 
 from mappings.hl7v2.types import Reading
 from mappings.model import ODS_ORGANISATION_SYSTEM, ODS_SITE_SYSTEM, Instant, Precision
+from mappings.wallclock import CLOCK_WARNINGS, ClockNote, resolve_local
 
 JsonObject = dict[str, Any]
 
@@ -127,8 +128,9 @@ def fhir_instant(value: Any, path: str, reading: Reading) -> Instant | None:
             int(second or 0),
             int((fraction or "0")[:6].ljust(6, "0")),
         )
+        note: ClockNote | None = None
         if offset is None:
-            utc = naive.replace(tzinfo=reading.zone).astimezone(UTC)
+            utc, note = resolve_local(naive, reading.zone)
         elif offset == "Z":
             utc = naive.replace(tzinfo=UTC)
         else:
@@ -138,4 +140,8 @@ def fhir_instant(value: Any, path: str, reading: Reading) -> Instant | None:
     except (ValueError, OverflowError):
         reading.warn(path or "dateTime", "not a valid date/time; ignored")
         return None
+    if offset is None and hour is not None:
+        reading.warn(path or "dateTime", "a time without an offset: read as local wall-clock time")
+    if note is not None:
+        reading.warn(path or "dateTime", CLOCK_WARNINGS[note])
     return Instant(utc=utc, original=text, precision=precision, zone_assumed=offset is None)

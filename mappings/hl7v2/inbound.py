@@ -82,6 +82,7 @@ def map_hl7v2(raw: bytes | str, profile: FeedProfile) -> CareEvent:
     reading.warnings.extend(message.warnings)
     evn = message.segment("EVN")
     trigger = _trigger(msh, evn, reading)
+    _check_single_segments(message, trigger)
     event = SUPPORTED_TRIGGERS[trigger]
     message_id = clean(msh.value(10))
     if message_id is None:
@@ -119,6 +120,29 @@ def map_hl7v2(raw: bytes | str, profile: FeedProfile) -> CareEvent:
         cleared=_cleared(message, patient, stay) + cleared,
         warnings=tuple(reading.warnings),
     )
+
+
+# Segments the ADT structures allow once (HL7 v2.4-2.8 ch. 3: ADT_A01, A02, A03, A05, A06, A09,
+# A12, A21, A30, A38): MSH, EVN, PID, PD1, PV1, PV2 and, where it is in the structure, MRG.
+# ADT_A39 (A40) repeats its PID/PD1/MRG/PV1 group: `map_merge` refuses a second pair itself.
+_SINGLE = ("EVN", "PID", "PD1", "PV1", "PV2", "MRG")
+_MERGE_GROUP = frozenset({"PID", "PD1", "MRG", "PV1"})
+
+
+def _check_single_segments(message: Hl7Message, trigger: str) -> None:
+    """Refuse a segment sent twice where the structure allows one: which of two PIDs or PV1s
+    is the real one cannot be known, so neither is used ("first one wins" would guess)."""
+    counts: dict[str, int] = {}
+    for segment in message.segments_all:
+        counts[segment.name] = counts.get(segment.name, 0) + 1
+    for name in _SINGLE:
+        if counts.get(name, 0) > 1 and not (trigger == "A40" and name in _MERGE_GROUP):
+            raise MappingError(
+                f"{name} segment repeated ({counts[name]} times): an ADT^{trigger} allows one"
+                f" {name}; which one is meant cannot be known, so the message is not used",
+                location=name,
+                code="100",
+            )
 
 
 @lru_cache(maxsize=16)

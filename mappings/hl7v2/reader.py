@@ -88,7 +88,8 @@ def parse(raw: bytes | str) -> Hl7Message:
             if segments and line.startswith("MSH"):
                 # Two messages run together: mapping the first would silently lose the second.
                 raise MappingError(
-                    f"a second MSH at line {number}: one message at a time",
+                    f"MSH segment repeated at line {number}: a message has one MSH; send one"
+                    " message at a time",
                     location="MSH",
                     code="100",
                 )

@@ -8,11 +8,11 @@ Timestamps: ``YYYY[MM[DD[HH[MM[SS[.S+]]]]]][+/-ZZZZ]``.
 
 - An explicit offset always wins.
 - Without one the value is wall-clock time in the feed's zone (Europe/London by default).
-  At the autumn change the repeated hour is ambiguous: the *first* occurrence is used
-  (``fold=0``: 01:30 on 25 Oct 2026 is 01:30 BST = 00:30 UTC). At the spring change the
-  skipped hour does not exist: it is read with the offset in force *before* the change,
-  which moves it forward on the clock (01:30 on 29 Mar 2026 is 01:30 GMT = 01:30 UTC, which
-  the clock calls 02:30 BST). Both add a warning, since the sender's meaning is uncertain.
+  At a clock change both uncertain cases resolve to the *earlier* instant
+  (`mappings.wallclock`): the autumn hour that happens twice is its first occurrence (01:30
+  on 25 Oct 2026 is 01:30 BST = 00:30 UTC) and the spring hour that never happens is read
+  with the offset after the change (01:30 on 29 Mar 2026 is 01:30 BST = 00:30 UTC). Both add
+  a warning, since the sender's meaning is uncertain.
 - A value keeps its precision: a date is a DAY whose `utc` is local midnight.
 """
 
@@ -28,6 +28,7 @@ from mappings.codes import local_system
 from mappings.errors import MappingError
 from mappings.hl7v2.elements import Repetition
 from mappings.model import Clinician, Coding, Instant, Location, Precision
+from mappings.wallclock import CLOCK_WARNINGS, ClockNote, resolve_local
 
 __all__ = [
     "InvalidTimestamp",
@@ -114,23 +115,18 @@ def _parts(text: str) -> tuple[datetime, Precision, timezone | None]:
     return naive, _PRECISIONS[given - 1], offset
 
 
-def parse_dtm(text: str, zone: ZoneInfo) -> tuple[Instant, str | None]:
+def parse_dtm(text: str, zone: ZoneInfo) -> tuple[Instant, ClockNote | None]:
     """Read an HL7 DTM; the second value names a clock-change problem (ambiguous/nonexistent).
 
     Raises `InvalidTimestamp` when the text is not a valid date/time.
     """
     naive, precision, offset = _parts(text)
-    note = None
+    note: ClockNote | None = None
     try:
         if offset is not None:
             utc = naive.replace(tzinfo=offset).astimezone(UTC)
         else:
-            local = naive.replace(tzinfo=zone)  # fold=0: the first occurrence when ambiguous
-            utc = local.astimezone(UTC)
-            if utc.astimezone(zone).replace(tzinfo=None) != naive:
-                note = "nonexistent"
-            elif local.utcoffset() != local.replace(fold=1).utcoffset():
-                note = "ambiguous"
+            utc, note = resolve_local(naive, zone)
     except OverflowError as exc:  # year 1 or 9999 pushed past the calendar by the offset
         raise InvalidTimestamp(text) from exc
     instant = Instant(utc=utc, original=text, precision=precision, zone_assumed=offset is None)
@@ -152,10 +148,8 @@ def read_instant(
             raise MappingError("not a valid HL7 date/time", location=location, code="102") from None
         reading.warn(location, "not a valid HL7 date/time; ignored")
         return None
-    if note == "ambiguous":
-        reading.warn(location, "local time repeats at a clock change; the first one is used")
-    elif note == "nonexistent":
-        reading.warn(location, "local time skipped at a clock change; read as one hour later")
+    if note is not None:
+        reading.warn(location, CLOCK_WARNINGS[note])
     return instant
 
 

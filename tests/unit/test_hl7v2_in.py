@@ -559,12 +559,16 @@ def test_summer_wall_clock_time_is_bst() -> None:
     assert instant.utc == datetime(2026, 7, 15, 21, 30, tzinfo=UTC)
 
 
-def test_the_nonexistent_spring_hour_is_read_with_the_offset_before_the_change() -> None:
-    # 01:30 on 29 March 2026 never shows on a London clock: read as 01:30 GMT (02:30 BST).
+def test_the_nonexistent_spring_hour_is_read_as_the_earlier_instant() -> None:
+    # 01:30 on 29 March 2026 never shows on a London clock: read as 01:30 BST = 00:30 UTC,
+    # the earlier of the two readings (issue 13 point 8; tests/unit/test_clock_changes.py).
     event = mapped(EVN_6="20260329013000")
     assert event.occurred_at is not None
-    assert event.occurred_at.utc == datetime(2026, 3, 29, 1, 30, tzinfo=UTC)
-    assert "EVN-6: local time skipped at a clock change; read as one hour later" in event.warnings
+    assert event.occurred_at.utc == datetime(2026, 3, 29, 0, 30, tzinfo=UTC)
+    assert (
+        "EVN-6: local time does not exist (clocks go forward): the earlier instant is used"
+        in event.warnings
+    )
 
 
 def test_the_ambiguous_autumn_hour_is_read_as_its_first_occurrence() -> None:
@@ -572,7 +576,10 @@ def test_the_ambiguous_autumn_hour_is_read_as_its_first_occurrence() -> None:
     event = mapped(EVN_6="20261025013000")
     assert event.occurred_at is not None
     assert event.occurred_at.utc == datetime(2026, 10, 25, 0, 30, tzinfo=UTC)
-    assert "EVN-6: local time repeats at a clock change; the first one is used" in event.warnings
+    assert (
+        "EVN-6: local time happens twice (clocks go back): the earlier instant is used"
+        in event.warnings
+    )
 
 
 def test_an_explicit_offset_always_wins() -> None:
