@@ -13,6 +13,7 @@ import asyncio
 import json
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 from engine import logs
@@ -71,8 +72,37 @@ def _parser() -> argparse.ArgumentParser:
     tester.add_argument("-c", "--config", type=Path, help="config (overrides each file's config:)")
     tester.add_argument("--junit", type=Path, metavar="FILE", help="also write JUnit XML to FILE")
 
+    _simulate_parser(sub)
     sub.add_parser("schema", help="print the JSON Schema of the care event")
     return parser
+
+
+def _simulate_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
+    sim = sub.add_parser(
+        "simulate", help="send simulated patient journeys to an engine; --verify checks receipt"
+    )
+    sim.add_argument("-c", "--config", type=Path, required=True, help="the engine's config")
+    sim.add_argument("--pathways", type=Path, nargs="*", default=[], help="pathway files/folders")
+    sim.add_argument("--patients", type=int, default=20)
+    sim.add_argument("--seed", type=int, default=1)
+    sim.add_argument("--days", type=float, default=7.0, help="journeys start within this window")
+    sim.add_argument(
+        "--start", type=datetime.fromisoformat, help="window start (default: now - days)"
+    )
+    sim.add_argument("--messy", type=float, default=0.2, help="share of messy but legal messages")
+    sim.add_argument("--invalid", type=float, default=0.02, help="share of inputs to be rejected")
+    sim.add_argument("--via", choices=["amqp", "mllp"], default="amqp")
+    sim.add_argument("--amqp", default=DEFAULT_AMQP, help=f"broker URL (default {DEFAULT_AMQP})")
+    sim.add_argument("--rate", type=float, default=100.0, help="messages per second at most")
+    sim.add_argument(
+        "--speed", type=float, help="simulated seconds per second (default: no pacing)"
+    )
+    sim.add_argument("--out", type=Path, help="write messages/ and truth.jsonl here")
+    sim.add_argument("--dry-run", action="store_true", help="only generate (with --out)")
+    sim.add_argument(
+        "--verify", action="store_true", help="serve the destinations, print a verdict"
+    )
+    sim.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for receipts")
 
 
 def _fail(message: str, code: int = EXIT_REJECTED) -> int:
@@ -153,6 +183,37 @@ def cmd_test(paths: Sequence[Path], config_path: Path | None, junit: Path | None
     return run_test_files(paths, config_path=config_path, load=_load, junit=junit)
 
 
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from engine.simulate.pathways import PathwayError, load_pathways
+    from engine.simulate.receivers import NotLocal
+    from engine.simulate.run import Options, generate, simulate, write_out
+
+    try:
+        config = _load(args.config)
+        pathways = load_pathways(args.pathways)
+    except (ConfigError, PathwayError) as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return EXIT_USAGE
+    if args.dry_run and args.out is None:
+        return _fail("--dry-run needs --out DIR", EXIT_USAGE)
+    start = args.start.replace(tzinfo=args.start.tzinfo or UTC) if args.start else None
+    options = Options(config, pathways, patients=args.patients, seed=args.seed, start=start,
+                      days=args.days, messy=args.messy, invalid=args.invalid, via=args.via,
+                      amqp_url=args.amqp, rate=args.rate, speed=args.speed, out=args.out,
+                      verify=args.verify, timeout=args.timeout)  # fmt: skip
+    now = datetime.now(UTC)
+    if args.dry_run:
+        sent, truth = generate(options, now)
+        write_out(args.out, sent, truth)
+        print(f"{len(sent)} messages and their ground truth written to {args.out}")
+        return EXIT_OK
+    try:
+        return asyncio.run(simulate(options, now))
+    except NotLocal as exc:
+        return _fail(str(exc), EXIT_USAGE)
+
+
 def cmd_schema() -> int:
     print(json.dumps(CareEvent.model_json_schema(), indent=2, sort_keys=True))
     return EXIT_OK
@@ -185,6 +246,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_send(args.files, args.source, args.amqp, args.mllp)
         case "test":
             return cmd_test(args.paths, args.config, args.junit)
+        case "simulate":
+            return cmd_simulate(args)
         case "schema":
             return cmd_schema()
         case "run":

@@ -1,0 +1,129 @@
+"""`carebridge simulate --verify` against a real engine on the real broker: the simulator sends
+journeys over RabbitMQ or MLLP, plays every destination, and its verdict is clean; and when the
+engine runs another config than the one the truth was written for, the verdict finds it."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import AMQP_URL
+from tests.e2e.harness import CAREBRIDGE, EngineProcess, delete_queues, free_port
+
+pytestmark = pytest.mark.integration
+SOURCES = ["mh-trust", "acute-trust", "community"]
+ACK = "simulated-ack-secret-" + "x" * 24
+
+
+def configs(tmp: Path, *, mllp: bool, drop_notify_route: bool = False) -> tuple[Path, Path, int]:
+    """The engine's config and the simulation's (the same, unless a route is dropped)."""
+    hooks, notify, pas, http = free_port(), free_port(), free_port(), free_port()
+    listeners = {s: free_port() for s in SOURCES}
+    sources = "\n".join(
+        f"  - {{name: {s}, care_setting: {setting}"
+        + (f", mllp: {{host: 127.0.0.1, port: {listeners[s]}}}" if mllp else "")
+        + "}"
+        for s, setting in zip(SOURCES, ["mental_health", "acute", "community"], strict=True)
+    )
+    routes = """\
+  - {name: mh, match: {sources: [mh-trust], kinds: [admission, transfer, discharge]}, to: [team]}
+  - {name: discharges, match: {kinds: [discharge], care_settings: [acute, community]}, to: [pas]}
+  - {name: notify, match: {kinds: [discharge, transfer]}, to: [notify]}
+"""
+    body = f"""
+amqp: {{url: "{AMQP_URL}", prefetch: 200}}
+store: {{url: "sqlite+aiosqlite:///{tmp / "carebridge.db"}"}}
+http: {{host: 127.0.0.1, port: {http}}}
+delivery: {{poll_interval: 200ms}}
+retry_policies:
+  default: {{quick_attempts: 2, quick_wait: 50ms, initial_backoff: 200ms, max_backoff: 2s,
+            max_age: 10m}}
+sources:
+{sources}
+destinations:
+  - {{name: team, type: webhook, url: "http://127.0.0.1:{hooks}/team", timeout: 5s}}
+  - {{name: pas, type: mllp, host: 127.0.0.1, port: {pas}}}
+  - name: notify
+    type: notification
+    ack_base_url: "https://cb.example"
+    ack_secret: ${{ACK}}
+    recipients:
+      - {{name: gp-y99901, url: "http://127.0.0.1:{notify}/gp", gp_practices: [Y99901]}}
+      - {{name: acute-team, url: "http://127.0.0.1:{notify}/acute", providers: [RCB]}}
+      - {{name: cmht, url: "http://127.0.0.1:{notify}/cmht"}}
+routes:
+"""
+    simulation = tmp / "simulation.yaml"
+    simulation.write_text(body + routes)
+    engine = tmp / "engine.yaml"
+    kept = "".join(line + "\n" for line in routes.splitlines()
+                   if not (drop_notify_route and "name: notify" in line))  # fmt: skip
+    engine.write_text(body + kept)
+    return engine, simulation, http
+
+
+@pytest.fixture
+async def queues() -> AsyncIterator[None]:
+    names = [f"carebridge.inbound.{s}" for s in SOURCES]
+    await asyncio.to_thread(delete_queues, names)
+    yield
+    await asyncio.to_thread(delete_queues, names)
+
+
+async def simulate(simulation: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    command = [str(CAREBRIDGE), "simulate", "-c", str(simulation), "--amqp", AMQP_URL,
+               "--rate", "200", "--timeout", "90", *args]  # fmt: skip
+    env = {**os.environ, "ACK": ACK}
+    return await asyncio.to_thread(
+        subprocess.run, command, capture_output=True, text=True, timeout=300, env=env, check=False
+    )
+
+
+async def run_engine(config: Path, http: int, tmp: Path) -> EngineProcess:
+    engine = EngineProcess(config, http, tmp / "engine.log")
+    await engine.start(env={"ACK": ACK})
+    return engine
+
+
+@pytest.mark.parametrize("via", ["amqp", "mllp"])
+async def test_simulated_journeys_arrive_exactly_as_the_ground_truth_says(
+    tmp_path: Path, queues: None, via: str
+) -> None:
+    engine_config, simulation, http = configs(tmp_path, mllp=via == "mllp")
+    engine = await run_engine(engine_config, http, tmp_path)
+    try:
+        result = await simulate(simulation, "--patients", "40", "--seed", "11", "--via", via,
+                                "--out", str(tmp_path / "sim"), "--verify")  # fmt: skip
+    finally:
+        await engine.terminate()
+    assert result.returncode == 0, result.stdout + result.stderr + engine.tail()
+    assert "every destination received exactly what it should" in result.stdout
+    rows = {line.split()[0]: line.split() for line in result.stdout.splitlines() if line}
+    for name in ("team", "pas", "notify"):
+        expected, delivered = int(rows[name][1]), int(rows[name][2])
+        assert expected == delivered > 0, result.stdout
+    assert (tmp_path / "sim" / "truth.jsonl").stat().st_size > 0
+
+
+async def test_the_verdict_finds_what_the_engine_failed_to_send(
+    tmp_path: Path, queues: None
+) -> None:
+    engine_config, simulation, http = configs(tmp_path, mllp=False, drop_notify_route=True)
+    engine = await run_engine(engine_config, http, tmp_path)
+    try:
+        result = await simulate(simulation, "--patients", "15", "--seed", "5", "--verify",
+                                "--timeout", "8")  # fmt: skip
+    finally:
+        await engine.terminate()
+    assert result.returncode == 1, result.stdout + result.stderr
+    rows = {line.split()[0]: line.split() for line in result.stdout.splitlines() if line}
+    assert int(rows["notify"][1]) > 0
+    assert rows["notify"][2] == "0"
+    assert int(rows["notify"][3]) == int(rows["notify"][1])  # every one missing
+    assert rows["team"][3] == "0"
+    assert "defects" in result.stdout
