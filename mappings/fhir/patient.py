@@ -11,6 +11,7 @@ from urllib.parse import unquote
 from mappings import nhs_number
 from mappings.codes import ETHNIC_CATEGORIES, ETHNIC_CATEGORY_ENGLAND, local_system
 from mappings.errors import MappingError
+from mappings.fhir.gp import read_gp
 from mappings.fhir.message import Message, Resource
 from mappings.fhir.read import shown_code
 from mappings.fhir.values import (
@@ -23,13 +24,11 @@ from mappings.fhir.values import (
     extensions_of,
     fhir_instant,
     first_code,
-    identifier_value,
     logical_ods,
 )
 from mappings.fhir.vocabulary import (
     CONFIDENTIALITY_SYSTEM,
     ETHNIC_CATEGORY_URL,
-    GMP_NUMBER_SYSTEM,
     IDENTIFIER_TYPE_SYSTEM,
     LOCAL_IDENTIFIER_PREFIX,
     NHS_NUMBER_OID,
@@ -38,7 +37,6 @@ from mappings.fhir.vocabulary import (
 from mappings.hl7v2.types import Reading
 from mappings.model import (
     NHS_NUMBER_SYSTEM,
-    ODS_ORGANISATION_SYSTEM,
     Address,
     AddressUse,
     Coding,
@@ -127,7 +125,7 @@ class PatientReader:
         identifiers = self.identifiers(resource)
         birth_date, birth_text = self._birth_date(data.get("birthDate"), f"{path}.birthDate")
         gender = as_text(data.get("gender"))
-        gp_practice, gp_code = self._gp(resource)
+        gp_practice, gp_code = read_gp(self.message, resource, self.reading)
         security = as_objects((data.get("meta") or {}).get("security"))
         return Patient(
             identifiers=identifiers,
@@ -245,22 +243,6 @@ class PatientReader:
                     display=as_text(other.get("display")),
                 )
         return None
-
-    def _gp(self, resource: Resource) -> tuple[str | None, str | None]:
-        practice = code = None
-        for reference in as_objects(resource.data.get("generalPractitioner")):
-            target = self.message.resolve(reference, resource, "Organization", "Practitioner")
-            kind = target.type if target else as_text(reference.get("type"))
-            identifiers = (
-                as_objects(target.data.get("identifier"))
-                if target
-                else as_objects([reference.get("identifier")])
-            )
-            if kind == "Organization" and practice is None:
-                practice = identifier_value(identifiers, ODS_ORGANISATION_SYSTEM)
-            elif kind == "Practitioner" and code is None:
-                code = identifier_value(identifiers, GMP_NUMBER_SYSTEM)
-        return practice, code
 
     def merge(self, survivor: Resource | None, patient: Patient) -> Merge:
         """A merge: the survivor ``replaces`` the retired record (Patient.link), or the retired
