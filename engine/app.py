@@ -351,6 +351,8 @@ async def start_engine(config: Config) -> Engine:
     try:
         store = await Store.open(config.store)
         stack.push_async_callback(store.close)
+        if freed := await store.release_leases_at_start():  # SQLite: a dead predecessor's
+            log.info("delivery.leases_freed_at_start", deliveries=freed)
         publisher, broker = await _open_brokers(config, stack)
         webhook = await stack.enter_async_context(WebhookClient())
         delivery = _delivery_loop(config, store, _senders(config, webhook, publisher, stack, store))

@@ -16,8 +16,10 @@ class DeliveryConfig(Strict):
     time: its link is serial), so a slow destination cannot hold every slot."""
     batch_size: int = Field(default=100, ge=1)
     poll_interval: Duration = timedelta(seconds=1)
-    lease: Duration = timedelta(seconds=120)
-    """How long a claimed delivery is reserved; must exceed a destination's timeout."""
+    lease: Duration = timedelta(seconds=20)
+    """How long a claimed delivery is reserved. The engine sending it renews the lease every
+    quarter of it while the send runs, so a slow send keeps it however long it takes, and a
+    dead engine's deliveries are free again within one lease."""
 
 
 class RetryPolicy(Strict):

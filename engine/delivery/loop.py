@@ -5,6 +5,10 @@
       ─► classify          delivered │ permanent → dead letter │ transient → backoff or dead letter
       ─► store.finish_delivery()
 
+While a delivery is in flight its lease is renewed every quarter of `delivery.lease`, so a slow
+but healthy send is never taken by another worker, and a dead engine's deliveries are free again
+within one lease of its last renewal.
+
 Retry state lives in the store (`next_attempt_at`, `attempts`), so backoff survives restarts and
 outages of hours. A patient whose head delivery is waiting holds only that patient's later events
 for that destination; every other patient's deliveries go past it.
@@ -69,6 +73,9 @@ class DeliveryLoop:
         self._stopping = asyncio.Event()
         self._slots = asyncio.Semaphore(config.concurrency)
         self._in_flight: set[asyncio.Task[None]] = set()
+        self._held: set[int] = set()
+        """The ids of the deliveries in flight, whose leases are renewed while they run."""
+        self._renewer: asyncio.Task[None] | None = None
         self._caps: Mapping[str, int] = caps or {}
         """Most deliveries in flight per destination (an MLLP link takes one at a time)."""
         self._busy: collections.Counter[str] = collections.Counter()
@@ -89,7 +96,15 @@ class DeliveryLoop:
     def in_flight(self) -> int:
         return len(self._in_flight)
 
+    @property
+    def owner(self) -> str:
+        """The name this engine's leases carry (new at every start)."""
+        return self._owner
+
     async def run(self) -> None:
+        if self._renewer is None:
+            self._renewer = asyncio.create_task(self._renew_leases(), name="delivery-leases")
+        log.info("delivery.started", owner=self._owner, lease_s=self._lease_s)
         while not self._stopping.is_set():
             self._wake.clear()
             free = self._config.concurrency - len(self._in_flight)
@@ -111,6 +126,28 @@ class DeliveryLoop:
             if more_due:
                 continue  # more may be due right now
             await self._idle()
+
+    @property
+    def _lease_s(self) -> float:
+        return self._config.lease.total_seconds()
+
+    async def _renew_leases(self) -> None:
+        """Every quarter lease, extend the leases of the deliveries in flight (one statement
+        for all): a send that outlasts the lease keeps it; a dead engine renews nothing."""
+        while True:
+            await asyncio.sleep(self._lease_s / 4)
+            held = sorted(self._held)
+            if not held:
+                continue
+            try:
+                kept = await self._store.renew_leases(
+                    held, lease=self._config.lease, owner=self._owner
+                )
+            except Exception as exc:  # noqa: BLE001 - retried at the next quarter lease
+                log.warning("delivery.lease_renewal_failed", error=type(exc).__name__)
+                continue
+            if kept < len(held):  # finished meanwhile, or (store stalled) taken by another
+                log.debug("delivery.leases_not_renewed", deliveries=len(held) - kept)
 
     def _room(self, destination: str, free: int) -> int:
         """How many deliveries to claim for `destination` now: 0 until half of its slots
@@ -134,11 +171,13 @@ class DeliveryLoop:
     def _launch(self, item: ClaimedDelivery) -> None:
         task = asyncio.create_task(self._deliver(item))
         self._in_flight.add(task)
+        self._held.add(item.id)
         self._busy[item.destination] += 1
-        task.add_done_callback(functools.partial(self._done_for, item.destination))
+        task.add_done_callback(functools.partial(self._done_for, item))
 
-    def _done_for(self, destination: str, task: asyncio.Task[None]) -> None:
-        self._busy[destination] -= 1
+    def _done_for(self, item: ClaimedDelivery, task: asyncio.Task[None]) -> None:
+        self._busy[item.destination] -= 1
+        self._held.discard(item.id)
         self._done(task)
 
     def _done(self, task: asyncio.Task[None]) -> None:
@@ -160,6 +199,8 @@ class DeliveryLoop:
             task.cancel()
         if self._in_flight:
             await asyncio.wait(set(self._in_flight), timeout=5)
+        if self._renewer is not None:
+            self._renewer.cancel()
         if self._writer is not None:
             with contextlib.suppress(TimeoutError):  # outcomes already queued still go in
                 await asyncio.wait_for(self._outcomes.join(), timeout=5)

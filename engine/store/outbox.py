@@ -87,7 +87,7 @@ def _claimed(r: Any) -> ClaimedDelivery:
 
 
 class Outbox(StoreBase):
-    """`claim_due`, `finish_deliveries` and `release`."""
+    """`claim_due`, `renew_leases`, `finish_deliveries` and `release`."""
 
     async def claim_due(
         self,
@@ -170,6 +170,42 @@ class Outbox(StoreBase):
                 if params_list:
                     await conn.execute(_OUTCOME_UPDATES[kind], params_list)
             await conn.commit()
+
+    async def renew_leases(
+        self, delivery_ids: Sequence[int], *, lease: timedelta, owner: str
+    ) -> int:
+        """Extend `owner`'s leases on deliveries it is still sending; returns how many it still
+        held (a lease that ran out and was taken by another worker is not taken back)."""
+        if not delivery_ids:
+            return 0
+        async with self.writing() as conn:
+            result = await conn.execute(
+                sa.update(deliveries)
+                .where(
+                    deliveries.c.id.in_(list(delivery_ids)),
+                    deliveries.c.lease_owner == owner,
+                    deliveries.c.status == DeliveryStatus.PENDING,
+                )
+                .values(lease_until=utc_now() + lease)
+            )
+            await conn.commit()
+        return int(result.rowcount)
+
+    async def release_leases_at_start(self) -> int:
+        """On SQLite, free every lease: one engine only can use the file, so a lease found at
+        start was its dead predecessor's, and its deliveries may go at once. On PostgreSQL,
+        nothing (a lease may be a live replica's). Returns how many were freed."""
+        if self._is_postgres:
+            return 0
+        async with self.writing() as conn:
+            result = await conn.execute(
+                sa.update(deliveries)
+                .where(deliveries.c.lease_owner.is_not(None),
+                       deliveries.c.status == DeliveryStatus.PENDING)
+                .values(lease_until=None, lease_owner=None)
+            )  # fmt: skip
+            await conn.commit()
+        return int(result.rowcount)
 
     async def release(self, delivery_ids: Sequence[int]) -> None:
         """Give up leases without an attempt (shutdown), so the deliveries can go at once."""

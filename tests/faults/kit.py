@@ -49,8 +49,10 @@ def fault_config(
     extra: str = "",
     webhook_timeout: str = "2s",
     amqp_extra: str = "",
+    delivery: str = "poll_interval: 200ms, lease: 5s",
 ) -> Path:
-    """Outages and backoffs scaled down: 2 s heartbeats, ms backoffs, a 5 s lease."""
+    """Outages and backoffs scaled down: 2 s heartbeats, ms backoffs, a 5 s lease (`delivery`
+    replaces the whole `delivery:` mapping)."""
     store = store_url or f"sqlite+aiosqlite:///{folder / 'carebridge.db'}"
     lines = "\n".join(
         f"  - {{name: {s}, care_setting: mental_health{source_extra}}}" for s in sources
@@ -59,7 +61,7 @@ def fault_config(
 amqp: {{url: "{amqp_url}", prefetch: 200, heartbeat: 2s, confirm_timeout: 3s{amqp_extra}}}
 store: {{url: "{store}"}}
 http: {{host: 127.0.0.1, port: {http_port}}}
-delivery: {{poll_interval: 200ms, lease: 5s}}
+delivery: {{{delivery}}}
 shutdown: {{deadline: 5s}}
 retry_policies:
   default: {{quick_attempts: 2, quick_wait: 50ms, initial_backoff: 200ms, max_backoff: 1s,

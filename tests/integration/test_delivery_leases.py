@@ -1,0 +1,89 @@
+"""Leases: renewed while a send runs, so a slow but healthy send is never sent twice, however
+short the lease; freed at start on SQLite, whose only engine is the one starting."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from adapters.webhook import WebhookClient
+from engine.config import DeliveryConfig, WebhookDestination
+from engine.delivery.loop import DeliveryLoop
+from engine.delivery.webhook import WebhookSender
+from engine.store import Store
+from engine.store.schema import deliveries
+from tests.e2e.harness import wait_until
+from tests.integration.test_delivery import FAST, Destination, destination, enqueue, statuses
+
+__all__ = ["destination"]  # the fixture, used by name
+
+pytestmark = pytest.mark.integration
+
+
+async def test_a_send_longer_than_the_lease_is_sent_once(
+    store: Store, destination: Destination
+) -> None:
+    """Two workers share the outbox; the destination takes four leases to answer. Without
+    renewal the lease runs out mid-send and the other worker (or the same one) sends again."""
+    destination.delay = 4.0
+    await enqueue(store, "p", 0)
+    client = await WebhookClient().__aenter__()
+    config = WebhookDestination(type="webhook", name="dest", url=destination.url,
+                                timeout=timedelta(seconds=30))  # fmt: skip
+    lease = DeliveryConfig(concurrency=4, poll_interval=timedelta(milliseconds=50),
+                           lease=timedelta(seconds=1))  # fmt: skip
+    sender = WebhookSender(config, client.post)
+    loops = [DeliveryLoop(store, {"dest": sender}, {"dest": FAST}, {"dest": False}, lease)
+             for _ in range(2)]  # fmt: skip
+    tasks = [asyncio.create_task(loop.run()) for loop in loops]
+    try:
+        await wait_until(lambda: bool(destination.hits), deadline=10, what="the send")
+        end = asyncio.get_running_loop().time() + 20
+        while (await statuses(store)) != {"ev-p-0": "delivered"}:
+            assert asyncio.get_running_loop().time() < end, "never delivered"
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(1.5)  # a lease and a half more: nothing goes again
+        assert len(destination.hits) == 1, f"sent {len(destination.hits)} times"
+    finally:
+        for loop in loops:
+            loop.stop()
+        await asyncio.gather(*tasks)
+        for loop in loops:
+            await loop.drain(0)
+        await client.close()
+
+
+async def test_leases_are_freed_at_start_on_sqlite_only(store: Store) -> None:
+    await enqueue(store, "p", 0)
+    claimed = await store.claim_due(["dest"], limit=5, lease=timedelta(minutes=10), owner="dead")
+    assert len(claimed) == 1
+    freed = await store.release_leases_at_start()
+    async with store.engine.connect() as conn:
+        owner = (await conn.execute(sa.select(deliveries.c.lease_owner))).scalar_one()
+    if store.engine.dialect.name == "sqlite":
+        assert (freed, owner) == (1, None)
+        again = await store.claim_due(["dest"], limit=5, lease=timedelta(minutes=10),
+                                      owner="new", now=datetime.now(UTC))  # fmt: skip
+        assert [d.id for d in again] == [claimed[0].id]
+    else:  # a lease on PostgreSQL may be a live replica's
+        assert (freed, owner) == (0, "dead")
+
+
+async def test_renewal_extends_only_the_owners_pending_leases(store: Store) -> None:
+    await enqueue(store, "p", 0)
+    await enqueue(store, "q", 0)
+    first, second = await store.claim_due(["dest"], limit=5, lease=timedelta(seconds=5),
+                                          owner="a")  # fmt: skip
+    renewed = await store.renew_leases([first.id, second.id], lease=timedelta(minutes=5),
+                                       owner="b")  # fmt: skip
+    assert renewed == 0, "another owner cannot renew"
+    renewed = await store.renew_leases([first.id], lease=timedelta(minutes=5), owner="a")
+    assert renewed == 1
+    async with store.engine.connect() as conn:
+        query = sa.select(deliveries.c.id, deliveries.c.lease_until)
+        rows = dict((await conn.execute(query)).all())
+    assert rows[first.id] > datetime.now(UTC) + timedelta(minutes=4)
+    assert rows[second.id] < datetime.now(UTC) + timedelta(seconds=6)
