@@ -11,13 +11,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
 from engine import logs
-from engine.config import Config, ConfigError, load_config
+from engine.config import Config, ConfigError, check_config, load_config, parse_env_file
 from mappings.errors import MappingError
 from mappings.fhir.outbound import render_fhir_message
 from mappings.inbound import map_message
@@ -42,8 +43,20 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the engine (embedded defaults without -c)")
     run.add_argument("-c", "--config", type=Path, help="YAML config file")
 
-    check = sub.add_parser("check-config", help="validate a config file: exit 0 valid, 1 invalid")
+    check = sub.add_parser(
+        "check-config",
+        help="validate a config file: exit 0 valid, 1 invalid; unset environment variables are "
+        "warnings unless --require-env",
+    )
     check.add_argument("file", type=Path)
+    check.add_argument(
+        "--env-file", type=Path, help="read variables from this dotenv-style file (NAME=value) "
+        "as well; the process environment wins where both set one",
+    )  # fmt: skip
+    check.add_argument(
+        "--require-env", action="store_true",
+        help="an unset environment variable is an error (the check before a deployment)",
+    )  # fmt: skip
 
     mapper = sub.add_parser("map", help="map one message file to a care event (JSON on stdout)")
     mapper.add_argument("file", type=Path)
@@ -114,17 +127,41 @@ def _load(path: Path | None) -> Config:
     return load_config(path)
 
 
-def cmd_check_config(path: Path) -> int:
+def _load_without_secrets(path: Path | None) -> Config:
+    """The config as `check-config` reads it: an unset environment variable is a warning on
+    stderr, and the settings that use it take a stand-in (route tests need no secrets)."""
+    checked = check_config(path)
+    for warning in checked.warnings():
+        print(f"warning: {path}: {warning}", file=sys.stderr)
+    if checked.config is None:
+        raise ConfigError(["cannot be used without the environment variables above"])
+    return checked.config
+
+
+def cmd_check_config(path: Path, env_file: Path | None, require_env: bool) -> int:
+    """Every problem as ``path: reason`` on stderr (exit 1); each unset variable as a warning
+    (exit 0 if nothing else is wrong) unless `require_env`."""
+    env: dict[str, str] = {}
     try:
-        config = _load(path)
+        if env_file is not None:
+            try:
+                env = parse_env_file(env_file.read_text("utf-8"), str(env_file))
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ConfigError([f"{env_file}: cannot read ({exc})"]) from None
+        checked = check_config(path, {**env, **os.environ}, require_env=require_env)
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         return EXIT_REJECTED
-    print(
-        f"{path}: valid ({len(config.sources)} sources, {len(config.destinations)} "
-        f"destinations, {len(config.routes)} routes)"
-    )
+    for warning in checked.warnings():
+        print(f"warning: {warning}", file=sys.stderr)
+    config = checked.config
+    counts = (
+        f" ({len(config.sources)} sources, {len(config.destinations)} destinations, "
+        f"{len(config.routes)} routes)" if config is not None else ""
+    )  # fmt: skip
+    unset = f"; {len(checked.unset)} environment variables not set" if checked.unset else ""
+    print(f"{path}: valid{counts}{unset}")
     return EXIT_OK
 
 
@@ -180,7 +217,7 @@ def cmd_send(files: Sequence[Path], source: str | None, amqp_url: str, mllp: str
 def cmd_test(paths: Sequence[Path], config_path: Path | None, junit: Path | None) -> int:
     from engine.routetest import run_test_files
 
-    return run_test_files(paths, config_path=config_path, load=_load, junit=junit)
+    return run_test_files(paths, config_path=config_path, load=_load_without_secrets, junit=junit)
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
@@ -239,7 +276,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logs.configure(level="warning", fmt="console")
     match args.command:
         case "check-config":
-            return cmd_check_config(args.file)
+            return cmd_check_config(args.file, args.env_file, args.require_env)
         case "map":
             return cmd_map(args.file, args.config, args.source, args.to)
         case "send":

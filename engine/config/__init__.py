@@ -35,8 +35,9 @@ from engine.config.destinations import (
     OAuth2ClientCredentials,
     WebhookDestination,
 )
+from engine.config.environment import parse_env_file
 from engine.config.follow_up import FollowUpConfig
-from engine.config.load import load_config, parse_config
+from engine.config.load import CheckedConfig, check_config, load_config, parse_config
 from engine.config.root import (
     Config,
     HttpConfig,
@@ -63,6 +64,7 @@ __all__ = [
     "AlertsConfig",
     "AmqpConfig",
     "AmqpDestination",
+    "CheckedConfig",
     "Config",
     "ConfigError",
     "ConsoleConfig",
@@ -95,10 +97,12 @@ __all__ = [
     "Strict",
     "TlsConfig",
     "WebhookDestination",
+    "check_config",
     "feed_profile",
     "feed_profiles",
     "follow_up_rules",
     "load_config",
     "parse_config",
     "parse_duration",
+    "parse_env_file",
 ]

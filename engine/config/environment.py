@@ -18,21 +18,28 @@ from typing import Annotated, Any, Union, get_args, get_origin
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from engine.config.base import CredentialHeaders, FromEnvironment
+from engine.config.base import ConfigError, CredentialHeaders, FromEnvironment
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
-def substitute(node: Any, path: str, env: Mapping[str, str], problems: list[str]) -> Any:
-    """Replace ${NAME} from the environment, recording a problem for each one that is unset."""
+def substitute(
+    node: Any,
+    path: str,
+    env: Mapping[str, str],
+    unset: dict[str, list[str]],
+    stand_ins: Mapping[str, str] | None = None,
+) -> Any:
+    """Replace ${NAME} from the environment, noting in `unset` the path of each one that is
+    not set (without a default). A value with an unset variable becomes "" there, or its whole
+    value becomes its `stand_ins` entry when it has one."""
     if isinstance(node, dict):
-        return {
-            k: substitute(v, f"{path}.{k}" if path else str(k), env, problems)
-            for k, v in node.items()
-        }
+        return {k: substitute(v, f"{path}.{k}" if path else str(k), env, unset, stand_ins)
+                for k, v in node.items()}  # fmt: skip
     if isinstance(node, list):
-        return [substitute(v, f"{path}[{i}]", env, problems) for i, v in enumerate(node)]
+        return [substitute(v, f"{path}[{i}]", env, unset, stand_ins) for i, v in enumerate(node)]
     if isinstance(node, str):
+        missing: list[str] = []
 
         def replace(m: re.Match[str]) -> str:
             name, default = m.group(1), m.group(2)
@@ -40,10 +47,13 @@ def substitute(node: Any, path: str, env: Mapping[str, str], problems: list[str]
                 return env[name]
             if default is not None:
                 return default
-            problems.append(f"{path}: environment variable {name} is not set")
+            missing.append(name)
             return ""
 
-        return _ENV_REF.sub(replace, node)
+        value = _ENV_REF.sub(replace, node)
+        for name in missing:
+            unset.setdefault(name, []).append(path)
+        return stand_ins[path] if missing and stand_ins and path in stand_ins else value
     return node
 
 
@@ -142,3 +152,30 @@ def _tagged(member: Any, tag: str, raw: object) -> bool:
         return False
     field = member.model_fields.get(tag)
     return field is not None and raw.get(tag) in get_args(field.annotation)
+
+
+_ENV_LINE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*?)\s*$")
+
+
+def parse_env_file(text: str, origin: str) -> dict[str, str]:
+    """Variables from a dotenv-style file: ``NAME=value`` lines (``export`` allowed), blank
+    lines and ``#`` comments skipped, a value in single or double quotes taken as written.
+    Raises ConfigError naming each line that is none of these."""
+    found: dict[str, str] = {}
+    problems: list[str] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        match = _ENV_LINE.match(line)
+        if match is None:
+            problems.append(f"{origin} line {number}: expected NAME=value")
+            continue
+        name, value = match.groups()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        elif " #" in value:
+            value = value.split(" #", 1)[0].rstrip()
+        found[name] = value
+    if problems:
+        raise ConfigError(problems)
+    return found

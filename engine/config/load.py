@@ -8,6 +8,10 @@ Loading happens in three steps, each reporting every problem as ``path: reason``
 3. the result is validated by the pydantic models of this package, then cross-checked (routes
    name known sources and destinations, destinations name known retry policies).
 
+`check_config` does the same for ``carebridge check-config`` and ``carebridge test``, except that
+an unset variable may be a warning: the settings that use one are then checked with a stand-in,
+so the rest of the file is checked all the same.
+
 `carebridge run` without ``-c`` uses `engine/defaults.yaml`, embedded in the package.
 """
 
@@ -16,6 +20,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -54,10 +59,31 @@ def _by_name(problem: str, raw: Mapping[str, Any]) -> str:
     return f"{match.group(1)}[{name}]{problem[match.end() :]}"
 
 
-def parse_config(
-    text: str, *, origin: str = "config", env: Mapping[str, str] | None = None
-) -> Config:
-    """Parse and validate config text; raise ConfigError listing every problem."""
+_STAND_INS = ("", "1", "unset-" * 8, "https://unset.invalid/", "sqlite+aiosqlite:///unset.db")
+"""What stands in for an unset variable when the rest of the file is checked without it: the
+first of these its setting accepts (a text, a number, a secret, a URL, a store URL)."""
+
+
+@dataclass(frozen=True)
+class CheckedConfig:
+    """A config checked with some environment variables unset (`check_config`): `config` is
+    None when a setting that needs one could take no stand-in (then the checks across areas
+    did not run); `unset` names each variable and the settings that use it."""
+
+    config: Config | None
+    unset: Mapping[str, tuple[str, ...]]
+
+    def warnings(self) -> list[str]:
+        """One line per unset variable, naming the settings it leaves unchecked."""
+        lines = [f"environment variable {name} is not set (used by {', '.join(paths)})"
+                 for name, paths in self.unset.items()]  # fmt: skip
+        if self.config is None:
+            lines.append("the checks across areas did not run: a setting that needs one of "
+                         "these variables could not be checked without it")  # fmt: skip
+        return lines
+
+
+def _read_yaml(text: str, origin: str) -> dict[str, Any]:
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -66,30 +92,85 @@ def parse_config(
         raise ConfigError([f"{where}: not valid YAML ({getattr(exc, 'problem', exc)})"]) from None
     if not isinstance(raw, dict):
         raise ConfigError(["(top level): must be a mapping of settings"])
-    problems = literal_secrets(Config, raw)
-    raw = substitute(raw, "", os.environ if env is None else env, problems)
-    try:
-        config = Config.model_validate(raw)
-    except ValidationError as exc:
-        unset = {p.split(": ", 1)[0] for p in problems if p.endswith(" is not set")}
-        problems += [f"{path}: {reason_of(e)}" for e in exc.errors()
-                     if (path := _pydantic_path(e["loc"])) not in unset]  # fmt: skip
-        raise ConfigError([_by_name(p, raw) for p in problems]) from None
-    problems += cross_check(config)
+    return raw
+
+
+def _check(text: str, origin: str, env: Mapping[str, str], *, require_env: bool) -> CheckedConfig:
+    """Every problem of the file as ``path: reason`` (ConfigError); with `require_env` false an
+    unset variable is not one: the settings that use it are checked with a stand-in."""
+    raw = _read_yaml(text, origin)
+    secrets = literal_secrets(Config, raw)
+    unset: dict[str, list[str]] = {}
+    stand_ins: dict[str, str] = {}
+    while True:
+        data = substitute(raw, "", env, unset, stand_ins)
+        unset_paths = {path for paths in unset.values() for path in paths}
+        try:
+            config: Config | None = Config.model_validate(data)
+            problems = []
+            break
+        except ValidationError as exc:
+            found = [(_pydantic_path(e["loc"]), reason_of(e)) for e in exc.errors()]
+        problems = [f"{path}: {reason}" for path, reason in found if path not in unset_paths]
+        failing = {path for path, _ in found if path in unset_paths}
+        if problems or secrets or not _next_stand_ins(failing, stand_ins):
+            config = None
+            break
+        unset.clear()
+    missing = [f"{path}: environment variable {name} is not set"
+               for name, paths in unset.items() for path in paths]  # fmt: skip
+    problems = secrets + (missing if require_env else []) + problems
+    if config is not None:
+        problems += cross_check(config)
     if problems:
         raise ConfigError([_by_name(p, raw) for p in problems])
-    return config
+    named = {name: tuple(_by_name(p, raw) for p in paths) for name, paths in unset.items()}
+    return CheckedConfig(config, named)
 
 
-def load_config(path: Path | None, env: Mapping[str, str] | None = None) -> Config:
-    """Load the config file at `path`, or the embedded defaults when `path` is None."""
+def _next_stand_ins(failing: set[str], stand_ins: dict[str, str]) -> bool:
+    """Try the next stand-in for each setting that refused its own; False when one has none."""
+    for path in failing:
+        tried = _STAND_INS.index(stand_ins.get(path, ""))
+        if tried + 1 == len(_STAND_INS):
+            return False
+        stand_ins[path] = _STAND_INS[tried + 1]
+    return True
+
+
+def parse_config(
+    text: str, *, origin: str = "config", env: Mapping[str, str] | None = None
+) -> Config:
+    """Parse and validate config text; raise ConfigError listing every problem (an unset
+    environment variable is one)."""
+    checked = _check(text, origin, os.environ if env is None else env, require_env=True)
+    assert checked.config is not None  # with every variable required, a problem is raised
+    return checked.config
+
+
+def _read(path: Path | None) -> tuple[str, str]:
     if path is None:
         text = resources.files("engine").joinpath("defaults.yaml").read_text("utf-8")
-        return parse_config(text, origin="embedded defaults", env=env)
+        return text, "embedded defaults"
     try:
-        text = path.read_text("utf-8")
+        return path.read_text("utf-8"), str(path)
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read ({exc.strerror})"]) from None
     except UnicodeDecodeError:
         raise ConfigError([f"{path}: not UTF-8 text"]) from None
-    return parse_config(text, origin=str(path), env=env)
+
+
+def load_config(path: Path | None, env: Mapping[str, str] | None = None) -> Config:
+    """Load the config file at `path`, or the embedded defaults when `path` is None."""
+    text, origin = _read(path)
+    return parse_config(text, origin=origin, env=env)
+
+
+def check_config(
+    path: Path | None, env: Mapping[str, str] | None = None, *, require_env: bool = False
+) -> CheckedConfig:
+    """Check the config file at `path` as `load_config` does, except that without
+    `require_env` an unset environment variable is a warning (`CheckedConfig.warnings`) and
+    the rest of the file is still checked: a config repository holds no production secrets."""
+    text, origin = _read(path)
+    return _check(text, origin, os.environ if env is None else env, require_env=require_env)
