@@ -50,6 +50,7 @@ def test_every_shipped_example_config_is_valid(name: str) -> None:
         "CAREBRIDGE_AMQP_URL": "amqp://guest:guest@localhost/",
         "CAREBRIDGE_STORE_URL": "sqlite+aiosqlite:///x.db",
         "NOTIFY_ACK_SECRET": "a" * 32,
+        "ACK_SECRET": "c" * 32,
         "ALERT_WEBHOOK_SECRET": "b",
     }
     load_config(REPO / "config" / name, env=env)
