@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import hashlib
 import inspect
 import json
 import logging
@@ -46,7 +47,7 @@ import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -68,6 +69,9 @@ from adapters.rabbitmq import (  # noqa: E402
     InboundDelivery,
     inbound_topology,
 )
+from engine.simulate.journeys import journeys  # noqa: E402
+from engine.simulate.messages import messages as sim_messages  # noqa: E402
+from engine.simulate.pathways import packaged_pathways  # noqa: E402
 from tests.adt_factory import patients, stream  # noqa: E402
 
 DEFAULT_AMQP = "amqp://guest:guest@127.0.0.1:5672/"
@@ -186,12 +190,31 @@ def cpu_snapshot(engine_pid: int, rabbit_pid: int | None) -> tuple[float | None,
     )
 
 
+TRAFFIC = "stream"
+"""`stream`: admit, transfers, discharge per patient; `simulated`: `carebridge simulate`'s
+journeys (leave, cancels, merges, deaths, messy but legal input) from the packaged pathways."""
+
+
 def batched_messages(run: str, count: int, n_patients: int) -> list[tuple[str, bytes]]:
-    """`count` ITK ADT messages for `n_patients` (admit, transfers, discharge), interleaved."""
+    """`count` ITK ADT messages for `n_patients`, interleaved, of the chosen traffic."""
+    if TRAFFIC == "simulated":
+        return simulated_messages(run, count, n_patients)
     per_patient = max(1, math.ceil(count / n_patients))
     return [(cid, body) for _, cid, body in stream(patients(n_patients), per_patient, run=run)][
         :count
     ]
+
+
+def simulated_messages(run: str, count: int, n_patients: int) -> list[tuple[str, bytes]]:
+    """`count` messages of simulated journeys (valid ones only: each gives one delivery), the
+    seed taken from `run` so that each run's control ids are its own."""
+    seed = int.from_bytes(hashlib.sha256(run.encode()).digest()[:3], "big")
+    journeys_needed = max(n_patients, math.ceil(count / 4))
+    drawn = journeys(packaged_pathways(), patients=journeys_needed, seed=seed,
+                     start=datetime(2026, 11, 1, tzinfo=UTC), window=timedelta(days=7))  # fmt: skip
+    events = sorted((e for j in drawn for e in j), key=lambda e: (e.at, e.journey, e.index))
+    sent = sim_messages(events, seed=seed, messy_share=0.2, invalid_share=0.0)
+    return [(m.control_id, m.payload) for m in sent][:count]
 
 
 # ---- machine ---------------------------------------------------------------------------------
@@ -1036,6 +1059,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         metavar="REV",
         help="also run the engine as built at REV (a commit, branch or tag), A B A B, with ratios",
     )
+    ap.add_argument(
+        "--traffic",
+        choices=["stream", "simulated"],
+        default="stream",
+        help="stream: admit/transfers/discharge per patient (default, as earlier figures); "
+        "simulated: carebridge simulate's journeys",
+    )
     ap.add_argument("--top", type=int, default=25, help="hotspots to list (25)")
     ap.add_argument("--skip-latency", action="store_true")
     ap.add_argument("--keep", action="store_true", help="keep the temp dirs (engine logs, DBs)")
@@ -1228,7 +1258,10 @@ def run_main(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_main(parse_args(argv), bench, report)
+    global TRAFFIC
+    args = parse_args(argv)
+    TRAFFIC = args.traffic
+    return run_main(args, bench, report)
 
 
 if __name__ == "__main__":

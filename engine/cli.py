@@ -104,7 +104,7 @@ def _simulate_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
     )
     sim.add_argument("--messy", type=float, default=0.2, help="share of messy but legal messages")
     sim.add_argument("--invalid", type=float, default=0.02, help="share of inputs to be rejected")
-    sim.add_argument("--via", choices=["amqp", "mllp"], default="amqp")
+    sim.add_argument("--via", choices=["amqp", "mllp", "fhir"], default="amqp")
     sim.add_argument("--amqp", default=DEFAULT_AMQP, help=f"broker URL (default {DEFAULT_AMQP})")
     sim.add_argument("--rate", type=float, default=100.0, help="messages per second at most")
     sim.add_argument(

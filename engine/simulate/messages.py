@@ -31,6 +31,12 @@ class SimMessage:
     """None for an input that must be rejected."""
     variant: str
     """``clean``, ``messy:<oddities>`` or ``invalid:<kind>``."""
+    message_id: str = ""
+    """The id the engine knows the message by (MSH-10; a FHIR Bundle's identifier)."""
+
+    def __post_init__(self) -> None:
+        if not self.message_id:
+            object.__setattr__(self, "message_id", self.control_id)
 
 
 def local(moment: datetime) -> str:

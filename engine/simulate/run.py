@@ -10,17 +10,21 @@ destination away from this machine).
 from __future__ import annotations
 
 import asyncio
+import random
 import sys
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import aiohttp
+
 from adapters.errors import BrokerUnavailable, PublishReturned, TransportError
 from adapters.mllp import MllpClient
 from adapters.rabbitmq import INBOUND_EXCHANGE, AmqpSettings, Broker
 from engine.config import Config
 from engine.delivery.mllp import mllp_control_id
+from engine.simulate.fhir import as_fhir
 from engine.simulate.journeys import journeys
 from engine.simulate.messages import SimMessage, messages
 from engine.simulate.pathways import Pathway
@@ -60,13 +64,17 @@ def generate(options: Options, now: datetime) -> tuple[list[SimMessage], list[Ex
     events = sorted((e for j in drawn for e in j), key=lambda e: (e.at, e.journey, e.index))
     sent = messages(events, seed=options.seed, messy_share=options.messy,
                     invalid_share=options.invalid)  # fmt: skip
+    if options.via == "fhir":
+        rng = random.Random(options.seed)
+        sent = [as_fhir(message, rng) for message in sent]
     return sent, ground_truth(options.config, sent)
 
 
 def write_out(folder: Path, sent: list[SimMessage], truth: list[Expected]) -> None:
     (folder / "messages").mkdir(parents=True, exist_ok=True)
     for n, message in enumerate(sent):
-        (folder / "messages" / f"{n:06d}-{message.source}.hl7").write_bytes(message.payload)
+        suffix = "json" if message.payload.lstrip()[:1] in (b"{", b"[") else "hl7"
+        (folder / "messages" / f"{n:06d}-{message.source}.{suffix}").write_bytes(message.payload)
     write_truth(truth, folder / "truth.jsonl")
 
 
@@ -143,6 +151,42 @@ async def send_mllp(options: Options, sent: list[SimMessage]) -> int:
     return 1 if wrong else 0
 
 
+async def send_fhir(options: Options, sent: list[SimMessage]) -> int:
+    """Each message to `POST /fhir/{source}` with the source's first bearer token; a valid one
+    must be answered 202, one that must be rejected 400 or 422."""
+    listener = options.config.fhir_http
+    if listener is None:
+        print("carebridge: the config has no fhir_http listener", file=sys.stderr)
+        return 1
+    scheme = "https" if listener.tls else "http"
+    base = f"{scheme}://{listener.host}:{listener.port}/fhir"
+    pace = _Pace(options, sent[0].event.at if sent and sent[0].event else None)
+    wrong = 0
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+        for message in sent:
+            source = options.config.source(message.source)
+            tokens = source.fhir.tokens if source and source.fhir else []
+            if not tokens:
+                print(f"carebridge: source {message.source} takes no FHIR bearer token",
+                      file=sys.stderr)  # fmt: skip
+                return 1
+            await pace.wait(message.event.at if message.event else None)
+            headers = {"Authorization": f"Bearer {tokens[0]}",
+                       "Content-Type": "application/fhir+json"}  # fmt: skip
+            try:
+                async with session.post(f"{base}/{message.source}", data=message.payload,
+                                        headers=headers) as answer:  # fmt: skip
+                    await answer.read()
+                    wrong += (answer.status == 202) != (message.event is not None)
+            except aiohttp.ClientError as exc:
+                print(f"carebridge: FHIR: {exc}", file=sys.stderr)
+                return 1
+    if wrong:
+        print(f"carebridge: {wrong} FHIR answers were not what the input deserved",
+              file=sys.stderr)  # fmt: skip
+    return 1 if wrong else 0
+
+
 def _ack_wrong(message: SimMessage, answer: bytes) -> int:
     try:
         code = parse_ack(answer).code
@@ -181,7 +225,7 @@ async def simulate(options: Options, now: datetime) -> int:
         receivers = Receivers(plan_for(options.config), _mllp_ids(truth).get)
         await receivers.start()
     try:
-        send = send_mllp if options.via == "mllp" else send_amqp
+        send = {"mllp": send_mllp, "fhir": send_fhir}.get(options.via, send_amqp)
         if (code := await send(options, sent)) != 0:
             return code
         if receivers is None:

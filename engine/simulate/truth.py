@@ -95,7 +95,7 @@ def ground_truth(config: Config, sent: list[SimMessage]) -> list[Expected]:
         if event is None:
             continue
         line.kind = KIND_OF[event.trigger]
-        line.event_id = event_id(message.source, message.control_id)
+        line.event_id = event_id(message.source, message.message_id)
         line.patient = f"nhs:{event.patient.nhs_number}"
         line.journey = event.journey
         by_event[(event.journey, event.index)] = line

@@ -18,15 +18,17 @@ from tests.e2e.harness import CAREBRIDGE, EngineProcess, delete_queues, free_por
 pytestmark = pytest.mark.integration
 SOURCES = ["mh-trust", "acute-trust", "community"]
 ACK = "simulated-ack-secret-" + "x" * 24
+ENV = {"ACK": ACK, "FHIR_TOKEN": "simulated-fhir-token-" + "y" * 24}
 
 
-def configs(tmp: Path, *, mllp: bool, drop_notify_route: bool = False) -> tuple[Path, Path, int]:
+def configs(tmp: Path, *, via: str, drop_notify_route: bool = False) -> tuple[Path, Path, int]:
     """The engine's config and the simulation's (the same, unless a route is dropped)."""
-    hooks, notify, pas, http = free_port(), free_port(), free_port(), free_port()
+    hooks, notify, pas, http, fhir = (free_port() for _ in range(5))
     listeners = {s: free_port() for s in SOURCES}
     sources = "\n".join(
         f"  - {{name: {s}, care_setting: {setting}"
-        + (f", mllp: {{host: 127.0.0.1, port: {listeners[s]}}}" if mllp else "")
+        + (f", mllp: {{host: 127.0.0.1, port: {listeners[s]}}}" if via == "mllp" else "")
+        + (', fhir: {tokens: ["${FHIR_TOKEN}"]}' if via == "fhir" else "")
         + "}"
         for s, setting in zip(SOURCES, ["mental_health", "acute", "community"], strict=True)
     )
@@ -39,6 +41,7 @@ def configs(tmp: Path, *, mllp: bool, drop_notify_route: bool = False) -> tuple[
 amqp: {{url: "{AMQP_URL}", prefetch: 200}}
 store: {{url: "sqlite+aiosqlite:///{tmp / "carebridge.db"}"}}
 http: {{host: 127.0.0.1, port: {http}}}
+fhir_http: {{host: 127.0.0.1, port: {fhir}}}
 delivery: {{poll_interval: 200ms}}
 retry_policies:
   default: {{quick_attempts: 2, quick_wait: 50ms, initial_backoff: 200ms, max_backoff: 2s,
@@ -78,7 +81,7 @@ async def queues() -> AsyncIterator[None]:
 async def simulate(simulation: Path, *args: str) -> subprocess.CompletedProcess[str]:
     command = [str(CAREBRIDGE), "simulate", "-c", str(simulation), "--amqp", AMQP_URL,
                "--rate", "200", "--timeout", "90", *args]  # fmt: skip
-    env = {**os.environ, "ACK": ACK}
+    env = {**os.environ, **ENV}
     return await asyncio.to_thread(
         subprocess.run, command, capture_output=True, text=True, timeout=300, env=env, check=False
     )
@@ -86,15 +89,15 @@ async def simulate(simulation: Path, *args: str) -> subprocess.CompletedProcess[
 
 async def run_engine(config: Path, http: int, tmp: Path) -> EngineProcess:
     engine = EngineProcess(config, http, tmp / "engine.log")
-    await engine.start(env={"ACK": ACK})
+    await engine.start(env=ENV)
     return engine
 
 
-@pytest.mark.parametrize("via", ["amqp", "mllp"])
+@pytest.mark.parametrize("via", ["amqp", "mllp", "fhir"])
 async def test_simulated_journeys_arrive_exactly_as_the_ground_truth_says(
     tmp_path: Path, queues: None, via: str
 ) -> None:
-    engine_config, simulation, http = configs(tmp_path, mllp=via == "mllp")
+    engine_config, simulation, http = configs(tmp_path, via=via)
     engine = await run_engine(engine_config, http, tmp_path)
     try:
         result = await simulate(simulation, "--patients", "40", "--seed", "11", "--via", via,
@@ -113,7 +116,7 @@ async def test_simulated_journeys_arrive_exactly_as_the_ground_truth_says(
 async def test_the_verdict_finds_what_the_engine_failed_to_send(
     tmp_path: Path, queues: None
 ) -> None:
-    engine_config, simulation, http = configs(tmp_path, mllp=False, drop_notify_route=True)
+    engine_config, simulation, http = configs(tmp_path, via="amqp", drop_notify_route=True)
     engine = await run_engine(engine_config, http, tmp_path)
     try:
         result = await simulate(simulation, "--patients", "15", "--seed", "5", "--verify",

@@ -52,10 +52,10 @@ def sim_config() -> Config:
 
 
 def generated(
-    patients: int = 120, seed: int = 7, now: datetime = NOW
+    patients: int = 120, seed: int = 7, now: datetime = NOW, via: str = "amqp"
 ) -> tuple[list[SimMessage], list[Expected]]:
     options = Options(sim_config(), packaged_pathways(), patients=patients, seed=seed,
-                      messy=0.3, invalid=0.05)  # fmt: skip
+                      messy=0.3, invalid=0.05, via=via)  # fmt: skip
     return generate(options, now)
 
 
@@ -81,13 +81,20 @@ def test_the_traffic_covers_what_the_pathways_promise() -> None:
 
 
 @pytest.mark.parametrize(
-    "now",
-    [NOW, datetime(2026, 3, 31, tzinfo=UTC), datetime(2026, 10, 27, tzinfo=UTC)],
-    ids=["november", "across-clocks-forward", "across-clocks-back"],
+    ("now", "via"),
+    [
+        (NOW, "amqp"),
+        (datetime(2026, 3, 31, tzinfo=UTC), "mllp"),
+        (datetime(2026, 10, 27, tzinfo=UTC), "amqp"),
+        (NOW, "fhir"),
+    ],
+    ids=["hl7v2", "hl7v2-across-clocks-forward", "hl7v2-across-clocks-back", "fhir"],
 )
-def test_every_message_agrees_with_carebridge_map_and_the_engines_routing(now: datetime) -> None:
+def test_every_message_agrees_with_carebridge_map_and_the_engines_routing(
+    now: datetime, via: str
+) -> None:
     config = sim_config()
-    sent, truth = generated(patients=150, now=now)
+    sent, truth = generated(patients=150, now=now, via=via)
     assert len(sent) == len(truth)
     for message, line in zip(sent, truth, strict=True):
         profile = config.feed_profiles[message.source]
