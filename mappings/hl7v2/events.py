@@ -9,7 +9,8 @@ Choices the HL7 standard leaves open (see docs/mapping.md for the reasoning):
 
 - A06 (outpatient becomes inpatient) is an admission and A07 (inpatient becomes outpatient)
   a discharge: the inpatient spell starts or ends, and a discharge missed is worse than one
-  notified with the trigger saying it was a change of class;
+  notified with the trigger saying it was a change of class; the stay an A07 describes is the
+  inpatient one that ended, at EVN-6 (`mappings.hl7v2.stay.end_inpatient_spell`);
 - A11 cancels an admission (HL7 also uses it for an A04 registration: match by stay);
 - A12's PV1-3 is the location before the cancelled transfer, where the patient goes back to;
 - A13's discharge fields (PV1-36, PV1-37, PV1-45) describe the discharge it cancels: not read;

@@ -28,7 +28,7 @@ from mappings.hl7v2.elements import Hl7Message, Segment
 from mappings.hl7v2.events import SUPPORTED_TRIGGERS, AdtEvent, trigger_name
 from mappings.hl7v2.patient import map_merge, map_patient
 from mappings.hl7v2.reader import parse
-from mappings.hl7v2.stay import map_stay, movement
+from mappings.hl7v2.stay import end_inpatient_spell, map_stay, movement
 from mappings.hl7v2.types import Reading, clean, read_instant
 from mappings.model import (
     CareEvent,
@@ -102,6 +102,9 @@ def map_hl7v2(raw: bytes | str, profile: FeedProfile) -> CareEvent:
         stay, cleared = map_stay(message, pv1, event, trigger, profile, reading)
         location_from, location_to = movement(pv1, event, stay, profile)
     occurred_at = _occurred_at(evn, stay, event, recorded_at, source, reading)
+    if trigger == "A07" and stay is not None:
+        stay, location_from = end_inpatient_spell(stay, location_from, occurred_at, reading)
+        location_to = None
     patient = map_patient(message, reading)
     merge = map_merge(message, patient, reading) if event.kind is EventKind.MERGE else None
     return CareEvent(

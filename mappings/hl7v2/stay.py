@@ -30,7 +30,7 @@ from mappings.model import (
 )
 from mappings.profile import FeedProfile
 
-__all__ = ["map_stay", "movement"]
+__all__ = ["end_inpatient_spell", "map_stay", "movement"]
 
 _MENTAL_HEALTH_FUNCTIONS = range(700, 730)
 _LEGAL_STATUS_CONTEXT = {
@@ -126,6 +126,41 @@ def _mental_health(
     if flags_cleared:
         cleared.append("stay.risk_flags")
     return legal_status, risk_flags, tuple(cleared)
+
+
+def end_inpatient_spell(
+    stay: Stay, ward: Location | None, occurred_at: Instant | None, reading: Reading
+) -> tuple[Stay, Location | None]:
+    """The stay an A07 ends: the *inpatient* spell, on its ward, ended when the event occurred;
+    and where the patient leaves from.
+
+    PV1-2 and PV1-3 on an A07 are the patient's new class and location (outpatient). The stay
+    the care event describes, and that is notified and followed up, is the inpatient one that
+    ended: class inpatient, on the ward in PV1-6 (the prior location), which is where the
+    patient leaves from; the outpatient location is not part of it (noted, not mapped). It
+    ended when the change happened: EVN-6 (else the usual fallbacks of `occurred_at`: PV1-45,
+    EVN-2, MSH-7, each with its warning).
+    """
+    new_class = stay.patient_class
+    if new_class is not None and new_class.code != "I":
+        reading.warn("PV1-2", f"new patient class {new_class.code!r} after the A07; the stay that"
+                     " ended is the inpatient one")  # fmt: skip
+    update: dict[str, object] = {
+        "patient_class": Coding(system=HL7_PATIENT_CLASS, code="I", display="Inpatient"),
+        "discharged_at": occurred_at or stay.discharged_at,
+    }
+    sent = stay.discharged_at
+    if sent is not None and occurred_at is not None and sent.utc != occurred_at.utc:
+        reading.warn("PV1-45", "differs from EVN-6; the inpatient spell ends when the A07 occurred")
+    if ward is not None:
+        update.update(location=ward, site_ods=ward.facility)
+        if stay.location is not None:
+            reading.warn("PV1-3", "the outpatient location after the A07 is not part of the"
+                         " inpatient stay; not mapped")  # fmt: skip
+    elif stay.location is not None:
+        reading.warn("PV1-6", "prior location missing on an A07; PV1-3 is taken as the ward")
+    ended = stay.model_copy(update=update)
+    return ended, ended.location
 
 
 def movement(

@@ -281,7 +281,7 @@ def test_a_leave_of_absence_is_never_a_discharge() -> None:
         ("A04", None, "WARD7"),
         ("A05", None, None),
         ("A06", "WARD9", "WARD7"),
-        ("A07", "WARD9", "WARD7"),
+        ("A07", "WARD9", None),  # the inpatient stay ends on PV1-6; PV1-3 is not part of it
         ("A08", None, None),
         ("A11", None, None),
         ("A12", "WARD9", "WARD7"),  # from the cancelled destination back to PV1-3

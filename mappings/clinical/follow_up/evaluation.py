@@ -106,6 +106,8 @@ def _check(event: CareEvent, rule: FollowUpRule) -> _Match | str:
     notes: list[str] = [f"{_setting(stay.care_setting)} discharge"]
     if rule.inpatient_only and (refused := _patient_class(stay, notes)):
         return refused
+    if event.trigger == "A07":  # the class after it is outpatient; the spell it ends is not
+        notes[0] += " (the inpatient stay ended by a change to outpatient, A07)"
     instant = discharge_instant(event)
     if instant is None:
         return "the discharge carries no time at all"

@@ -67,12 +67,15 @@ def _discharge_lines(facts: Facts) -> list[str]:
     stay, event = facts.stay, facts.event
     destination = stay.discharge_destination
     head = f"DISCHARGE from {_setting(stay)} inpatient care"
+    if event.trigger == "A07":  # the inpatient stay ended; the patient continues as outpatient
+        head += " (inpatient stay ended: now an outpatient, A07)"
     if facts.corrects:  # a changed discharge: it replaces the earlier notification
         head = f"CORRECTED {head} (replaces notification {facts.corrects})"
     lines = [
         head,
         f"Patient: {_who(facts)}",
-        f"From: {_place(stay.location)}, provider {stay.provider_ods or 'not recorded'}",
+        f"From: {_place(event.location_from or stay.location)}, "
+        f"provider {stay.provider_ods or 'not recorded'}",
         f"Discharged: {_when(stay.discharged_at or event.occurred_at)}",
         f"To: {_coded(destination, DISCHARGE_DESTINATIONS) if destination else 'not recorded'}",
     ]
