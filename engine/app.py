@@ -128,6 +128,7 @@ class Engine:
             "broker_connected": self.broker.connected and self.publisher.connected,
             "consumers_attached": self.broker.consumers_attached,
             "store_reachable": await self.store.ping(),
+            "store_has_room": self.store.has_room(),
             "tasks_running": not self.failed,
         }
 
@@ -215,7 +216,7 @@ def _client_tls(tls: TlsConfig | None) -> ssl.SSLContext | None:
 
 
 async def _start_fhir_listener(
-    config: Config, publisher: Broker, stack: AsyncExitStack
+    config: Config, publisher: Broker, store: Store, stack: AsyncExitStack
 ) -> FhirListener | None:
     """`POST /fhir/{source}` for every source with `fhir` set; answers after the confirm."""
     settings = config.fhir_http
@@ -223,6 +224,7 @@ async def _start_fhir_listener(
         return None
 
     async def publish(source: str, payload: bytes, headers: Mapping[str, str]) -> None:
+        store.check_room()  # StoreFull: the sender hears 503, as during a broker alarm
         await publisher.publish(INBOUND_EXCHANGE, source, payload, headers=dict(headers),
                                 content_type="application/fhir+json")  # fmt: skip
 
@@ -244,11 +246,12 @@ async def _start_fhir_listener(
     return listener
 
 
-async def _start_listeners(config: Config, publisher: Broker,
+async def _start_listeners(config: Config, publisher: Broker, store: Store,
                            stack: AsyncExitStack) -> list[MllpListener]:  # fmt: skip
     """One MLLP listener per source that has one; each answers only after the broker confirm."""
 
     async def publish(source: str, payload: bytes, headers: Mapping[str, str]) -> None:
+        store.check_room()  # StoreFull: the sender hears AR, as during a broker alarm
         await publisher.publish(INBOUND_EXCHANGE, source, payload, headers=dict(headers))
 
     listeners: list[MllpListener] = []
@@ -359,8 +362,8 @@ async def start_engine(config: Config) -> Engine:
         intake = await _start_intake(config, store, broker, delivery.wake)
         stopping = asyncio.Event()
         tasks = _start_tasks(config, store, webhook, delivery, intake, stopping)
-        listeners = await _start_listeners(config, publisher, stack)
-        fhir_listener = await _start_fhir_listener(config, publisher, stack)
+        listeners = await _start_listeners(config, publisher, store, stack)
+        fhir_listener = await _start_fhir_listener(config, publisher, store, stack)
         engine = Engine(
             config, store, broker, publisher, intake, delivery, 0, stack, tasks, stopping,
             listeners, fhir_listener,

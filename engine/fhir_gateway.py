@@ -23,6 +23,7 @@ import orjson
 import structlog
 
 from adapters.errors import TransportError
+from engine.store import StoreUnavailable
 from mappings.errors import MappingError
 from mappings.fhir.outcome import for_mapping_error, http_status, outcome
 from mappings.inbound import detect_format, map_message
@@ -100,7 +101,7 @@ class FhirGateway:
             await self.publish(request.source, request.body,
                                {"source": request.source, "via": "fhir-http",
                                 "received_at": self.clock().isoformat()})  # fmt: skip
-        except TransportError as exc:
+        except (TransportError, StoreUnavailable) as exc:
             log.warning("fhir.not_accepted", source=request.source, error=type(exc).__name__)
             return _answer(503, outcome("error", "transient",
                                         "the engine cannot accept messages now; send again"),

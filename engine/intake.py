@@ -227,6 +227,7 @@ class Intake:
         """
         async for attempt in until_the_store_answers(log=log, event="intake.store_unavailable"):
             with attempt:
+                self._store.check_room()  # a (nearly) full disk: the messages wait, unacked
                 linked = await self._corrections.link(prepared)
                 records = [p.record for p in linked]
                 return linked, await self._store.record_intake(records, clear_suspects=clear)

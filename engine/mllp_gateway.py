@@ -21,6 +21,7 @@ from typing import Protocol
 import structlog
 
 from adapters.errors import TransportError
+from engine.store import StoreUnavailable
 from mappings.errors import MappingError
 from mappings.hl7v2.ack import Outcome, ack_code, ack_mode, build_ack
 from mappings.inbound import map_message
@@ -75,7 +76,7 @@ class MllpGateway:
         try:
             await self.publish(self.source, raw, {"source": self.source, "via": "mllp",
                                                   "received_at": now.isoformat()})  # fmt: skip
-        except TransportError as exc:
+        except (TransportError, StoreUnavailable) as exc:
             log.warning("mllp.not_accepted", source=self.source, error=type(exc).__name__)
             return answer("rejected", text="the engine cannot accept messages now; send again")
         if error is not None:

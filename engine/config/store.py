@@ -13,6 +13,10 @@ class StoreConfig(Strict):
     url: str = "sqlite+aiosqlite:///carebridge.db"
     tls: TlsConfig | None = None
     pool_size: int = Field(default=5, ge=1)
+    min_free_bytes: int = Field(default=32 * 1024 * 1024, ge=0)
+    """SQLite: with less free space than this on the database's filesystem, intake takes no new
+    message (AMQP messages stay queued, MLLP AR, FHIR 503) and /readyz is not ready, until
+    space returns."""
 
     @field_validator("url")
     @classmethod

@@ -24,7 +24,7 @@ and console_reads.py (detail, dead letters, audit log, figures), returning conso
 """
 
 from engine.store.core import Store
-from engine.store.errors import StoreError, StoreRefused, StoreUnavailable
+from engine.store.errors import StoreError, StoreFull, StoreRefused, StoreUnavailable
 from engine.store.records import (
     AcceptedEvent,
     AttemptRecord,
@@ -65,6 +65,7 @@ __all__ = [
     "Rescheduled",
     "Store",
     "StoreError",
+    "StoreFull",
     "StoreRefused",
     "StoreUnavailable",
     "idempotency_key",

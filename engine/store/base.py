@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import ssl
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -16,7 +18,7 @@ from sqlalchemy import event as sa_event
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from engine.store import migrate
-from engine.store.errors import StoreError, translated
+from engine.store.errors import StoreError, StoreFull, translated
 
 if TYPE_CHECKING:  # the store package does not import the config at run time (no cycle)
     from engine.config import StoreConfig, TlsConfig
@@ -57,10 +59,39 @@ class StoreBase:
     engine: AsyncEngine
     _is_postgres: bool = field(init=False)
     _write_lock: asyncio.Lock = field(init=False)
+    _space: tuple[str, int] | None = field(init=False, default=None)
+    """SQLite: the database's folder and the free bytes it must keep (`min_free_bytes`)."""
+    _room: tuple[float, bool] = field(init=False, default=(0.0, True))
 
     def __post_init__(self) -> None:
         self._is_postgres = self.engine.dialect.name == "postgresql"
         self._write_lock = asyncio.Lock()
+        database = self.engine.url.database
+        if self.engine.dialect.name == "sqlite" and database and database != ":memory:":
+            self._space = (os.path.dirname(os.path.abspath(database)), 0)
+
+    def has_room(self) -> bool:
+        """False while the SQLite database's filesystem has less than `min_free_bytes` free
+        (looked at most every half second); always True on PostgreSQL."""
+        if self._space is None:
+            return True
+        checked_at, room = self._room
+        now = time.monotonic()
+        if now - checked_at < 0.5:
+            return room
+        folder, needed = self._space
+        try:
+            stat = os.statvfs(folder)
+            room = stat.f_bavail * stat.f_frsize >= needed
+        except OSError:
+            room = False
+        self._room = (now, room)
+        return room
+
+    def check_room(self) -> None:
+        """Raise `StoreFull` (a `StoreUnavailable`: wait and retry) if `has_room` is False."""
+        if not self.has_room():
+            raise StoreFull()
 
     @classmethod
     async def open(cls, config: StoreConfig) -> Self:
@@ -83,6 +114,8 @@ class StoreBase:
         if engine.dialect.name == "sqlite":
             sa_event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         store = cls(engine)
+        if store._space is not None:
+            store._space = (store._space[0], config.min_free_bytes)
         try:
             async with engine.begin() as conn:
                 await conn.run_sync(migrate.upgrade)

@@ -1,14 +1,17 @@
 """The store's own errors, translated from SQLAlchemy's and the driver's at the store boundary.
 
 `StoreUnavailable`: the store could not be reached, or the work was interrupted (connection
-refused or dropped, a server starting up, a locked database): worth waiting for, never a reason
-to set a message aside. `StoreRefused`: the store refused what was written (a constraint, a value
-it cannot hold): retrying will not help, the content must be isolated.
+refused or dropped, a server starting up, a locked database, a full disk: SQLite's SQLITE_FULL,
+"database or disk is full", arrives as an OperationalError): worth waiting for, never a reason
+to set a message aside. `StoreFull`, one of them, says the disk is nearly full before SQLite
+has to. `StoreRefused`: the store refused what was written (a constraint, a value it cannot
+hold): retrying will not help, the content must be isolated.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 from collections.abc import Iterator
 
 import sqlalchemy as sa
@@ -25,6 +28,14 @@ class StoreError(Exception):
 
 class StoreUnavailable(StoreError):
     """The store did not answer, or the work was interrupted: try again later."""
+
+
+class StoreFull(StoreUnavailable):
+    """The store's filesystem is (nearly) full: nothing new is taken until space returns."""
+
+    def __init__(self) -> None:
+        super().__init__(OSError(errno.ENOSPC, "no space left for the store"))
+        self.cause_name = "StoreFull"
 
 
 class StoreRefused(StoreError):

@@ -50,6 +50,7 @@ def fault_config(
     webhook_timeout: str = "2s",
     amqp_extra: str = "",
     delivery: str = "poll_interval: 200ms, lease: 5s",
+    store_extra: str = "",
 ) -> Path:
     """Outages and backoffs scaled down: 2 s heartbeats, ms backoffs, a 5 s lease (`delivery`
     replaces the whole `delivery:` mapping)."""
@@ -59,7 +60,7 @@ def fault_config(
     )
     text = f"""
 amqp: {{url: "{amqp_url}", prefetch: 200, heartbeat: 2s, confirm_timeout: 3s{amqp_extra}}}
-store: {{url: "{store}"}}
+store: {{url: "{store}"{store_extra}}}
 http: {{host: 127.0.0.1, port: {http_port}}}
 delivery: {{{delivery}}}
 shutdown: {{deadline: 5s}}
