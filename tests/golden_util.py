@@ -42,3 +42,14 @@ def assert_golden(data: Any, path: Path) -> None:
         raise AssertionError(
             f"output differs from {path}; if intended, rerun with {UPDATE_ENV}=1\n{diff}"
         )
+
+
+def assert_text_golden(text: str, path: Path) -> None:
+    """Fail unless `text` equals the reviewed plain-text golden file (readable in a diff)."""
+    if os.environ.get(UPDATE_ENV) == "1":
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        return
+    if not path.exists():
+        raise AssertionError(f"golden file {path} is missing; run with {UPDATE_ENV}=1")
+    assert text == path.read_text(encoding="utf-8"), f"text differs from {path}"

@@ -186,16 +186,24 @@ def test_only_mental_health_stays_by_default(setting: CareSetting) -> None:
     assert follow_up_for(changed(care_setting=setting), DEFAULT_RULES) is None
 
 
-def test_a_child_is_outside_the_adult_pathway() -> None:
+def test_a_child_is_outside_the_adult_rules() -> None:
     child = born(date(2010, 6, 1))  # 15 on 2 Feb 2026
-    assert follow_up_for(child, DEFAULT_RULES) is None
-    assert "aged 15 at discharge: under 18" in no_follow_up_reason(child, DEFAULT_RULES)
+    adult_rules = tuple(r for r in DEFAULT_RULES if r.max_age_years is None)
+    assert follow_up_for(child, adult_rules) is None
+    assert "aged 15 at discharge: under 18" in no_follow_up_reason(child, adult_rules)
+    found = follow_up_for(child, DEFAULT_RULES)  # the defaults have a rule of their own for it
+    assert found is not None
+    assert found.rule == "mh-cyp-inpatient-72h"
 
 
 def test_age_is_taken_on_the_day_of_discharge_so_a_young_person_who_turned_18_is_an_adult() -> None:
     # CYP -> adult: admitted at 17, 18 on the (London) day of discharge
-    assert follow_up_for(born(date(2008, 2, 2)), DEFAULT_RULES) is not None
-    assert follow_up_for(born(date(2008, 2, 3)), DEFAULT_RULES) is None
+    adult = follow_up_for(born(date(2008, 2, 2)), DEFAULT_RULES)
+    young = follow_up_for(born(date(2008, 2, 3)), DEFAULT_RULES)
+    assert adult is not None
+    assert adult.rule == "mh-adult-inpatient-72h"
+    assert young is not None
+    assert young.rule == "mh-cyp-inpatient-72h"
 
 
 def test_a_29_february_birthday_comes_on_1_march() -> None:
@@ -277,6 +285,12 @@ DEFAULTS_YAML = """
   due_after: 48h
   adult_treatment_functions: ["710", "712", "713", "715", "722", "723", "724", "725"]
   high_risk: true
+- name: mh-cyp-inpatient-48h-high-risk
+  standard: 48h-high-risk-cyp
+  due_after: 48h
+  min_age_years: null
+  max_age_years: 18
+  high_risk: true
 - name: mh-adult-inpatient-72h
   standard: 72h
   due_after: 72h
@@ -286,6 +300,11 @@ DEFAULTS_YAML = """
   adult_treatment_functions: ["710", "712", "713", "715", "722", "723", "724", "725"]
   high_risk: null
   excluded_destinations: ["30", "37", "38", "48", "49", "50", "53", "79", "84"]
+- name: mh-cyp-inpatient-72h
+  standard: 72h-cyp
+  due_after: 72h
+  min_age_years: null
+  max_age_years: 18
 """
 
 

@@ -186,8 +186,8 @@ def test_an_excluded_destination_says_why_there_is_no_follow_up() -> None:
     ward = Coding(system=DISCHARGE_DESTINATION_ENGLAND, code="53")
     notification = render(changed(discharge_destination=ward))
     assert (
-        "Follow-up: no 72-hour follow-up: discharged to NHS other provider: mental illness or "
-        "learning disability ward (53): still an inpatient" in notification.text
+        "Follow-up: no clock started by Carebridge's rules (discharged to NHS other provider: "
+        "mental illness or learning disability ward (53): still an inpatient" in notification.text
     )
     assert notification.payload["follow_up"]["status"] == "none"
     assert [e["resource"]["resourceType"] for e in notification.fhir["entry"]] == ["Communication"]

@@ -112,9 +112,9 @@ def _check(event: CareEvent, rule: FollowUpRule) -> _Match | str:
     if instant is None:
         return "the discharge carries no time at all"
     discharged_at, time_note = instant
-    if rule.min_age_years is not None:
-        old_enough, age_note = _age(event, rule, discharged_at)
-        if not old_enough:
+    if rule.min_age_years is not None or rule.max_age_years is not None:
+        in_range, age_note = _age(event, rule, discharged_at)
+        if not in_range:
             return age_note
         notes.append(age_note)
     if refused := _destination_check(event, rule, stay, notes):
@@ -178,19 +178,24 @@ def _destination_check(
 
 
 def _age(event: CareEvent, rule: FollowUpRule, discharged_at: datetime) -> tuple[bool, str]:
-    """Whether the patient is old enough for the rule (an unknown age is), and a note why."""
-    assert rule.min_age_years is not None
+    """Whether the patient's age is in the rule's range (an unknown age is), and a note why."""
     born = event.patient.birth_date
     specialty = event.stay.specialty if event.stay else None
     function = specialty.code if specialty else None
     if born is None:
+        if rule.min_age_years is None:
+            return True, "age not recorded: applied (safer)"
         if function and function in rule.adult_treatment_functions:
             return True, f"age not recorded; treatment function {function} is an adult service"
         where = f"treatment function {function} is not" if function else "no treatment function"
         return True, f"age not recorded and {where} listed as adult: applied (safer)"
     age = age_on(born, discharged_at.astimezone(LONDON).date())
-    if age < rule.min_age_years:
+    if rule.min_age_years is not None and age < rule.min_age_years:
         return False, f"aged {age} at discharge: under {rule.min_age_years}, not an adult"
+    if rule.max_age_years is not None and age >= rule.max_age_years:
+        return False, f"aged {age} at discharge: not under {rule.max_age_years}"
+    if rule.max_age_years is not None:
+        return True, f"aged {age} at discharge: a child or young person"
     return True, f"aged {age} at discharge"
 
 

@@ -19,6 +19,7 @@ from pydantic import (
     StringConstraints,
     TypeAdapter,
     ValidationError,
+    model_validator,
 )
 
 from mappings.clinical.follow_up.rules import EXCLUDED_DESTINATIONS, FollowUpRule
@@ -81,12 +82,21 @@ class FollowUpRuleSettings(Strict):
     ] = (CareSetting.MENTAL_HEALTH,)
     inpatient_only: StrictBool = True
     min_age_years: Annotated[StrictInt, Field(ge=0, le=150)] | None = 18
+    max_age_years: Annotated[StrictInt, Field(ge=1, le=150)] | None = None
+    """Only patients younger than this at discharge (18: children and young people)."""
     adult_treatment_functions: tuple[Code, ...] = ()
     high_risk: StrictBool | None = None
     """True: only stays with a risk flag; false: only without; null: either."""
     excluded_destinations: tuple[Annotated[Code, AfterValidator(_discharge_destination)], ...] = (
         tuple(EXCLUDED_DESTINATIONS)
     )
+
+    @model_validator(mode="after")
+    def _ages_in_order(self) -> FollowUpRuleSettings:
+        low, high = self.min_age_years, self.max_age_years
+        if low is not None and high is not None and low >= high:
+            raise problem_at("rule", ("max_age_years",), f"must be more than min_age_years ({low})")
+        return self
 
     def rule(self) -> FollowUpRule:
         return FollowUpRule(**dict(self))
@@ -132,6 +142,7 @@ def rules_from_mapping(data: Any) -> tuple[FollowUpRule, ...]:
           care_settings: [mental_health]
           inpatient_only: true
           min_age_years: 18              # null: any age
+          max_age_years: null            # 18: only under-18s (children and young people)
           adult_treatment_functions: ["710", "712", "715", "723"]
           high_risk: true                # true | false | null
           excluded_destinations: ["30", "37", "38", "48", "49", "50", "53", "79", "84"]

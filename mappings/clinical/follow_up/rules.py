@@ -33,6 +33,10 @@ hospice, 87 "non-NHS run hospital" (it may be a general hospital: kept in, the s
 an ambiguous code), 98 "spell not finished" and 99 "not known" (no real destination: kept in).
 """
 
+CYP_TREATMENT_FUNCTIONS: Final = ("711", "712")
+"""Treatment functions of child and adolescent (CAMHS) inpatient services, as the domain brief
+(section 9) and issue 13 name them: 711 child and adolescent psychiatry, and 712."""
+
 ADULT_TREATMENT_FUNCTIONS: Final = ("710", "712", "713", "715", "722", "723", "724", "725")
 """NHS DD treatment functions of adult mental health services: adult mental illness, forensic,
 medical psychotherapy, old age, liaison, psychiatric intensive care, perinatal, rehabilitation.
@@ -55,6 +59,9 @@ class FollowUpRule:
     """Only stays whose patient class (PV1-2) is ``I``; a missing class counts as inpatient."""
     min_age_years: int | None = 18
     """Age at discharge (Europe/London date) from the birth date; None: any age."""
+    max_age_years: int | None = None
+    """Only patients *younger* than this at discharge (18: children and young people); None:
+    no upper bound. An unknown age matches (the safer reading), said so in the reason."""
     adult_treatment_functions: tuple[str, ...] = ()
     """Treatment functions that count as adult when the age is unknown (the rule applies to an
     unknown age anyway, as the safer default: these only make the reason more certain)."""
@@ -86,14 +93,36 @@ DEFAULT_RULES: Final[tuple[FollowUpRule, ...]] = (
         high_risk=True,
     ),
     FollowUpRule(
+        name="mh-cyp-inpatient-48h-high-risk",
+        standard="48h-high-risk-cyp",
+        due_after=timedelta(hours=48),
+        min_age_years=None,
+        max_age_years=18,
+        high_risk=True,
+    ),
+    FollowUpRule(
         name="mh-adult-inpatient-72h",
         standard="72h",
         due_after=timedelta(hours=72),
         adult_treatment_functions=ADULT_TREATMENT_FUNCTIONS,
     ),
+    FollowUpRule(
+        name="mh-cyp-inpatient-72h",
+        standard="72h-cyp",
+        due_after=timedelta(hours=72),
+        min_age_years=None,
+        max_age_years=18,
+    ),
 )
-"""NICE QS159 48 h for an adult MH inpatient discharge to the community with a risk flag,
-then the NHS Standard Contract 72 h for every other one. Order matters: the first match wins."""
+"""The defaults, first match wins. Adults (18 or over at discharge, or of unknown age): NICE
+QS159 statement 4, 48 h with a risk flag, then the NHS Standard Contract's 72 h. Children and
+young people (under 18, CAMHS included) have rules of their own, since the contract's 72 h
+covers adult beds only: 48 h with a risk flag (QS159 statement 4, which covers everyone
+discharged from an inpatient mental health setting, children and young people included), else
+72 h (`72h-cyp`): stricter than NG53's 7-day follow-up (recommendations 1.6.7-1.6.8), because
+post-discharge suicide risk peaks on day 3 whatever the age (NCISH), so the adult clock is the
+safer default; docs/clinical-safety.md (H10, H14) gives the reasons. Configure other rules if
+local CAMHS policy differs."""
 
 
 def age_on(born: date, on: date) -> int:

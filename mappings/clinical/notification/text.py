@@ -142,7 +142,19 @@ def _withdrawal_lines(facts: Facts) -> list[str]:
 def _follow_up_lines(facts: Facts) -> list[str]:
     follow_up = facts.follow_up
     if follow_up is None:
-        return [f"Follow-up: no 72-hour follow-up: {facts.no_follow_up or 'no rule applies'}"]
+        # Never worded as "no follow-up needed": only that no rule here started a clock.
+        why = facts.no_follow_up or "no rule applies"
+        lines = [
+            f"Follow-up: no clock started by Carebridge's rules ({why}): not a decision that no "
+            "follow-up is needed; confirm the plan with the discharging team"
+        ]
+        age = _age_at_discharge(facts)
+        if age is not None and age < 18:
+            lines.append(
+                f"Young person aged {age}: follow-up after discharge still applies (NICE NG53, "
+                "QS159): confirm it with the CAMHS team"
+            )
+        return lines
     due = f"follow-up due by {_local(follow_up.due_at)}"
     if follow_up.due_at <= facts.now:
         due += " (OVERDUE: arrange now)"
@@ -178,14 +190,22 @@ def _who(facts: Facts) -> str:
     return ", ".join(parts)
 
 
+def _age_at_discharge(facts: Facts) -> int | None:
+    born = facts.event.patient.birth_date
+    instant = facts.stay.discharged_at or facts.event.occurred_at
+    if born is None or instant is None:
+        return None
+    return age_on(born, instant.utc.astimezone(LONDON).date())
+
+
 def _born(facts: Facts) -> str:
     patient = facts.event.patient
     if patient.birth_date is not None:
         born = patient.birth_date
         text = f"born {born.day} {_MONTHS[born.month - 1]} {born.year}"
-        instant = facts.stay.discharged_at or facts.event.occurred_at
-        if instant is not None:
-            text += f" (aged {age_on(born, instant.utc.astimezone(LONDON).date())})"
+        age = _age_at_discharge(facts)
+        if age is not None:
+            text += f" (aged {age})"
         return text
     if patient.birth_date_original:
         return f"born {patient.birth_date_original} (as sent)"
