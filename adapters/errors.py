@@ -7,7 +7,8 @@
     │   ├── PublishReturned         unroutable with `mandatory`: no queue is bound for it
     │   └── ConfirmTimeout          no confirm within the deadline; the outcome is unknown
     └── DestinationError            a destination could not be reached or did not answer
-        └── DestinationTimeout      it did not answer within the deadline
+        ├── DestinationTimeout      it did not answer within the deadline
+        └── DestinationRefused      it answered, refusing (an HTTP status, a MESH error)
 
 Callers decide policy (retry, reject, AR/503); adapters only say what happened.
 """
@@ -45,3 +46,13 @@ class DestinationError(TransportError):
 
 class DestinationTimeout(DestinationError):
     pass
+
+
+class DestinationRefused(DestinationError):
+    """The destination answered and refused: `status` is its HTTP status when known, `detail`
+    its own words (bounded)."""
+
+    def __init__(self, status: int | None, detail: str) -> None:
+        super().__init__(f"refused ({status}): {detail}" if status else f"refused: {detail}")
+        self.status = status
+        self.detail = detail

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import ssl
 from collections.abc import Callable, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
@@ -21,32 +20,24 @@ from dataclasses import dataclass, field
 import structlog
 
 from adapters.fhir_http import FhirListener
-from adapters.mllp import MllpClient, MllpListener, client_ssl_context, server_ssl_context
-from adapters.oauth2 import ClientCredentials
+from adapters.mllp import MllpListener, server_ssl_context
 from adapters.rabbitmq import AmqpSettings, Broker, ExchangeSpec, Topology, inbound_topology
 from adapters.webhook import WebhookClient
-from engine import alerts, health, notifications, retention
+from engine import alerts, health, mesh_inbox, notifications, retention
 from engine.config import (
     AmqpConfig,
     AmqpDestination,
     Config,
-    FhirDestination,
     MllpDestination,
     NotificationDestination,
-    TlsConfig,
-    WebhookDestination,
 )
 from engine.console.app import start_console
-from engine.delivery.amqp import AmqpSender
-from engine.delivery.fhir import FhirSender
 from engine.delivery.loop import DeliveryLoop
-from engine.delivery.mllp import MllpSender
-from engine.delivery.notification import NotificationSender
 from engine.delivery.sending import Sender
-from engine.delivery.webhook import WebhookSender
 from engine.fhir_gateway import FhirGateway, FhirSource
 from engine.intake import Intake
 from engine.mllp_gateway import MllpGateway
+from engine.senders import Built, build_senders
 from engine.store import Store
 
 log = structlog.get_logger("carebridge.app")
@@ -155,66 +146,6 @@ class Engine:
         log.info("engine.stopped")
 
 
-def _senders(
-    config: Config,
-    webhook: WebhookClient,
-    publisher: Broker,
-    stack: AsyncExitStack,
-    store: Store,
-) -> dict[str, Sender]:
-    async def publish(exchange: str, routing_key: str, body: bytes, headers: Mapping[str, str],
-                      message_id: str, mandatory: bool) -> None:  # fmt: skip
-        await publisher.publish(exchange, routing_key, body, headers=dict(headers),
-                                message_id=message_id, content_type="application/json",
-                                mandatory=mandatory)  # fmt: skip
-
-    senders: dict[str, Sender] = {}
-    for dest in config.destinations:
-        if isinstance(dest, WebhookDestination):
-            senders[dest.name] = WebhookSender(dest, webhook.post)
-        elif isinstance(dest, NotificationDestination):
-            senders[dest.name] = NotificationSender(
-                dest, webhook.post, config.follow_up_rules, notifications.original_loader(store)
-            )
-        elif isinstance(dest, FhirDestination):
-            oauth = dest.oauth2
-            tokens = None
-            if oauth is not None:
-                tokens = ClientCredentials(
-                    webhook.post,
-                    token_url=oauth.token_url,
-                    client_id=oauth.client_id,
-                    client_secret=oauth.client_secret,
-                    scope=oauth.scope,
-                )
-            senders[dest.name] = FhirSender(dest, webhook.post, tokens)
-        elif isinstance(dest, MllpDestination):
-            link = MllpClient(
-                dest.host, dest.port, timeout=dest.timeout.total_seconds(),
-                ssl_context=_client_tls(dest.tls),
-                server_hostname=dest.tls.server_hostname if dest.tls else None,
-            )  # fmt: skip
-            stack.push_async_callback(link.close)
-            senders[dest.name] = MllpSender(dest, link)
-        else:
-            senders[dest.name] = AmqpSender(dest, publish)
-    return senders
-
-
-def _client_tls(tls: TlsConfig | None) -> ssl.SSLContext | None:
-    if tls is None:
-        return None
-    context = client_ssl_context(
-        str(tls.ca_file) if tls.ca_file else None,
-        str(tls.cert_file) if tls.cert_file else None,
-        str(tls.key_file) if tls.key_file else None,
-        check_hostname=tls.verify,
-    )
-    if not tls.verify:
-        context.verify_mode = ssl.CERT_NONE
-    return context
-
-
 async def _start_fhir_listener(
     config: Config, publisher: Broker, store: Store, stack: AsyncExitStack
 ) -> FhirListener | None:
@@ -318,8 +249,10 @@ def _delivery_loop(config: Config, store: Store, senders: Mapping[str, Sender]) 
 
 
 def _start_tasks(config: Config, store: Store, webhook: WebhookClient, delivery: DeliveryLoop,
-                 intake: Intake, stopping: asyncio.Event) -> list[asyncio.Task[None]]:  # fmt: skip
-    """The engine's long-running tasks: delivery, intake, retention and the alert watches."""
+                 intake: Intake, stopping: asyncio.Event,
+                 built: Built) -> list[asyncio.Task[None]]:  # fmt: skip
+    """The engine's long-running tasks: delivery, intake, retention, the alert watches and each
+    MESH destination's inbox watch."""
     tasks = [
         asyncio.create_task(delivery.run(), name="delivery"),
         asyncio.create_task(intake.run(), name="intake"),
@@ -332,6 +265,9 @@ def _start_tasks(config: Config, store: Store, webhook: WebhookClient, delivery:
     if config.alerts is not None:
         watching = alerts.run(store, config.alerts, webhook.post, stopping)
         tasks.append(asyncio.create_task(watching, name="alerts"))
+    for name, (dest, mailbox) in built.mailboxes.items():
+        inbox = mesh_inbox.watch(dest, mailbox, store, config.alerts, webhook.post, stopping)
+        tasks.append(asyncio.create_task(inbox, name=f"mesh-inbox-{name}"))
     return tasks
 
 
@@ -358,10 +294,11 @@ async def start_engine(config: Config) -> Engine:
             log.info("delivery.leases_freed_at_start", deliveries=freed)
         publisher, broker = await _open_brokers(config, stack)
         webhook = await stack.enter_async_context(WebhookClient())
-        delivery = _delivery_loop(config, store, _senders(config, webhook, publisher, stack, store))
+        built = build_senders(config, webhook, publisher, stack, store)
+        delivery = _delivery_loop(config, store, built.senders)
         intake = await _start_intake(config, store, broker, delivery.wake)
         stopping = asyncio.Event()
-        tasks = _start_tasks(config, store, webhook, delivery, intake, stopping)
+        tasks = _start_tasks(config, store, webhook, delivery, intake, stopping, built)
         listeners = await _start_listeners(config, publisher, store, stack)
         fhir_listener = await _start_fhir_listener(config, publisher, store, stack)
         engine = Engine(

@@ -13,6 +13,10 @@ Operator alerts (``alerts:``), each raised **once** while its condition holds an
 Follow-up alerts (``follow_up.alert_webhook``), each raised once and never cleared:
 ``follow_up_overdue.<event id>`` and ``notification_unacknowledged.<event id>``.
 
+MESH alerts (to ``alerts.webhook``), raised once each by a MESH destination's inbox watch
+(`engine.mesh_inbox`): ``mesh_no_mailbox.<delivery id>`` and
+``mesh_business_ack_missing.<delivery id>``.
+
 Alerts carry identifiers, counts and the names of sources and destinations only: never a
 payload, a patient key or a destination's error text (which may quote patient data).
 

@@ -18,7 +18,13 @@ from engine.store.alerts import FollowUpDue, Observed, StandingAlert
 from engine.store.statuses import FollowUpStatus
 
 Condition = Literal[
-    "backlog", "dead_letter", "silent_source", "follow_up_overdue", "notification_unacknowledged"
+    "backlog",
+    "dead_letter",
+    "silent_source",
+    "follow_up_overdue",
+    "notification_unacknowledged",
+    "mesh_no_mailbox",
+    "mesh_business_ack_missing",
 ]
 OPERATOR_CONDITIONS: tuple[Condition, ...] = ("backlog", "dead_letter", "silent_source")
 """Raised and cleared by the operator alerts; the follow-up alerts are raised only."""

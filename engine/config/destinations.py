@@ -17,6 +17,7 @@ from engine.config.base import (
     Strict,
     TlsConfig,
 )
+from engine.config.mesh import MeshDestination
 
 
 class WebhookDestination(Strict):
@@ -156,7 +157,8 @@ Destination = Annotated[
     | AmqpDestination
     | MllpDestination
     | FhirDestination
-    | NotificationDestination,
+    | NotificationDestination
+    | MeshDestination,
     Field(discriminator="type"),
 ]
-DESTINATION_TYPES = frozenset({"webhook", "amqp", "mllp", "fhir", "notification"})
+DESTINATION_TYPES = frozenset({"webhook", "amqp", "mllp", "fhir", "notification", "mesh"})

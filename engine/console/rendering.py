@@ -5,6 +5,7 @@
 - mllp: the HL7v2 ADT message, one segment a line, with the MSH-10 the delivery's idempotency
   key gives;
 - fhir: the UK Core messaging Bundle (or, in transaction mode, the transaction) as JSON;
+- mesh: the ITK3 message (FHIR STU3 XML) with its workflow and local id;
 - notification: the text the matching recipient reads (the acknowledgement link's signature
   is not shown: it would let anyone who reads the page acknowledge).
 
@@ -41,6 +42,8 @@ def render_for(config: Config, destination: str, body: str, *, now: datetime | N
         return shown.problem or "nothing would be sent."
     if shown.recipient is not None:
         return _notification(shown, event)
+    if shown.format is PayloadFormat.XML:
+        return f"{shown.text}:\n\n{shown.payload.decode('utf-8')}"
     if shown.format is PayloadFormat.HL7V2:
         return "\n".join(s for s in shown.payload.decode("utf-8").split("\r") if s)
     return json.dumps(json.loads(shown.payload), indent=2, ensure_ascii=False, sort_keys=False)

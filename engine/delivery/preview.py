@@ -2,7 +2,7 @@
 sending: the console's message page and `carebridge test` both read it.
 
 Each destination type's own pure renderer is called (`render_webhook`, `render_amqp`,
-`render_mllp`, `render_fhir`, `render_notice`) on a delivery built as the store would build it,
+`render_mllp`, `render_fhir`, `render_notice`, `render_mesh`) on a delivery built as the store would build it,
 with the same idempotency key. Nothing here performs I/O.
 """
 
@@ -16,12 +16,14 @@ from engine.config import (
     AmqpDestination,
     Config,
     FhirDestination,
+    MeshDestination,
     MllpDestination,
     NotificationDestination,
     WebhookDestination,
 )
 from engine.delivery.amqp import render_amqp
 from engine.delivery.fhir import render_fhir
+from engine.delivery.mesh import render_mesh
 from engine.delivery.mllp import render_mllp
 from engine.delivery.notification import render_notice
 from engine.delivery.sending import Unrenderable
@@ -34,6 +36,8 @@ from mappings.model import CareEvent
 class PayloadFormat(StrEnum):
     JSON = "json"
     HL7V2 = "hl7v2"
+    XML = "xml"
+    """FHIR STU3 XML: an ITK3 message for MESH."""
     NONE = "none"
     """Nothing would be sent (the event is not notifiable, or cannot be rendered)."""
 
@@ -103,11 +107,24 @@ def preview(
             return Preview(destination, PayloadFormat.HL7V2, render_mllp(outgoing, dest, now).body)
         elif isinstance(dest, FhirDestination):
             rendered = render_fhir(outgoing, dest, now)
+        elif isinstance(dest, MeshDestination):
+            return _mesh(config, dest, outgoing, now)
         else:
             return _notification(config, dest, outgoing, event, now, signed_link)
     except Unrenderable as exc:
         return Preview(destination, PayloadFormat.NONE, problem=str(exc))
     return Preview(destination, PayloadFormat.JSON, rendered.body)
+
+
+def _mesh(
+    config: Config, dest: MeshDestination, outgoing: PreviewDelivery, now: datetime
+) -> Preview:
+    message = render_mesh(outgoing, dest, config.follow_up_rules, now)
+    if message is None:
+        return Preview(dest.name, PayloadFormat.NONE, problem="not a discharge for MESH")
+    text = (f"On MESH workflow {message.workflow.workflow_id}, local id "
+            f"{outgoing.idempotency_key}; the GP practice's mailbox is found at send time")  # fmt: skip
+    return Preview(dest.name, PayloadFormat.XML, message.body, text=text)
 
 
 def _notification(

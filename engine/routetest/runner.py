@@ -192,6 +192,8 @@ def _payload(
     shown = preview(config, destination, event, now=now, body=accepted.body)
     if shown.format is PayloadFormat.NONE:
         return [f"{where}: nothing would be sent: {shown.problem}"]
+    if shown.format is PayloadFormat.XML:
+        return [f"{where}: payload paths are read in JSON or HL7v2, not in a MESH message's XML"]
     if shown.format is PayloadFormat.HL7V2:
         read: Callable[[str], Any] = lambda path: hl7_value(shown.payload, path)  # noqa: E731
     else:

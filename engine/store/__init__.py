@@ -18,7 +18,8 @@ finish, release); lookups.py (reads for corrections, health and tests); pruning.
 at a time); errors.py
 (StoreUnavailable, StoreRefused: nothing of SQLAlchemy's leaves the store); waiting.py (the
 one "wait until the store answers" policy); operator.py (replay, hold, release, resolve),
-remap.py (the re-map write) and audit.py (the audit log's writes). `Store` (core.py) is what
+remap.py (the re-map write), audit.py (the audit log's writes) and mesh.py (a MESH
+destination's uploads, inbox and acknowledgements). `Store` (core.py) is what
 callers hold. The operators' reads are functions over it: console_search.py (message search)
 and console_reads.py (detail, dead letters, audit log, figures), returning console_models.py.
 """

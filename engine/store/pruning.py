@@ -7,7 +7,15 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from engine.store.base import StoreBase
-from engine.store.schema import attempts, deliveries, events, follow_ups, messages
+from engine.store.schema import (
+    attempts,
+    deliveries,
+    events,
+    follow_ups,
+    mesh_acks,
+    mesh_messages,
+    messages,
+)
 from engine.store.statuses import OPEN_FOLLOW_UPS, DeliveryStatus, MessageStatus
 
 
@@ -47,6 +55,8 @@ class Pruning(StoreBase):
             event_ids = sa.select(events.c.event_id).where(events.c.message_id.in_(ids))
             delivery_ids = sa.select(deliveries.c.id).where(deliveries.c.event_id.in_(event_ids))
             await conn.execute(sa.delete(attempts).where(attempts.c.delivery_id.in_(delivery_ids)))
+            for mesh in (mesh_acks, mesh_messages):
+                await conn.execute(sa.delete(mesh).where(mesh.c.delivery_id.in_(delivery_ids)))
             await conn.execute(sa.delete(deliveries).where(deliveries.c.event_id.in_(event_ids)))
             await conn.execute(sa.delete(follow_ups).where(follow_ups.c.event_id.in_(event_ids)))
             await conn.execute(sa.delete(events).where(events.c.message_id.in_(ids)))

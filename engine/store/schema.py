@@ -10,6 +10,10 @@ suspects    redelivered messages in hand: one left behind killed the engine
 alert_state every alert raised and not yet cleared, and the claims of the replica posting one
 console_sessions  console sign-ins (hashed session ids), revocable; sign_in_failures throttles
             failed sign-ins per user and per address
+mesh_messages  the MESH side of a delivery to a `mesh` destination: local id, ITK3 message id,
+               recipient mailbox, MESH's message id
+mesh_acks      every ITK3 acknowledgement matched to a delivery
+mesh_inbox     every message read from the engine's own MESH inbox, raw, and what became of it
 """
 
 from __future__ import annotations
@@ -271,3 +275,54 @@ sign_in_failures = Table(
 )
 """Failed console sign-ins in a row, per user name (``user:<name>``) and per address
 (``address:<ip>``), and until when each is locked out."""
+mesh_messages = Table(
+    "mesh_messages",
+    metadata,
+    Column("delivery_id", Id, ForeignKey("deliveries.id"), primary_key=True),
+    Column("destination", String(64), nullable=False),
+    Column("local_id", String(300), nullable=False),
+    Column("itk_message_id", String(64), nullable=False),
+    Column("workflow_id", String(64), nullable=False),
+    Column("recipient", String(20), nullable=False),
+    Column("recipient_ods", String(10)),
+    Column("message_id", String(64)),
+    Column("uploaded_at", UtcDateTime),
+    Column("alerted", Boolean, nullable=False, default=False),
+    Index("ix_mesh_messages_itk", "itk_message_id"),
+    Index("ix_mesh_messages_uploaded", "uploaded_at"),
+)
+"""One row per delivery to a MESH destination, written before the upload (the local id) and
+completed after it (MESH's message id)."""
+
+mesh_acks = Table(
+    "mesh_acks",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("delivery_id", Id, ForeignKey("deliveries.id"), nullable=False),
+    Column("inbox_message_id", String(64), nullable=False),
+    Column("level", String(16), nullable=False),
+    Column("code", String(8), nullable=False),
+    Column("positive", Boolean, nullable=False),
+    Column("text", Text),
+    Column("received_at", UtcDateTime, nullable=False),
+    Index("ix_mesh_acks_delivery", "delivery_id"),
+)
+
+mesh_inbox = Table(
+    "mesh_inbox",
+    metadata,
+    Column("message_id", String(64), primary_key=True),
+    Column("destination", String(64), nullable=False),
+    Column("received_at", UtcDateTime, nullable=False),
+    Column("sender", String(20)),
+    Column("workflow_id", String(64)),
+    Column("local_id", String(300)),
+    Column("status", String(16), nullable=False),
+    Column("reason", Text),
+    Column("delivery_id", Id),
+    Column("payload", LargeBinary, nullable=False),
+    Index("ix_mesh_inbox_status", "status", "received_at"),
+)
+"""Every message read from a MESH destination's own inbox, kept raw before it is acknowledged
+on MESH: `status` matched (an ITK3 acknowledgement of a delivery), unmatched (an ITK3 response
+naming no delivery of ours) or unreadable (anything else), with the reason."""
