@@ -2,8 +2,8 @@
 sending: the console's message page and `carebridge test` both read it.
 
 Each destination type's own pure renderer is called (`render_webhook`, `render_amqp`,
-`render_mllp`, `render_fhir`, `render_notice`, `render_mesh`) on a delivery built as the store would build it,
-with the same idempotency key. Nothing here performs I/O.
+`render_mllp`, `render_fhir`, `render_notice`, `render_mesh`) on a delivery built as the store
+would build it, with the same idempotency key. Nothing here performs I/O.
 """
 
 from __future__ import annotations
@@ -122,8 +122,8 @@ def _mesh(
     message = render_mesh(outgoing, dest, config.follow_up_rules, now)
     if message is None:
         return Preview(dest.name, PayloadFormat.NONE, problem="not a discharge for MESH")
-    text = (f"On MESH workflow {message.workflow.workflow_id}, local id "
-            f"{outgoing.idempotency_key}; the GP practice's mailbox is found at send time")  # fmt: skip
+    text = f"On MESH workflow {message.workflow.workflow_id}, local id {outgoing.idempotency_key}"
+    text += "; the GP practice's mailbox is found at send time"
     return Preview(dest.name, PayloadFormat.XML, message.body, text=text)
 
 
