@@ -63,6 +63,7 @@ def console_app(
     app.router.add_get("/dead-letters", overview.dead_letters)
     app.router.add_post("/dead-letters/replay", acts.bulk_replay)
     app.router.add_get("/dashboard", overview.dashboard)
+    app.router.add_get("/mesh/inbox", overview.mesh_inbox)
     app.router.add_get("/metrics", overview.prometheus)
     app.router.add_get("/audit", overview.audit_log)
     sessions = Sessions(console)

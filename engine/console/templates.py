@@ -114,6 +114,7 @@ def page(
             ("/messages", "Messages"),
             ("/dead-letters", "Dead letters"),
             ("/dashboard", "Dashboard"),
+            ("/mesh/inbox", "MESH inbox"),
         ]
         if allowed(principal.role, "admin"):
             links += [("/audit", "Audit log"), ("/sessions", "Sessions")]

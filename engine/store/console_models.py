@@ -110,6 +110,47 @@ class AttemptView:
 
 
 @dataclass(frozen=True, slots=True)
+class MeshAckView:
+    """An ITK3 acknowledgement matched to a MESH delivery."""
+
+    level: str
+    code: str
+    positive: bool
+    text: str | None
+    received_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class MeshView:
+    """A delivery's MESH message: where it went, MESH's id for it, and what came back."""
+
+    recipient: str
+    """The GP practice's mailbox ('' when the practice had none)."""
+    recipient_ods: str | None
+    workflow_id: str
+    local_id: str
+    itk_message_id: str
+    message_id: str | None
+    uploaded_at: datetime | None
+    acks: tuple[MeshAckView, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class KeptInboxMessage:
+    """A message from a MESH destination's inbox that was not an acknowledgement of ours."""
+
+    message_id: str
+    destination: str
+    received_at: datetime
+    sender: str | None
+    workflow_id: str | None
+    local_id: str | None
+    status: str
+    reason: str | None
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class DeliveryView:
     """One destination's delivery of an event, with its attempts (oldest first)."""
 
@@ -134,6 +175,8 @@ class DeliveryView:
     held_at: datetime | None
     held_by: str | None
     attempts: tuple[AttemptView, ...] = ()
+    mesh: MeshView | None = None
+    """For a delivery to a MESH destination: its MESH message and acknowledgements."""
 
 
 @dataclass(frozen=True, slots=True)

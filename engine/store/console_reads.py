@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from engine.store.base import StoreBase
+from engine.store.console_mesh import mesh_views
 from engine.store.console_models import (
     AttemptView,
     AuditRecord,
@@ -96,6 +97,7 @@ async def message_detail(store: StoreBase, message_id: int) -> MessageDetail | N
                 .order_by(attempts.c.id)
             ):
                 tried[a.delivery_id].append(row_view(AttemptView, a))
+        mesh = await mesh_views(conn, list(tried))
     return MessageDetail(
         message,
         row_view(EventView, ev) if ev else None,
@@ -107,6 +109,7 @@ async def message_detail(store: StoreBase, message_id: int) -> MessageDetail | N
                 state=delivery_state(d),
                 attempt_count=d.attempts,
                 attempts=tuple(tried[d.id]),
+                mesh=mesh.get(d.id),
             )
             for d in found
         ),

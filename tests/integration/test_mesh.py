@@ -14,6 +14,8 @@ import pytest
 
 from engine import mesh_inbox
 from engine.delivery.http import HttpAnswer
+from engine.store.console_mesh import kept_inbox
+from engine.store.console_reads import message_detail
 from engine.store.schema import mesh_inbox as inbox_table
 from tests.adt_factory import adt, patients
 from tests.mesh.gp import F, ack_xml, fhir_text, fhir_value
@@ -113,6 +115,12 @@ async def test_a_discharge_reaches_the_gp_and_the_business_ack_closes_the_loop(
         assert follow_up.status == "acknowledged"
         assert "MESH business acknowledgement 30001" in follow_up.acknowledged_by
         assert trust_inbox(sandbox) == []  # acknowledged on MESH: nothing loops
+        detail = await message_detail(w.store, await w.message_row(control_id))
+        assert detail is not None
+        [shown] = [d for d in detail.deliveries if d.mesh is not None]
+        assert shown.mesh is not None
+        assert shown.mesh.message_id == arrived.message_id
+        assert [a.code for a in shown.mesh.acks] == ["20013", "30001"]
 
 
 async def test_a_negative_business_ack_dead_letters_the_delivery_with_its_reason(
@@ -150,6 +158,8 @@ async def test_what_cannot_be_read_is_kept_and_acknowledged_never_lost_or_looped
         assert "not an ITK3 response" in kept["unreadable"].reason
         assert "not ours" in kept["unmatched"].reason
         assert trust_inbox(sandbox) == []
+        listed = await kept_inbox(w.store)
+        assert {k.status for k in listed} == {"unreadable", "unmatched"}
         again = await mesh_inbox.poll_once(w.dest, _mailbox(w), w.store)
         assert again.read == 0
 

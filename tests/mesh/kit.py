@@ -23,7 +23,14 @@ from engine.intake import Intake
 from engine.notifications import original_loader
 from engine.senders import mesh_mailbox
 from engine.store import Store
-from engine.store.schema import deliveries, follow_ups, mesh_acks, mesh_inbox, mesh_messages
+from engine.store.schema import (
+    deliveries,
+    follow_ups,
+    mesh_acks,
+    mesh_inbox,
+    mesh_messages,
+    messages,
+)
 from mappings.profile import event_id
 from tests.e2e.harness import wait_until
 from tests.memory_broker import MemoryBroker
@@ -137,6 +144,10 @@ class World:
         query = sa.select(table).where(*(table.c[k] == v for k, v in where.items()))
         async with self.store.engine.connect() as conn:
             return list((await conn.execute(query)).all())
+
+    async def message_row(self, control_id: str) -> int:
+        [row] = await self.rows(messages, message_key=control_id)
+        return int(row.id)
 
     async def mesh_message(self, delivery_id: int) -> Any:
         [row] = await self.rows(mesh_messages, delivery_id=delivery_id)

@@ -1,5 +1,5 @@
-"""The operators' overview pages: dead letters, the dashboard, ``/metrics`` (Prometheus) and
-the audit log (admins only)."""
+"""The operators' overview pages: dead letters, the dashboard, ``/metrics`` (Prometheus), the
+MESH inbox messages kept for an operator, and the audit log (admins only)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from engine.console.context import Console, notice, number
 from engine.console.views.audit import audit_page
 from engine.console.views.dashboard import dashboard_page
 from engine.console.views.dead_letters import dead_letters_page
+from engine.console.views.mesh import inbox_page
+from engine.store.console_mesh import kept_inbox
 from engine.store.console_reads import audit_entries, dead_letters, figures
 
 
@@ -45,6 +47,11 @@ class Overview:
         return web.Response(
             text=text, content_type="text/plain", headers={"X-Prometheus-Format": "0.0.4"}
         )
+
+    async def mesh_inbox(self, request: web.Request) -> web.Response:
+        principal = self.console.need(request, "viewer")
+        rows = await kept_inbox(self.console.store, self.console.config.page_size)
+        return self.console.html(request, "MESH inbox: kept", inbox_page(principal, rows))
 
     async def audit_log(self, request: web.Request) -> web.Response:
         c = self.console

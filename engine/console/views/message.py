@@ -1,5 +1,6 @@
 """One message's page: its facts, the operator's actions, the payload and care event, each
-delivery with its attempts (and the payload its destination is sent), and a timeline."""
+delivery with its attempts (and the payload its destination is sent; for MESH, its message and
+ITK3 acknowledgements), and a timeline."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from engine.console.templates import (
     table,
 )
 from engine.console.views import Renderer
+from engine.console.views.mesh import mesh_section, mesh_timeline
 from engine.store.console_models import AuditRecord, DeliveryState, DeliveryView, MessageDetail
 from engine.store.statuses import MessageStatus
 
@@ -182,7 +184,7 @@ def _delivery(
     return html(
         '<section class="delivery" id="delivery-$id"><h2>$dest: <span class="state">'
         "$state</span></h2><p>$n attempts · queued $created · delivered $delivered</p>"
-        "$error$actions$rendered$attempts</section>",
+        "$error$actions$mesh$rendered$attempts</section>",
         id=d.id,
         dest=d.destination,
         state=d.state,
@@ -191,6 +193,7 @@ def _delivery(
         delivered=d.delivered_at or "-",
         error=error,
         actions=_delivery_actions(principal, d, csrf, detail.message.id),
+        mesh=mesh_section(principal, d.mesh),
         rendered=_rendered(principal, detail, d, render),
         attempts=attempts,
     )
@@ -217,6 +220,7 @@ def _timeline(
             items.append((d.held_at, f"{d.destination}: held by {d.held_by}"))
         if d.resolved_at:
             items.append((d.resolved_at, f"{d.destination}: resolved by {d.resolved_by}"))
+        items += mesh_timeline(d)
     if sees_patient_data(principal.role):
         items += [
             (t.at, f"{t.action} by {t.actor}")
