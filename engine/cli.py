@@ -78,6 +78,13 @@ def _parser() -> argparse.ArgumentParser:
     via.add_argument("--amqp", default=DEFAULT_AMQP, help=f"broker URL (default {DEFAULT_AMQP})")
     via.add_argument("--mllp", metavar="HOST:PORT", help="send over MLLP and print each ACK")
 
+    _tool_parsers(sub)
+    sub.add_parser("schema", help="print the JSON Schema of the care event")
+    return parser
+
+
+def _tool_parsers(sub: argparse._SubParsersAction[_Parser]) -> None:
+    """The integration team's tools: route tests, the simulator, the analytics export."""
     tester = sub.add_parser(
         "test", help="run YAML route tests against a config: exit 0 passed, 1 failed, 2 broken"
     )
@@ -85,9 +92,19 @@ def _parser() -> argparse.ArgumentParser:
     tester.add_argument("-c", "--config", type=Path, help="config (overrides each file's config:)")
     tester.add_argument("--junit", type=Path, metavar="FILE", help="also write JUnit XML to FILE")
 
+    exporter = sub.add_parser(
+        "export", help="write pseudonymised analytics data (Parquet by day), incrementally"
+    )
+    exporter.add_argument("-c", "--config", type=Path, required=True, help="the engine's config")
+    exporter.add_argument("--out", type=Path, required=True, help="the export folder")
+    exporter.add_argument(
+        "--key-env",
+        default="CAREBRIDGE_PSEUDONYM_KEY",
+        help="environment variable holding the pseudonym key, 32+ characters "
+        "(default CAREBRIDGE_PSEUDONYM_KEY)",
+    )
+
     _simulate_parser(sub)
-    sub.add_parser("schema", help="print the JSON Schema of the care event")
-    return parser
 
 
 def _simulate_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
@@ -251,6 +268,35 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         return _fail(str(exc), EXIT_USAGE)
 
 
+def cmd_export(config_path: Path, out: Path, key_env: str) -> int:
+    from engine.export import export
+    from engine.export.rows import Pseudonymiser
+    from engine.store import Store, StoreError
+
+    key = os.environ.get(key_env, "")
+    if len(key) < 32:
+        return _fail(f"{key_env} must hold the pseudonym key (at least 32 characters)")
+    try:
+        config = _load(config_path)
+    except ConfigError as exc:
+        return _fail(f"invalid config: {exc.problems[0]}")
+
+    async def run() -> int:
+        store = await Store.open(config.store)
+        try:
+            summary = await export(store, config, out, Pseudonymiser(key), now=datetime.now(UTC))
+        finally:
+            await store.close()
+        counts = ", ".join(f"{n} {table}" for table, n in summary.rows.items())
+        print(f"{out}: {counts} ({len(summary.files)} files)")
+        return EXIT_OK
+
+    try:
+        return asyncio.run(run())
+    except StoreError as exc:
+        return _fail(f"the store cannot be read: {exc}")
+
+
 def cmd_schema() -> int:
     print(json.dumps(CareEvent.model_json_schema(), indent=2, sort_keys=True))
     return EXIT_OK
@@ -285,6 +331,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_test(args.paths, args.config, args.junit)
         case "simulate":
             return cmd_simulate(args)
+        case "export":
+            return cmd_export(args.config, args.out, args.key_env)
         case "schema":
             return cmd_schema()
         case "run":
