@@ -166,11 +166,13 @@ async def _start_fhir_listener(
         if s.fhir is not None
     }
     tls = settings.tls
+    gateway = FhirGateway(sources, publish, max_message_bytes=config.intake.max_message_bytes)
     listener = FhirListener(
-        settings.host, settings.port, handle=FhirGateway(sources, publish).handle,
-        max_body_bytes=settings.max_body_bytes,
+        settings.host, settings.port, admit=gateway.refusal, handle=gateway.handle,
+        max_body_bytes=settings.max_body_bytes, limits=health.http_limits(settings.limits),
         ssl_context=server_ssl_context(tls.cert_file, tls.key_file, tls.ca_file,
                                        tls.require_client_cert) if tls else None,
+        behind_tls_proxy=settings.behind_tls_proxy,
     )  # fmt: skip
     await listener.start()
     stack.push_async_callback(listener.close)
@@ -279,7 +281,7 @@ async def _serve_http(engine: Engine, stack: AsyncExitStack) -> None:
     extra = [*notifications.routes(store, notifying),
              notifications.listing_route(store, config.follow_up)]  # fmt: skip
     runner, engine.http_port = await health.serve(
-        health.health_app(engine.readiness, extra), config.http.host, config.http.port
+        health.health_app(engine.readiness, extra), config.http
     )
     stack.push_async_callback(runner.cleanup)
 

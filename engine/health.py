@@ -10,6 +10,10 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from aiohttp import web
 
+from adapters.http_server import HttpLimits
+from adapters.http_server import serve as serve_http
+from engine.config import HttpConfig, ListenerLimits
+
 Readiness = Callable[[], Awaitable[dict[str, bool]]]
 
 
@@ -27,20 +31,25 @@ def health_app(readiness: Readiness, extra: Sequence[web.RouteDef] = ()) -> web.
             status=200 if ready else 503,
         )
 
-    app = web.Application()
+    app = web.Application(client_max_size=64 * 1024)  # small forms only: the ack pages'
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.add_routes(list(extra))
     return app
 
 
-async def serve(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
-    """Start serving; return the runner (to stop it) and the bound port (port 0 picks one)."""
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port)
-    await site.start()
-    server = site._server
-    sockets = getattr(server, "sockets", None) or []
-    bound = sockets[0].getsockname()[1] if sockets else port
-    return runner, int(bound)
+def http_limits(config: ListenerLimits) -> HttpLimits:
+    """A listener's `limits` as the HTTP adapter takes them."""
+    return HttpLimits(
+        header_timeout=config.header_timeout.total_seconds(),
+        body_timeout=config.body_timeout.total_seconds(),
+        idle_timeout=config.idle_timeout.total_seconds(),
+        max_connections=config.max_connections,
+    )
+
+
+async def serve(app: web.Application, config: HttpConfig) -> tuple[web.AppRunner, int]:
+    """Start serving within the listener's limits, with the security headers on every answer;
+    return the runner (to stop it) and the bound port (port 0 picks one)."""
+    return await serve_http(app, config.host, config.port, limits=http_limits(config.limits),
+                            behind_tls_proxy=config.behind_tls_proxy)  # fmt: skip

@@ -37,6 +37,7 @@ from engine.config.destinations import (
 )
 from engine.config.environment import parse_env_file
 from engine.config.follow_up import FollowUpConfig
+from engine.config.listeners import ListenerLimits
 from engine.config.load import CheckedConfig, check_config, load_config, parse_config
 from engine.config.mesh import MeshDestination
 from engine.config.root import (
@@ -78,6 +79,7 @@ __all__ = [
     "HttpConfig",
     "HttpUrl",
     "IntakeConfig",
+    "ListenerLimits",
     "LoggingConfig",
     "MeshDestination",
     "MllpAckPolicy",

@@ -14,6 +14,7 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from engine.config.base import Duration, FromEnvironment, Strict
+from engine.config.listeners import ListenerLimits
 
 Role = Literal["viewer", "clinical", "operator", "admin"]
 ROLES: tuple[Role, ...] = ("viewer", "clinical", "operator", "admin")
@@ -87,7 +88,8 @@ class ConsoleConfig(Strict):
     """A session unused this long ends (ASVS 3.3.1); its use is noted at most once a minute."""
     behind_tls_proxy: bool = False
     """The console is reached over HTTPS through a proxy that ends TLS (with `tls` unset): the
-    cookies are marked ``Secure`` and named with the ``__Host-`` prefix, as with `tls`."""
+    cookies are marked ``Secure`` and named with the ``__Host-`` prefix, and answers carry
+    ``Strict-Transport-Security``, as with `tls`."""
     trusted_proxies: tuple[str, ...] = ()
     """Addresses of proxies in front of the console: for a request from one of them the client's
     address is the last ``X-Forwarded-For`` entry not itself a trusted proxy (sign-in throttling
@@ -96,6 +98,7 @@ class ConsoleConfig(Strict):
     users: tuple[ConsoleUser, ...] = ()
     tokens: tuple[ConsoleToken, ...] = ()
     tls: ConsoleTls | None = None
+    limits: ListenerLimits = ListenerLimits()
     page_size: int = Field(default=50, ge=1, le=500)
     bulk_limit: int = Field(default=1000, ge=1, le=100_000)
     """Most dead letters one bulk replay may reset."""

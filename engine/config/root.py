@@ -17,6 +17,7 @@ from engine.config.console import ConsoleConfig
 from engine.config.delivery import DeliveryConfig, RetryPolicy
 from engine.config.destinations import Destination
 from engine.config.follow_up import FollowUpConfig
+from engine.config.listeners import ListenerLimits
 from engine.config.routes import Route
 from engine.config.sources import FhirListenerConfig, SourceConfig
 from engine.config.store import RetentionConfig, StoreConfig
@@ -27,6 +28,9 @@ from mappings.profile import FeedProfile
 class HttpConfig(Strict):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
+    limits: ListenerLimits = ListenerLimits()
+    behind_tls_proxy: bool = False
+    """A TLS-terminating proxy is in front: answers carry Strict-Transport-Security."""
 
 
 class IntakeConfig(Strict):

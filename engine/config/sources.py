@@ -8,6 +8,7 @@ from typing import Annotated
 from pydantic import Field, PlainValidator, PrivateAttr, model_validator
 
 from engine.config.base import Duration, FromEnvironment, Name, ServerTlsConfig, Strict
+from engine.config.listeners import ListenerLimits
 from mappings.model import CareSetting
 from mappings.profile import DEFAULT_TIMEZONE, FeedProfile, ProfileSettings, TimeZone
 
@@ -49,6 +50,9 @@ class FhirListenerConfig(Strict):
     port: int = Field(ge=0, le=65535)
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     tls: ServerTlsConfig | None = None
+    limits: ListenerLimits = ListenerLimits()
+    behind_tls_proxy: bool = False
+    """A TLS-terminating proxy is in front: answers carry Strict-Transport-Security."""
 
 
 class SourceFhirAuth(Strict):

@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
+from adapters.http_server import serve
 from engine.config import Config
 from engine.console.config import ConsoleConfig
 from engine.console.context import Console, log
@@ -25,8 +26,9 @@ from engine.console.routes.messages import Messages
 from engine.console.routes.overview import Overview
 from engine.console.routes.sessions import Sessions
 from engine.console.routes.signin import SignIn
-from engine.console.security import security_middleware
+from engine.console.security import CSP, security_middleware
 from engine.console.views import Renderer
+from engine.health import http_limits
 from engine.store import Store
 
 
@@ -99,14 +101,10 @@ async def start_console(
 
     With the engine's `engine_config`, operators may re-map a message with today's config, and
     (unless `render` is given) each delivery shows the payload its destination is sent."""
-    runner = web.AppRunner(
+    runner, port = await serve(
         console_app(store, config, on_replay=on_replay, render=render, engine_config=engine_config),
-        access_log=None,
-    )
-    await runner.setup()
-    site = web.TCPSite(runner, config.host, config.port, ssl_context=_server_tls(config))
-    await site.start()
-    sockets = getattr(site._server, "sockets", None) or []
-    port = int(sockets[0].getsockname()[1]) if sockets else config.port
+        config.host, config.port, limits=http_limits(config.limits),
+        ssl_context=_server_tls(config), behind_tls_proxy=config.behind_tls_proxy, csp=CSP,
+    )  # fmt: skip
     log.info("console.started", port=port, tls=config.tls is not None)
     return runner, port

@@ -1,5 +1,6 @@
-"""The console's one gate: who is asking (bearer token or session cookie), the CSRF check on
-every POST, and the security headers on every answer.
+"""The console's one gate: who is asking (bearer token or session cookie) and the CSRF check on
+every POST. The security headers are set on every answer by the HTTP listener
+(adapters.http_server), with the console's `CSP`.
 
 A client's odd bytes (a non-ASCII cookie or token, a form that is not valid form data) are a
 400, 401 or 403 like any other bad request, never an error of the console's own.
@@ -21,14 +22,10 @@ from engine.console.templates import Safe
 from engine.store.console_search import BadFilter
 
 _PUBLIC = frozenset({"/login", "/static/console.css"})
-_HEADERS = {
-    "Content-Security-Policy": "default-src 'none'; style-src 'self'; form-action 'self'; "
-    "frame-ancestors 'none'; base-uri 'none'",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-    "Cache-Control": "no-store",
-    "X-Frame-Options": "DENY",
-}
+CSP = (
+    "default-src 'none'; style-src 'self'; form-action 'self'; frame-ancestors 'none'; "
+    "base-uri 'none'"
+)
 
 
 def cookie_name(config: ConsoleConfig, name: str) -> str:
@@ -78,13 +75,11 @@ def field(form: Form, name: str) -> str | None:
 
 
 def security_middleware(console: Console) -> Middleware:
-    """The middleware that guards every route of `console` and sets the security headers."""
+    """The middleware that guards every route of `console`."""
 
     @web.middleware
     async def security(request: web.Request, handler: Handler) -> web.StreamResponse:
-        response = await _guarded(console, request, handler)
-        response.headers.update(_HEADERS)
-        return response
+        return await _guarded(console, request, handler)
 
     return security
 

@@ -229,3 +229,20 @@ async def test_unreachable_token_endpoint_is_transient() -> None:
 
     result = await FhirSender(destination(), server().post, Broken()).send(DELIVERY)
     assert result.outcome == "transient"
+
+
+async def test_a_body_over_the_intakes_limit_is_413_and_still_kept() -> None:
+    publisher = Publisher()
+    source = FhirSource(FeedProfile(feed="mh"), ("s3cret",))
+    small = FhirGateway({"mh": source}, publisher, max_message_bytes=len(FHIR_MESSAGE) - 1)
+    status, body, _ = await small.handle(Request())
+    assert status == 413
+    assert json.loads(body)["issue"][0]["code"] == "too-long"
+    assert publisher.published == [FHIR_MESSAGE], "published, so the message log keeps it"
+
+
+@pytest.mark.parametrize("token", ["s3cr\udcffet", "\udcff", "sécret"])
+def test_a_token_with_odd_characters_is_refused_not_raised(token: str) -> None:
+    refused = gateway(Publisher()).refusal(Request(bearer_token=token))
+    assert refused is not None
+    assert refused[0] == 401
