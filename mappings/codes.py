@@ -29,6 +29,7 @@ __all__ = [
     "HL7_PATIENT_CLASS",
     "LEGAL_STATUSES",
     "LEGAL_STATUS_ENGLAND",
+    "NHS_NUMBER_STATUSES",
     "NHS_NUMBER_SYSTEM",
     "ODS_ORGANISATION_SYSTEM",
     "ODS_SITE_SYSTEM",
@@ -207,4 +208,20 @@ LEGAL_STATUSES: dict[str, str] = {
     "38": "Detained: section 45A (limitation direction ended)",
     "98": "Not applicable",
     "99": "Not known",
+}
+
+# NHS Data Dictionary NHS NUMBER STATUS INDICATOR CODE, worded as the Dictionary has it: the same
+# wording in HL7 UK's CareConnect-NHSNumberVerificationStatus-1 CodeSystem (copied from the
+# Dictionary's nhs_number_status_indicator_code page), UK Core's
+# UKCore-NHSNumberVerificationStatusEngland and the ITK HL7v2 Reference Tables v1.0.14 (PID-32,
+# NSTS01-NSTS08). Only 01 means the number was verified (traced) against the national index.
+NHS_NUMBER_STATUSES: dict[str, str] = {
+    "01": "Number present and verified",
+    "02": "Number present but not traced",
+    "03": "Trace required",
+    "04": "Trace attempted - No match or multiple match found",
+    "05": "Trace needs to be resolved - (NHS Number or patient detail conflict)",
+    "06": "Trace in progress",
+    "07": "Number not present and trace not required",
+    "08": "Trace postponed (baby under six weeks old)",
 }

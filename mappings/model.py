@@ -100,6 +100,10 @@ class Identifier(_Frozen):
     verification: NhsNumberStatus | None = None
     warnings: tuple[str, ...] = ()
     """Why this identifier is suspect: failed check digit, placeholder, out of issued range."""
+    not_real: str | None = None
+    """Why this valid NHS number cannot be a real patient's (placeholder, test range, not
+    issued; `mappings.nhs_number.not_real_reason`): it is never sent on as a verified NHS
+    number, and the clinician is told."""
 
 
 class NameUse(StrEnum):
@@ -170,6 +174,14 @@ class Patient(_Frozen):
         """The valid NHS number, if the patient has exactly one; otherwise None."""
         numbers = {i.value for i in self.identifiers if i.kind is IdentifierKind.NHS_NUMBER}
         return next(iter(numbers)) if len(numbers) == 1 else None
+
+    @property
+    def nhs_number_not_real(self) -> str | None:
+        """Why the patient's NHS number cannot be a real patient's, or None."""
+        number = self.nhs_number
+        return next(
+            (i.not_real for i in self.identifiers if i.value == number and i.not_real), None
+        )
 
     def local_identifier(self) -> Identifier | None:
         """The first local (hospital) identifier, used for the patient key without NHS number."""

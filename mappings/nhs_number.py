@@ -3,6 +3,15 @@
 Only a number that passes `is_valid` may ever be used as a patient's NHS number. Range and
 placeholder findings are warnings, not rejections: cross-border patients (Scottish CHI,
 Northern Ireland) are real, and test-range numbers are legitimate in test environments.
+
+`not_real_reason` says when a valid number cannot be a real patient's: a repeated-digit
+placeholder (0000000000, 3333333333), the 999 range reserved for testing, or a number outside
+the ranges issued to patients (England 300-399, 400-499, 600-799 million by the first nine
+digits; Northern Ireland 320-399; Scottish CHI 010-311: domain brief section 2). Such a number is
+still read and still keys the patient's history, but is never sent on as a verified NHS
+number, and the clinician is told (docs/mapping.md, "NHS numbers that are not real"). A feed
+profile in a test environment (``nhs_numbers: test``) accepts test-range and unissued numbers
+as real; a repeated-digit placeholder is never one.
 """
 
 from __future__ import annotations
@@ -51,3 +60,22 @@ def warnings_for(value: str) -> tuple[str, ...]:
     ):
         found.append("NHS number is outside the issued ranges")
     return tuple(found)
+
+
+def not_real_reason(value: str, *, test_environment: bool = False) -> str | None:
+    """Why a valid NHS number cannot be a real patient's, or None when it can be.
+
+    `test_environment` accepts the 999 test range and unissued ranges (test systems use them);
+    a repeated-digit placeholder is refused everywhere.
+    """
+    if not is_valid(value):
+        return None  # not an NHS number at all: handled as unverified
+    if len(set(value)) == 1:
+        return "a repeated-digit placeholder"
+    if test_environment:
+        return None
+    if value.startswith("999"):
+        return "in the 999 range reserved for testing"
+    if "NHS number is outside the issued ranges" in warnings_for(value):
+        return "outside the ranges issued to patients"
+    return None

@@ -124,6 +124,10 @@ class FeedProfile:
     """Coded element (``discharge_destination``...) → {local code: national code}."""
     legal_status: tuple[LocalField, ...] = ()
     risk_flags: tuple[LocalField, ...] = ()
+    nhs_numbers: Literal["production", "test"] = "production"
+    """``production``: a valid NHS number in the 999 test range or outside the issued ranges is
+    not a real patient's (never sent on as verified; the clinician is told). ``test``: a test
+    environment's feed, whose patients have such numbers. Placeholders are never real."""
 
     @classmethod
     def from_mapping(cls, data: object) -> FeedProfile:
@@ -146,6 +150,7 @@ class FeedProfile:
             risk_flags:
               - field: OBX-5
                 observation: RISK              # the OBX-3 identifier
+            nhs_numbers: production            # or test: 999 and unissued numbers are real
         """
         try:
             return FeedSettings.model_validate(data).feed_profile()
@@ -319,6 +324,9 @@ class ProfileSettings(Strict):
         tuple[Annotated[RiskFlagSettings, BeforeValidator(_as_mapping)], ...],
         BeforeValidator(_as_list),
     ] = ()
+    nhs_numbers: Literal["production", "test"] = "production"
+    """``test`` only for a test environment's feed: its 999 and unissued NHS numbers are taken
+    as real patients' (sent on as NHS numbers). In production they are flagged as not real."""
 
     def build(
         self,
@@ -335,6 +343,7 @@ class ProfileSettings(Strict):
             code_tables=self.code_tables.tables(),
             legal_status=tuple(item.local_field() for item in self.legal_status),
             risk_flags=tuple(item.local_field() for item in self.risk_flags),
+            nhs_numbers=self.nhs_numbers,
         )
 
 

@@ -56,7 +56,11 @@ __all__ = ["map_fhir"]
 def map_fhir(raw: bytes, profile: FeedProfile) -> CareEvent:
     """Map one FHIR R4 message to a care event, or raise `MappingError` saying why not."""
     message = Message.open(load_json(raw))
-    reading = Reading(feed=profile.feed, zone=feed_zone(profile.timezone))
+    reading = Reading(
+        feed=profile.feed,
+        zone=feed_zone(profile.timezone),
+        test_nhs_numbers=profile.nhs_numbers == "test",
+    )
     header_kind, trigger = message.header_event()
     person_event = header_kind in (EventKind.PERSON_UPDATE, EventKind.MERGE)
     encounter = None if person_event else message.encounter()

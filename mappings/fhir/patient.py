@@ -33,6 +33,7 @@ from mappings.fhir.vocabulary import (
     LOCAL_IDENTIFIER_PREFIX,
     NHS_NUMBER_OID,
     NHS_NUMBER_VERIFICATION_URL,
+    NOT_REAL_NHS_NUMBER_SYSTEM,
 )
 from mappings.hl7v2.types import Reading
 from mappings.model import (
@@ -172,7 +173,7 @@ class PatientReader:
             return None
         system = as_text(item.get("system"))
         type_code = first_code(item.get("type"), IDENTIFIER_TYPE_SYSTEM)
-        if system not in (NHS_NUMBER_SYSTEM, NHS_NUMBER_OID):
+        if system not in (NHS_NUMBER_SYSTEM, NHS_NUMBER_OID, NOT_REAL_NHS_NUMBER_SYSTEM):
             if system and system.startswith(LOCAL_IDENTIFIER_PREFIX):
                 system = unquote(system.removeprefix(LOCAL_IDENTIFIER_PREFIX))
             assigner = as_object(item.get("assigner")) or {}
@@ -197,6 +198,7 @@ class PatientReader:
             type_code=type_code,
             verification=verification,
             warnings=warnings,
+            not_real=self.reading.not_real(number) if valid else None,
         )
 
     def _verification(self, item: JsonObject, path: str) -> NhsNumberStatus | None:

@@ -28,6 +28,10 @@ LEGAL_STATUS_PERIOD_URL: Final = (
 POINT_OF_CARE_SYSTEM: Final = "https://carebridge.nhs.uk/Id/point-of-care"
 """Location identifier for the HL7 point of care (PL.1), which FHIR has no element for."""
 LOCAL_IDENTIFIER_PREFIX: Final = "https://carebridge.nhs.uk/Id/assigning-authority/"
+NOT_REAL_NHS_NUMBER_SYSTEM: Final = "https://carebridge.nhs.uk/Id/nhs-number-not-real"
+"""A valid NHS number that cannot be a real patient's (placeholder, test range, not issued):
+sent under this system, never https://fhir.nhs.uk/Id/nhs-number, and with no verification
+status, so no receiver takes it for a verified NHS number."""
 """Identifier system for an identifier whose authority is a name (``RXT``), not a URI."""
 LEGAL_STATUS_CONTEXT_SYSTEM: Final = "https://fhir.hl7.org.uk/CodeSystem/UKCore-LegalStatusContext"
 LEGAL_STATUS_WALES: Final = (

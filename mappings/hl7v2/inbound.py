@@ -78,7 +78,11 @@ def map_hl7v2(raw: bytes | str, profile: FeedProfile) -> CareEvent:
     """Map one HL7 v2 ADT message to a care event, or raise `MappingError` saying why not."""
     message = parse(raw)
     msh = message.msh
-    reading = Reading(feed=profile.feed, zone=_zone(profile.timezone))
+    reading = Reading(
+        feed=profile.feed,
+        zone=_zone(profile.timezone),
+        test_nhs_numbers=profile.nhs_numbers == "test",
+    )
     reading.warnings.extend(message.warnings)
     evn = message.segment("EVN")
     trigger = _trigger(msh, evn, reading)

@@ -256,6 +256,8 @@ def _pid(patient: Patient) -> dict[int, str]:
         raise MappingError("the patient has no identifier to send", location="PID-3", code="101")
     nhs = next((i for i in patient.identifiers if i.kind is IdentifierKind.NHS_NUMBER), None)
     status = patient.nhs_number_status or (nhs.verification if nhs else None)
+    if patient.nhs_number_not_real:
+        status = None  # never "verified" (NSTS01) for a number that is not a real patient's
     fields = {
         1: "1",
         3: "~".join(identifiers),

@@ -213,6 +213,7 @@ def _identifier(
             type_code=type_code,
             verification=status,
             warnings=warnings,
+            not_real=reading.not_real(number),
         )
     # The sender's own authority, not the NHS number system: nothing downstream may mistake
     # this for a verified NHS number.

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
+from mappings import nhs_number
 from mappings.codes import local_system
 from mappings.errors import MappingError
 from mappings.hl7v2.elements import Repetition
@@ -68,10 +69,16 @@ class Reading:
     feed: str
     zone: ZoneInfo
     warnings: list[str] = field(default_factory=list)
+    test_nhs_numbers: bool = False
+    """The feed is a test environment's: test-range and unissued NHS numbers count as real."""
 
     def warn(self, location: str, text: str) -> None:
         """Note a non-fatal oddity. Never put patient data (numbers, names, dates) in `text`."""
         self.warnings.append(f"{location}: {text}")
+
+    def not_real(self, number: str) -> str | None:
+        """Why a valid NHS number cannot be a real patient's under this feed's policy."""
+        return nhs_number.not_real_reason(number, test_environment=self.test_nhs_numbers)
 
 
 class InvalidTimestamp(ValueError):

@@ -115,8 +115,10 @@ def test_transaction_is_identifier_conditional_and_valid_r4() -> None:
     requests = {e["resource"]["resourceType"]: e["request"] for e in transaction["entry"]}
     assert "MessageHeader" not in requests
     assert requests["Patient"]["method"] == "PUT"
-    assert requests["Patient"]["url"].startswith(
-        "Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|"
+    # 943 476 5919 is outside the issued ranges: keyed under the not-real system, never as a
+    # verified NHS number (issue 13 point 3)
+    assert requests["Patient"]["url"] == (
+        "Patient?identifier=https://carebridge.nhs.uk/Id/nhs-number-not-real|9434765919"
     )
     assert requests["Encounter"]["method"] == "PUT"
     assert requests["Organization"] == {

@@ -334,13 +334,27 @@ def comparable(data: Any) -> Any:
 
 
 def without_unsent_nhs_numbers(event: CareEvent) -> CareEvent:
-    """The event as FHIR can carry it: no unverified NHS number, no status without a number."""
-    kept = tuple(
-        i for i in event.patient.identifiers if i.kind is not IdentifierKind.UNVERIFIED_NHS_NUMBER
-    )
+    """The event as FHIR can carry it: no unverified NHS number, no status without a number,
+    and a number that is not a real patient's without verification status or NH type."""
+    kept = as_sent(event.patient.identifiers)
     status = event.patient.nhs_number_status if event.patient.nhs_number else None
+    if event.patient.nhs_number_not_real:
+        status = None
     patient = event.patient.model_copy(update={"identifiers": kept, "nhs_number_status": status})
-    return event.model_copy(update={"patient": patient})
+    merge = event.merge
+    if merge is not None:
+        merge = merge.model_copy(update={"survivor": as_sent(merge.survivor)})
+    return event.model_copy(update={"patient": patient, "merge": merge})
+
+
+def as_sent(identifiers: tuple[Identifier, ...]) -> tuple[Identifier, ...]:
+    """Identifiers as FHIR carries them: an unverified NHS number is not sent, and one that is
+    not a real patient's goes without its verification status and NH type."""
+    return tuple(
+        i.model_copy(update={"verification": None, "type_code": None}) if i.not_real else i
+        for i in identifiers
+        if i.kind is not IdentifierKind.UNVERIFIED_NHS_NUMBER
+    )
 
 
 @pytest.mark.parametrize("fixture", HL7_FIXTURES, ids=lambda p: p.stem)
@@ -356,7 +370,7 @@ def test_an_a03_discharge_round_trips_field_by_field() -> None:
     event = by_name("mh_a03_discharge.hl7")
     back = map_fhir(orjson.dumps(render_fhir_message(event)), PROFILES["mh"])
     assert back.kind is EventKind.DISCHARGE
-    assert back.patient.identifiers == event.patient.identifiers
+    assert back.patient.identifiers == as_sent(event.patient.identifiers)
     assert back.patient.names == event.patient.names
     assert back.patient.birth_date == event.patient.birth_date
     assert back.patient.gender == event.patient.gender

@@ -130,7 +130,10 @@ def test_a_withdrawal_renders_as_reviewed() -> None:
 
 def test_the_discharge_text_says_who_where_when_and_by_when_to_follow_up() -> None:
     text = render(DISCHARGE).text
-    assert "SYNTHETIC, ALPHA TESTCASE, NHS number 943 476 5919, born 1 Jan 1980" in text
+    assert (
+        "SYNTHETIC, ALPHA TESTCASE, NHS number 943 476 5919 (NOT A REAL PATIENT'S NUMBER: outside"
+        " the ranges issued to patients; confirm who this is before acting), born 1 Jan 1980"
+    ) in text
     assert "From: ward WARD9, bed BED1 (site RXT01), provider RXT" in text
     assert "Discharged: Mon 2 Feb 2026 10:30 GMT" in text
     assert "To: Usual place of residence (19)" in text
@@ -203,7 +206,10 @@ def test_a_backdated_discharge_is_flagged_overdue() -> None:
 def test_without_an_nhs_number_the_local_identifier_is_used() -> None:
     event = fixture("mh_a03_escapes_latin1.hl7")  # NSTS03, MRN only
     notification = render(event)
-    assert "no verified NHS number (status 03), local id RXT7654321 (RXT)" in notification.text
+    assert (
+        "no verified NHS number (status 03: Trace required), local id RXT7654321 (RXT)"
+        in notification.text
+    )
     subject = resource(notification.fhir, "Communication")["subject"]
     assert subject["identifier"]["value"] == "RXT7654321"
     assert_valid_fhir(notification.fhir)
@@ -229,7 +235,7 @@ def test_the_discharge_bundle_holds_the_communication_and_a_requested_task() -> 
     assert communication["status"] == "completed"
     assert communication["payload"] == [{"contentString": notification.text}]
     assert communication["subject"]["identifier"] == {
-        "system": "https://fhir.nhs.uk/Id/nhs-number",
+        "system": "https://carebridge.nhs.uk/Id/nhs-number-not-real",  # outside issued ranges
         "value": "9434765919",
     }
     assert communication["about"][0]["identifier"]["value"] == "SPELL-0001"

@@ -21,7 +21,7 @@ from mappings.clinical.notification.facts import (
     resource_id,
 )
 from mappings.codes import local_system
-from mappings.fhir.vocabulary import LOCAL_IDENTIFIER_PREFIX
+from mappings.fhir.vocabulary import LOCAL_IDENTIFIER_PREFIX, NOT_REAL_NHS_NUMBER_SYSTEM
 from mappings.model import NHS_NUMBER_SYSTEM, ODS_ORGANISATION_SYSTEM, EventKind
 
 _CATEGORY = {
@@ -54,7 +54,9 @@ def _subject(facts: Facts) -> dict[str, Any]:
     reference: dict[str, Any] = {"type": "Patient"}
     local = patient.local_identifier()
     if patient.nhs_number:
-        reference["identifier"] = {"system": NHS_NUMBER_SYSTEM, "value": patient.nhs_number}
+        # a number that cannot be a real patient's is never given as an NHS number
+        system = NOT_REAL_NHS_NUMBER_SYSTEM if patient.nhs_number_not_real else NHS_NUMBER_SYSTEM
+        reference["identifier"] = {"system": system, "value": patient.nhs_number}
     elif local is not None:
         identifier = {"value": local.value}
         if local.system:

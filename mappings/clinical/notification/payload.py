@@ -41,6 +41,7 @@ def _patient_block(patient: Patient) -> dict[str, Any]:
     name = official_name(patient)
     return {
         "nhs_number": patient.nhs_number,
+        "nhs_number_not_real": patient.nhs_number_not_real,
         "nhs_number_status": (
             patient.nhs_number_status.value if patient.nhs_number_status else None
         ),

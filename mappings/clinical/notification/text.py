@@ -21,6 +21,7 @@ from mappings.codes import (
     DISCHARGE_METHODS,
     LEGAL_STATUS_ENGLAND,
     LEGAL_STATUSES,
+    NHS_NUMBER_STATUSES,
 )
 from mappings.model import (
     Clinician,
@@ -176,11 +177,18 @@ def _gp_lines(facts: Facts) -> list[str]:
 def _who(facts: Facts) -> str:
     patient = facts.event.patient
     parts = [display_name(patient)]
-    if patient.nhs_number:
+    if patient.nhs_number and (not_real := patient.nhs_number_not_real):
+        parts.append(
+            f"NHS number {_nhs_format(patient.nhs_number)} (NOT A REAL PATIENT'S NUMBER: "
+            f"{not_real}; confirm who this is before acting)"
+        )
+    elif patient.nhs_number:
         parts.append(f"NHS number {_nhs_format(patient.nhs_number)}")
     else:
         status = patient.nhs_number_status
-        missing = "no verified NHS number" + (f" (status {status.value})" if status else "")
+        missing = "no verified NHS number" + (
+            f" (status {status.value}: {NHS_NUMBER_STATUSES[status.value]})" if status else ""
+        )
         local = patient.local_identifier()
         if local:
             missing += f", local id {local.value}"

@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from typing import Any, Final
 from urllib.parse import quote
 
+from mappings.codes import NHS_NUMBER_STATUSES
 from mappings.fhir.outbound.resources import (
     PROFILE,
     Resources,
@@ -25,6 +26,7 @@ from mappings.fhir.vocabulary import (
     LOCAL_IDENTIFIER_PREFIX,
     NHS_NUMBER_VERIFICATION_SYSTEM,
     NHS_NUMBER_VERIFICATION_URL,
+    NOT_REAL_NHS_NUMBER_SYSTEM,
 )
 from mappings.model import (
     NHS_NUMBER_SYSTEM,
@@ -108,13 +110,18 @@ def retired_reference(out: Resources, survivor: dict[str, str]) -> dict[str, str
 
 def _identifiers(identifiers: Iterable[Identifier]) -> list[dict[str, Any]]:
     """NHS numbers with their verification status, and local identifiers. A number that
-    failed the check digit is not sent: nothing downstream may take it for one."""
+    failed the check digit is not sent: nothing downstream may take it for one. A valid number
+    that cannot be a real patient's (`Identifier.not_real`) goes under the engine's own
+    not-real system, without verification status or NH type."""
     rendered: list[dict[str, Any]] = []
     for identifier in identifiers:
         if identifier.kind is IdentifierKind.UNVERIFIED_NHS_NUMBER:
             continue
         item: dict[str, Any] = {}
-        if identifier.kind is IdentifierKind.NHS_NUMBER:
+        if identifier.kind is IdentifierKind.NHS_NUMBER and identifier.not_real:
+            # not a real patient's: never the NHS number system, never a verification status
+            item["system"] = NOT_REAL_NHS_NUMBER_SYSTEM
+        elif identifier.kind is IdentifierKind.NHS_NUMBER:
             item["system"] = NHS_NUMBER_SYSTEM
             if identifier.verification is not None:
                 item["extension"] = [_verification(identifier.verification)]
@@ -124,7 +131,7 @@ def _identifiers(identifiers: Iterable[Identifier]) -> list[dict[str, Any]]:
                 if ":" in identifier.system
                 else LOCAL_IDENTIFIER_PREFIX + quote(identifier.system, safe="")
             )
-        if identifier.type_code:
+        if identifier.type_code and not identifier.not_real:
             item["type"] = {
                 "coding": [{"system": IDENTIFIER_TYPE_SYSTEM, "code": identifier.type_code}]
             }
@@ -144,7 +151,13 @@ def _verification(status: NhsNumberStatus) -> dict[str, Any]:
     return {
         "url": NHS_NUMBER_VERIFICATION_URL,
         "valueCodeableConcept": {
-            "coding": [{"system": NHS_NUMBER_VERIFICATION_SYSTEM, "code": status.value}]
+            "coding": [
+                {
+                    "system": NHS_NUMBER_VERIFICATION_SYSTEM,
+                    "code": status.value,
+                    "display": NHS_NUMBER_STATUSES[status.value],
+                }
+            ]
         },
     }
 
