@@ -19,6 +19,7 @@ from typing import Final
 
 from mappings.clinical.follow_up.rules import FollowUp
 from mappings.clinical.notification.facts import display_name, legal_status_at_discharge
+from mappings.fhir.vocabulary import NOT_REAL_NHS_NUMBER_SYSTEM
 from mappings.itk3.xml import add, coding, identifier, narrative, profile, reference
 from mappings.model import NHS_NUMBER_SYSTEM, ODS_ORGANISATION_SYSTEM, CareEvent, Clinician
 
@@ -161,7 +162,9 @@ def _patient(p: ET.Element, event: CareEvent, doc: Document) -> None:
     patient = event.patient
     profile(p, CARECONNECT + "CareConnect-Patient-1")
     if patient.nhs_number:
-        identifier(p, NHS_NUMBER_SYSTEM, patient.nhs_number)
+        # a number that is not a real patient's is never given as an NHS number (issue 13)
+        system = NOT_REAL_NHS_NUMBER_SYSTEM if patient.nhs_number_not_real else NHS_NUMBER_SYSTEM
+        identifier(p, system, patient.nhs_number)
     for name in patient.names[:1]:
         element = add(p, "name")
         add(element, "use", "official")
