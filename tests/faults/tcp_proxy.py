@@ -4,7 +4,9 @@
 - blackhole: connections stay open but nothing flows (new ones are accepted and held), like a
   network partition: TCP keeps the bytes and delivers them if the path heals in time;
 - reset: every open connection is closed with an RST on both sides;
-- latency: each chunk is held this many seconds before it is forwarded (order kept).
+- latency: each chunk is held this many seconds before it is forwarded (order kept);
+- drop_answers: what the client sends flows on, what the server answers is thrown away (an
+  answer lost after the server acted on the request).
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ class TcpProxy:
         self._flowing.set()
         self.latency = 0.0
         self.accepted = 0
+        self.answers = True
+        """False: bytes from the server are dropped (`drop_answers`)."""
 
     @property
     def port(self) -> int:
@@ -51,7 +55,11 @@ class TcpProxy:
 
     def pass_through(self) -> None:
         self.latency = 0.0
+        self.answers = True
         self._flowing.set()
+
+    def drop_answers(self) -> None:
+        self.answers = False
 
     def blackhole(self) -> None:
         self._flowing.clear()
@@ -103,11 +111,16 @@ class TcpProxy:
         link.upstream = up_writer
         link.tasks = [
             asyncio.create_task(self._pump(reader, up_writer, link)),
-            asyncio.create_task(self._pump(up_reader, writer, link)),
+            asyncio.create_task(self._pump(up_reader, writer, link, answer=True)),
         ]
 
     async def _pump(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, link: _Link
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        link: _Link,
+        *,
+        answer: bool = False,
     ) -> None:
         try:
             while True:
@@ -118,6 +131,8 @@ class TcpProxy:
                 if self.latency:
                     await asyncio.sleep(self.latency)
                 await self._flowing.wait()
+                if answer and not self.answers:
+                    continue
                 writer.write(data)
                 await writer.drain()
         except (OSError, asyncio.IncompleteReadError):

@@ -41,8 +41,8 @@ DESTINATION = "gp-mesh"
 ENV = {"MESH_PASSWORD": PASSWORD, "MESH_SHARED_KEY": SHARED_KEY}
 
 
-def config(sandbox_url: str, *, tls: Path | None = None, extra: str = "",
-           password: str = PASSWORD, client_cert: bool = True) -> Config:  # fmt: skip
+def config(sandbox_url: str, *, tls: Path | None = None, extra: str = "", password: str = PASSWORD,
+           client_cert: bool = True, timeout: str = "5s") -> Config:  # fmt: skip
     tls_yaml = ""
     if tls is not None:
         tls_yaml = f"\n    tls: {{ca_file: {tls / 'ca.pem'}"
@@ -60,7 +60,7 @@ destinations:
     password: "${{MESH_PASSWORD}}"
     shared_key: "${{MESH_SHARED_KEY}}"
     sender_ods: RXT
-    timeout: 5s
+    timeout: {timeout}
     retry: fast
     inbox_poll_interval: 200ms{tls_yaml}{extra}
 retry_policies:
@@ -75,7 +75,7 @@ routes:
 
 @dataclass
 class World:
-    sandbox: Sandbox
+    sandbox: Sandbox | None
     store: Store
     config: Config
     loop: DeliveryLoop | None = None
@@ -175,7 +175,7 @@ async def wait_until_async(check: Any, deadline: float = 30) -> None:
 
 
 @contextlib.asynccontextmanager
-async def world(sandbox: Sandbox, tmp_path: Path, cfg: Config) -> AsyncIterator[World]:
+async def world(sandbox: Sandbox | None, tmp_path: Path, cfg: Config) -> AsyncIterator[World]:
     store = await Store.open(StoreConfig(url=f"sqlite+aiosqlite:///{tmp_path / 'cb.db'}"))
     w = World(sandbox, store, cfg)
     try:
