@@ -12,16 +12,17 @@ transaction here:
 
 The rooms: schema.py (tables) and migrations/ (Alembic, applied at start by migrate.py);
 records.py (what goes in and comes out); statuses.py (the stored states, as enums); base.py
-(opening, the read and write connections); intake.py (the intake write); outbox.py (claim,
-finish, release); lookups.py (reads for corrections, health and tests); pruning.py
-(retention); alerts.py (what the alert watches read; what is raised, claimed by one replica
-at a time); errors.py
-(StoreUnavailable, StoreRefused: nothing of SQLAlchemy's leaves the store); waiting.py (the
-one "wait until the store answers" policy); operator.py (replay, hold, release, resolve),
-remap.py (the re-map write), audit.py (the audit log's writes) and mesh.py (a MESH
-destination's uploads, inbox and acknowledgements). `Store` (core.py) is what
-callers hold. The operators' reads are functions over it: console_search.py (message search)
-and console_reads.py (detail, dead letters, audit log, figures), returning console_models.py.
+(opening, the read and write connections, the free space SQLite needs); servers.py (which
+PostgreSQL server answers, logged when a failover changes it); intake.py (the intake write);
+outbox.py (claim, renew leases, finish, release); lookups.py (reads for corrections, health
+and tests); pruning.py (retention); alerts.py (what the alert watches read; what is raised,
+claimed by one replica at a time); errors.py (StoreUnavailable, StoreFull, StoreRefused:
+nothing of SQLAlchemy's leaves the store); waiting.py (the one "wait until the store answers"
+policy); operator.py (replay, hold, release, resolve), remap.py (the re-map write), audit.py
+(the audit log's writes) and mesh.py (a MESH destination's uploads, inbox and
+acknowledgements). `Store` (core.py) is what callers hold. The operators' reads are functions
+over it: console_search.py (message search) and console_reads.py (detail, dead letters, audit
+log, figures), returning console_models.py.
 """
 
 from engine.store.core import Store

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from engine.store import migrate
 from engine.store.errors import StoreError, StoreFull, translated
+from engine.store.servers import ServerWatch
 
 if TYPE_CHECKING:  # the store package does not import the config at run time (no cycle)
     from engine.config import StoreConfig, TlsConfig
@@ -113,6 +114,8 @@ class StoreBase:
         engine = create_async_engine(config.url, **kwargs)
         if engine.dialect.name == "sqlite":
             sa_event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        else:  # which server answers: a failover to a standby is said in the log
+            sa_event.listen(engine.sync_engine, "connect", ServerWatch())
         store = cls(engine)
         if store._space is not None:
             store._space = (store._space[0], config.min_free_bytes)
