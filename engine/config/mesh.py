@@ -40,7 +40,8 @@ class MeshDestination(Strict):
     lookup: bool = True
     """Ask MESH's endpoint lookup for a practice not in `mailboxes`."""
     lookup_cache: Duration = timedelta(hours=1)
-    """How long a lookup's answer is used before MESH is asked again."""
+    """How long a mailbox found by lookup is used before MESH is asked again (a practice with
+    none is asked again at each attempt)."""
     inbox_poll_interval: Duration = timedelta(seconds=60)
     """How often the trust's inbox is read for acknowledgements."""
     business_ack_within: Duration | None = timedelta(hours=24)

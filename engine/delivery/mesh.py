@@ -81,7 +81,8 @@ def render_mesh(
 @dataclass
 class Recipients:
     """A GP practice's mailbox for a workflow: the config's table first, else MESH endpoint
-    lookup (each answer kept for `lookup_cache`). None when the practice has none."""
+    lookup (each mailbox found kept for `lookup_cache`; "none" is asked again each time, so a
+    mailbox registered since is found at the replay). None when the practice has none."""
 
     config: MeshDestination
     link: MeshLink
@@ -99,9 +100,10 @@ class Recipients:
         if (hit := cache.get(key)) is not None and hit[0] > self.clock():
             return hit[1]
         found = await self.link.lookup(ods.upper(), workflow_id)  # errors: the caller's
-        mailbox = found[0] if len(found) >= 1 else None
-        cache[key] = (self.clock() + self.config.lookup_cache.total_seconds(), mailbox)
-        return mailbox
+        if not found:
+            return None
+        cache[key] = (self.clock() + self.config.lookup_cache.total_seconds(), found[0])
+        return found[0]
 
 
 class MeshSender:

@@ -111,12 +111,13 @@ class MeshRecords(StoreBase):
             await conn.commit()
 
     async def mesh_uploaded(self, delivery_id: int, message_id: str, at: datetime) -> None:
-        """MESH took the upload and gave it `message_id`."""
+        """MESH took the upload and gave it `message_id` (a replay's upload: a new wait for its
+        business acknowledgement, alerted afresh)."""
         async with self.writing() as conn:
             await conn.execute(
                 sa.update(mesh_messages)
                 .where(mesh_messages.c.delivery_id == delivery_id)
-                .values(message_id=message_id, uploaded_at=at)
+                .values(message_id=message_id, uploaded_at=at, alerted=False)
             )
             await conn.commit()
 
@@ -157,8 +158,10 @@ class MeshRecords(StoreBase):
         """What a MESH destination has to alert and has not: deliveries dead-lettered for want
         of a recipient mailbox, and (when `uploaded_before` is given) uploads older than it
         with no business acknowledgement whose delivery still stands as delivered."""
-        acked = sa.exists().where(
-            mesh_acks.c.delivery_id == mesh_messages.c.delivery_id, mesh_acks.c.level == "business"
+        acked = sa.exists().where(  # since the last upload (a replay is a new wait)
+            mesh_acks.c.delivery_id == mesh_messages.c.delivery_id,
+            mesh_acks.c.level == "business",
+            mesh_acks.c.received_at >= mesh_messages.c.uploaded_at,
         )
         no_mailbox = sa.and_(mesh_messages.c.recipient == NO_MAILBOX,
                              deliveries.c.status == DeliveryStatus.DEAD)  # fmt: skip
