@@ -18,6 +18,7 @@ from engine.config import Config
 from engine.routing import care_setting, destinations_for, patient_key
 from engine.store import AcceptedEvent, FollowUpRecord, IntakeRecord
 from mappings.clinical.follow_up import FollowUpRule, follow_up_for
+from mappings.clinical.transitions import with_transitions
 from mappings.errors import MappingError
 from mappings.inbound import map_message
 from mappings.model import CareEvent
@@ -60,7 +61,7 @@ def prepare(
         reason = f"message is {len(payload)} bytes, over the {limit}-byte limit"
         return Prepared(dataclasses.replace(received, error_code="207", reason=reason), None)
     try:
-        mapped = map_message(payload, profile)
+        mapped = with_transitions(map_message(payload, profile), config.transitions)
         event = withhold_hidden_location(mapped.model_copy(update={"received_at": received_at}))
     except MappingError as exc:
         location = (exc.location or "")[:64] or None

@@ -334,6 +334,21 @@ class Merge(_Frozen):
     retired: tuple[Identifier, ...]
 
 
+class TransitionKind(StrEnum):
+    """A transition of care the recipient must see (issue 13, domain brief 7.13, 7.14, 9)."""
+
+    TO_ADULT_SERVICES = "to_adult_services"
+    """A young person moving from children's to adults' services (NICE NG43)."""
+    OUT_OF_AREA = "out_of_area"
+    """The patient's GP practice or home is outside the discharging provider's area."""
+
+
+class Transition(_Frozen):
+    kind: TransitionKind
+    reason: str
+    """Why, in words a clinician reads (never an address)."""
+
+
 class CareEvent(_Frozen):
     """One thing that happened to one patient, in the engine's own words."""
 
@@ -366,3 +381,7 @@ class CareEvent(_Frozen):
     """
     warnings: tuple[str, ...] = Field(default=())
     """Things an operator should know that did not stop the mapping (e.g. an invalid NHS number)."""
+    transitions: tuple[Transition, ...] = ()
+    """Transitions of care this discharge carries (to adult services, out of area). Set by the
+    engine from its `transitions:` config (`mappings.clinical.transitions`), never by a
+    mapping."""

@@ -22,6 +22,7 @@ from engine.config.routes import Route
 from engine.config.sources import FhirListenerConfig, SourceConfig
 from engine.config.store import RetentionConfig, StoreConfig
 from mappings.clinical.follow_up import FollowUpRule
+from mappings.clinical.transitions import TransitionSettings
 from mappings.profile import FeedProfile
 
 
@@ -58,6 +59,8 @@ class Config(Strict):
     console: ConsoleConfig | None = None
     alerts: AlertsConfig | None = None
     follow_up: FollowUpConfig = FollowUpConfig()
+    transitions: TransitionSettings = TransitionSettings()
+    """When a discharge is flagged as a transition of care: to adult services, out of area."""
     intake: IntakeConfig = IntakeConfig()
     delivery: DeliveryConfig = DeliveryConfig()
     logging: LoggingConfig = LoggingConfig()

@@ -25,6 +25,10 @@ LEGAL_STATUS_PERIOD_URL: Final = (
     "https://carebridge.nhs.uk/StructureDefinition/Extension-LegalStatusPeriod"
 )
 """Sub-extension (valuePeriod) of the UK Core legal status: when that status applied."""
+TRANSITION_SYSTEM: Final = "https://carebridge.nhs.uk/CodeSystem/transition"
+"""Transition flags of a discharge: ``to_adult_services``, ``out_of_area``."""
+TRANSITION_URL: Final = "https://carebridge.nhs.uk/StructureDefinition/Extension-Transition"
+"""Encounter extension (valueCodeableConcept, `TRANSITION_SYSTEM`): a transition of care."""
 POINT_OF_CARE_SYSTEM: Final = "https://carebridge.nhs.uk/Id/point-of-care"
 """Location identifier for the HL7 point of care (PL.1), which FHIR has no element for."""
 LOCAL_IDENTIFIER_PREFIX: Final = "https://carebridge.nhs.uk/Id/assigning-authority/"

@@ -21,6 +21,7 @@ from mappings.clinical.notification.facts import (
     resource_id,
 )
 from mappings.codes import local_system
+from mappings.fhir.outbound.transitions import transition_concepts
 from mappings.fhir.vocabulary import LOCAL_IDENTIFIER_PREFIX, NOT_REAL_NHS_NUMBER_SYSTEM
 from mappings.model import NHS_NUMBER_SYSTEM, ODS_ORGANISATION_SYSTEM, EventKind
 
@@ -109,6 +110,7 @@ def _communication(facts: Facts, text: str) -> dict[str, Any]:
             "sent": iso(facts.now),
             "recipient": [{"display": facts.recipient}],
             "sender": _provider(facts),
+            "reasonCode": transition_concepts(facts.event) or None,
             "payload": [{"contentString": text}],
         }
     )

@@ -28,6 +28,7 @@ def render_payload(facts: Facts) -> dict[str, Any]:
         "patient": _patient_block(event.patient),
         "stay": _stay_block(facts),
         "follow_up": _follow_up_block(facts),
+        "transitions": [{"kind": t.kind.value, "reason": t.reason} for t in event.transitions],
         "ack_url": facts.ack_url,
         "references": {
             "event_id": event.event_id,

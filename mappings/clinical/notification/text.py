@@ -33,6 +33,7 @@ from mappings.model import (
     Location,
     Precision,
     Stay,
+    TransitionKind,
 )
 
 _DAYS: Final = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
@@ -80,6 +81,7 @@ def _discharge_lines(facts: Facts) -> list[str]:
         f"Discharged: {_when(stay.discharged_at or event.occurred_at)}",
         f"To: {_coded(destination, DISCHARGE_DESTINATIONS) if destination else 'not recorded'}",
     ]
+    lines.extend(_transition_lines(facts))
     if stay.discharge_method:
         lines.append(f"Discharge method: {_coded(stay.discharge_method, DISCHARGE_METHODS)}")
     lines.append(f"Legal status at discharge: {_legal_status_text(stay)}")
@@ -90,6 +92,16 @@ def _discharge_lines(facts: Facts) -> list[str]:
     lines.append(f"Risk flags: {_flags(stay)}")
     lines.extend(_gp_lines(facts))
     return lines
+
+
+_TRANSITION_LABELS: Final = {
+    TransitionKind.TO_ADULT_SERVICES: "TRANSITION to adult services",
+    TransitionKind.OUT_OF_AREA: "OUT OF AREA",
+}
+
+
+def _transition_lines(facts: Facts) -> list[str]:
+    return [f"{_TRANSITION_LABELS[t.kind]}: {t.reason}" for t in facts.event.transitions]
 
 
 def _transfer_lines(facts: Facts) -> list[str]:

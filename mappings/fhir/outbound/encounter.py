@@ -19,6 +19,7 @@ from mappings.fhir.outbound.resources import (
     instant_text,
     provider,
 )
+from mappings.fhir.outbound.transitions import transition_extensions
 from mappings.fhir.vocabulary import (
     ACT_CODE_SYSTEM,
     ADMISSION_METHOD_URL,
@@ -81,6 +82,7 @@ def encounter_resource(out: Resources, stay: Stay, patient: dict[str, str]) -> d
     if stay.leave_expected_return:
         expected = fhir_date_time(stay.leave_expected_return)
         extensions.append({"url": LEAVE_EXPECTED_RETURN_URL, "valueDateTime": expected})
+    extensions.extend(transition_extensions(event))
     hospitalization = compact(
         {
             "extension": (
