@@ -52,7 +52,8 @@ def queue_for(source: str) -> str:
 def amqp_settings(config: AmqpConfig, name: str = "carebridge-engine") -> AmqpSettings:
     tls = config.tls
     return AmqpSettings(
-        url=config.url,
+        url=config.urls[0],
+        alternates=tuple(config.urls[1:]),
         prefetch=config.prefetch,
         heartbeat=int(config.heartbeat.total_seconds()),
         connection_name=name,

@@ -132,6 +132,25 @@ async def open_connection(
     return conn, closed
 
 
+async def open_any_connection(
+    nodes: list[Any], first: int, deadline: float,
+    on_closed: Callable[[Any, BaseException], None],
+) -> tuple[int, Any, asyncio.Future[BaseException]]:  # fmt: skip
+    """`open_connection` to the first node that answers, trying `nodes` in turn from `first`;
+    returns the node's index too. The last node's error is raised if none answers."""
+    error: BaseException | None = None
+    for step in range(len(nodes)):
+        index = (first + step) % len(nodes)
+        try:
+            conn, closed = await open_connection(nodes[index], deadline, on_closed)
+        except Exception as exc:  # noqa: BLE001 - the next node may answer
+            error = exc
+            continue
+        return index, conn, closed
+    assert error is not None
+    raise error
+
+
 def is_permanent(exc: BaseException) -> bool:
     """Errors that retrying will not fix without an operator (only used to fail start() fast)."""
     reason = exc.reason if isinstance(exc, ChannelLost) else exc

@@ -32,8 +32,8 @@ from adapters.rabbitmq.channel import (
     guarded,
     is_permanent,
     log,
+    open_any_connection,
     open_channel,
-    open_connection,
     set_result,
 )
 from adapters.rabbitmq.consumer import Consumer, Deliveries, Handler, stop_workers
@@ -52,7 +52,9 @@ class Broker:
 
     def __init__(self, settings: AmqpSettings | None = None, topology: Topology | None = None):
         self._settings = settings or AmqpSettings()
-        self._params = self._settings.connection_parameters()  # bad URLs fail here, not later
+        self._nodes = self._settings.node_parameters()  # bad URLs fail here, not later
+        self._node = 0
+        self._params = self._nodes[0]
         self._topology = topology or Topology()
         self._conn: Any = None
         self._conn_closed: asyncio.Future[BaseException] | None = None
@@ -332,9 +334,11 @@ class Broker:
             raise first_error
 
     async def _connect(self) -> None:
-        conn, closed = await open_connection(
-            self._params, self._settings.connect_timeout, self._on_connection_closed
+        first = (self._node + 1) % len(self._nodes) if self._connection_count else 0
+        self._node, conn, closed = await open_any_connection(
+            self._nodes, first, self._settings.connect_timeout, self._on_connection_closed
         )
+        self._params = self._nodes[self._node]
         conn.add_on_connection_blocked_callback(guarded(self._on_blocked))
         conn.add_on_connection_unblocked_callback(guarded(self._on_unblocked))
         self._conn, self._conn_closed = conn, closed

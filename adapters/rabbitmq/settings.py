@@ -13,6 +13,9 @@ import pika
 @dataclass(frozen=True)
 class AmqpSettings:
     url: str = "amqp://guest:guest@localhost:5672/"
+    alternates: tuple[str, ...] = ()
+    """Other nodes of the same cluster: a connection goes to the first node that answers, and
+    after a loss the next node is tried first (the one lost may be down)."""
     prefetch: int = 100
     heartbeat: int = 30  # seconds; 0 disables (don't)
     connection_name: str = "carebridge"
@@ -50,8 +53,12 @@ class AmqpSettings:
             context.verify_mode = ssl.CERT_NONE
         return context
 
-    def connection_parameters(self) -> Any:
-        params = pika.URLParameters(self.url)
+    def node_parameters(self) -> list[Any]:
+        """The connection parameters of every node, `url` first."""
+        return [self.connection_parameters(url) for url in (self.url, *self.alternates)]
+
+    def connection_parameters(self, url: str | None = None) -> Any:
+        params = pika.URLParameters(url or self.url)
         params.heartbeat = self.heartbeat
         params.stack_timeout = self.connect_timeout
         params.client_properties = {"connection_name": self.connection_name}

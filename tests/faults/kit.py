@@ -41,7 +41,7 @@ def fault_config(
     receiver_url: str,
     *,
     http_port: int,
-    amqp_url: str,
+    amqp_url: str | list[str],
     store_url: str | None = None,
     source_extra: str = "",
     destinations_extra: str = "",
@@ -59,7 +59,7 @@ def fault_config(
         f"  - {{name: {s}, care_setting: mental_health{source_extra}}}" for s in sources
     )
     text = f"""
-amqp: {{url: "{amqp_url}", prefetch: 200, heartbeat: 2s, confirm_timeout: 3s{amqp_extra}}}
+amqp: {{url: {json.dumps(amqp_url)}, prefetch: 200, heartbeat: 2s, confirm_timeout: 3s{amqp_extra}}}
 store: {{url: "{store}"{store_extra}}}
 http: {{host: 127.0.0.1, port: {http_port}}}
 delivery: {{{delivery}}}
@@ -115,6 +115,8 @@ class SteadySender:
     source: str
     traffic: Traffic
     gap: float = 0.5
+    alternates: tuple[str, ...] = ()
+    """Other nodes of the broker's cluster, tried in turn after `url`."""
     """Seconds between two messages of one patient."""
     confirmed_at: dict[str, float] = field(default_factory=dict)
     refusals: int = 0
@@ -125,7 +127,8 @@ class SteadySender:
     async def run(self, deadline: float = 150.0) -> None:
         end = time.monotonic() + deadline
         settings = AmqpSettings(
-            url=self.url, connection_name=f"fault-sender-{self.source}", heartbeat=2,
+            url=self.url, alternates=self.alternates,
+            connection_name=f"fault-sender-{self.source}", heartbeat=2,
             confirm_timeout=3.0, connect_timeout=3.0, reconnect_initial_delay=0.2,
             reconnect_max_delay=1.0,
         )  # fmt: skip

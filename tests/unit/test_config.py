@@ -376,3 +376,13 @@ def test_every_setting_named_as_a_secret_is_typed_as_one() -> None:
     found = _fields_named_like_secrets(Config)
     assert len(found) >= 10, found
     assert [path for path, marked in found.items() if not marked] == []
+
+
+def test_amqp_url_may_list_the_nodes_of_a_cluster() -> None:
+    env = {"COMMUNITY_SECRET": "s3cret", "B": "b"}
+    one = parse_config(MINIMAL + "amqp: {url: 'amqp://a:5672/'}\n", env=env)
+    assert one.amqp.urls == ["amqp://a:5672/"]
+    many = parse_config(MINIMAL + "amqp: {url: ['amqp://a:5672/', 'amqp://${B}:5672/']}\n",
+                        env=env)  # fmt: skip
+    assert many.amqp.urls == ["amqp://a:5672/", "amqp://b:5672/"]
+    assert any("amqp.url" in p for p in problems(MINIMAL + "amqp: {url: []}\n", env))
