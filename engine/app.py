@@ -244,6 +244,9 @@ def _delivery_loop(config: Config, store: Store, senders: Mapping[str, Sender]) 
         {d.name: config.retry_policies[d.retry] for d in config.destinations},
         {d.name: d.hold_on_dead_letter for d in config.destinations},
         config.delivery,
+        notifications=frozenset(
+            d.name for d in config.destinations if d.type in ("notification", "mesh")
+        ),
         caps={
             d.name: 1 if isinstance(d, MllpDestination) else config.delivery.per_destination
             for d in config.destinations

@@ -23,6 +23,7 @@ from typing import Any, Protocol, TypeVar
 
 import structlog
 
+from engine import metrics
 from engine.config import Config
 from engine.corrections import Corrections
 from engine.preparation import Prepared, prepare
@@ -192,6 +193,7 @@ class Intake:
                 continue
             delivery.ack()
             self._log(item, result)
+            metrics.count_intake(item.record.source, result.status)
         self._on_committed()
 
     async def _write_alone(

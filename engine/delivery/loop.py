@@ -33,6 +33,7 @@ from tenacity import (
     wait_fixed,
 )
 
+from engine import metrics
 from engine.config import DeliveryConfig, RetryPolicy
 from engine.delivery.policy import decide
 from engine.delivery.sending import Sender, SendResult
@@ -60,9 +61,11 @@ class DeliveryLoop:
         config: DeliveryConfig,
         *,
         caps: Mapping[str, int] | None = None,
+        notifications: frozenset[str] = frozenset(),
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._store = store
+        self._notifications = notifications
         self._senders = senders
         self._policies = policies
         self._holds = holds
@@ -216,12 +219,16 @@ class DeliveryLoop:
             destination=claimed.destination,
             event_kind=claimed.kind,
         )
+        in_flight = metrics.IN_FLIGHT.labels(claimed.destination)
+        in_flight.inc()
         with bound:
             try:
                 last = await self._try(sender, claimed, policy, tries)
             except asyncio.CancelledError:
                 await asyncio.shield(self._record_cancelled(claimed, tries))
                 raise
+            finally:
+                in_flight.dec()
             outcome = decide(
                 policy,
                 claimed,
@@ -232,6 +239,7 @@ class DeliveryLoop:
             )
             await self._finish(claimed, tries, outcome)
             self._log(claimed, tries, outcome)
+            self._measure(claimed, tries, outcome)
 
     async def _try(
         self,
@@ -331,6 +339,17 @@ class DeliveryLoop:
                 await self._store.release([claimed.id])
         except Exception as exc:  # noqa: BLE001 - shutting down; the lease will expire anyway
             log.warning("delivery.release_failed", error=type(exc).__name__)
+
+    def _measure(
+        self, claimed: ClaimedDelivery, tries: list[AttemptRecord], outcome: DeliveryOutcome
+    ) -> None:
+        metrics.count_attempts(claimed.destination, (t.outcome for t in tries))
+        if isinstance(outcome, Delivered):
+            seconds = max((outcome.at - claimed.created_at).total_seconds(), 0.0)
+            notification = claimed.destination in self._notifications
+            metrics.observe_delivered(
+                claimed.destination, claimed.kind, seconds, notification=notification
+            )
 
     @staticmethod
     def _log(

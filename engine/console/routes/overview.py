@@ -7,6 +7,7 @@ from dataclasses import replace
 
 from aiohttp import web
 
+from engine import metrics as engine_metrics
 from engine.console import metrics
 from engine.console.context import Console, notice, number
 from engine.console.views.audit import audit_page
@@ -43,7 +44,9 @@ class Overview:
 
     async def prometheus(self, request: web.Request) -> web.Response:
         self.console.need(request, "viewer")
-        text = metrics.prometheus(await figures(self.console.store))
+        text = engine_metrics.exposition().decode() + metrics.prometheus(
+            await figures(self.console.store)
+        )
         return web.Response(
             text=text, content_type="text/plain", headers={"X-Prometheus-Format": "0.0.4"}
         )
