@@ -27,7 +27,8 @@ _SPELLS = [
     ("admission_method", pa.string()), ("discharge_destination", pa.string()),
     ("discharge_method", pa.string()), ("legal_status_on_admission", pa.string()),
     ("legal_status_at_discharge", pa.string()), ("notified_at", _TS),
-    ("seconds_to_notification", pa.float64()),
+    ("seconds_to_notification", pa.float64()), ("to_adult_services", pa.bool_()),
+    ("out_of_area", pa.bool_()),
 ]  # fmt: skip
 _FOLLOW_UPS = [
     ("rule", pa.string()), ("standard", pa.string()), ("discharged_at", _TS), ("due_at", _TS),

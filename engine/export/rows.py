@@ -15,7 +15,7 @@ import hmac
 from datetime import date, datetime
 from typing import Any
 
-from mappings.model import CareEvent, LegalStatusContext
+from mappings.model import CareEvent, LegalStatusContext, TransitionKind
 
 AGE_BANDS = ((0, "0-15"), (16, "16-17"), (18, "18-25"), (26, "26-64"), (65, "65+"))
 
@@ -128,6 +128,17 @@ def spell_row(
         "legal_status_at_discharge": _legal_status(event, LegalStatusContext.DISCHARGE),
         "notified_at": notified_at,
         "seconds_to_notification": to_notice,
+        **_transitions(event),
+    }
+
+
+def _transitions(event: CareEvent) -> dict[str, bool]:
+    """The transition-of-care flags the engine set on the discharge (its reasons, free text,
+    stay out)."""
+    kinds = {t.kind for t in event.transitions}
+    return {
+        "to_adult_services": TransitionKind.TO_ADULT_SERVICES in kinds,
+        "out_of_area": TransitionKind.OUT_OF_AREA in kinds,
     }
 
 

@@ -39,6 +39,10 @@ destinations:
 routes:
   - {name: all, to: [team]}
   - {name: notify, match: {kinds: [discharge]}, to: [notify]}
+transitions:
+  provider_areas:
+    RXT: {gp_practices: [Y99901, Y99902, Y99903]}
+    RCB: {gp_practices: [Y99901, Y99902, Y99903]}
 """
 INSIGHT = Path(__file__).resolve().parents[2] / "docs" / "insight.md"
 
@@ -202,20 +206,33 @@ async def test_every_query_in_the_insight_guide_runs_on_an_export(
     out = tmp_path / "export"
     await export(store, config(), out, Pseudonymiser(KEY), now=START + timedelta(days=60))
     blocks = re.findall(r"```sql\n(.*?)```", INSIGHT.read_text(), re.S)
-    assert len(blocks) == 6
+    assert len(blocks) == 7
     connection = duckdb.connect()
     try:
         connection.execute(blocks[0].replace("'export/", f"'{out}/"))
         results = [connection.execute(block).fetchall() for block in blocks[1:]]
     finally:
         connection.close()
-    rate, readmissions, out_of_area, young, notification = results
+    rate, readmissions, flags, out_of_area, young, notification = results
+    assert sum(row[3] for row in flags) > 0
     assert rate, "the 72-hour rate has rows"
     assert all(0 <= row[4] <= 100 for row in rate)
     assert sum(row[1] for row in readmissions) > 0
     assert sum(row[2] for row in out_of_area) > 0  # the pathways send some from elsewhere
     assert young is not None
     assert sum(row[1] for row in notification) > 0
+    flagged = query(
+        "SELECT count(*) FILTER (WHERE out_of_area), count(*) FILTER (WHERE to_adult_services) "
+        "FROM spells",
+        out,
+    )
+    away = sum(m.event is not None and m.event.trigger == "A03" and m.event.patient.out_of_area
+               and m.event.pathway.provider in ("RXT", "RCB") for m in sent)  # fmt: skip
+    [(out_of_area_count, adult_count)] = flagged
+    assert out_of_area_count == away
+    assert away > 0
+    assert isinstance(adult_count, int)
+    assert adult_count > 0  # CAMHS discharges of 17 year olds
 
 
 def test_the_export_command_needs_a_key_and_writes_to_the_folder(
