@@ -11,6 +11,8 @@ A packaged table file::
     element: legal_status       # one of CODED_ELEMENTS
     codes:
       "2": "02"                 # local code: national code (quote both: YAML reads 02 as 2)
+    labels:                     # optional: the sender's list's own wording of its codes
+      "2": "Section 2"
 
 Every target must be in the element's national list, so a typo fails when the table is
 loaded, not when a patient's message is mapped.
@@ -26,6 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
+from importlib.resources.abc import Traversable
 from types import MappingProxyType
 
 import yaml
@@ -47,6 +50,7 @@ __all__ = [
     "CODED_ELEMENTS",
     "CodedElement",
     "check_codes",
+    "load_code_labels",
     "load_code_table",
     "packaged_tables",
     "table_element",
@@ -126,6 +130,18 @@ def load_code_table(name: str) -> dict[str, str]:
     return dict(_packaged(name)[1])
 
 
+def load_code_labels(name: str) -> dict[str, str]:
+    """The sender's own wording of each code of packaged table `name` (its optional
+    ``labels:``), so a code with no national equivalent still reads as the sender meant it."""
+    data = yaml.safe_load(_entry(name).read_text(encoding="utf-8"))
+    labels = data.get("labels") or {}
+    if not isinstance(labels, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in labels.items()
+    ):
+        raise ValueError(f"tables/{name}.yaml: labels: quoted code to quoted text")
+    return dict(labels)
+
+
 def table_element(name: str) -> str:
     """The coded element packaged table `name` translates into (``legal_status``...)."""
     return _packaged(name)[0]
@@ -141,16 +157,22 @@ def packaged_tables() -> list[str]:
     )
 
 
-@lru_cache(maxsize=32)
-def _packaged(name: str) -> tuple[str, Mapping[str, str]]:
+def _entry(name: str) -> Traversable:
     if not _TABLE_NAME.fullmatch(name):
         raise ValueError(f"{name!r} is not a code table name (lower-case letters, digits, - and _)")
     entry = resources.files("mappings") / "tables" / f"{name}.yaml"
     if not entry.is_file():
         raise ValueError(f"no packaged code table {name!r}; known: {', '.join(packaged_tables())}")
-    data = yaml.safe_load(entry.read_text(encoding="utf-8"))
-    if not isinstance(data, Mapping) or set(data) - {"element", "codes"}:
-        raise ValueError(f"tables/{name}.yaml: expected only the keys 'element' and 'codes'")
+    return entry
+
+
+@lru_cache(maxsize=32)
+def _packaged(name: str) -> tuple[str, Mapping[str, str]]:
+    data = yaml.safe_load(_entry(name).read_text(encoding="utf-8"))
+    if not isinstance(data, Mapping) or set(data) - {"element", "codes", "labels"}:
+        raise ValueError(
+            f"tables/{name}.yaml: expected only the keys 'element', 'codes' and 'labels'"
+        )
     element = CODED_ELEMENTS.get(str(data.get("element")))
     if element is None:
         raise ValueError(

@@ -38,6 +38,7 @@ __all__ = [
     "SOURCES_OF_ADMISSION",
     "SOURCE_OF_ADMISSION_ENGLAND",
     "TREATMENT_FUNCTION",
+    "is_local_system",
     "local_system",
 ]
 
@@ -57,6 +58,11 @@ LEGAL_STATUS_ENGLAND = "https://fhir.hl7.org.uk/CodeSystem/UKCore-LegalStatusCla
 RISK_FLAG = "urn:carebridge:risk-flag"
 
 _LOCAL_PREFIX = "urn:carebridge:local:"
+
+
+def is_local_system(system: str) -> bool:
+    """True for a `local_system`: the sender's own code, outside every national list."""
+    return system.startswith(_LOCAL_PREFIX)
 
 
 def local_system(feed: str, element: str) -> str:

@@ -124,6 +124,9 @@ class FeedProfile:
     """Coded element (``discharge_destination``...) → {local code: national code}."""
     legal_status: tuple[LocalField, ...] = ()
     risk_flags: tuple[LocalField, ...] = ()
+    pid_2: Literal["nhs_number", "local"] = "nhs_number"
+    """What a PID-2 without assigning authority or type is: a valid NHS number there is read as
+    the NHS number (v2.3 senders put it there), with a warning; ``local``: a local id."""
     nhs_numbers: Literal["production", "test"] = "production"
     """``production``: a valid NHS number in the 999 test range or outside the issued ranges is
     not a real patient's (never sent on as verified; the clinician is told). ``test``: a test
@@ -151,6 +154,7 @@ class FeedProfile:
               - field: OBX-5
                 observation: RISK              # the OBX-3 identifier
             nhs_numbers: production            # or test: 999 and unissued numbers are real
+            pid_2: nhs_number                  # or local: a bare PID-2 is the feed's own id
         """
         try:
             return FeedSettings.model_validate(data).feed_profile()
@@ -324,6 +328,9 @@ class ProfileSettings(Strict):
         tuple[Annotated[RiskFlagSettings, BeforeValidator(_as_mapping)], ...],
         BeforeValidator(_as_list),
     ] = ()
+    pid_2: Literal["nhs_number", "local"] = "nhs_number"
+    """``local`` for a feed whose PID-2 holds its own id even when it looks like a valid NHS
+    number; by default a valid number alone in PID-2 is the NHS number (v2.3 style)."""
     nhs_numbers: Literal["production", "test"] = "production"
     """``test`` only for a test environment's feed: its 999 and unissued NHS numbers are taken
     as real patients' (sent on as NHS numbers). In production they are flagged as not real."""
@@ -344,6 +351,7 @@ class ProfileSettings(Strict):
             legal_status=tuple(item.local_field() for item in self.legal_status),
             risk_flags=tuple(item.local_field() for item in self.risk_flags),
             nhs_numbers=self.nhs_numbers,
+            pid_2=self.pid_2,
         )
 
 

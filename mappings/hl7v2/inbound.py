@@ -82,6 +82,7 @@ def map_hl7v2(raw: bytes | str, profile: FeedProfile) -> CareEvent:
         feed=profile.feed,
         zone=_zone(profile.timezone),
         test_nhs_numbers=profile.nhs_numbers == "test",
+        pid_2_nhs_number=profile.pid_2 == "nhs_number",
     )
     reading.warnings.extend(message.warnings)
     evn = message.segment("EVN")

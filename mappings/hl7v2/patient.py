@@ -172,7 +172,7 @@ def _identifiers(
     if pid2:
         identifier = _identifier(pid2.first(), "PID-2", status, reading)
         if identifier is not None:
-            external.append(identifier)
+            external.append(_bare_nhs_number(pid2.first(), identifier, status, reading))
     has_local = any(i.kind is IdentifierKind.LOCAL for i in found.values())
     for identifier in external:
         # PID-2 is the v2.3 external id: an NHS number there counts; a local id only fills in
@@ -224,6 +224,37 @@ def _identifier(
         type_code=type_code,
         verification=status,
         warnings=warnings,
+    )
+
+
+def _bare_nhs_number(
+    rep: Repetition, identifier: Identifier, status: NhsNumberStatus | None, reading: Reading
+) -> Identifier:
+    """PID-2 with neither assigning authority nor type: v2.3 senders put the NHS number there
+    ("patient ID (external ID)"). A valid one is read as the NHS number, with a warning,
+    unless the feed's profile says its PID-2 is a local id (``pid_2: local``)."""
+    if (
+        identifier.kind is not IdentifierKind.LOCAL
+        or identifier.system is not None
+        or identifier.type_code is not None
+        or rep.value(4, 2).strip()
+        or not reading.pid_2_nhs_number
+        or not nhs_number.is_valid(nhs_number.normalise(identifier.value))
+    ):
+        return identifier
+    number = nhs_number.normalise(identifier.value)
+    reading.warn("PID-2", "a valid NHS number without assigning authority (v2.3 style): read"
+                 " as the NHS number")  # fmt: skip
+    warnings = nhs_number.warnings_for(number)
+    for warning in warnings:
+        reading.warn("PID-2", warning)
+    return Identifier(
+        kind=IdentifierKind.NHS_NUMBER,
+        value=number,
+        system=NHS_NUMBER_SYSTEM,
+        verification=status,
+        warnings=warnings,
+        not_real=reading.not_real(number),
     )
 
 

@@ -11,8 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from mappings.code_tables import CODED_ELEMENTS
-from mappings.codes import HL7_PATIENT_CLASS, PATIENT_CLASSES, TREATMENT_FUNCTION, local_system
+from mappings.code_tables import CODED_ELEMENTS, load_code_labels, load_code_table
+from mappings.codes import (
+    DISCHARGE_METHOD_ENGLAND,
+    HL7_PATIENT_CLASS,
+    PATIENT_CLASSES,
+    TREATMENT_FUNCTION,
+    local_system,
+)
 from mappings.hl7v2.elements import Hl7Message, Segment
 from mappings.hl7v2.events import AdtEvent
 from mappings.hl7v2.mental_health import read_legal_status, read_risk_flags
@@ -33,6 +39,12 @@ from mappings.profile import FeedProfile
 __all__ = ["end_inpatient_spell", "map_stay", "movement"]
 
 _MENTAL_HEALTH_FUNCTIONS = range(700, 730)
+ITK_0112 = load_code_table("itk-0112-discharge-method")
+"""ITK table 0112 (PV1-36) to Data Dictionary discharge methods, for feeds that send it."""
+ITK_0112_LABELS = load_code_labels("itk-0112-discharge-method")
+# NHS Data Dictionary discharge method 2, split into 6 and 7 (MHSDS still accepts it where
+# the detail is not collected): a feed sending "2" may mean this rather than ITK's GP follow-up.
+_RETIRED_METHODS = {"2": "self-discharge or discharge by a relative or advocate"}
 _LEGAL_STATUS_CONTEXT = {
     EventKind.ADMISSION: LegalStatusContext.ADMISSION,
     EventKind.DISCHARGE: LegalStatusContext.DISCHARGE,
@@ -188,7 +200,7 @@ def _coded(
     pv1: Segment, number: int, tables: Mapping[str, Mapping[str, str]], reading: Reading
 ) -> Coding | None:
     element = CODED_ELEMENTS[_PV1_CODED[number]]
-    return read_code(
+    coding = read_code(
         reading,
         pv1.value(number),
         f"PV1-{number}",
@@ -197,6 +209,31 @@ def _coded(
         what=element.what,
         table=tables.get(element.name),
     )
+    if number != 36 or coding is None:
+        return coding
+    return _itk_disposition(pv1.value(36).strip(), coding, tables.get(element.name), reading)
+
+
+def _itk_disposition(
+    sent: str, coding: Coding, table: Mapping[str, str] | None, reading: Reading
+) -> Coding:
+    """PV1-36 as ITK table 0112 words it, where the national list cannot: a code outside the
+    Data Dictionary's discharge methods keeps the sender's code with the ITK table's label
+    (``2`` is "GP Follow Up" there, not "no description"); with the ITK table as the feed's
+    code table, each translation is noted with the ITK wording."""
+    label = ITK_0112_LABELS.get(sent)
+    if label is None:
+        return coding
+    if coding.system != DISCHARGE_METHOD_ENGLAND and coding.display is None:
+        display = f"ITK table 0112: {label}"
+        if sent in _RETIRED_METHODS:  # the same code meant something else in the Dictionary
+            display += f"; or, as the retired NHS discharge method {sent}: {_RETIRED_METHODS[sent]}"
+        return coding.model_copy(update={"display": display})
+    if table is not None and dict(table) == ITK_0112 and coding.code != sent:
+        reading.warn(
+            "PV1-36", f"ITK table 0112 {sent!r} ({label}) read as discharge method {coding.code!r}"
+        )
+    return coding
 
 
 def _specialty(value: str, reading: Reading) -> Coding | None:

@@ -71,6 +71,9 @@ class Reading:
     warnings: list[str] = field(default_factory=list)
     test_nhs_numbers: bool = False
     """The feed is a test environment's: test-range and unissued NHS numbers count as real."""
+    pid_2_nhs_number: bool = True
+    """A valid number alone in PID-2 (v2.3 style) is the NHS number, unless the profile says
+    the feed's PID-2 is a local id."""
 
     def warn(self, location: str, text: str) -> None:
         """Note a non-fatal oddity. Never put patient data (numbers, names, dates) in `text`."""

@@ -162,7 +162,7 @@ sources:
         "sources[mh-trust].profile.ward_component: must be 1 (PV1-3.1) or 2 (PV1-3.2, the ITK "
         "default)",
         "sources[mh-trust].profile.code_tables.discharge_destination: no packaged code table "
-        "'no-such-table'; known: mha-section-labels, zu5-legal-status",
+        "'no-such-table'; known: itk-0112-discharge-method, mha-section-labels, zu5-legal-status",
         "sources[mh-trust].profile.timezone: set on the source itself, not in its profile",
     ]
 

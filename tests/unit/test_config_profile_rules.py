@@ -30,7 +30,7 @@ PROFILE_MISTAKES = [
     ("{ward_component: true}", f"{HERE}.ward_component: must be 1 (PV1-3.1) or 2 (PV1-3.2, the ITK default)"),
     ("{code_tables: 7}", f"{HERE}.code_tables: Input should be a valid dictionary or instance of CodeTablesSettings"),
     ("{code_tables: {diet: {}}}", f"{HERE}.code_tables.diet: unknown setting"),
-    ("{code_tables: {legal_status: no-such}}", f"{HERE}.code_tables.legal_status: no packaged code table 'no-such'; known: mha-section-labels, zu5-legal-status"),
+    ("{code_tables: {legal_status: no-such}}", f"{HERE}.code_tables.legal_status: no packaged code table 'no-such'; known: itk-0112-discharge-method, mha-section-labels, zu5-legal-status"),
     ("{code_tables: {discharge_method: zu5-legal-status}}", f"{HERE}.code_tables.discharge_method: table 'zu5-legal-status' is for legal_status, not discharge_method"),
     ("{code_tables: {discharge_destination: {HOME: '17'}}}", f"{HERE}.code_tables.discharge_destination.HOME: '17' is not in the national discharge destination list"),
     ("{code_tables: {discharge_destination: {HOME: 19}}}", f"{HERE}.code_tables.discharge_destination.HOME: the national code must be a quoted string"),

@@ -84,7 +84,7 @@ def test_every_problem_is_reported_with_its_path() -> None:
     ) == [
         "ward_component: must be 1 (PV1-3.1) or 2 (PV1-3.2, the ITK default)",
         "code_tables.admission_method: no packaged code table 'no-such-table'; known:"
-        " mha-section-labels, zu5-legal-status",
+        " itk-0112-discharge-method, mha-section-labels, zu5-legal-status",
         "code_tables.discharge_method: table 'zu5-legal-status' is for legal_status,"
         " not discharge_method",
         "code_tables.discharge_destination.HOME: '17' is not in the national discharge"
@@ -140,7 +140,11 @@ def test_every_packaged_table_loads_into_its_national_list(name: str) -> None:
 
 
 def test_the_packaged_tables() -> None:
-    assert packaged_tables() == ["mha-section-labels", "zu5-legal-status"]
+    assert packaged_tables() == [
+        "itk-0112-discharge-method",
+        "mha-section-labels",
+        "zu5-legal-status",
+    ]
     assert load_code_table("zu5-legal-status")["3"] == "03"
     assert load_code_table("mha-section-labels")["S136"] == "20"
 

@@ -22,6 +22,7 @@ from mappings.codes import (
     LEGAL_STATUS_ENGLAND,
     LEGAL_STATUSES,
     NHS_NUMBER_STATUSES,
+    is_local_system,
 )
 from mappings.model import (
     Clinician,
@@ -282,6 +283,9 @@ def _place(location: Location | None) -> str:
 
 def _coded(coding: Coding, national: dict[str, str]) -> str:
     label = coding.display or national.get(coding.code)
+    if is_local_system(coding.system):  # a code outside the national list, as sent
+        about = f"{coding.code}, the sender's code: not an NHS code"
+        return f"{label} ({about}): check with the sender" if label else f"code {about}"
     return f"{label} ({coding.code})" if label else f"code {coding.code} (no description)"
 
 
