@@ -35,6 +35,7 @@ from tests.e2e.harness import (
     publish_all,
     wait_until,
 )
+from tests.http.fhir import bundle_of
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
@@ -202,3 +203,25 @@ async def test_a_discharge_event_on_leave_is_refused_over_http_and_over_rabbitmq
         await store.close()
     assert len(follow_ups) == 1, "only the real discharge started a clock"
     assert len(fhir_server.bundles) == 1
+
+
+async def test_a_large_valid_bundle_is_read_whole_and_one_over_the_intakes_limit_is_413(
+    engine: tuple[EngineProcess, str, int], fhir_server: FhirServer
+) -> None:
+    """Issue 15 point 1: a valid 1 MB Bundle (a large narrative) is accepted and delivered, not
+    refused as "not valid JSON" from a partial read; a 5 MB one, within the listener's 8 MiB
+    but over the intake's 4 MiB, is 413 at once and kept as rejected, never a 202."""
+    proc, source, port = engine
+    large = json.loads(bundle_of(1_000_000))
+    large["identifier"]["value"] = f"large-{uuid.uuid4().hex}"
+    status, answer = await post(port, source, json.dumps(large).encode())
+    assert status == 202, answer
+    await wait_until(lambda: len(fhir_server.bundles) == 1, what="the large one at the server")
+    assert not any('"intake.rejected"' in line for line in proc.log_lines())
+    too_large = json.loads(bundle_of(5_000_000))
+    too_large["identifier"]["value"] = f"too-large-{uuid.uuid4().hex}"
+    status, answer = await post(port, source, json.dumps(too_large).encode())
+    assert status == 413, answer
+    assert "over the 4194304-byte limit" in answer["issue"][0]["diagnostics"]
+    await wait_until(lambda: any('"intake.rejected"' in line for line in proc.log_lines()),
+                     what="the too-large message kept as rejected")  # fmt: skip

@@ -149,3 +149,26 @@ async def test_when_every_connection_is_busy_a_newcomer_gets_503(tmp_path: Path,
         assert answered.status == door.good_status
         for writer in busy:
             writer.close()
+
+
+@pytest.mark.parametrize("name", LISTENERS)
+async def test_a_second_request_trickled_on_a_kept_alive_connection_is_cut_off(
+    tmp_path: Path, name: str
+) -> None:
+    async with listening(name, tmp_path, limits=limits(idle_timeout=0.5)) as door:
+        reader, writer = await connect(door.port, door.tls)
+        writer.write(door.good)
+        assert (await read_answer(reader)).status == door.good_status
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+        async with trickling([writer]):
+            assert await closed_by_server(reader, within=5.0), "the trickle was not cut off"
+        writer.close()
+
+
+@pytest.mark.parametrize("name", ["console", "fhir"])
+async def test_a_tls_handshake_that_never_comes_is_cut_off(tmp_path: Path, name: str) -> None:
+    async with listening(name, tmp_path, tls=True, limits=limits(header_timeout=0.5)) as door:
+        reader, writer = await connect(door.port)  # plain TCP: no ClientHello is ever sent
+        assert await closed_by_server(reader, within=5.0), "the silent connection stayed open"
+        writer.close()
+        assert (await ask(door.port, door.good, door.tls)).status == door.good_status
