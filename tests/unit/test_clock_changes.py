@@ -5,11 +5,15 @@ a warning on the care event, for every HL7 v2 timestamp and in the FHIR reader."
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from mappings.clinical.follow_up import DEFAULT_RULES, follow_up_for
+from mappings.errors import MappingError
+from mappings.fhir.inbound import map_fhir
+from mappings.fhir.outcome import http_status
 from mappings.fhir.values import fhir_instant
 from mappings.hl7v2.inbound import map_hl7v2
 from mappings.hl7v2.types import Reading
@@ -133,3 +137,34 @@ def test_the_fhir_reader_resolves_the_same_way(
     assert instant is not None
     assert instant.utc == utc
     assert reading.warnings == [f"Encounter.period.end: {w}" for w in warnings]
+
+
+FHIR_MESSAGE = (
+    Path(__file__).resolve().parents[1] / "fixtures" / "fhir" / "mh_discharge_message.json"
+).read_text()
+
+
+def fhir_discharge(end: str) -> bytes:
+    return FHIR_MESSAGE.replace('"end": "2026-02-02T10:30:00+00:00"', f'"end": "{end}"', 1).encode()
+
+
+def test_over_fhir_a_time_without_offset_is_refused_naming_the_element() -> None:
+    with pytest.raises(MappingError) as caught:
+        map_fhir(fhir_discharge("2026-10-25T01:30:00"), MH)
+    assert caught.value.location == "Bundle.entry[1].resource.period.end"
+    assert http_status(caught.value) == 422
+
+
+@pytest.mark.parametrize(
+    ("end", "utc"),
+    [
+        ("2026-10-25", datetime(2026, 10, 24, 23, 0, tzinfo=UTC)),  # partial: local midnight, BST
+        ("2026-10-25T01:30:00+01:00", datetime(2026, 10, 25, 0, 30, tzinfo=UTC)),
+        ("2026-10-25T01:30:00Z", datetime(2026, 10, 25, 1, 30, tzinfo=UTC)),
+    ],
+)
+def test_over_fhir_partial_dates_and_offsets_are_read(end: str, utc: datetime) -> None:
+    event = map_fhir(fhir_discharge(end), MH)
+    assert event.stay is not None
+    assert event.stay.discharged_at is not None
+    assert event.stay.discharged_at.utc == utc
