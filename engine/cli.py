@@ -13,7 +13,7 @@ import asyncio
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -62,9 +62,10 @@ def _parser() -> argparse.ArgumentParser:
     mapper.add_argument("file", type=Path)
     mapper.add_argument(
         "--to",
-        choices=["canonical", "fhir"],
+        choices=["canonical", "fhir", "notification"],
         default="canonical",
-        help="canonical care event JSON, or a UK Core FHIR R4 messaging Bundle",
+        help="canonical care event JSON, a UK Core FHIR R4 messaging Bundle, or what the "
+        "clinician would receive (recipient and why, text, follow-up and its rule, warnings)",
     )
     mapper.add_argument("-c", "--config", type=Path, help="config whose source profile to use")
     mapper.add_argument("--source", help="source name in the config (needs -c)")
@@ -182,13 +183,15 @@ def cmd_check_config(path: Path, env_file: Path | None, require_env: bool) -> in
     return EXIT_OK
 
 
-def _profile(config_path: Path | None, source: str | None, file: Path) -> FeedProfile | int:
+def _profile(
+    config_path: Path | None, source: str | None, file: Path, load: Callable[[Path | None], Config]
+) -> tuple[FeedProfile, Config | None] | int:
     if config_path is None:
         if source is not None:
             return _fail("--source needs -c CONFIG", EXIT_USAGE)
-        return FeedProfile(feed=file.stem or "cli")
+        return FeedProfile(feed=file.stem or "cli"), None
     try:
-        config = _load(config_path)
+        config = load(config_path)
     except ConfigError as exc:
         return _fail(f"invalid config: {exc.problems[0]}")
     if source is None:
@@ -196,17 +199,22 @@ def _profile(config_path: Path | None, source: str | None, file: Path) -> FeedPr
     found = config.source(source)
     if found is None:
         return _fail(f"no source named {source!r} in {config_path}", EXIT_USAGE)
-    return found.feed_profile
+    return found.feed_profile, config
 
 
 def cmd_map(file: Path, config_path: Path | None, source: str | None, to: str) -> int:
-    profile = _profile(config_path, source, file)
-    if isinstance(profile, int):
-        return profile
+    # What a clinician would receive is checked before go-live: no production secrets needed.
+    load = _load_without_secrets if to == "notification" else _load
+    found = _profile(config_path, source, file, load)
+    if isinstance(found, int):
+        return found
+    profile, config = found
     try:
         raw = file.read_bytes()
     except OSError as exc:
         return _fail(f"{file}: cannot read ({exc.strerror})", EXIT_USAGE)
+    if to == "notification":
+        return _map_notification(file, raw, profile, config)
     try:
         event = map_message(raw, profile)
     except MappingError as exc:
@@ -216,6 +224,17 @@ def cmd_map(file: Path, config_path: Path | None, source: str | None, to: str) -
     else:
         print(event.model_dump_json(indent=2, exclude_none=True))
     return EXIT_OK
+
+
+def _map_notification(file: Path, raw: bytes, profile: FeedProfile, config: Config | None) -> int:
+    from engine.notification_check import check_notification
+
+    checked = check_notification(raw, config=config or _load(None), source=profile.feed,
+                                 profile=profile, configured=config is not None)  # fmt: skip
+    if checked.error is not None:
+        return _fail(f"{file}: {checked.error}", checked.code)
+    print("\n".join(checked.out).rstrip("\n"))
+    return checked.code
 
 
 def cmd_send(files: Sequence[Path], source: str | None, amqp_url: str, mllp: str | None) -> int:

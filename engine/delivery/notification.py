@@ -59,6 +59,33 @@ def recipient_for(
     return None
 
 
+def why_recipient(recipients: Sequence[NotificationRecipient], event: CareEvent) -> str:
+    """Why `recipient_for` chooses the recipient it chooses (or none), in words: the criteria it
+    matched, and the earlier recipients passed over with the criterion each failed."""
+    practice = event.patient.gp_practice_ods
+    provider = event.stay.provider_ods if event.stay else None
+    skipped: list[str] = []
+    for recipient in recipients:
+        checks = (
+            ("GP practice", "gp_practices", practice, recipient.gp_practices),
+            ("provider", "providers", provider, recipient.providers),
+            ("source", "sources", event.source.feed, recipient.sources),
+        )
+        failed = [(what, value) for what, _, value, allowed in checks
+                  if allowed and value not in allowed]  # fmt: skip
+        if failed:
+            what, value = failed[0]
+            skipped.append(f"{recipient.name} ({what} {value or 'not recorded'} not in its list)")
+            continue
+        matched = [f"{what} {value} is in its {key}" for what, key, value, allowed in checks
+                   if allowed]  # fmt: skip
+        why = "; ".join(matched) or "it sets no criteria (the fallback for every patient)"
+        if skipped:
+            why += "; passed over: " + ", ".join(skipped)
+        return why
+    return "no recipient matches: " + ", ".join(skipped)
+
+
 def ack_url(config: NotificationDestination, event_id: str, *, signed_link: bool = True) -> str:
     """The recipient's link to acknowledge `event_id`; unsigned (a placeholder instead of the
     token) for showing to operators, since the token would let its reader acknowledge."""

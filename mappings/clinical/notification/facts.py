@@ -62,6 +62,28 @@ def notification_kind(event: CareEvent) -> Kind | None:
     return None
 
 
+def not_notifiable_reason(event: CareEvent) -> str:
+    """Why the event gets no notification, in words; ``""`` when it does get one."""
+    if notification_kind(event) is not None:
+        return ""
+    kind = event.kind
+    if kind in (EventKind.LEAVE_START, EventKind.LEAVE_END) or kind in (
+        EventKind.CANCEL_LEAVE_START,
+        EventKind.CANCEL_LEAVE_END,
+    ):
+        return "a leave of absence (or its cancel) is never notified: leave is not a discharge"
+    patient_class = event.stay.patient_class if event.stay else None
+    if kind is EventKind.DISCHARGE and patient_class is not None:
+        label = patient_class.display or patient_class.code
+        return f"the discharge ends an attendance (patient class {label}), not an inpatient stay"
+    if kind in (EventKind.TRANSFER, EventKind.CANCEL_TRANSFER):
+        if not _inpatient(event.stay):
+            return "a transfer outside inpatient care is not notified"
+        return "a move within one site (or without both sites known) is not notified"
+    what = kind.value.replace("_", " ")
+    return f"{'an' if what[0] in 'aeiou' else 'a'} {what} event is not notified"
+
+
 def _inpatient(stay: Stay | None) -> bool:
     patient_class = stay.patient_class if stay else None
     return not (

@@ -243,6 +243,11 @@ def _legal_status_text(stay: Stay) -> str:
     return "not recorded"
 
 
+def local_time(moment: datetime) -> str:
+    """``Tue 3 Mar 2026 14:05 GMT``: Europe/London wall-clock time with its zone."""
+    return _local(moment)
+
+
 def _local(moment: datetime) -> str:
     """``Tue 3 Mar 2026 14:05 GMT``: Europe/London wall-clock time with its zone."""
     local = moment.astimezone(LONDON)
