@@ -136,7 +136,12 @@ def _section_texts(event: CareEvent, doc: Document) -> dict[str, list[str]]:
     )
     return {
         "patient": [
-            f"{display_name(patient)}, NHS number {patient.nhs_number}",
+            f"{display_name(patient)}, NHS number {patient.nhs_number}"
+            + (
+                f" (NOT A REAL PATIENT'S NUMBER: {patient.nhs_number_not_real})"
+                if patient.nhs_number_not_real
+                else ""
+            ),
             f"Born {patient.birth_date.isoformat() if patient.birth_date else 'not recorded'}",
         ],
         "gp": [
