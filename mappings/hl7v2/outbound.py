@@ -15,7 +15,8 @@ What goes where (ITK v1.0.15 conventions):
   an NHS number, and the local ids still identify the patient. PID-5 names (type L, PREFERRED,
   A, M, PREVIOUS, U), PID-7 birth date, PID-8 sex as NHS codes (male 1, female 2, other 9
   "not specified", unknown 0), PID-11 addresses (H, TMP, PST, B, BA), PID-29/30 death,
-  PID-32 NHS number status ``NSTSnn``.
+  PID-32 NHS number status ``NSTSnn`` (none for a number that is not a real patient's:
+  never ``NSTS01`` for a placeholder or test number, see `mappings.nhs_number`).
 - PD1-3 GP practice ODS code (XON.3 in v2.4 as ITK has it, XON.10 from v2.5), PD1-4 GP code.
 - PV1-2 class, PV1-3 location ``<point of care>^<ward>^<bed>^<site>`` (PL.9 description;
   a room, which base-HL7 feeds send in PL.2, has no place in the ITK PL and is not sent),
