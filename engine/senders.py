@@ -72,8 +72,9 @@ def build_senders(
             senders[dest.name] = WebhookSender(dest, webhook.post)
         elif isinstance(dest, NotificationDestination):
             senders[dest.name] = NotificationSender(
-                dest, webhook.post, config.follow_up_rules, original
-            )
+                dest, webhook.post, config.follow_up_rules, original,
+                camhs_functions=config.transitions.camhs_treatment_functions,
+            )  # fmt: skip
         elif isinstance(dest, FhirDestination):
             senders[dest.name] = FhirSender(dest, webhook.post, _oauth2(dest, webhook))
         elif isinstance(dest, MllpDestination):

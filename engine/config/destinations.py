@@ -102,6 +102,8 @@ class NotificationRecipient(Strict):
     gp_practices: list[str] = Field(default_factory=list)
     providers: list[str] = Field(default_factory=list)
     sources: list[Name] = Field(default_factory=list)
+    adult_services: bool = False
+    """An adult team: a CAMHS spell discharged to it is flagged as a move to adult services."""
 
 
 class NotificationDestination(Strict):

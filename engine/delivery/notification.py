@@ -29,6 +29,7 @@ from engine.delivery.sending import (
 from engine.store import ClaimedDelivery
 from mappings.clinical.follow_up import FollowUpRule, follow_up_for
 from mappings.clinical.notification import is_notifiable, render_notification
+from mappings.clinical.transitions import to_adult_team
 from mappings.model import CareEvent, EventKind
 
 OriginalLoader = Callable[[str], Awaitable[CareEvent | None]]
@@ -112,6 +113,7 @@ def render_notice(
     now: datetime,
     subject: CareEvent | None = None,
     signed_link: bool = True,
+    camhs_functions: frozenset[str] | None = None,
 ) -> Notice | None:
     """The notification of `event` for the recipient it routes to, None if the event is not
     notifiable (nothing is sent). `subject` routes a withdrawal: the discharge it withdraws,
@@ -126,6 +128,8 @@ def render_notice(
     follow_up = follow_up_for(subject, rules) if subject.kind is EventKind.DISCHARGE else None
     tracked = event.event_id if event.kind is EventKind.DISCHARGE else event.corrects_event_id
     link = ack_url(config, tracked, signed_link=signed_link) if tracked else None
+    if recipient.adult_services:
+        event = to_adult_team(event, recipient.name, camhs_functions)
     note = render_notification(
         event, follow_up, recipient=recipient.name, ack_url=link, now=now, rules=rules
     )
@@ -142,7 +146,9 @@ class NotificationSender:
 
     def __init__(self, config: NotificationDestination, post: PostFn,
                  rules: Sequence[FollowUpRule], original: OriginalLoader,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:  # fmt: skip
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 camhs_functions: frozenset[str] | None = None) -> None:  # fmt: skip
+        self._camhs_functions = camhs_functions
         self._config = config
         self._post = post
         self._rules = rules
@@ -154,7 +160,8 @@ class NotificationSender:
             event = care_event(delivery.body)
             subject = await self._subject(event)
             notice = render_notice(delivery, event, self._config, self._rules,
-                                   now=self._clock(), subject=subject)  # fmt: skip
+                                   now=self._clock(), subject=subject,
+                                   camhs_functions=self._camhs_functions)  # fmt: skip
         except Unrenderable as exc:
             return unrenderable(exc)
         if notice is None:

@@ -136,8 +136,9 @@ def _notification(
     signed_link: bool,
 ) -> Preview:
     notice = render_notice(
-        outgoing, event, dest, config.follow_up_rules, now=now, signed_link=signed_link
-    )
+        outgoing, event, dest, config.follow_up_rules, now=now, signed_link=signed_link,
+        camhs_functions=config.transitions.camhs_treatment_functions,
+    )  # fmt: skip
     if notice is None:
         return Preview(dest.name, PayloadFormat.NONE, problem="not a notifiable event")
     return Preview(

@@ -14,8 +14,10 @@ young person at the point of moving to adult services:
   by default): a CAMHS spell discharged to adult services.
 
 The receiving team is not in ADT messages, so a CAMHS spell "discharged to an adult team" is
-recognised by age, as above. An unknown age raises no flag (the follow-up rules still give
-such a discharge a clock).
+recognised by age, as above, and by the notification recipient: one configured with
+``adult_services: true`` is an adult team, and a CAMHS spell notified to it carries the flag in
+that notification (`to_adult_team`). An unknown age raises no flag of its own (the follow-up
+rules still give such a discharge a clock).
 
 **Out of area** (domain brief 7.13): the discharging provider's area is a table in the
 config (`provider_areas`: provider ODS code to postcode districts, GP practice codes and ICB
@@ -106,6 +108,30 @@ def with_transitions(event: CareEvent, settings: TransitionSettings) -> CareEven
     return event.model_copy(
         update={"transitions": tuple(flags), "warnings": (*event.warnings, *warnings)}
     )
+
+
+def to_adult_team(
+    event: CareEvent, team: str, camhs_functions: frozenset[str] | None = None
+) -> CareEvent:
+    """The event as notified to `team`, an adult team (``adult_services: true`` on the
+    recipient): a CAMHS spell discharged to it is a move to adult services whatever the age, so
+    the flag is added (for this notification only; the stored event is unchanged)."""
+    functions = (
+        DEFAULT_TRANSITIONS.camhs_treatment_functions
+        if camhs_functions is None
+        else (camhs_functions)
+    )
+    stay = event.stay
+    function = stay.specialty.code if stay and stay.specialty else None
+    already = any(t.kind is TransitionKind.TO_ADULT_SERVICES for t in event.transitions)
+    if event.kind is not EventKind.DISCHARGE or function not in functions or already:
+        return event
+    flag = Transition(
+        kind=TransitionKind.TO_ADULT_SERVICES,
+        reason=f"a CAMHS spell (treatment function {function}) discharged to an adult team "
+        f"({team})",
+    )
+    return event.model_copy(update={"transitions": (flag, *event.transitions)})
 
 
 def _to_adult_services(event: CareEvent, settings: TransitionSettings) -> str | None:

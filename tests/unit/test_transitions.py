@@ -17,6 +17,7 @@ from fhir.resources.R4B.communication import Communication
 from fhir.resources.R4B.encounter import Encounter
 
 from engine.config import ConfigError, parse_config
+from engine.delivery.preview import preview
 from engine.preparation import prepare
 from mappings.clinical.follow_up import DEFAULT_RULES, follow_up_for
 from mappings.clinical.notification import render_notification
@@ -284,3 +285,32 @@ def test_no_flags_means_no_extension_and_no_reason_code() -> None:
 def test_the_flags_change_nothing_the_mapping_read() -> None:
     event = flagged()
     assert event.model_copy(update={"transitions": ()}) == MOVING
+
+
+ADULT_TEAM = """
+sources: [{name: mh-trust, care_setting: mental_health}]
+destinations:
+  - name: notify
+    type: notification
+    ack_base_url: https://carebridge.example.nhs.uk
+    ack_secret: ${ACK}
+    recipients:
+      - {name: adult-cmht, url: "https://cmht.example.nhs.uk/in", adult_services: true}
+routes: [{name: all, to: [notify]}]
+"""
+
+
+def test_a_camhs_spell_notified_to_an_adult_team_is_a_transition_at_any_age() -> None:
+    config = parse_config(ADULT_TEAM, env={"ACK": "x" * 40})
+    shown = preview(config, "notify", CAMHS, now=NOW)  # aged 15: no flag of its own
+    assert CAMHS.transitions == ()
+    assert shown.text is not None
+    assert (
+        "TRANSITION to adult services: a CAMHS spell (treatment function 711) discharged to an "
+        "adult team (adult-cmht)" in shown.text
+    )
+    payload = orjson.loads(shown.payload)["notification"]
+    assert [t["kind"] for t in payload["transitions"]] == ["to_adult_services"]
+    adult = preview(config, "notify", ADULT, now=NOW)  # not a CAMHS spell: nothing added
+    assert adult.text is not None
+    assert "TRANSITION" not in adult.text
