@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import hashlib
 import inspect
 import json
@@ -447,17 +448,37 @@ class Engine:
         return dict(counts.most_common())
 
 
+AMQP_URL_ENV = "CB_BENCH_AMQP_URL"
+"""The engine's config takes the broker URL (and its password) from this variable: a config file
+holds no credentials."""
+
+
+@functools.cache
+def plain_http_allowed(command: str) -> str:
+    """``, allow_plain_http: true`` for an engine that has the setting (it needs it for the
+    bench's receivers on plain http on loopback); nothing for an older build (``--compare``),
+    which refuses the setting as unknown."""
+    with tempfile.TemporaryDirectory() as tmp:
+        probe = Path(tmp) / "probe.yaml"
+        probe.write_text("sources: [{name: a}]\ndestinations:\n  - {name: r, type: webhook, "
+                         "url: 'http://127.0.0.1/', allow_plain_http: true}\n")  # fmt: skip
+        done = subprocess.run([*shlex.split(command), "check-config", str(probe)],
+                              capture_output=True, timeout=120, check=False)  # fmt: skip
+    return ", allow_plain_http: true" if done.returncode == 0 else ""
+
+
 def engine_config(
-    tmp: Path, url: str, source: str, receiver_url: str, port: int, extra: str
+    tmp: Path, source: str, receiver_url: str, port: int, extra: str, command: str
 ) -> Path:
+    plain = plain_http_allowed(command)
     text = f"""
-amqp: {{url: "{url}", prefetch: 200}}
+amqp: {{url: "${{{AMQP_URL_ENV}}}", prefetch: 200}}
 store: {{url: "sqlite+aiosqlite:///{tmp / "carebridge.db"}"}}
 http: {{host: 127.0.0.1, port: {port}}}
 sources:
   - {{name: {source}, care_setting: mental_health}}
 destinations:
-  - {{name: receiver, type: webhook, url: "{receiver_url}", timeout: 10s}}
+  - {{name: receiver, type: webhook, url: "{receiver_url}", timeout: 10s{plain}}}
 routes:
   - {{name: all, to: [receiver]}}
 {extra}
@@ -505,11 +526,11 @@ async def running_engine(
     source = f"bench-{uuid.uuid4().hex[:10]}"
     cleanup.queues.append(f"{INBOUND_EXCHANGE}.{source}")
     port = free_port()
-    config = engine_config(tmp, url, source, receiver.url, port, extra)
+    config = engine_config(tmp, source, receiver.url, port, extra, command)
     with (tmp / "engine.log").open("ab") as log:
         proc = await asyncio.create_subprocess_exec(
             *shlex.split(command), "run", "-c", str(config), stdout=log, stderr=log,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL, env={**os.environ, AMQP_URL_ENV: url},
         )  # fmt: skip
     cleanup.processes.append(proc)
     try:

@@ -49,6 +49,7 @@ if str(ROOT) not in sys.path:  # `python bench/notification_latency.py` puts ben
 
 from adapters.rabbitmq import INBOUND_EXCHANGE, AmqpSettings, Broker  # noqa: E402
 from bench.end_to_end import (  # noqa: E402
+    AMQP_URL_ENV,
     CAREBRIDGE,
     DEFAULT_AMQP,
     LOCAL_HOSTS,
@@ -59,6 +60,7 @@ from bench.end_to_end import (  # noqa: E402
     free_port,
     machine,
     percentile,
+    plain_http_allowed,
     publish_windowed,
     queue_exists,
     rabbitmq_pid,
@@ -154,25 +156,27 @@ class Recipient:
 
 
 def engine_config(
-    tmp: Path, url: str, source: str, recipient: Recipient, port: int, sink: bool, extra: str
+    tmp: Path, source: str, recipient: Recipient, port: int, sink: bool, extra: str, command: str
 ) -> Path:
     """One mental health source; discharges routed to a notification destination whose
     recipients (the patient's GP practice, then a fallback team) are both this process."""
+    plain = plain_http_allowed(command)
+    notify_plain = "\n    allow_plain_http: true" if plain else ""
     sink_destination = (
-        f'  - {{name: sink, type: webhook, url: "{recipient.sink_url}", timeout: 10s}}\n'
+        f'  - {{name: sink, type: webhook, url: "{recipient.sink_url}", timeout: 10s{plain}}}\n'
         if sink
         else ""
     )
     sink_route = "  - {name: everything, to: [sink]}\n" if sink else ""
     text = f"""
-amqp: {{url: "{url}", prefetch: 200}}
+amqp: {{url: "${{{AMQP_URL_ENV}}}", prefetch: 200}}
 store: {{url: "sqlite+aiosqlite:///{tmp / "carebridge.db"}"}}
 http: {{host: 127.0.0.1, port: {port}}}
 sources:
   - {{name: {source}, care_setting: mental_health}}
 destinations:
   - name: clinicians
-    type: notification
+    type: notification{notify_plain}
     ack_base_url: http://127.0.0.1:{port}
     ack_secret: "${{{ACK_SECRET_ENV}}}"
     timeout: 10s
@@ -198,8 +202,9 @@ async def running_engine(
     source = f"bench-notify-{uuid.uuid4().hex[:10]}"
     cleanup.queues.append(f"{INBOUND_EXCHANGE}.{source}")
     port = free_port()
-    config = engine_config(tmp, args.amqp, source, recipient, port, args.sink, args.engine_yaml)
-    env = {**os.environ, ACK_SECRET_ENV: secrets.token_hex(24)}
+    config = engine_config(tmp, source, recipient, port, args.sink, args.engine_yaml,
+                           args.engine_command)  # fmt: skip
+    env = {**os.environ, ACK_SECRET_ENV: secrets.token_hex(24), AMQP_URL_ENV: args.amqp}
     with (tmp / "engine.log").open("ab") as log:
         proc = await asyncio.create_subprocess_exec(
             *shlex.split(args.engine_command), "run", "-c", str(config),

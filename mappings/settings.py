@@ -26,6 +26,7 @@ __all__ = [
     "path_of",
     "problem_at",
     "problem_lines",
+    "problems_at",
     "reason_of",
 ]
 
@@ -59,10 +60,18 @@ def problem_at(model: str, loc: tuple[str | int, ...], reason: str) -> Validatio
     """A problem a validator finds below the value it checks (a rule's name that an earlier
     rule has, the observation an OBX field needs), raised at its exact path: pydantic puts the
     path of the checked value in front of `loc`."""
-    error = PydanticCustomError("config", "{reason}", {"reason": reason})
-    return ValidationError.from_exception_data(
-        model, [InitErrorDetails(type=error, loc=loc, input=None)]
-    )
+    return problems_at(model, [(loc, reason)])
+
+
+def problems_at(model: str, found: Sequence[tuple[tuple[str | int, ...], str]]) -> ValidationError:
+    """Several problems below the value a validator checks, each at its path (`problem_at`)."""
+    details = [
+        InitErrorDetails(
+            type=PydanticCustomError("config", "{reason}", {"reason": reason}), loc=loc, input=None
+        )
+        for loc, reason in found
+    ]
+    return ValidationError.from_exception_data(model, details)
 
 
 def path_of(loc: Sequence[str | int]) -> str:

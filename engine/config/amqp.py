@@ -10,9 +10,11 @@ from engine.config.base import Duration, Strict, TlsConfig
 
 
 class AmqpConfig(Strict):
-    url: str | list[str] = "amqp://guest:guest@localhost:5672/"
+    url: str | list[str] = "amqp://localhost:5672/"
     """One broker URL, or a list: the nodes of one cluster, tried in turn (the first that
-    answers is used; after a connection is lost the next node is tried first)."""
+    answers is used; after a connection is lost the next node is tried first). No credentials
+    in the file: give each URL (or its password) as ``${NAME}``. A URL without a user logs in as
+    guest/guest, which RabbitMQ allows only from localhost."""
     prefetch: int = Field(default=200, ge=1, le=65535)
     heartbeat: Duration = timedelta(seconds=30)
     confirm_timeout: Duration = timedelta(seconds=15)

@@ -10,14 +10,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import Field, model_validator
+from pydantic import Field, GetCoreSchemaHandler, SecretStr, model_validator
+from pydantic_core import PydanticCustomError, core_schema
 
 from mappings.settings import Duration, Strict, parse_duration
 
 __all__ = [
     "NAME_PATTERN",
+    "SECRET_MIN_LENGTH",
     "ConfigError",
     "CredentialHeaders",
     "Duration",
@@ -42,13 +44,35 @@ class ConfigError(Exception):
         self.problems = problems
 
 
+SECRET_MIN_LENGTH = 32
+"""The fewest characters a secret or token may have once resolved: 32 random characters are
+beyond guessing; a short one (``changeme``, ``s3cret``) is not."""
+
+
+def _long_enough(value: str | SecretStr) -> str | SecretStr:
+    text = value.get_secret_value() if isinstance(value, SecretStr) else value
+    if len(text) < SECRET_MIN_LENGTH:
+        raise PydanticCustomError(
+            "weak_secret",
+            "must be at least {least} characters (a shorter secret can be guessed)",
+            {"least": SECRET_MIN_LENGTH},
+        )
+    return value
+
+
 @dataclass(frozen=True, slots=True)
 class FromEnvironment:
     """Marks a secret setting: in the file it must be a ``${NAME}`` reference without a default,
-    never the secret itself (`engine.config.environment` walks the models for this mark).
-    `example` is the variable a problem suggests."""
+    never the secret itself (`engine.config.environment` walks the models for this mark), and
+    once resolved it must be at least `SECRET_MIN_LENGTH` characters long. `example` is the
+    variable a problem suggests."""
 
     example: str | None = None
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        return core_schema.no_info_after_validator_function(_long_enough, handler(source))
 
 
 @dataclass(frozen=True, slots=True)

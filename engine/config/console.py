@@ -50,7 +50,7 @@ class ConsoleToken(Strict):
 
     name: str = Field(pattern=r"^[A-Za-z0-9._@-]{1,80}$")
     role: Role
-    token: Annotated[SecretStr, FromEnvironment()] = Field(min_length=32)
+    token: Annotated[SecretStr, FromEnvironment()]
 
 
 class SignInThrottle(Strict):
@@ -78,9 +78,7 @@ class SignInThrottle(Strict):
 class ConsoleConfig(Strict):
     host: str = "127.0.0.1"
     port: int = Field(default=8081, ge=0, le=65535)
-    session_secret: Annotated[SecretStr, FromEnvironment("CONSOLE_SESSION_SECRET")] = Field(
-        min_length=32
-    )
+    session_secret: Annotated[SecretStr, FromEnvironment("CONSOLE_SESSION_SECRET")]
     """Signs session cookies and CSRF tokens; from the environment, at least 32 characters."""
     session_lifetime: Duration = timedelta(hours=8)
     """The absolute end of a session, however busy (ASVS 3.3.1)."""

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import timedelta
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
 
 from pydantic import Field, model_validator
 
@@ -18,23 +19,55 @@ from engine.config.base import (
     TlsConfig,
 )
 from engine.config.mesh import MeshDestination
+from mappings.settings import problems_at
+
+PLAIN_HTTP = (
+    "plain http:// is unencrypted, and this destination carries patient data (or the "
+    "credentials to send it): use https://, or set allow_plain_http: true on this destination "
+    "(for a receiver on loopback, or behind a TLS-terminating proxy on the same host)"
+)
+
+Url = tuple[tuple[str | int, ...], str]
+"""Where a URL sits in a destination, and the URL."""
 
 
-class WebhookDestination(Strict):
+class HttpDestination(Strict):
+    """What a destination that carries patient data over HTTP shares: every URL it sends to (or
+    hands a clinician) is https://, unless `allow_plain_http` says plain http:// is meant."""
+
+    allow_plain_http: bool = False
+    """Allow http:// URLs on this destination: only for a receiver on loopback or behind a
+    TLS-terminating proxy on the same host, never across a network."""
+
+    def urls(self) -> Iterator[Url]:
+        raise NotImplementedError
+
+    @model_validator(mode="after")
+    def _https_unless_allowed(self) -> Self:
+        if self.allow_plain_http:
+            return self
+        plain = [(where, PLAIN_HTTP) for where, url in self.urls() if url.startswith("http://")]
+        if plain:
+            raise problems_at(type(self).__name__, plain)
+        return self
+
+
+class WebhookDestination(HttpDestination):
     """POSTs the canonical care event as JSON, with an Idempotency-Key header."""
 
     type: Literal["webhook"]
     name: Name
     url: HttpUrl
-    secret: Annotated[str, FromEnvironment("WEBHOOK_SECRET")] | None = Field(
-        default=None, min_length=1
-    )
+    secret: Annotated[str, FromEnvironment("WEBHOOK_SECRET")] | None = None
     """HMAC-SHA256 key for the X-Carebridge-Signature header; only as ${ENV_NAME}."""
     headers: Annotated[dict[str, str], CredentialHeaders()] = Field(default_factory=dict)
     timeout: Duration = timedelta(seconds=10)
     retry: Name = "default"
     hold_on_dead_letter: bool = False
     """If true, a dead-lettered event holds back that patient's later events until resolved."""
+
+    def urls(self) -> Iterator[Url]:
+        yield ("url",), self.url
 
 
 class AmqpDestination(Strict):
@@ -62,7 +95,7 @@ class OAuth2ClientCredentials(Strict):
     scope: str | None = None
 
 
-class FhirDestination(Strict):
+class FhirDestination(HttpDestination):
     """Sends each care event to a FHIR R4 server, so that a retry never creates a duplicate:
     `$process-message` with the stable Bundle identifier, or a transaction of
     identifier-conditional creates and updates."""
@@ -71,14 +104,17 @@ class FhirDestination(Strict):
     name: Name
     base_url: HttpUrl
     mode: Literal["process-message", "transaction"] = "process-message"
-    bearer_token: Annotated[str, FromEnvironment("FHIR_TOKEN")] | None = Field(
-        default=None, min_length=1
-    )
+    bearer_token: Annotated[str, FromEnvironment("FHIR_TOKEN")] | None = None
     """Only as ${ENV_NAME}."""
     oauth2: OAuth2ClientCredentials | None = None
     timeout: Duration = timedelta(seconds=30)
     retry: Name = "default"
     hold_on_dead_letter: bool = False
+
+    def urls(self) -> Iterator[Url]:
+        yield ("base_url",), self.base_url
+        if self.oauth2 is not None:
+            yield ("oauth2", "token_url"), self.oauth2.token_url
 
     @model_validator(mode="after")
     def _one_way_to_authenticate(self) -> FhirDestination:
@@ -97,7 +133,7 @@ class NotificationRecipient(Strict):
 
     name: Name
     url: HttpUrl
-    secret: Secret | None = Field(default=None, min_length=1)
+    secret: Secret | None = None
     """HMAC key for X-Carebridge-Signature; only as ${ENV_NAME}."""
     gp_practices: list[str] = Field(default_factory=list)
     providers: list[str] = Field(default_factory=list)
@@ -106,7 +142,7 @@ class NotificationRecipient(Strict):
     """An adult team: a CAMHS spell discharged to it is flagged as a move to adult services."""
 
 
-class NotificationDestination(Strict):
+class NotificationDestination(HttpDestination):
     """Clinician notifications for discharges (and transfers out of inpatient care): a short
     message a person can act on, the structured JSON, and a FHIR Communication plus a Task for
     the follow-up, posted to the matching recipient with a signed acknowledgement link."""
@@ -116,11 +152,17 @@ class NotificationDestination(Strict):
     recipients: list[NotificationRecipient] = Field(min_length=1)
     ack_base_url: HttpUrl
     """The engine's HTTP port as recipients reach it: links go to <ack_base_url>/notifications."""
-    ack_secret: Annotated[str, FromEnvironment("NOTIFY_ACK_SECRET")] = Field(min_length=32)
+    ack_secret: Annotated[str, FromEnvironment("NOTIFY_ACK_SECRET")]
     """Signs acknowledgement links; only as ${ENV_NAME}, at least 32 characters."""
     timeout: Duration = timedelta(seconds=10)
     retry: Name = "default"
     hold_on_dead_letter: bool = True
+
+    def urls(self) -> Iterator[Url]:
+        """The recipients' URLs, and the acknowledgement pages' (which show the patient)."""
+        for index, recipient in enumerate(self.recipients):
+            yield ("recipients", index, "url"), recipient.url
+        yield ("ack_base_url",), self.ack_base_url
 
 
 AckHandling = Literal["delivered", "transient", "permanent"]

@@ -14,6 +14,7 @@ import re
 import types
 from collections.abc import Iterable, Mapping
 from typing import Annotated, Any, Union, get_args, get_origin
+from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
@@ -31,8 +32,9 @@ def substitute(
     stand_ins: Mapping[str, str] | None = None,
 ) -> Any:
     """Replace ${NAME} from the environment, noting in `unset` the path of each one that is
-    not set (without a default). A value with an unset variable becomes "" there, or its whole
-    value becomes its `stand_ins` entry when it has one."""
+    not set (without a default): it becomes "" there. A text whose path has a `stand_ins`
+    entry becomes that entry (its own value could not be checked: an unset variable, a secret
+    written into the file)."""
     if isinstance(node, dict):
         return {k: substitute(v, f"{path}.{k}" if path else str(k), env, unset, stand_ins)
                 for k, v in node.items()}  # fmt: skip
@@ -53,8 +55,43 @@ def substitute(
         value = _ENV_REF.sub(replace, node)
         for name in missing:
             unset.setdefault(name, []).append(path)
-        return stand_ins[path] if missing and stand_ins and path in stand_ins else value
+        return stand_ins[path] if stand_ins and path in stand_ins else value
     return node
+
+
+_REFERENCE = "\x00"
+_URLS_WITH_CREDENTIALS = {"amqp": "CAREBRIDGE_AMQP_URL", "store": "CAREBRIDGE_STORE_URL"}
+
+
+def literal_credentials(raw: Mapping[str, Any]) -> list[str]:
+    """A ``path: reason`` problem for `amqp.url` or `store.url` when the file itself (a
+    ``${NAME:-default}`` default included) holds a password: it must come from the environment,
+    as the whole URL (``${CAREBRIDGE_AMQP_URL}``) or the password (``${RABBITMQ_PASSWORD}``)."""
+    problems: list[str] = []
+    for area, example in _URLS_WITH_CREDENTIALS.items():
+        section = raw.get(area)
+        url = section.get("url") if isinstance(section, dict) else None
+        urls = enumerate(url) if isinstance(url, list) else [(None, url)]  # a cluster's nodes
+        for index, one in urls:
+            if isinstance(one, str) and _password_in_file(one):
+                where = f"{area}.url" if index is None else f"{area}.url[{index}]"
+                problems.append(f"{where}: a password written into the file: take it from the "
+                                f"environment, the whole URL as ${{{example}}} or the password "
+                                "as ${NAME}")  # fmt: skip
+    return problems
+
+
+def _password_in_file(url: str) -> bool:
+    """Whether the URL's password (or a ``password=`` parameter) has characters of its own,
+    not only from ``${NAME}`` references without a default."""
+    text = _ENV_REF.sub(lambda m: _REFERENCE if m.group(2) is None else m.group(2), url)
+    try:
+        parts = urlsplit(text)
+        password = parts.password or ""
+    except ValueError:
+        return False
+    given = [password, *(v for k, v in parse_qsl(parts.query) if k.lower() == "password")]
+    return any(value.replace(_REFERENCE, "") for value in given)
 
 
 def _is_env_reference(value: object, *, whole: bool) -> bool:

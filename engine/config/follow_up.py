@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from pydantic import Field, PrivateAttr, model_validator
+from pydantic import PrivateAttr, model_validator
 
 from engine.config.alerts import AlertWebhook
 from engine.config.base import Duration, Secret, Strict
@@ -20,7 +20,7 @@ class FollowUpConfig(Strict):
     check_interval: Duration = timedelta(seconds=60)
     unacknowledged_after: Duration = timedelta(hours=4)
     alert_webhook: AlertWebhook | None = None
-    list_token: Secret | None = Field(default=None, min_length=32)
+    list_token: Secret | None = None
     """Bearer token for `GET /follow-ups` (only as ${ENV_NAME}); without it the list is off."""
     _rules_in_force: tuple[FollowUpRule, ...] = PrivateAttr()
 

@@ -31,7 +31,7 @@ from pydantic import ValidationError
 from engine.config.base import NAME_PATTERN, ConfigError
 from engine.config.checks import cross_check
 from engine.config.destinations import DESTINATION_TYPES
-from engine.config.environment import literal_secrets, substitute
+from engine.config.environment import literal_credentials, literal_secrets, substitute
 from engine.config.root import Config
 from mappings.settings import path_of, reason_of
 
@@ -99,21 +99,22 @@ def _check(text: str, origin: str, env: Mapping[str, str], *, require_env: bool)
     """Every problem of the file as ``path: reason`` (ConfigError); with `require_env` false an
     unset variable is not one: the settings that use it are checked with a stand-in."""
     raw = _read_yaml(text, origin)
-    secrets = literal_secrets(Config, raw)
+    secrets = literal_secrets(Config, raw) + literal_credentials(raw)
+    refused = {problem.split(": ", 1)[0] for problem in secrets}
     unset: dict[str, list[str]] = {}
     stand_ins: dict[str, str] = {}
     while True:
         data = substitute(raw, "", env, unset, stand_ins)
-        unset_paths = {path for paths in unset.values() for path in paths}
+        excused = {path for paths in unset.values() for path in paths} | refused
         try:
             config: Config | None = Config.model_validate(data)
             problems = []
             break
         except ValidationError as exc:
             found = [(_pydantic_path(e["loc"]), reason_of(e)) for e in exc.errors()]
-        problems = [f"{path}: {reason}" for path, reason in found if path not in unset_paths]
-        failing = {path for path, _ in found if path in unset_paths}
-        if problems or secrets or not _next_stand_ins(failing, stand_ins):
+        problems = [f"{path}: {reason}" for path, reason in found if path not in excused]
+        failing = {path for path, _ in found if path in excused}
+        if problems or not _next_stand_ins(failing, stand_ins):
             config = None
             break
         unset.clear()

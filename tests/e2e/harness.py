@@ -10,7 +10,7 @@ import socket
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ import pika
 from aiohttp import web
 
 from adapters.rabbitmq import AmqpSettings, Broker
+from engine.config import parse_env_file
 from tests.conftest import AMQP_URL
 
 CAREBRIDGE = Path(sys.executable).with_name("carebridge")
@@ -96,6 +97,21 @@ class Receiver:
         return list(self.applied.values())
 
 
+def write_config(path: Path, text: str, env: Mapping[str, str]) -> Path:
+    """Write a config file, and beside it (``<name>.env``) the environment variables it takes
+    its credentials from: a config file holds none (the broker URL carries a password), and
+    `EngineProcess.start` passes them to the engine."""
+    path.write_text(text)
+    path.with_suffix(".env").write_text("".join(f"{k}={v}\n" for k, v in env.items()))
+    return path
+
+
+def config_env(config: Path) -> dict[str, str]:
+    """The variables written beside `config` by `write_config` (none if there are none)."""
+    beside = config.with_suffix(".env")
+    return parse_env_file(beside.read_text(), str(beside)) if beside.exists() else {}
+
+
 def engine_config(
     tmp: Path,
     sources: list[str],
@@ -108,8 +124,8 @@ def engine_config(
     sqlite_url = f"sqlite+aiosqlite:///{tmp / 'carebridge.db'}"
     source_lines = "\n".join(f"  - {{name: {s}, care_setting: mental_health}}" for s in sources)
     text = f"""
-amqp: {{url: "{AMQP_URL}", prefetch: 200}}
-store: {{url: "{store_url or sqlite_url}"}}
+amqp: {{url: "${{CB_TEST_AMQP_URL}}", prefetch: 200}}
+store: {{url: "${{CB_TEST_STORE_URL}}"}}
 http: {{host: 127.0.0.1, port: {http_port}}}
 delivery: {{poll_interval: 200ms, lease: 30s}}
 retry_policies:
@@ -118,14 +134,13 @@ retry_policies:
 sources:
 {source_lines}
 destinations:
-  - {{name: receiver, type: webhook, url: "{receiver_url}", timeout: 5s}}
+  - {{name: receiver, type: webhook, url: "{receiver_url}", timeout: 5s, allow_plain_http: true}}
 routes:
   - {{name: all, to: [receiver]}}
 {extra}
 """
-    path = tmp / "carebridge.yaml"
-    path.write_text(text)
-    return path
+    env = {"CB_TEST_AMQP_URL": AMQP_URL, "CB_TEST_STORE_URL": store_url or sqlite_url}
+    return write_config(tmp / "carebridge.yaml", text, env)
 
 
 @dataclass
@@ -144,7 +159,7 @@ class EngineProcess:
         log = path.open("ab")
         self.process = await asyncio.create_subprocess_exec(
             str(CAREBRIDGE), "run", "-c", str(self.config),
-            stdout=log, stderr=log, env={**os.environ, **(env or {})},
+            stdout=log, stderr=log, env={**os.environ, **config_env(self.config), **(env or {})},
         )  # fmt: skip
         log.close()
         await self.wait_ready()

@@ -50,6 +50,20 @@ def test_compose_sets_every_variable_the_container_config_needs() -> None:
     assert compose["services"]["rabbitmq"]["image"].startswith("rabbitmq:4")
 
 
+def test_compose_publishes_no_management_port_and_has_no_default_password() -> None:
+    compose = yaml.safe_load((REPO / "docker" / "compose.yaml").read_text())
+    published = [str(port).rsplit(":", 1)[-1] for service in compose["services"].values()
+                 for port in service.get("ports", [])]  # fmt: skip
+    assert not {"15672", "15671"} & set(published), published
+    rabbitmq = compose["services"]["rabbitmq"]["environment"]
+    engine = compose["services"]["carebridge"]["environment"]
+    # ${NAME:?message}: compose refuses to start without it, so no password is ever a default.
+    required = "${CAREBRIDGE_RABBITMQ_PASSWORD:?"
+    assert rabbitmq["RABBITMQ_DEFAULT_PASS"].startswith(required)
+    assert required in engine["CAREBRIDGE_AMQP_URL"]
+    assert not re.search(r"PASSWORD:-", (REPO / "docker" / "compose.yaml").read_text())
+
+
 @pytest.fixture
 def events_queue() -> Iterator[tuple[pika.adapters.blocking_connection.BlockingChannel, str]]:
     connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))

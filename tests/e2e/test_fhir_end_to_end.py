@@ -40,7 +40,8 @@ from tests.http.fhir import bundle_of
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 FHIR_MESSAGE = (REPO / "tests/fixtures/fhir/mh_discharge_message.json").read_bytes()
-TOKEN = "inbound-token-for-tests"
+TOKEN = "inbound-token-for-tests-" + "t" * 16
+OAUTH_SECRET = "oauth-secret-for-tests-" + "o" * 16
 
 
 @dataclass
@@ -57,7 +58,7 @@ class FhirServer:
     async def token(self, request: web.Request) -> web.Response:
         form = await request.post()
         assert form["grant_type"] == "client_credentials"
-        assert form["client_secret"] == "oauth-secret"
+        assert form["client_secret"] == OAUTH_SECRET
         self.tokens_issued += 1
         return web.json_response({"access_token": f"at-{self.tokens_issued}", "expires_in": 3600})
 
@@ -108,6 +109,7 @@ async def engine(
     destination = f"""
   - name: ehr
     type: fhir
+    allow_plain_http: true
     base_url: {fhir_server.url}/fhir
     oauth2: {{token_url: "{fhir_server.url}/oauth/token", client_id: carebridge,
              client_secret: "${{CB_TEST_OAUTH_SECRET}}"}}
@@ -117,7 +119,7 @@ async def engine(
     text += f"fhir_http: {{host: 127.0.0.1, port: {fhir_port}}}\n"
     config.write_text(text)
     proc = EngineProcess(config, http_port, tmp_path / "engine.log")
-    await proc.start(env={"CB_TEST_FHIR_TOKEN": TOKEN, "CB_TEST_OAUTH_SECRET": "oauth-secret"})
+    await proc.start(env={"CB_TEST_FHIR_TOKEN": TOKEN, "CB_TEST_OAUTH_SECRET": OAUTH_SECRET})
     yield proc, source, fhir_port
     await proc.terminate()
     await receiver.stop()

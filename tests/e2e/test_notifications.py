@@ -52,6 +52,7 @@ async def setup(tmp_path: Path) -> AsyncIterator[Setup]:
     destination = f"""
   - name: clinicians
     type: notification
+    allow_plain_http: true
     ack_base_url: http://127.0.0.1:{http_port}
     ack_secret: "${{CB_TEST_ACK_SECRET}}"
     recipients:

@@ -13,7 +13,14 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import AMQP_URL
-from tests.e2e.harness import CAREBRIDGE, EngineProcess, delete_queues, free_port
+from tests.e2e.harness import (
+    CAREBRIDGE,
+    EngineProcess,
+    config_env,
+    delete_queues,
+    free_port,
+    write_config,
+)
 
 pytestmark = pytest.mark.integration
 SOURCES = ["mh-trust", "acute-trust", "community"]
@@ -38,7 +45,7 @@ def configs(tmp: Path, *, via: str, drop_notify_route: bool = False) -> tuple[Pa
   - {name: notify, match: {kinds: [discharge, transfer]}, to: [notify]}
 """
     body = f"""
-amqp: {{url: "{AMQP_URL}", prefetch: 200}}
+amqp: {{url: "${{CB_TEST_AMQP_URL}}", prefetch: 200}}
 store: {{url: "sqlite+aiosqlite:///{tmp / "carebridge.db"}"}}
 http: {{host: 127.0.0.1, port: {http}}}
 fhir_http: {{host: 127.0.0.1, port: {fhir}}}
@@ -49,10 +56,12 @@ retry_policies:
 sources:
 {sources}
 destinations:
-  - {{name: team, type: webhook, url: "http://127.0.0.1:{hooks}/team", timeout: 5s}}
+  - {{name: team, type: webhook, url: "http://127.0.0.1:{hooks}/team", timeout: 5s,
+     allow_plain_http: true}}
   - {{name: pas, type: mllp, host: 127.0.0.1, port: {pas}}}
   - name: notify
     type: notification
+    allow_plain_http: true
     ack_base_url: "https://cb.example"
     ack_secret: ${{ACK}}
     recipients:
@@ -62,11 +71,11 @@ destinations:
 routes:
 """
     simulation = tmp / "simulation.yaml"
-    simulation.write_text(body + routes)
+    write_config(simulation, body + routes, {"CB_TEST_AMQP_URL": AMQP_URL})
     engine = tmp / "engine.yaml"
     kept = "".join(line + "\n" for line in routes.splitlines()
                    if not (drop_notify_route and "name: notify" in line))  # fmt: skip
-    engine.write_text(body + kept)
+    write_config(engine, body + kept, {"CB_TEST_AMQP_URL": AMQP_URL})
     return engine, simulation, http
 
 
@@ -81,7 +90,7 @@ async def queues() -> AsyncIterator[None]:
 async def simulate(simulation: Path, *args: str) -> subprocess.CompletedProcess[str]:
     command = [str(CAREBRIDGE), "simulate", "-c", str(simulation), "--amqp", AMQP_URL,
                "--rate", "200", "--timeout", "90", *args]  # fmt: skip
-    env = {**os.environ, **ENV}
+    env = {**os.environ, **config_env(simulation), **ENV}
     return await asyncio.to_thread(
         subprocess.run, command, capture_output=True, text=True, timeout=300, env=env, check=False
     )

@@ -22,7 +22,7 @@ from adapters.errors import TransportError
 from adapters.rabbitmq import AmqpSettings, Broker
 from mappings.profile import event_id
 from tests.adt_factory import Patient
-from tests.e2e.harness import EngineProcess, Receiver, wait_until
+from tests.e2e.harness import EngineProcess, Receiver, wait_until, write_config
 from tests.e2e.test_end_to_end import assert_clean_logs, assert_per_patient_order
 
 RECOVERY_BOUND = 30.0
@@ -58,9 +58,12 @@ def fault_config(
     lines = "\n".join(
         f"  - {{name: {s}, care_setting: mental_health{source_extra}}}" for s in sources
     )
+    nodes = [amqp_url] if isinstance(amqp_url, str) else amqp_url
+    refs = [f"${{CB_TEST_AMQP_URL_{i}}}" for i in range(len(nodes))]
+    amqp_refs = json.dumps(refs[0] if isinstance(amqp_url, str) else refs)
     text = f"""
-amqp: {{url: {json.dumps(amqp_url)}, prefetch: 200, heartbeat: 2s, confirm_timeout: 3s{amqp_extra}}}
-store: {{url: "{store}"{store_extra}}}
+amqp: {{url: {amqp_refs}, prefetch: 200, heartbeat: 2s, confirm_timeout: 3s{amqp_extra}}}
+store: {{url: "${{CB_TEST_STORE_URL}}"{store_extra}}}
 http: {{host: 127.0.0.1, port: {http_port}}}
 delivery: {{{delivery}}}
 shutdown: {{deadline: 5s}}
@@ -70,15 +73,16 @@ retry_policies:
 sources:
 {lines}
 destinations:
-  - {{name: receiver, type: webhook, url: "{receiver_url}", timeout: {webhook_timeout}}}
+  - {{name: receiver, type: webhook, url: "{receiver_url}", timeout: {webhook_timeout},
+     allow_plain_http: true}}
 {destinations_extra}
 routes:
   - {{name: all, to: {route_to}}}
 {extra}
 """
-    path = folder / "carebridge.yaml"
-    path.write_text(text)
-    return path
+    env = {f"CB_TEST_AMQP_URL_{i}": url for i, url in enumerate(nodes)}
+    env["CB_TEST_STORE_URL"] = store
+    return write_config(folder / "carebridge.yaml", text, env)
 
 
 @dataclass

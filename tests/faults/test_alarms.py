@@ -37,7 +37,7 @@ pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
 FHIR_MESSAGE = (REPO / "tests/fixtures/fhir/mh_discharge_message.json").read_bytes()
-TOKEN = "fault-suite-token"
+TOKEN = "fault-suite-token-" + "f" * 16
 
 
 async def _mllp_code(port: int, message: bytes) -> str:

@@ -105,13 +105,17 @@ class Running:
         await self.client.close()
 
 
+SECRET = "a-shared-webhook-secret-32-chars"
+
+
 async def start_loop(
     store: Store, url: str, *, policy: RetryPolicy = FAST, secret: str | None = None,
     answer_within: float = 5.0, hold: bool = False,
 ) -> Running:  # fmt: skip
     client = await WebhookClient().__aenter__()
     config = WebhookDestination(type="webhook", name="dest", url=url, secret=secret,
-                                timeout=timedelta(seconds=answer_within))  # fmt: skip
+                                timeout=timedelta(seconds=answer_within),
+                                allow_plain_http=True)  # fmt: skip
     loop = DeliveryLoop(
         store, {"dest": WebhookSender(config, client.post)}, {"dest": policy}, {"dest": hold},
         DeliveryConfig(concurrency=8, poll_interval=timedelta(milliseconds=50)),
@@ -220,13 +224,15 @@ async def test_signature_verifies_with_the_shared_secret(
     store: Store, destination: Destination
 ) -> None:
     await enqueue(store, "p", 0)
-    running = await start_loop(store, destination.url, secret="s3cret")
+    running = await start_loop(store, destination.url, secret=SECRET)
     await wait_until(lambda: len(destination.hits) == 1)
     await running.stop()
     [hit] = destination.hits
     assert hit.signature is not None
     timestamp, mac = (part.split("=", 1)[1] for part in hit.signature.split(","))
-    expected = hmac.new(b"s3cret", f"{timestamp}.".encode() + hit.body, hashlib.sha256).hexdigest()
+    expected = hmac.new(
+        SECRET.encode(), f"{timestamp}.".encode() + hit.body, hashlib.sha256
+    ).hexdigest()
     assert hmac.compare_digest(mac, expected)
 
 
@@ -279,7 +285,8 @@ async def test_a_slow_destination_cannot_take_every_slot(tmp_path: Path) -> None
     client = await WebhookClient().__aenter__()
     senders = {
         name: WebhookSender(WebhookDestination(type="webhook", name=name, url=d.url,
-                                               timeout=timedelta(seconds=10)), client.post)
+                                               timeout=timedelta(seconds=10),
+                                               allow_plain_http=True), client.post)
         for name, d in (("slow", slow), ("fast", fast))
     }  # fmt: skip
     loop = DeliveryLoop(store, senders, {"slow": FAST, "fast": FAST},
@@ -321,8 +328,8 @@ async def test_claims_are_batched_per_destination(tmp_path: Path, destination: D
 
     store.claim_due = counting_claim  # type: ignore[method-assign]
     client = await WebhookClient().__aenter__()
-    sender = WebhookSender(WebhookDestination(type="webhook", name="dest", url=destination.url),
-                           client.post)  # fmt: skip
+    sender = WebhookSender(WebhookDestination(type="webhook", name="dest", url=destination.url,
+                                              allow_plain_http=True), client.post)  # fmt: skip
     loop = DeliveryLoop(store, {"dest": sender}, {"dest": FAST}, {"dest": False},
                         DeliveryConfig(concurrency=32, poll_interval=timedelta(milliseconds=50)),
                         caps={"dest": 16})  # fmt: skip

@@ -32,7 +32,7 @@ async def test_a_send_longer_than_the_lease_is_sent_once(
     await enqueue(store, "p", 0)
     client = await WebhookClient().__aenter__()
     config = WebhookDestination(type="webhook", name="dest", url=destination.url,
-                                timeout=timedelta(seconds=30))  # fmt: skip
+                                timeout=timedelta(seconds=30), allow_plain_http=True)  # fmt: skip
     lease = DeliveryConfig(concurrency=4, poll_interval=timedelta(milliseconds=50),
                            lease=timedelta(seconds=1))  # fmt: skip
     sender = WebhookSender(config, client.post)

@@ -37,29 +37,30 @@ def problems(text: str, env: dict[str, str] | None = None) -> list[str]:
 def test_embedded_defaults_are_valid_and_use_sqlite_and_local_rabbitmq() -> None:
     config = load_config(None, env={})
     assert config.store.url.startswith("sqlite+aiosqlite://")
-    assert config.amqp.url == "amqp://guest:guest@localhost:5672/"
+    assert config.amqp.url == "amqp://localhost:5672/"  # no credentials in a file
     assert {s.name for s in config.sources} == {"mh-trust", "acute-trust", "community"}
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "config").glob("*.yaml")))
 def test_every_shipped_example_config_is_valid(name: str) -> None:
     env = {
-        "COMMUNITY_TEAM_WEBHOOK_SECRET": "s1",
-        "GP_WEBHOOK_SECRET": "s2",
+        "COMMUNITY_TEAM_WEBHOOK_SECRET": "1" * 32,
+        "GP_WEBHOOK_SECRET": "2" * 32,
         "GP_CONNECT_TOKEN": "t",
         "CAREBRIDGE_AMQP_URL": "amqp://guest:guest@localhost/",
         "CAREBRIDGE_STORE_URL": "sqlite+aiosqlite:///x.db",
         "NOTIFY_ACK_SECRET": "a" * 32,
         "ACK_SECRET": "c" * 32,
-        "ALERT_WEBHOOK_SECRET": "b",
+        "ALERT_WEBHOOK_SECRET": "b" * 32,
     }
     load_config(REPO / "config" / name, env=env)
 
 
 def test_secret_is_taken_from_the_environment() -> None:
-    config = parse_config(MINIMAL, env={"COMMUNITY_SECRET": "s3cret"})
+    secret = "a-webhook-secret-of-32-characters"
+    config = parse_config(MINIMAL, env={"COMMUNITY_SECRET": secret})
     dest = config.destination("community-team")
-    assert getattr(dest, "secret", None) == "s3cret"
+    assert getattr(dest, "secret", None) == secret
 
 
 def test_missing_environment_variable_is_reported_with_its_path() -> None:
@@ -283,14 +284,17 @@ def test_every_secret_written_into_the_file_is_refused_naming_its_path(literal: 
 
 def test_secrets_from_the_environment_are_accepted_and_short_ones_refused() -> None:
     text = _SECRETS.replace('"{literal}"', '"${S}"').replace("Bearer {literal}", "Bearer ${S}")
-    assert parse_config(text, env={"T": "t", "S": "s" * 32}).console is not None
-    short = problems(text, env={"T": "t", "S": "s" * 31})
-    assert sorted(p.split(": ", 1)[0] for p in short) == [
-        "console.session_secret",
-        "console.tokens[0].token",
-        "destinations[n].ack_secret",
-        "follow_up.list_token",
-    ]
+    assert parse_config(text, env={"T": "t" * 32, "S": "s" * 32}).console is not None
+    short = problems(text, env={"T": "t" * 31, "S": "s" * 31})
+    assert all(p.endswith(": must be at least 32 characters (a shorter secret can be guessed)")
+               for p in short)  # fmt: skip
+    # Every secret, token and key typed as one (the Authorization header is not a field).
+    assert sorted(p.split(": ", 1)[0] for p in short) == sorted(
+        [
+            *(p for p in _SECRET_PATHS if not p.endswith("Authorization")),
+            "sources[a].fhir.tokens[0]",
+        ]
+    )
 
 
 def test_a_field_typed_as_a_secret_is_held_to_the_rule_wherever_it_is() -> None:

@@ -32,6 +32,7 @@ from tests.fakes import FakeHttp, FakeLink, acking, answering
 NOW = datetime(2026, 7, 1, 10, 0, tzinfo=UTC)
 [PATIENT] = patients(1)
 EVENT = map_hl7v2(adt("A03", PATIENT, "CTRL-1", NOW), FeedProfile(feed="mh"))
+HOOK_SECRET = "a-hook-secret-of-32-characters--"
 CONFIG = parse_config(
     """
 sources: [{name: mh, care_setting: mental_health}]
@@ -47,7 +48,7 @@ destinations:
     recipients: [{name: gp-team, url: "https://gp.example/notify", secret: "${HOOK}"}]
 routes: []
 """,
-    env={"ACK": "a" * 32, "HOOK": "s3cret"},
+    env={"ACK": "a" * 32, "HOOK": HOOK_SECRET},
 )
 
 
@@ -84,7 +85,7 @@ def test_the_webhook_sends_the_stored_json_byte_for_byte_signed() -> None:
     assert rendered.body == stored.body.encode()
     assert rendered.to == "https://team.example/x"
     assert rendered.headers["Idempotency-Key"] == stored.idempotency_key
-    assert rendered.headers[SIGNATURE_HEADER] == sign("s3cret", 1_780_000_000, rendered.body)
+    assert rendered.headers[SIGNATURE_HEADER] == sign(HOOK_SECRET, 1_780_000_000, rendered.body)
 
 
 def test_amqp_routes_by_kind_care_setting_and_source() -> None:
@@ -144,7 +145,7 @@ async def test_every_signed_sender_signs_the_same_way(name: str) -> None:
     assert (await http_sender(name, fake).send(delivery(name))).outcome == "delivered"
     [request] = fake.requests
     stamp = int(NOW.timestamp())
-    assert request.headers[SIGNATURE_HEADER] == sign("s3cret", stamp, request.body)
+    assert request.headers[SIGNATURE_HEADER] == sign(HOOK_SECRET, stamp, request.body)
 
 
 async def test_amqp_publishes_the_rendered_event_and_a_failed_publish_is_transient() -> None:

@@ -29,10 +29,11 @@ sources:
   - {name: acute-trust, care_setting: acute}
   - {name: community, care_setting: community}
 destinations:
-  - {name: team, type: webhook, url: "http://127.0.0.1:19101/team"}
+  - {name: team, type: webhook, url: "http://127.0.0.1:19101/team", allow_plain_http: true}
   - {name: pas, type: mllp, host: 127.0.0.1, port: 19103}
   - name: notify
     type: notification
+    allow_plain_http: true
     ack_base_url: "https://cb.example"
     ack_secret: ${ACK}
     recipients:
