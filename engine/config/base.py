@@ -49,17 +49,6 @@ SECRET_MIN_LENGTH = 32
 beyond guessing; a short one (``changeme``, ``s3cret``) is not."""
 
 
-def _long_enough(value: str | SecretStr) -> str | SecretStr:
-    text = value.get_secret_value() if isinstance(value, SecretStr) else value
-    if len(text) < SECRET_MIN_LENGTH:
-        raise PydanticCustomError(
-            "weak_secret",
-            "must be at least {least} characters (a shorter secret can be guessed)",
-            {"least": SECRET_MIN_LENGTH},
-        )
-    return value
-
-
 @dataclass(frozen=True, slots=True)
 class FromEnvironment:
     """Marks a secret setting: in the file it must be a ``${NAME}`` reference without a default,
@@ -68,11 +57,25 @@ class FromEnvironment:
     variable a problem suggests."""
 
     example: str | None = None
+    min_length: int = SECRET_MIN_LENGTH
+    """Lower only for a credential someone else issues (a MESH mailbox's password), whose
+    length is not ours to choose."""
 
     def __get_pydantic_core_schema__(
         self, source: Any, handler: GetCoreSchemaHandler
     ) -> core_schema.CoreSchema:
-        return core_schema.no_info_after_validator_function(_long_enough, handler(source))
+        return core_schema.no_info_after_validator_function(self._long_enough, handler(source))
+
+    def _long_enough(self, value: str | SecretStr) -> str | SecretStr:
+        text = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if len(text) < self.min_length:
+            reason = (
+                "must be at least {least} characters (a shorter secret can be guessed)"
+                if self.min_length > 1
+                else "must not be empty"
+            )
+            raise PydanticCustomError("weak_secret", reason, {"least": self.min_length})
+        return value
 
 
 @dataclass(frozen=True, slots=True)

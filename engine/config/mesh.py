@@ -3,18 +3,20 @@ MESH (docs/mesh.md), with the engine's own mailbox and its acknowledgements."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Annotated, Literal
 
 from pydantic import Field
 
-from engine.config.base import Duration, FromEnvironment, HttpUrl, Name, Strict, TlsConfig
+from engine.config.base import Duration, FromEnvironment, HttpUrl, Name, TlsConfig
+from engine.config.http import HttpDestination, Url
 
 MailboxId = Annotated[str, Field(pattern=r"^[A-Za-z0-9]{1,20}$")]
 OdsCode = Annotated[str, Field(pattern=r"^[A-Za-z0-9]{3,10}$")]
 
 
-class MeshDestination(Strict):
+class MeshDestination(HttpDestination):
     """Sends each mental health or acute discharge (and the withdrawal of one) to the patient's
     GP practice's MESH mailbox as an ITK3 message, and reads the ITK3 acknowledgements that
     come back to the trust's own mailbox."""
@@ -25,10 +27,12 @@ class MeshDestination(Strict):
     """The MESH server (NHS England's INT or live endpoint, or a sandbox)."""
     mailbox: MailboxId
     """The trust's own MESH mailbox: the sender, and where acknowledgements arrive."""
-    password: Annotated[str, FromEnvironment("MESH_PASSWORD")] = Field(min_length=1)
-    """The mailbox's password; only as ${ENV_NAME}."""
-    shared_key: Annotated[str, FromEnvironment("MESH_SHARED_KEY")] = Field(min_length=1)
-    """The MESH environment's shared key (signs every request); only as ${ENV_NAME}."""
+    password: Annotated[str, FromEnvironment("MESH_PASSWORD", min_length=1)]
+    """The mailbox's password; only as ${ENV_NAME}. Issued by NHS England with the mailbox, so
+    its length is not ours to choose (the 32-character rule does not apply)."""
+    shared_key: Annotated[str, FromEnvironment("MESH_SHARED_KEY", min_length=1)]
+    """The MESH environment's shared key (signs every request); only as ${ENV_NAME}. Issued by
+    NHS England for the environment (the 32-character rule does not apply)."""
     tls: TlsConfig | None = None
     """The mailbox's client certificate and key, and the CA of the MESH server."""
     sender_ods: Annotated[str, Field(pattern=r"^[A-Za-z0-9]{3,10}$")]
@@ -49,3 +53,6 @@ class MeshDestination(Strict):
     timeout: Duration = timedelta(seconds=60)
     retry: Name = "default"
     hold_on_dead_letter: bool = True
+
+    def urls(self) -> Iterator[Url]:
+        yield ("url",), self.url

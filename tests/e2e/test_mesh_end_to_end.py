@@ -54,6 +54,7 @@ async def engine(sandbox: Sandbox, tmp_path: Path) -> AsyncIterator[tuple[Engine
     destination = f"""
   - name: gp-mesh
     type: mesh
+    allow_plain_http: true              # the sandbox on localhost, with or without TLS
     url: "{sandbox.url}"
     mailbox: {TRUST_MAILBOX}
     password: "${{MESH_PASSWORD}}"

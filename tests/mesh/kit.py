@@ -55,6 +55,7 @@ sources: [{{name: mh, care_setting: mental_health}}]
 destinations:
   - name: {DESTINATION}
     type: mesh
+    allow_plain_http: true              # the sandbox on localhost, with or without TLS
     url: "{sandbox_url}"
     mailbox: {TRUST_MAILBOX}
     password: "${{MESH_PASSWORD}}"

@@ -108,3 +108,21 @@ def test_a_password_written_into_the_file_is_refused(setting: str, expected: str
 def test_credentials_from_the_environment_are_accepted(setting: str) -> None:
     env = {"URL": "amqp://cb:pw@rabbit/", "RABBITMQ_PASSWORD": "pw", "PGPASSWORD": "pw"}
     assert parse_config(f"sources: [{{name: a}}]\n{setting}\n", env=env).sources
+
+
+MESH = (
+    '{name: gp, type: mesh, url: "http://localhost:8700", mailbox: X26RXT001, '
+    'password: "${P}", shared_key: "${K}", sender_ods: RXT}'
+)
+
+
+def test_mesh_is_held_to_https_but_its_issued_credentials_are_not_to_32_characters() -> None:
+    # NHS England issues the mailbox password and the environment's shared key: short ones
+    # are what a trust is given, so only an empty one is refused.
+    env = {"P": "Sandbox-Password-1", "K": "TestSharedKey"}
+    assert problems(with_destination(MESH), env) == [f"destinations[gp].url: {PLAIN}"]
+    secure = MESH.replace("http://", "https://")
+    assert parse_config(with_destination(secure), env={"S": LONG, **env}).destinations
+    assert problems(with_destination(secure), {"P": "", "K": "k"}) == [
+        "destinations[gp].password: must not be empty"
+    ]
