@@ -383,7 +383,7 @@ def test_every_setting_named_as_a_secret_is_typed_as_one() -> None:
 
 
 def test_amqp_url_may_list_the_nodes_of_a_cluster() -> None:
-    env = {"COMMUNITY_SECRET": "s3cret", "B": "b"}
+    env = {"COMMUNITY_SECRET": "c" * 32, "B": "b"}
     one = parse_config(MINIMAL + "amqp: {url: 'amqp://a:5672/'}\n", env=env)
     assert one.amqp.urls == ["amqp://a:5672/"]
     many = parse_config(MINIMAL + "amqp: {url: ['amqp://a:5672/', 'amqp://${B}:5672/']}\n",
