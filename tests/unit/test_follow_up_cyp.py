@@ -132,6 +132,8 @@ def test_the_camhs_notification_text_is_as_reviewed() -> None:
 
 
 def test_without_a_cyp_rule_the_text_never_implies_no_follow_up_is_needed() -> None:
+    note = render_notification(CAMHS, None, recipient="T", ack_url=None, now=NOW, rules=ADULT_ONLY)
+    assert "not a decision that no follow-up is needed" in note.payload["follow_up"]["note"]
     text = render(CAMHS, ADULT_ONLY)
     assert "aged 15 at discharge: under 18" in no_follow_up_reason(CAMHS, ADULT_ONLY)
     assert "no 72-hour follow-up" not in text

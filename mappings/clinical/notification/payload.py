@@ -102,7 +102,11 @@ def _follow_up_block(facts: Facts) -> dict[str, Any]:
     if facts.kind == "withdrawal":
         block: dict[str, Any] = {"status": "cancelled"}
     elif follow_up is None:
-        return {"status": "none", "reason": facts.no_follow_up}
+        return {
+            "status": "none",
+            "reason": facts.no_follow_up,
+            "note": "no clock started by these rules; not a decision that no follow-up is needed",
+        }
     else:
         block = {"status": "due", "overdue": follow_up.due_at <= facts.now}
     if follow_up is not None:
