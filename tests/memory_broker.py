@@ -1,22 +1,30 @@
-"""An in-memory RabbitMQ for tests of intake: queues, prefetch, manual acks, redelivery.
+"""An in-memory RabbitMQ for tests: queues, prefetch, manual acks, redelivery, and publishing
+with the real adapter's outcomes.
 
-It stands in for the consuming side of `adapters.rabbitmq.Broker` (`subscribe`,
-`cancel_consumers`, `close`) and hands out the adapter's own `Deliveries` and `InboundDelivery`:
-only the broker and its channels are in memory. tests/contract/test_broker.py runs
-the same assertions against it and against the real adapter on the real broker.
+It stands in for `adapters.rabbitmq.Broker`: the consuming side (`subscribe`,
+`cancel_consumers`, `close`), handing out the adapter's own `Deliveries` and
+`InboundDelivery`, and the publishing side (`publish`, with the same signature and the same
+errors: BrokerUnavailable when not connected, PublishFailed for an exchange that does not
+exist, PublishReturned for a mandatory message no queue is bound for, ConfirmTimeout when the
+confirm is not waited for long enough). Only the broker and its channels are in memory.
+tests/contract/test_broker.py runs the same assertions against it and against the real
+adapter on the real broker.
 
+Exchanges and bindings come from the same `Topology` the real broker declares (direct, topic
+and fanout exchanges; the default exchange routes to the queue its routing key names).
 Not modelled: delivery limits and dead lettering (a `nack(requeue=False)` moves the message to
-`dead`), exchanges and bindings (`send` puts a message straight into a queue).
+`dead`), resource alarms; `send` puts a message straight into a queue (confirmed at once).
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from adapters.errors import BrokerUnavailable
+from adapters.errors import BrokerUnavailable, ConfirmTimeout, PublishFailed, PublishReturned
+from adapters.rabbitmq import INBOUND_EXCHANGE, HeaderValue, Topology, inbound_topology
 from adapters.rabbitmq.consumer import Deliveries, InboundDelivery, Settlement
 
 
@@ -26,6 +34,9 @@ class Message:
     message_id: str | None
     headers: Mapping[str, Any]
     redelivered: bool = False
+    content_type: str | None = None
+    exchange: str = ""
+    routing_key: str = ""
 
 
 class _Channel:
@@ -66,10 +77,10 @@ class _Channel:
                 body=message.body,
                 headers=dict(message.headers),
                 message_id=message.message_id,
-                content_type=None,
+                content_type=message.content_type,
                 redelivered=message.redelivered,
-                routing_key=self.queue,
-                exchange="",
+                routing_key=message.routing_key or self.queue,
+                exchange=message.exchange,
                 queue=self.queue,
                 delivery_tag=self._last_tag,
                 _settlement=Settlement(self, self._last_tag),
@@ -87,16 +98,78 @@ class _Channel:
 
 @dataclass(eq=False)
 class MemoryBroker:
-    """Declared queues, each consumed by at most one subscription, with `prefetch` per queue."""
+    """Declared queues (`queues`, and those of `topology`), each consumed by at most one
+    subscription, with `prefetch` per queue; the exchanges and bindings of `topology`."""
 
-    queues: Sequence[str]
+    queues: Sequence[str] = ()
     prefetch: int = 100
+    topology: Topology = field(default_factory=Topology)
+    confirm_timeout: float = 30.0
+    """As `AmqpSettings.confirm_timeout`: how long a publish waits for its confirm."""
     dead: list[Message] = field(default_factory=list)
+    connected: bool = True
     _ready: dict[str, deque[Message]] = field(init=False)
+    _exchanges: dict[str, str] = field(init=False)
     _channels: dict[str, _Channel] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
-        self._ready = {q: deque() for q in self.queues}
+        names = [*self.queues, *(q.name for q in self.topology.queues)]
+        self._ready = {q: deque() for q in names}
+        self._exchanges = {e.name: e.type for e in self.topology.exchanges}
+
+    # ---- the adapter's publishing API -----------------------------------------------------
+
+    async def publish(
+        self,
+        exchange: str,
+        routing_key: str,
+        body: bytes,
+        *,
+        headers: Mapping[str, HeaderValue] | None = None,
+        message_id: str | None = None,
+        content_type: str | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - as the adapter's: a confirm deadline
+        mandatory: bool = True,
+    ) -> None:
+        """As `Broker.publish`: routed at once; the outcome is what the broker's confirm would
+        say. A deadline of zero or less is never met: ConfirmTimeout, though the message may be
+        (here: is) routed all the same, as on the real broker."""
+        if not self.connected:
+            raise BrokerUnavailable("not connected to RabbitMQ")
+        queues = self._route(exchange, routing_key)
+        for queue in queues:
+            self._ready[queue].append(Message(
+                body, message_id, dict(headers or {}), content_type=content_type,
+                exchange=exchange, routing_key=routing_key,
+            ))  # fmt: skip
+            self.dispatch(queue)
+        deadline = self.confirm_timeout if timeout is None else timeout
+        if deadline <= 0:
+            raise ConfirmTimeout(
+                f"no confirm within {deadline}s (exchange={exchange!r}, "
+                f"routing_key={routing_key!r}, message_id={message_id!r})"
+            )
+        if not queues and mandatory:
+            raise PublishReturned(f"unroutable: 312 NO_ROUTE (exchange={exchange!r}, "
+                                  f"routing_key={routing_key!r})")  # fmt: skip
+
+    def _route(self, exchange: str, routing_key: str) -> list[str]:
+        if exchange == "":  # the default exchange: straight to the queue of that name
+            return [routing_key] if routing_key in self._ready else []
+        kind = self._exchanges.get(exchange)
+        if kind is None:
+            raise PublishFailed(f"channel closed: (404, \"NOT_FOUND - no exchange "
+                                f"'{exchange}'\")")  # fmt: skip
+        bound = [b for b in self.topology.bindings if b.exchange == exchange]
+        return list(dict.fromkeys(
+            b.queue for b in bound
+            if kind == "fanout"
+            or (kind == "direct" and b.routing_key == routing_key)
+            or (kind == "topic" and topic_matches(b.routing_key, routing_key))
+        ))  # fmt: skip
+
+    async def start(self, timeout: float = 30.0) -> None:  # noqa: ASYNC109 - as the adapter's
+        self.connected = True
 
     # ---- the adapter's consuming API ------------------------------------------------------
 
@@ -117,7 +190,9 @@ class MemoryBroker:
             chan.cancelled = True
 
     async def close(self) -> None:
-        """Close every channel: unacked messages go back to their queues, redelivered."""
+        """Close every channel: unacked messages go back to their queues, redelivered; until
+        `start`, a publish is BrokerUnavailable."""
+        self.connected = False
         channels, self._channels = self._channels, {}
         for queue, chan in channels.items():
             chan.deliveries.stop()
@@ -160,7 +235,54 @@ class MemoryBroker:
 
     # ---- what a test may look at -----------------------------------------------------------
 
+    def ready(self, queue: str) -> list[Message]:
+        """The messages waiting in `queue`, not yet delivered to a consumer."""
+        return list(self._ready[queue])
+
     def depth(self, queue: str) -> int:
         """Messages in `queue` not yet acked: ready and unacked."""
         chan = self._channels.get(queue)
         return len(self._ready[queue]) + (len(chan.unacked) if chan is not None else 0)
+
+
+GatewayPublish = Callable[[str, bytes, Mapping[str, str]], Awaitable[None]]
+"""What the MLLP and FHIR gateways are given: (source, payload, headers), confirmed."""
+
+
+def inbound_broker(*sources: str) -> MemoryBroker:
+    """A broker with the engine's inbound topology: the inbound exchange and a queue per
+    source (`inbound_queue`), as the engine declares them."""
+    return MemoryBroker(topology=inbound_topology(sources))
+
+
+def inbound_queue(source: str) -> str:
+    return f"{INBOUND_EXCHANGE}.{source}"
+
+
+def gateway_publish(broker: MemoryBroker, content_type: str | None = None) -> GatewayPublish:
+    """What engine/app.py hands a gateway: publish to the inbound exchange, routed by the
+    source's name, and wait for the confirm (the FHIR gateway's with its content type)."""
+
+    async def publish(source: str, payload: bytes, headers: Mapping[str, str]) -> None:
+        await broker.publish(INBOUND_EXCHANGE, source, payload, headers=dict(headers),
+                             content_type=content_type)  # fmt: skip
+
+    return publish
+
+
+def kept(broker: MemoryBroker, source: str) -> list[bytes]:
+    """The payloads waiting in the source's inbound queue (what intake would log)."""
+    return [message.body for message in broker.ready(inbound_queue(source))]
+
+
+def topic_matches(pattern: str, routing_key: str) -> bool:
+    """AMQP topic matching: ``*`` is one word, ``#`` zero or more (words split on ``.``)."""
+
+    def match(p: list[str], k: list[str]) -> bool:
+        if not p:
+            return not k
+        if p[0] == "#":
+            return any(match(p[1:], k[i:]) for i in range(len(k) + 1))
+        return bool(k) and p[0] in ("*", k[0]) and match(p[1:], k[1:])
+
+    return match(pattern.split("."), routing_key.split("."))

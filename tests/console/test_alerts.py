@@ -10,12 +10,14 @@ from datetime import UTC, datetime, timedelta
 import orjson
 import pytest
 
+from adapters.webhook import HttpResponse
 from engine import alerts
 from engine.alerts import AlertState, Backlog, DeadLetter, Observed, evaluate
 from engine.config import AlertsConfig
 from engine.delivery.http import SIGNATURE_HEADER
 from engine.store import Store
 from tests.console.seed import NHS, T0, accepted, deliver_all
+from tests.fakes import FakeHttp, HttpRequest
 
 CONFIG = AlertsConfig.model_validate(
     {
@@ -104,23 +106,18 @@ def test_alerts_carry_no_patient_data() -> None:
 
 
 @dataclass
-class Answer:
-    status: int = 200
-    body: bytes = b""
-    headers: Mapping[str, str] = field(default_factory=dict)
+class AlertReceiver:
+    """The operator's alert webhook, behind `FakeHttp` (held to `WebhookClient.post`'s contract
+    by tests/contract/test_http_destination.py): answers `status`, keeps what it accepted."""
 
-
-@dataclass
-class Hook:
     status: int = 200
     sent: list[tuple[dict[str, object], Mapping[str, str]]] = field(default_factory=list)
 
-    async def post(self, url: str, body: bytes, headers: Mapping[str, str], wait: float
-                   ) -> Answer:  # fmt: skip
-        assert url == "https://alerts.example/hook"
+    async def __call__(self, request: HttpRequest) -> HttpResponse:
+        assert request.url == "https://alerts.example/hook"
         if self.status == 200:
-            self.sent.append((orjson.loads(body), headers))
-        return Answer(self.status)
+            self.sent.append((orjson.loads(request.body), request.headers))
+        return HttpResponse(self.status, b"")
 
 
 @pytest.mark.integration
@@ -129,10 +126,11 @@ async def test_check_raises_dead_letters_and_backlog_once_then_clears(store: Sto
     await deliver_all(store, dead=frozenset({"team"}))
     await store.record_intake([accepted("m3", destinations=("gp",))])
     now = datetime.now(UTC)
-    hook = Hook()
+    hook = AlertReceiver()
+    post = FakeHttp(hook).post
     state = alerts.AlertState(Observed(), started_at=now)
     later = now + timedelta(minutes=20)
-    assert await alerts.check(store, CONFIG, hook.post, state, later) == (4, 0)
+    assert await alerts.check(store, CONFIG, post, state, later) == (4, 0)
     sent = sorted(str(body["alert"]) for body, _ in hook.sent)
     # The seed's messages were received long ago (T0): the source is silent too.
     assert sent == ["backlog.gp", "dead_letter.2", "dead_letter.4", "silent_source.mh-trust"]
@@ -140,23 +138,23 @@ async def test_check_raises_dead_letters_and_backlog_once_then_clears(store: Sto
     assert headers["Idempotency-Key"].startswith("carebridge.alert.")
     assert headers[SIGNATURE_HEADER].startswith("t=")
     assert NHS not in orjson.dumps([b for b, _ in hook.sent]).decode()
-    assert await alerts.check(store, CONFIG, hook.post, state, later) == (0, 0)
+    assert await alerts.check(store, CONFIG, post, state, later) == (0, 0)
     # The webhook is down: nothing is marked, the next check tries again.
     await deliver_all(store)
     hook.status = 503
     with pytest.raises(alerts.AlertRefused):
-        await alerts.check(store, CONFIG, hook.post, state, later)
+        await alerts.check(store, CONFIG, post, state, later)
     hook.status = 200
-    assert await alerts.check(store, CONFIG, hook.post, state, later) == (0, 1)
+    assert await alerts.check(store, CONFIG, post, state, later) == (0, 1)
     assert hook.sent[-1][0]["state"] == "cleared"
     assert hook.sent[-1][0]["alert"] == "backlog.gp"
 
 
 @pytest.mark.integration
 async def test_run_stops_when_asked(store: Store) -> None:
-    hook = Hook()
+    hook = AlertReceiver()
     stopping = asyncio.Event()
-    task = asyncio.create_task(alerts.run(store, CONFIG, hook.post, stopping))
+    task = asyncio.create_task(alerts.run(store, CONFIG, FakeHttp(hook).post, stopping))
     await asyncio.sleep(0.1)
     stopping.set()
     await asyncio.wait_for(task, 5)

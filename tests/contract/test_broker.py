@@ -1,10 +1,11 @@
-"""The consuming contract intake relies on, run against the in-memory double and the real adapter.
+"""The broker contract the engine relies on, run against the in-memory double and the real
+adapter: consuming (intake) and publishing (the MLLP and FHIR gateways, AMQP destinations).
 
 Every test runs twice: on `tests.memory_broker.MemoryBroker` and on `adapters.rabbitmq.Broker`
 against the real RabbitMQ (a throw-away vhost on the CAREBRIDGE_TEST_AMQP host, since losing the
-connection is done with `rabbitmqctl close_all_connections`). What intake tests learn from the
-double is then true of the real thing: batches, acks, requeues, prefetch, stale deliveries after a
-lost connection, stop.
+connection is done with `rabbitmqctl close_all_connections`). What tests learn from the double
+is then true of the real thing: batches, acks, requeues, prefetch, stale deliveries after a
+lost connection, stop; what a publish routes where, and each way it fails.
 """
 
 from __future__ import annotations
@@ -14,13 +15,24 @@ import socket
 import subprocess
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-from adapters.errors import BrokerUnavailable
-from adapters.rabbitmq import AmqpSettings, Broker, Deliveries, InboundDelivery, inbound_topology
+from adapters.errors import BrokerUnavailable, ConfirmTimeout, PublishFailed, PublishReturned
+from adapters.rabbitmq import (
+    AmqpSettings,
+    BindingSpec,
+    Broker,
+    Deliveries,
+    ExchangeSpec,
+    HeaderValue,
+    InboundDelivery,
+    QueueSpec,
+    Topology,
+    inbound_topology,
+)
 from tests.conftest import AMQP_URL
 from tests.memory_broker import MemoryBroker
 
@@ -30,10 +42,41 @@ SOURCES = ("a", "b")
 Headers = dict[str, str] | None
 
 
+def rig_topology(prefix: str) -> Topology:
+    """The inbound exchange `prefix` (direct: a queue per source) and a topic exchange
+    `<prefix>.events` whose queue `<prefix>.discharges` is bound for ``discharge.#``."""
+    events, discharges = f"{prefix}.events", f"{prefix}.discharges"
+    return inbound_topology(SOURCES, exchange=prefix, dead_letter_exchange=f"{prefix}.dlx") + (
+        Topology(
+            exchanges=[ExchangeSpec(events, "topic")],
+            queues=[QueueSpec(discharges)],
+            bindings=[BindingSpec(events, discharges, "discharge.#")],
+        )
+    )
+
+
 class Rig(Protocol):
+    prefix: str
+
     def queue(self, source: str) -> str: ...
 
+    async def publish(
+        self,
+        exchange: str,
+        routing_key: str,
+        body: bytes,
+        *,
+        headers: dict[str, HeaderValue] | None = None,
+        message_id: str | None = None,
+        content_type: str | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - the adapter's confirm deadline
+        mandatory: bool = True,
+    ) -> None:
+        """The broker's own `publish` (a connected broker's, for the real one)."""
+
     async def subscribe(self, sources: Sequence[str] = ("a",)) -> Deliveries: ...
+
+    async def subscribe_to(self, queue: str) -> Deliveries: ...
 
     async def send(self, source: str, message_id: str, headers: Headers = None) -> None: ...
 
@@ -73,24 +116,32 @@ def ids(batch: Sequence[InboundDelivery]) -> list[str | None]:
 
 class MemoryRig:
     def __init__(self, prefix: str, prefetch: int) -> None:
-        self._prefix = prefix
-        self.broker = MemoryBroker([self.queue(s) for s in SOURCES], prefetch=prefetch)
+        self.prefix = prefix
+        self.broker = MemoryBroker(prefetch=prefetch, topology=rig_topology(prefix))
 
     def queue(self, source: str) -> str:
-        return f"{self._prefix}.{source}"
+        return f"{self.prefix}.{source}"
+
+    async def publish(self, exchange: str, routing_key: str, body: bytes,
+                      **options: Any) -> None:  # fmt: skip
+        await self.broker.publish(exchange, routing_key, body, **options)
 
     async def subscribe(self, sources: Sequence[str] = ("a",)) -> Deliveries:
         return await self.broker.subscribe([self.queue(s) for s in sources])
 
+    async def subscribe_to(self, queue: str) -> Deliveries:
+        return await self.broker.subscribe([queue])
+
     async def send(self, source: str, message_id: str, headers: Headers = None) -> None:
-        self.broker.send(self.queue(source), message_id.encode(), message_id=message_id,
-                         headers=headers)  # fmt: skip
+        await self.broker.publish(self.prefix, source, message_id.encode(),
+                                  message_id=message_id, headers=headers)  # fmt: skip
 
     async def lose_connection(self) -> None:
         self.broker.lose_connection()
 
     async def reopen(self) -> Deliveries:
         await self.broker.close()
+        await self.broker.start()
         return await self.subscribe()
 
     async def close(self) -> None:
@@ -99,7 +150,7 @@ class MemoryRig:
 
 class RabbitRig:
     def __init__(self, prefix: str, prefetch: int, url: str, vhost: str) -> None:
-        self._prefix, self._url, self._vhost = prefix, url, vhost
+        self.prefix, self._url, self._vhost = prefix, url, vhost
         self._settings = AmqpSettings(
             url=url,
             prefetch=prefetch,
@@ -107,22 +158,30 @@ class RabbitRig:
             reconnect_initial_delay=0.1,
             reconnect_max_delay=1.0,
         )
-        self._topology = inbound_topology(
-            SOURCES, exchange=prefix, dead_letter_exchange=f"{prefix}.dlx"
-        )
+        self._topology = rig_topology(prefix)
         self.broker = Broker(self._settings, self._topology)
+        self._closed = False
 
     def queue(self, source: str) -> str:
-        return f"{self._prefix}.{source}"
+        return f"{self.prefix}.{source}"
+
+    async def publish(self, exchange: str, routing_key: str, body: bytes,
+                      **options: Any) -> None:  # fmt: skip
+        if not self._closed and not self.broker.connected:
+            await self.broker.start(timeout=20)
+        await self.broker.publish(exchange, routing_key, body, **options)
 
     async def subscribe(self, sources: Sequence[str] = ("a",)) -> Deliveries:
+        return await self.subscribe_to(*(self.queue(s) for s in sources))
+
+    async def subscribe_to(self, *queues: str) -> Deliveries:
         if not self.broker.connected:
             await self.broker.start(timeout=20)
-        return await self.broker.subscribe([self.queue(s) for s in sources])
+        return await self.broker.subscribe(list(queues))
 
     async def send(self, source: str, message_id: str, headers: Headers = None) -> None:
-        await self.broker.publish(self._prefix, source, message_id.encode(),
-                                  message_id=message_id, headers=headers)  # fmt: skip
+        await self.publish(self.prefix, source, message_id.encode(),
+                           message_id=message_id, headers=headers)  # fmt: skip
 
     async def lose_connection(self) -> None:
         before = self.broker.connection_count
@@ -138,6 +197,7 @@ class RabbitRig:
         return await self.subscribe()
 
     async def close(self) -> None:
+        self._closed = True
         await self.broker.close()
 
 
@@ -307,3 +367,65 @@ async def test_a_queue_that_does_not_exist_is_refused(make_rig: RigMaker) -> Non
     rig = make_rig()
     with pytest.raises(BrokerUnavailable, match="NOT_FOUND"):
         await rig.subscribe(["missing"])
+
+
+# ---- publishing ---------------------------------------------------------------------------
+
+
+async def test_a_publish_reaches_the_queue_bound_for_its_routing_key_as_sent(
+    make_rig: RigMaker,
+) -> None:
+    rig = make_rig()
+    deliveries = await rig.subscribe()
+    await rig.publish(rig.prefix, "a", b"MSH|...", headers={"source": "a", "via": "mllp"},
+                      message_id="m1", content_type="application/fhir+json")  # fmt: skip
+    [got] = await take(deliveries, 10)
+    assert (got.body, got.message_id, got.content_type) == (
+        b"MSH|...", "m1", "application/fhir+json")  # fmt: skip
+    assert got.headers == {"source": "a", "via": "mllp"}
+    assert (got.exchange, got.routing_key, got.queue) == (rig.prefix, "a", rig.queue("a"))
+
+
+async def test_a_topic_exchange_routes_by_pattern_and_an_unroutable_mandatory_is_returned(
+    make_rig: RigMaker,
+) -> None:
+    rig = make_rig()
+    events = f"{rig.prefix}.events"
+    await rig.publish(events, "discharge.mental_health.mh", b"one", mandatory=True)
+    with pytest.raises(PublishReturned, match="NO_ROUTE"):
+        await rig.publish(events, "admission.acute.pas", b"two", mandatory=True)
+    await rig.publish(events, "admission.acute.pas", b"three", mandatory=False)  # dropped
+    await rig.publish(events, "discharge.community.x", b"four", mandatory=False)
+    deliveries = await rig.subscribe_to(f"{rig.prefix}.discharges")
+    got = await take_n(deliveries, 2)
+    assert [(d.body, d.routing_key) for d in got] == [
+        (b"one", "discharge.mental_health.mh"),
+        (b"four", "discharge.community.x"),
+    ]
+
+
+async def test_a_publish_to_an_exchange_that_does_not_exist_fails(make_rig: RigMaker) -> None:
+    rig = make_rig()
+    with pytest.raises(PublishFailed, match="NOT_FOUND"):
+        await rig.publish(f"{rig.prefix}.missing", "a", b"x")
+
+
+async def test_a_publish_on_a_closed_broker_is_unavailable(make_rig: RigMaker) -> None:
+    rig = make_rig()
+    await rig.publish(rig.prefix, "a", b"before")
+    await rig.close()
+    with pytest.raises(BrokerUnavailable, match="not connected"):
+        await rig.publish(rig.prefix, "a", b"after")
+
+
+async def test_a_confirm_not_waited_for_is_confirm_timeout_and_the_message_may_arrive(
+    make_rig: RigMaker,
+) -> None:
+    rig = make_rig()
+    deliveries = await rig.subscribe()
+    with pytest.raises(ConfirmTimeout):
+        await rig.publish(rig.prefix, "a", b"in doubt", message_id="m1", timeout=0)
+    # The outcome is unknown to the publisher, not undone: the sender must republish, and
+    # the message may well be there (intake's idempotency makes the copy harmless).
+    [got] = await take(deliveries, 10)
+    assert got.message_id == "m1"

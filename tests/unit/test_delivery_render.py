@@ -5,12 +5,13 @@ signature scheme), against the contract-tested fakes."""
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from adapters.errors import TransportError
+from adapters.rabbitmq import BindingSpec, ExchangeSpec, QueueSpec, Topology
 from adapters.webhook import HttpResponse
 from engine.config import parse_config
 from engine.console.rendering import render_for
@@ -28,6 +29,7 @@ from mappings.model import CareEvent
 from mappings.profile import FeedProfile
 from tests.adt_factory import adt, patients
 from tests.fakes import FakeHttp, FakeLink, acking, answering
+from tests.memory_broker import MemoryBroker
 
 NOW = datetime(2026, 7, 1, 10, 0, tzinfo=UTC)
 [PATIENT] = patients(1)
@@ -149,16 +151,27 @@ async def test_every_signed_sender_signs_the_same_way(name: str) -> None:
 
 
 async def test_amqp_publishes_the_rendered_event_and_a_failed_publish_is_transient() -> None:
-    published: list[tuple[str, str, bytes]] = []
+    subscriber = "subscriber.discharges"
+    broker = MemoryBroker(topology=Topology(
+        exchanges=[ExchangeSpec("carebridge.events", "topic")],
+        queues=[QueueSpec(subscriber)],
+        bindings=[BindingSpec("carebridge.events", subscriber, "discharge.#")],
+    ))  # fmt: skip
 
-    async def publish(exchange: str, key: str, body: bytes, _headers: Any, _id: str,
-                      _mandatory: bool) -> None:  # fmt: skip
-        if published:
-            raise TransportError("nacked")
-        published.append((exchange, key, body))
+    async def publish(exchange: str, routing_key: str, body: bytes, headers: Mapping[str, str],
+                      message_id: str, mandatory: bool) -> None:  # fmt: skip
+        # As engine/app.py wires AMQP destinations to the publishing broker.
+        await broker.publish(exchange, routing_key, body, headers=dict(headers),
+                             message_id=message_id, content_type="application/json",
+                             mandatory=mandatory)  # fmt: skip
 
     sender = AmqpSender(dest("bus"), publish)
     assert (await sender.send(delivery("bus"))).outcome == "delivered"
-    assert published == [("carebridge.events", "discharge.mental_health.mh",
-                          delivery("bus").body.encode())]  # fmt: skip
-    assert (await sender.send(delivery("bus"))).outcome == "transient"
+    [message] = broker.ready(subscriber)
+    assert (message.exchange, message.routing_key, message.body, message.message_id) == (
+        "carebridge.events", "discharge.mental_health.mh", delivery("bus").body.encode(),
+        delivery("bus").idempotency_key)  # fmt: skip
+    await broker.close()  # the broker is gone: retried later, never lost
+    result = await sender.send(delivery("bus"))
+    assert (result.outcome, result.detail) == (
+        "transient", "BrokerUnavailable: not connected to RabbitMQ")  # fmt: skip

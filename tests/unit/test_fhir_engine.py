@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -12,7 +12,7 @@ import orjson
 import pytest
 from fhir.resources.R4B.bundle import Bundle
 
-from adapters.errors import BrokerUnavailable, DestinationError
+from adapters.errors import DestinationError
 from adapters.webhook import HttpResponse
 from engine.config import FhirDestination, RetryPolicy
 from engine.delivery.fhir import FhirSender
@@ -26,6 +26,7 @@ from mappings.fhir.transaction import RESOURCE_ID_SYSTEM, to_transaction
 from mappings.hl7v2.inbound import map_hl7v2
 from mappings.profile import FeedProfile
 from tests.fakes import FakeHttp, answering
+from tests.memory_broker import MemoryBroker, gateway_publish, inbound_broker, inbound_queue, kept
 
 REPO = Path(__file__).resolve().parents[2]
 FHIR_MESSAGE = (REPO / "tests/fixtures/fhir/mh_discharge_message.json").read_bytes()
@@ -43,32 +44,24 @@ class Request:
     peer: str = "127.0.0.1"
 
 
-@dataclass
-class Publisher:
-    fail: Exception | None = None
-    published: list[bytes] = field(default_factory=list)
-
-    async def __call__(self, _source: str, body: bytes, _headers: Mapping[str, str]) -> None:
-        if self.fail is not None:
-            raise self.fail
-        self.published.append(body)
-
-
-def gateway(publisher: Publisher) -> FhirGateway:
+def gateway(broker: MemoryBroker) -> FhirGateway:
     source = FhirSource(FeedProfile(feed="mh"), ("s3cret",), frozenset({"mh-epr"}))
-    return FhirGateway({"mh": source}, publisher)
+    return FhirGateway({"mh": source}, gateway_publish(broker, "application/fhir+json"))
 
 
 async def test_valid_bundle_is_accepted_after_the_publish() -> None:
-    publisher = Publisher()
-    status, body, _ = await gateway(publisher).handle(Request())
+    broker = inbound_broker("mh")
+    status, body, _ = await gateway(broker).handle(Request())
     assert status == 202
     assert json.loads(body)["resourceType"] == "OperationOutcome"
-    assert publisher.published == [FHIR_MESSAGE]
+    assert kept(broker, "mh") == [FHIR_MESSAGE]
+    assert broker.ready(inbound_queue("mh"))[0].content_type == "application/fhir+json"
 
 
 async def test_client_certificate_name_also_admits() -> None:
-    status, _, _ = await gateway(Publisher()).handle(Request(bearer_token=None, client_cn="mh-epr"))
+    status, _, _ = await gateway(inbound_broker("mh")).handle(
+        Request(bearer_token=None, client_cn="mh-epr")
+    )
     assert status == 202
 
 
@@ -78,10 +71,10 @@ async def test_client_certificate_name_also_admits() -> None:
      (Request(bearer_token=None), 401), (Request(bearer_token=None, client_cn="other"), 401)],
 )  # fmt: skip
 async def test_unknown_sources_and_senders_are_refused(request_: Request, status: int) -> None:
-    publisher = Publisher()
-    answer_status, _, headers = await gateway(publisher).handle(request_)
+    broker = inbound_broker("mh")
+    answer_status, _, headers = await gateway(broker).handle(request_)
     assert answer_status == status
-    assert publisher.published == []
+    assert kept(broker, "mh") == []
     if status == 401:
         assert headers["WWW-Authenticate"] == "Bearer"
 
@@ -90,22 +83,24 @@ async def test_invalid_resource_names_the_element_and_is_kept() -> None:
     bundle = json.loads(FHIR_MESSAGE)
     encounter = next(e for e in bundle["entry"] if e["resource"]["resourceType"] == "Encounter")
     encounter["resource"]["period"] = {"start": "not a date"}
-    publisher = Publisher()
-    status, body, _ = await gateway(publisher).handle(Request(body=json.dumps(bundle).encode()))
+    broker = inbound_broker("mh")
+    status, body, _ = await gateway(broker).handle(Request(body=json.dumps(bundle).encode()))
     issue = json.loads(body)["issue"][0]
     assert status == 422
     assert issue["expression"][0].endswith("period.start")
-    assert len(publisher.published) == 1
+    assert len(kept(broker, "mh")) == 1
 
 
 @pytest.mark.parametrize("body", [b"{not json", b"MSH|^~\\&|A|B\r"])
 async def test_unreadable_input_is_400(body: bytes) -> None:
-    status, _, _ = await gateway(Publisher()).handle(Request(body=body))
+    status, _, _ = await gateway(inbound_broker("mh")).handle(Request(body=body))
     assert status == 400
 
 
 async def test_503_with_retry_after_when_the_engine_cannot_accept() -> None:
-    status, _, headers = await gateway(Publisher(fail=BrokerUnavailable("x"))).handle(Request())
+    broker = inbound_broker("mh")
+    await broker.close()  # the broker is not reachable
+    status, _, headers = await gateway(broker).handle(Request())
     assert (status, headers["Retry-After"]) == (503, "5")
 
 
@@ -234,17 +229,18 @@ async def test_unreachable_token_endpoint_is_transient() -> None:
 
 
 async def test_a_body_over_the_intakes_limit_is_413_and_still_kept() -> None:
-    publisher = Publisher()
+    broker = inbound_broker("mh")
     source = FhirSource(FeedProfile(feed="mh"), ("s3cret",))
-    small = FhirGateway({"mh": source}, publisher, max_message_bytes=len(FHIR_MESSAGE) - 1)
+    small = FhirGateway({"mh": source}, gateway_publish(broker),
+                        max_message_bytes=len(FHIR_MESSAGE) - 1)  # fmt: skip
     status, body, _ = await small.handle(Request())
     assert status == 413
     assert json.loads(body)["issue"][0]["code"] == "too-long"
-    assert publisher.published == [FHIR_MESSAGE], "published, so the message log keeps it"
+    assert kept(broker, "mh") == [FHIR_MESSAGE], "published, so the message log keeps it"
 
 
 @pytest.mark.parametrize("token", ["s3cr\udcffet", "\udcff", "sécret"])
 def test_a_token_with_odd_characters_is_refused_not_raised(token: str) -> None:
-    refused = gateway(Publisher()).refusal(Request(bearer_token=token))
+    refused = gateway(inbound_broker("mh")).refusal(Request(bearer_token=token))
     assert refused is not None
     assert refused[0] == 401

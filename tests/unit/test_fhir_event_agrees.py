@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from mappings.fhir.outcome import for_mapping_error, http_status
 from mappings.model import EventKind
 from mappings.profile import FeedProfile
 from tests.golden_util import assert_golden
+from tests.memory_broker import gateway_publish, inbound_broker, kept
 
 TESTS = Path(__file__).resolve().parents[1]
 REJECTED = sorted((TESTS / "fixtures/fhir/rejected").glob("*.json"))
@@ -148,19 +149,12 @@ class Request:
     peer: str = "127.0.0.1"
 
 
-@dataclass
-class Publisher:
-    published: list[bytes] = field(default_factory=list)
-
-    async def __call__(self, _source: str, body: bytes, _headers: Any) -> None:
-        self.published.append(body)
-
-
 async def test_through_the_http_gateway_it_is_422_and_kept() -> None:
     fixture = next(p for p in REJECTED if p.stem == "discharge_event_on_leave")
-    publisher = Publisher()
-    gateway = FhirGateway({"mh-trust": FhirSource(MH, ("s3cret",))}, publisher)
+    broker = inbound_broker("mh-trust")
+    publish = gateway_publish(broker, "application/fhir+json")
+    gateway = FhirGateway({"mh-trust": FhirSource(MH, ("s3cret",))}, publish)
     status, body, _ = await gateway.handle(Request(fixture.read_bytes()))
     assert status == 422
     assert json.loads(body) == json.loads((GOLDEN / fixture.name).read_text())
-    assert publisher.published == [fixture.read_bytes()]  # kept in the message log as rejected
+    assert kept(broker, "mh-trust") == [fixture.read_bytes()]  # kept in the message log as rejected

@@ -3,7 +3,6 @@ PD1, PV1, PV2 or MRG is refused with a reason naming it, never "first one wins".
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -14,6 +13,7 @@ from mappings.errors import MappingError
 from mappings.hl7v2.ack import parse_ack
 from mappings.hl7v2.inbound import map_hl7v2
 from mappings.profile import FeedProfile
+from tests.memory_broker import gateway_publish, inbound_broker, kept
 
 MH = FeedProfile(feed="mh-trust")
 NOW = datetime(2026, 2, 2, 11, 0, tzinfo=UTC)
@@ -94,13 +94,9 @@ def test_repeating_segments_stay_allowed() -> None:
 
 
 async def test_over_mllp_the_answer_is_ae_with_an_err_naming_the_segment() -> None:
-    published: list[bytes] = []
-
-    async def publish(_source: str, payload: bytes, _headers: Mapping[str, str]) -> None:
-        published.append(payload)
-
+    broker = inbound_broker("mh")
     raw = message("A03", PATIENT_A, PATIENT_B, PV1.format(w=1)).encode()
-    gateway = MllpGateway("mh", MH, publish, None, clock=lambda: NOW)
+    gateway = MllpGateway("mh", MH, gateway_publish(broker), None, clock=lambda: NOW)
     ack = await gateway.handle(raw, Peer())
     answer = parse_ack(ack)
     assert answer.code == "AE"
@@ -108,7 +104,7 @@ async def test_over_mllp_the_answer_is_ae_with_an_err_naming_the_segment() -> No
     err = next(s for s in ack.split(b"\r") if s.startswith(b"ERR|"))
     assert b"PID" in err
     assert b"100" in err
-    assert published == [raw]  # kept: intake logs it as rejected with the same reason
+    assert kept(broker, "mh") == [raw]  # kept: intake logs it as rejected with the same reason
 
 
 @dataclass(frozen=True)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import pytest
 
-from adapters.errors import BrokerUnavailable, ConfirmTimeout, DestinationTimeout
+from adapters.errors import DestinationTimeout
 from engine.config import MllpAckPolicy, MllpDestination
 from engine.delivery.mllp import MllpSender, mllp_control_id
 from engine.mllp_gateway import MllpGateway
@@ -18,6 +17,13 @@ from mappings.hl7v2.inbound import map_hl7v2
 from mappings.profile import FeedProfile
 from tests.adt_factory import adt, patients
 from tests.fakes import FakeLink, acking
+from tests.memory_broker import (
+    MemoryBroker,
+    gateway_publish,
+    inbound_broker,
+    inbound_queue,
+    kept,
+)
 
 NOW = datetime(2026, 7, 1, 10, 0, tzinfo=UTC)
 [PATIENT] = patients(1)
@@ -31,56 +37,60 @@ class Peer:
     client_cn: str | None = None
 
 
-@dataclass
-class Broker:
-    fail_with: Exception | None = None
-    published: list[tuple[str, bytes]] = field(default_factory=list)
-
-    async def publish(self, source: str, payload: bytes, _headers: Mapping[str, str]) -> None:
-        if self.fail_with is not None:
-            raise self.fail_with
-        self.published.append((source, payload))
-
-
-def gateway(broker: Broker, allowed: frozenset[str] | None = None) -> MllpGateway:
-    return MllpGateway("mh", FeedProfile(feed="mh"), broker.publish, allowed, clock=lambda: NOW)
+def gateway(broker: MemoryBroker, allowed: frozenset[str] | None = None) -> MllpGateway:
+    return MllpGateway("mh", FeedProfile(feed="mh"), gateway_publish(broker), allowed,
+                       clock=lambda: NOW)  # fmt: skip
 
 
 async def test_aa_only_after_the_broker_took_the_message() -> None:
-    broker = Broker()
+    broker = inbound_broker("mh")
     answer = parse_ack(await gateway(broker).handle(GOOD, Peer()))
     assert (answer.code, answer.control_id) == ("AA", "CTRL-1")
-    assert broker.published == [("mh", GOOD)]
+    assert kept(broker, "mh") == [GOOD]
+    assert broker.ready(inbound_queue("mh"))[0].headers["source"] == "mh"
 
 
 async def test_content_error_is_ae_with_the_reason_and_still_kept() -> None:
-    broker = Broker()
+    broker = inbound_broker("mh")
     raw = await gateway(broker).handle(BAD, Peer())
     answer = parse_ack(raw)
     assert answer.code == "AE"
     assert b"ERR|" in raw
     assert "A17" in (answer.text or "")
-    assert broker.published == [("mh", BAD)]  # logged as rejected by intake
+    assert kept(broker, "mh") == [BAD]  # logged as rejected by intake
 
 
-@pytest.mark.parametrize("error", [BrokerUnavailable("down"), ConfirmTimeout("slow")])
-async def test_ar_when_the_engine_cannot_accept(error: Exception) -> None:
-    answer = parse_ack(await gateway(Broker(fail_with=error)).handle(GOOD, Peer()))
-    assert answer.code == "AR"
+async def test_ar_when_the_broker_is_unreachable() -> None:
+    broker = inbound_broker("mh")
+    await broker.close()
+    assert parse_ack(await gateway(broker).handle(GOOD, Peer())).code == "AR"
+    assert kept(broker, "mh") == []
+
+
+async def test_ar_when_the_broker_does_not_confirm_in_time() -> None:
+    broker = inbound_broker("mh")
+    broker.confirm_timeout = 0  # the confirm never comes within the deadline
+    assert parse_ack(await gateway(broker).handle(GOOD, Peer())).code == "AR"
+    # The outcome is unknown: the sender resends, and intake's idempotency absorbs a copy.
+
+
+async def test_ar_when_the_sources_queue_is_missing() -> None:
+    broker = inbound_broker("acute")  # no queue bound for "mh"
+    assert parse_ack(await gateway(broker).handle(GOOD, Peer())).code == "AR"
 
 
 async def test_a_sender_not_allowed_for_the_source_gets_ar_and_nothing_is_kept() -> None:
-    broker = Broker()
+    broker = inbound_broker("mh")
     answer = await gateway(broker, frozenset({"mh-epr"})).handle(GOOD, Peer(client_cn="intruder"))
     assert parse_ack(answer).code == "AR"
-    assert broker.published == []
+    assert kept(broker, "mh") == []
     allowed = await gateway(broker, frozenset({"mh-epr"})).handle(GOOD, Peer(client_cn="mh-epr"))
     assert parse_ack(allowed).code == "AA"
 
 
 async def test_enhanced_mode_never_means_no_answer() -> None:
     never = GOOD.replace(b"|||||GBR|", b"|||NE|NE|GBR|", 1)
-    assert await gateway(Broker()).handle(never, Peer()) == b""
+    assert await gateway(inbound_broker("mh")).handle(never, Peer()) == b""
 
 
 def link_answering(answer: bytes | Exception) -> FakeLink:
