@@ -92,7 +92,7 @@ def _one_destination(
     now: datetime,
 ) -> None:
     shown = preview(config, destination.name, event, now=now)
-    why = why_recipient(destination.recipients, event)
+    why = why_recipient(destination.recipients, event, config.transitions.practice_icbs)
     if shown.text is None:
         checked.error = f"{destination.name}: {shown.problem or 'nothing rendered'} ({why})"
         return

@@ -11,6 +11,9 @@ import ssl
 from collections.abc import Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import structlog
 
 from adapters.mesh import MeshMailbox, MeshSettings
 from adapters.mllp import MllpClient, client_ssl_context
@@ -18,7 +21,9 @@ from adapters.oauth2 import ClientCredentials
 from adapters.rabbitmq import Broker
 from adapters.webhook import WebhookClient
 from engine import notifications
+from engine.alerts import Alert, post_alert
 from engine.config import (
+    AlertsConfig,
     Config,
     FhirDestination,
     MeshDestination,
@@ -31,10 +36,12 @@ from engine.delivery.amqp import AmqpSender
 from engine.delivery.fhir import FhirSender
 from engine.delivery.mesh import MeshSender
 from engine.delivery.mllp import MllpSender
-from engine.delivery.notification import NotificationSender
+from engine.delivery.notification import NotificationSender, RoutingAlert
 from engine.delivery.sending import Sender
 from engine.delivery.webhook import WebhookSender
 from engine.store import Store
+
+log = structlog.get_logger("carebridge.alerts")
 
 
 @dataclass
@@ -74,6 +81,8 @@ def build_senders(
             senders[dest.name] = NotificationSender(
                 dest, webhook.post, config.follow_up_rules, original,
                 camhs_functions=config.transitions.camhs_treatment_functions,
+                practice_icbs=config.transitions.practice_icbs,
+                alert=_routing_alert(config.alerts, webhook),
             )  # fmt: skip
         elif isinstance(dest, FhirDestination):
             senders[dest.name] = FhirSender(dest, webhook.post, _oauth2(dest, webhook))
@@ -92,6 +101,20 @@ def build_senders(
         else:
             senders[dest.name] = AmqpSender(dest, publish)
     return built
+
+
+def _routing_alert(alerts: AlertsConfig | None, webhook: WebhookClient) -> RoutingAlert:
+    """A notification's routing alert: to the alert webhook when `alerts` is set, and the log.
+    Its Idempotency-Key is the event's, so a resend raises the same alert."""
+
+    async def raise_alert(key: str, facts: Mapping[str, str | int]) -> None:
+        episode = key.partition(".")[2]
+        alert = Alert(key, "out_of_area_default", episode, dict(facts))
+        log.error("alert.raised", alert=key, condition=alert.condition)
+        if alerts is not None:
+            await post_alert(webhook.post, alerts.webhook, alert, "raised", datetime.now(UTC))
+
+    return raise_alert
 
 
 def _oauth2(dest: FhirDestination, webhook: WebhookClient) -> ClientCredentials | None:

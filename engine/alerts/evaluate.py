@@ -25,6 +25,7 @@ Condition = Literal[
     "notification_unacknowledged",
     "mesh_no_mailbox",
     "mesh_business_ack_missing",
+    "out_of_area_default",
 ]
 OPERATOR_CONDITIONS: tuple[Condition, ...] = ("backlog", "dead_letter", "silent_source")
 """Raised and cleared by the operator alerts; the follow-up alerts are raised only."""

@@ -94,11 +94,15 @@ class FhirDestination(HttpDestination):
 
 
 class NotificationRecipient(Strict):
-    """A team or practice that receives discharge notifications, and whose patients it gets.
+    """A team or practice that receives discharge notifications, and whose patients it gets:
+    one rule of the destination (`engine.delivery.recipients`).
 
-    A recipient matches an event when every criterion it sets matches (GP practice ODS code of
-    the patient, provider ODS code of the stay, source); one that sets none matches everyone
-    (a fallback). The first matching recipient of the destination receives the notification.
+    A recipient matches an event when every criterion it sets matches: the patient's GP
+    practice, their area (home postcode district, or their practice's ICB by
+    ``transitions.practice_icbs``), their age at discharge, the stay's treatment function, care
+    setting and provider, the source. One that sets none matches everyone (the default). The
+    first match chooses, except that an out-of-area patient goes to the first match on where
+    they live (their home team) when there is one.
     """
 
     name: Name
@@ -106,10 +110,29 @@ class NotificationRecipient(Strict):
     secret: Secret | None = None
     """HMAC key for X-Carebridge-Signature; only as ${ENV_NAME}."""
     gp_practices: list[str] = Field(default_factory=list)
+    postcode_districts: list[Annotated[str, Field(pattern=r"^[A-Z]{1,2}[0-9][A-Z0-9]?$")]] = Field(
+        default_factory=list
+    )
+    """Home postcode districts (outward codes: LS1, SW1A) this recipient serves."""
+    icbs: list[str] = Field(default_factory=list)
+    """ICB codes: the patient's GP practice's ICB (``transitions.practice_icbs``) is one."""
+    min_age: int | None = Field(default=None, ge=0, le=130)
+    max_age: int | None = Field(default=None, ge=0, le=130)
+    """Age band at discharge, inclusive; an unknown age matches no band."""
+    treatment_functions: list[str] = Field(default_factory=list)
+    care_settings: list[Literal["mental_health", "acute", "community", "unknown"]] = Field(
+        default_factory=list
+    )
     providers: list[str] = Field(default_factory=list)
     sources: list[Name] = Field(default_factory=list)
     adult_services: bool = False
     """An adult team: a CAMHS spell discharged to it is flagged as a move to adult services."""
+
+    @model_validator(mode="after")
+    def _a_band_is_a_band(self) -> NotificationRecipient:
+        if self.min_age is not None and self.max_age is not None and self.min_age > self.max_age:
+            raise ValueError("min_age is over max_age: no one is in that band")
+        return self
 
 
 class NotificationDestination(HttpDestination):

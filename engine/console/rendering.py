@@ -50,7 +50,7 @@ def render_for(config: Config, destination: str, body: str, *, now: datetime | N
 
 
 def _notification(shown: Preview, event: CareEvent) -> str:
-    header = f"To {shown.recipient} ({shown.recipient_url}):"
+    header = f"To {shown.recipient} ({shown.recipient_url}), chosen by {shown.rule}:"
     if event.kind is not EventKind.DISCHARGE and event.corrects_event_id:
         header += " (a withdrawal: the follow-up it cancels is read at send time)"
     return f"{header}\n\n{shown.text}"

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import orjson
+import structlog
 
 from engine.config import NotificationDestination, NotificationRecipient
 from engine.delivery.http import PostFn, answer_text, answered, post_rendered, signed
+from engine.delivery.recipients import Choice, choose_recipient, explain
 from engine.delivery.sending import (
     Outgoing,
     Rendered,
@@ -32,8 +34,11 @@ from mappings.clinical.notification import is_notifiable, render_notification
 from mappings.clinical.transitions import to_adult_team
 from mappings.model import CareEvent, EventKind
 
+log = structlog.get_logger("carebridge.notifications")
 OriginalLoader = Callable[[str], Awaitable[CareEvent | None]]
 """Loads a stored care event by id (the discharge a withdrawal cancels)."""
+RoutingAlert = Callable[[str, Mapping[str, str | int]], Awaitable[None]]
+"""Raises an operator alert by key with its facts (the composition root posts it)."""
 HIDDEN_TOKEN = "(signature not shown)"  # noqa: S105 - a placeholder, not a secret
 
 
@@ -44,47 +49,23 @@ def ack_token(secret: str, destination: str, event_id: str) -> str:
 
 
 def recipient_for(
-    recipients: Sequence[NotificationRecipient], event: CareEvent
+    recipients: Sequence[NotificationRecipient],
+    event: CareEvent,
+    practice_icbs: Mapping[str, str] | None = None,
 ) -> NotificationRecipient | None:
-    """The first recipient whose criteria all match (GP practice, provider, source)."""
-    practice = event.patient.gp_practice_ods
-    provider = event.stay.provider_ods if event.stay else None
-    for recipient in recipients:
-        if recipient.gp_practices and practice not in recipient.gp_practices:
-            continue
-        if recipient.providers and provider not in recipient.providers:
-            continue
-        if recipient.sources and event.source.feed not in recipient.sources:
-            continue
-        return recipient
-    return None
+    """The recipient the destination's rules choose (`engine.delivery.recipients`)."""
+    choice = choose_recipient(recipients, event, practice_icbs)
+    return choice.recipient if choice else None
 
 
-def why_recipient(recipients: Sequence[NotificationRecipient], event: CareEvent) -> str:
+def why_recipient(
+    recipients: Sequence[NotificationRecipient],
+    event: CareEvent,
+    practice_icbs: Mapping[str, str] | None = None,
+) -> str:
     """Why `recipient_for` chooses the recipient it chooses (or none), in words: the criteria it
     matched, and the earlier recipients passed over with the criterion each failed."""
-    practice = event.patient.gp_practice_ods
-    provider = event.stay.provider_ods if event.stay else None
-    skipped: list[str] = []
-    for recipient in recipients:
-        checks = (
-            ("GP practice", "gp_practices", practice, recipient.gp_practices),
-            ("provider", "providers", provider, recipient.providers),
-            ("source", "sources", event.source.feed, recipient.sources),
-        )
-        failed = [(what, value) for what, _, value, allowed in checks
-                  if allowed and value not in allowed]  # fmt: skip
-        if failed:
-            what, value = failed[0]
-            skipped.append(f"{recipient.name} ({what} {value or 'not recorded'} not in its list)")
-            continue
-        matched = [f"{what} {value} is in its {key}" for what, key, value, allowed in checks
-                   if allowed]  # fmt: skip
-        why = "; ".join(matched) or "it sets no criteria (the fallback for every patient)"
-        if skipped:
-            why += "; passed over: " + ", ".join(skipped)
-        return why
-    return "no recipient matches: " + ", ".join(skipped)
+    return explain(recipients, event, practice_icbs)
 
 
 def ack_url(config: NotificationDestination, event_id: str, *, signed_link: bool = True) -> str:
@@ -102,6 +83,8 @@ class Notice:
     recipient: NotificationRecipient
     text: str
     rendered: Rendered
+    choice: Choice
+    """The rule that chose the recipient, and why."""
 
 
 def render_notice(
@@ -114,6 +97,7 @@ def render_notice(
     subject: CareEvent | None = None,
     signed_link: bool = True,
     camhs_functions: frozenset[str] | None = None,
+    practice_icbs: Mapping[str, str] | None = None,
 ) -> Notice | None:
     """The notification of `event` for the recipient it routes to, None if the event is not
     notifiable (nothing is sent). `subject` routes a withdrawal: the discharge it withdraws,
@@ -121,9 +105,11 @@ def render_notice(
     if not is_notifiable(event):
         return None
     subject = subject or event
-    recipient = recipient_for(config.recipients, subject)
-    if recipient is None:
-        raise Unrenderable("no recipient matches the patient's GP practice, provider or source")
+    choice = choose_recipient(config.recipients, subject, practice_icbs)
+    if choice is None:
+        raise Unrenderable("no recipient matches the patient (by GP practice, area, age, "
+                           "treatment function, care setting, provider, source)")  # fmt: skip
+    recipient = choice.recipient
     # A withdrawal names the follow-up it cancels: the one its original discharge started.
     follow_up = follow_up_for(subject, rules) if subject.kind is EventKind.DISCHARGE else None
     tracked = event.event_id if event.kind is EventKind.DISCHARGE else event.corrects_event_id
@@ -133,27 +119,36 @@ def render_notice(
     note = render_notification(
         event, follow_up, recipient=recipient.name, ack_url=link, now=now, rules=rules
     )
-    body = orjson.dumps({"text": note.text, "notification": note.payload, "fhir": note.fhir})
+    routing = {"recipient": recipient.name, "rule": choice.rule, "why": choice.why}
+    body = orjson.dumps({"text": note.text, "notification": note.payload, "fhir": note.fhir,
+                         "routing": routing})  # fmt: skip
     headers = {**event_headers(delivery), "Content-Type": "application/json",
-               "X-Carebridge-Notification-Id": note.notification_id}  # fmt: skip
+               "X-Carebridge-Notification-Id": note.notification_id,
+               "X-Carebridge-Recipient-Rule": choice.rule}  # fmt: skip
     headers = signed(headers, recipient.secret, int(now.timestamp()), body)
-    return Notice(recipient, note.text, Rendered(body, headers, recipient.url))
+    return Notice(recipient, note.text, Rendered(body, headers, recipient.url), choice)
 
 
 class NotificationSender:
-    """Posts each notifiable event to the recipient it routes to; honours Retry-After like every
-    HTTP sender. An event no recipient matches is permanent (retrying cannot route it)."""
+    """Posts each notifiable event to the recipient its rules choose; honours Retry-After like
+    every HTTP sender. An event no rule matches is permanent (retrying cannot route it). An
+    out-of-area patient sent to a default for want of a home-team rule raises an operator
+    alert (`alert`) saying why, keyed by the event so a resend raises the same one."""
 
     def __init__(self, config: NotificationDestination, post: PostFn,
                  rules: Sequence[FollowUpRule], original: OriginalLoader,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-                 camhs_functions: frozenset[str] | None = None) -> None:  # fmt: skip
+                 camhs_functions: frozenset[str] | None = None, *,
+                 practice_icbs: Mapping[str, str] | None = None,
+                 alert: RoutingAlert | None = None) -> None:  # fmt: skip
         self._camhs_functions = camhs_functions
         self._config = config
         self._post = post
         self._rules = rules
         self._original = original
         self._clock = clock
+        self._icbs = practice_icbs or {}
+        self._alert = alert
 
     async def send(self, delivery: ClaimedDelivery) -> SendResult:
         try:
@@ -161,16 +156,35 @@ class NotificationSender:
             subject = await self._subject(event)
             notice = render_notice(delivery, event, self._config, self._rules,
                                    now=self._clock(), subject=subject,
-                                   camhs_functions=self._camhs_functions)  # fmt: skip
+                                   camhs_functions=self._camhs_functions,
+                                   practice_icbs=self._icbs)  # fmt: skip
         except Unrenderable as exc:
             return unrenderable(exc)
         if notice is None:
             return SendResult("delivered", detail="not a notifiable event: nothing sent")
+        if notice.choice.out_of_area_default:
+            await self._raise_out_of_area(delivery, notice)
         timeout = self._config.timeout.total_seconds()
         answer = await post_rendered(self._post, notice.rendered, timeout)
         if isinstance(answer, SendResult):
             return answer
-        return answered(answer, f"to {notice.recipient.name}: " + answer_text(answer, 900))
+        choice = notice.choice
+        said = f"to {notice.recipient.name} by {choice.rule} ({choice.why}): "
+        return answered(answer, said[:500] + answer_text(answer, 400))
+
+    async def _raise_out_of_area(self, delivery: ClaimedDelivery, notice: Notice) -> None:
+        if self._alert is None:
+            return
+        facts: dict[str, str | int] = {
+            "destination": delivery.destination, "event_id": delivery.event_id,
+            "recipient": notice.recipient.name, "rule": notice.choice.rule,
+            "why": "out-of-area patient and no recipient rule for their home area: "
+                   "sent to the default",
+        }  # fmt: skip
+        try:
+            await self._alert(f"out_of_area_default.{delivery.event_id}", facts)
+        except Exception as exc:  # noqa: BLE001 - the notification still goes; logged
+            log.warning("notification.alert_failed", error=type(exc).__name__)
 
     async def _subject(self, event: CareEvent) -> CareEvent | None:
         """For a withdrawal, the discharge it withdraws (if stored); None otherwise."""

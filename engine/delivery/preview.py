@@ -66,6 +66,8 @@ class Preview:
     recipient_url: str | None = None
     text: str | None = None
     problem: str | None = None
+    rule: str | None = None
+    """For a notification: the recipient rule that chose, and why."""
 
 
 def preview_delivery(event: CareEvent, destination: str, body: str) -> PreviewDelivery:
@@ -138,6 +140,7 @@ def _notification(
     notice = render_notice(
         outgoing, event, dest, config.follow_up_rules, now=now, signed_link=signed_link,
         camhs_functions=config.transitions.camhs_treatment_functions,
+        practice_icbs=config.transitions.practice_icbs,
     )  # fmt: skip
     if notice is None:
         return Preview(dest.name, PayloadFormat.NONE, problem="not a notifiable event")
@@ -148,4 +151,5 @@ def _notification(
         recipient=notice.recipient.name,
         recipient_url=notice.recipient.url,
         text=notice.text,
+        rule=f"{notice.choice.rule}: {notice.choice.why}",
     )

@@ -169,3 +169,14 @@ def test_map_to_fhir_prints_a_uk_core_messaging_bundle(fixture: Path) -> None:
     assert bundle["resourceType"] == "Bundle"
     assert bundle["type"] == "message"
     assert bundle["entry"][0]["resource"]["resourceType"] == "MessageHeader"
+
+
+def test_map_to_notification_shows_the_home_team_rule_for_an_out_of_area_patient() -> None:
+    config = REPO / "config" / "carebridge.example.yaml"
+    away = FIXTURES / "mh_a03_transition_out_of_area.hl7"
+    result = run("map", str(away), "--to", "notification", "-c", str(config),
+                 "--source", "mh-trust")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "recipient: othertown-community-mh-team" in result.stdout
+    assert "out of area: the patient's home team" in result.stdout
+    assert "ZZ9" not in result.stdout.split("text:")[0]  # the district is never in the why
