@@ -24,6 +24,7 @@ from engine.console.context import Console, log
 from engine.console.routes.actions import Actions
 from engine.console.routes.messages import Messages
 from engine.console.routes.overview import Overview
+from engine.console.routes.patients import Patients
 from engine.console.routes.sessions import Sessions
 from engine.console.routes.signin import SignIn
 from engine.console.security import CSP, security_middleware
@@ -62,6 +63,7 @@ def console_app(
     app.router.add_post(r"/messages/{id:\d+}/{verb:replay|resolve}", acts.message)
     app.router.add_post(r"/messages/{id:\d+}/remap", acts.remap)
     app.router.add_post(r"/deliveries/{id:\d+}/{verb:replay|resolve|hold|release}", acts.delivery)
+    app.router.add_get("/patients", Patients(console).journey)
     app.router.add_get("/dead-letters", overview.dead_letters)
     app.router.add_post("/dead-letters/replay", acts.bulk_replay)
     app.router.add_get("/dashboard", overview.dashboard)

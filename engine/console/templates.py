@@ -116,6 +116,8 @@ def page(
             ("/dashboard", "Dashboard"),
             ("/mesh/inbox", "MESH inbox"),
         ]
+        if sees_patient_data(principal.role):
+            links.insert(1, ("/patients", "Patients"))
         if allowed(principal.role, "admin"):
             links += [("/audit", "Audit log"), ("/sessions", "Sessions")]
         nav = html(
@@ -159,4 +161,6 @@ table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding
 text-align:left;vertical-align:top}pre{background:#f4f4f4;padding:.5em;overflow:auto}
 form.inline{display:inline}.notice{background:#ffeb3b;padding:.5em}
 .error{background:#fdd;padding:.5em}label{margin-right:1em}
+.gap{color:#a00;font-weight:bold}.state-dead{color:#a00}.state-delivered{color:#070}
+.cancelled{color:#666;text-decoration:line-through}
 """

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 
 from engine.config import RetryPolicy
 from engine.delivery.sending import SendResult
+from engine.readable import duration
 from engine.store import (
     AttemptRecord,
     ClaimedDelivery,
@@ -56,7 +57,7 @@ def decide(
         return DeadLettered(f"gave up after {total} attempts: {detail}", hold=hold)
     age = now - claimed.created_at
     if policy.max_age is not None and age >= policy.max_age:
-        return DeadLettered(f"gave up after {age} pending: {detail}", hold=hold)
+        return DeadLettered(f"gave up after {duration(age)} pending: {detail}", hold=hold)
     wait = backoff(policy, total, rng)
     if last.retry_after is not None:  # the destination said when: never sooner, capped at a day
         wait = max(wait, min(last.retry_after, MAX_RETRY_AFTER))

@@ -32,8 +32,8 @@ class Actor(Protocol):
 @dataclass(frozen=True, slots=True)
 class AuditEntry:
     action: str
-    """view_message, search_patient, replay, replay_bulk, resolve, hold, release, remap,
-    view_audit"""
+    """view_message, search_patient, view_journey, view_follow_ups, export_follow_ups, replay,
+    replay_bulk, resolve, hold, release, remap, view_audit"""
     message_id: int | None = None
     delivery_id: int | None = None
     patient_key: str | None = None

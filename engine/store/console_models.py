@@ -254,3 +254,69 @@ class Figures:
     at: datetime
     sources: Mapping[str, SourceFigures]
     destinations: Mapping[str, DestinationFigures]
+
+
+@dataclass(frozen=True, slots=True)
+class JourneyDelivery:
+    """One destination's delivery of a journey's event."""
+
+    id: int
+    destination: str
+    state: DeliveryState
+    attempt_count: int
+    created_at: datetime
+    delivered_at: datetime | None
+    last_error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class JourneyFollowUp:
+    """A discharge's follow-up clock."""
+
+    standard: str
+    discharged_at: datetime
+    due_at: datetime
+    created_at: datetime
+    status: str
+    acknowledged_at: datetime | None
+    acknowledged_by: str | None
+    done_at: datetime | None
+    done_by: str | None
+    withdrawn_by: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class JourneyEvent:
+    """One care event of a patient's journey, with what followed from it."""
+
+    event_id: str
+    message_id: int
+    source: str
+    kind: str
+    care_setting: str
+    occurred_at: datetime | None
+    received_at: datetime
+    stay_id: str | None
+    corrects: str | None
+    """For a cancel: the event it cancels."""
+    message_status: MessageStatus
+    deliveries: tuple[JourneyDelivery, ...] = ()
+    follow_up: JourneyFollowUp | None = None
+    corrected_by: tuple[str, ...] = ()
+    """The events that cancel this one."""
+    retired: tuple[str, ...] = ()
+    """For a merge: the patient keys it retired into this patient."""
+
+    @property
+    def when(self) -> datetime:
+        """When it happened, as the sender said, else when the engine received it."""
+        return self.occurred_at or self.received_at
+
+
+@dataclass(frozen=True, slots=True)
+class Journey:
+    patient_key: str
+    events: tuple[JourneyEvent, ...]
+    """Oldest first (by when it happened)."""
+    cut: bool
+    """True when older events were left off (see `console_journey.MAX_EVENTS`)."""

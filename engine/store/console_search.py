@@ -92,7 +92,7 @@ MAX_PREFIXES = 500
 match (a log whose local values themselves hold colons would have one prefix per patient)."""
 
 
-def _local_number(text: str) -> bool:
+def local_number(text: str) -> bool:
     """A search text that means a local number without a colon (see `patient_condition`)."""
     text = text.strip()
     return (
@@ -191,7 +191,7 @@ async def search(
     """Messages matching every given filter, newest first, with their deliveries' states."""
     async with store.reading() as conn:
         prefixes = None
-        if f.patient and _local_number(f.patient):
+        if f.patient and local_number(f.patient):
             prefixes = await local_prefixes(conn, f.source)
         query = sa.select(*_LIST_COLUMNS).where(*_conditions(f, prefixes))
         if before is not None:

@@ -112,7 +112,7 @@ def test_max_age_dead_letters() -> None:
         now=NOW,
     )
     assert isinstance(outcome, DeadLettered)
-    assert outcome.reason.startswith("gave up after 2:00:00 pending")
+    assert outcome.reason.startswith("gave up after 2 h pending")
 
 
 def test_success_is_delivered() -> None:

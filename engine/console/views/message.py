@@ -18,6 +18,7 @@ from engine.console.templates import (
     table,
 )
 from engine.console.views import Renderer
+from engine.console.views.journey import journey_link
 from engine.console.views.mesh import mesh_section, mesh_timeline
 from engine.store.console_models import AuditRecord, DeliveryState, DeliveryView, MessageDetail
 from engine.store.statuses import MessageStatus
@@ -53,7 +54,7 @@ def _facts(principal: Principal, detail: MessageDetail) -> Safe:
             ("format", m.format),
             ("status", m.status),
             ("event kind", m.event_kind),
-            ("patient", shown(principal, m.patient_key)),
+            ("patient", _patient(principal, m.patient_key)),
             ("reason", shown(principal, m.reason) if m.reason else ""),
             ("error at", f"{m.error_location or ''} {m.error_code or ''}".strip()),
             ("received", m.received_at),
@@ -61,6 +62,13 @@ def _facts(principal: Principal, detail: MessageDetail) -> Safe:
         ],
         "facts",
     )
+
+
+def _patient(principal: Principal, key: str | None) -> object:
+    """The patient key, linked to the patient's journey, for roles that see patient data."""
+    if not key or not sees_patient_data(principal.role):
+        return shown(principal, key)
+    return journey_link(key)
 
 
 def _action(
