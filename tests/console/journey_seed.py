@@ -8,7 +8,7 @@ from dataclasses import replace
 from datetime import timedelta
 
 from engine.store import FollowUpRecord, Store
-from tests.console.seed import NHS, T0, accepted, deliver_all
+from tests.console.seed import T0, accepted, deliver_all
 
 OTHER = "9449305552"
 LOCAL = "local:mh-trust:RXX:MRN77"

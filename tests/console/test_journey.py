@@ -52,5 +52,6 @@ async def test_a_local_number_finds_the_journey_and_a_viewer_is_refused(store: S
         async with signed_in(c.url, "clara") as s, s.get("/messages/1") as r:
             assert f'href="/patients?patient=nhs%3A{NHS}"' in await r.text()
     actions = [t.action for t in await console_reads.audit_entries(store)]
-    assert "view_journey" in actions and "search_patient" in actions
+    assert "view_journey" in actions
+    assert "search_patient" in actions
     assert not [t for t in await console_reads.audit_entries(store, actor="vera")]
