@@ -15,10 +15,14 @@ pytestmark = pytest.mark.integration
 
 async def test_journey_shows_events_in_order_with_gaps_and_is_audited(store: Store) -> None:
     await seed_journey(store)
-    async with console(store) as c, signed_in(c.url, "clara") as s:
-        async with s.get("/patients", params={"patient": NHS, "reason": "ward round"}) as r:
-            assert r.status == 200
-            page = await r.text()
+    query = {"patient": NHS, "reason": "ward round"}
+    async with (
+        console(store) as c,
+        signed_in(c.url, "clara") as s,
+        s.get("/patients", params=query) as r,
+    ):
+        assert r.status == 200
+        page = await r.text()
     assert OTHER not in page
     order = [page.index(f'id="event-ev-{k}"') for k in ("a1", "t1", "c1", "d1")]
     assert order == sorted(order)
