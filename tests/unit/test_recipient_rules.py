@@ -181,3 +181,11 @@ def test_the_explanation_names_the_rules_passed_over_and_why() -> None:
     assert why.startswith("home postcode district (withheld) is in its postcode_districts")
     assert "passed over: camhs (age 46 not in its list), practice (GP practice Y99999 not in" in why
     assert "LS2" not in why
+
+
+def test_the_console_preview_says_which_rule_chose() -> None:
+    from engine.console.rendering import render_for
+
+    e = event(practice="Y99999", district="LS2", away=True)
+    shown = render_for(CONFIG, "notify", e.model_dump_json(exclude_none=True), now=NOW)
+    assert shown.startswith("To home-ls (https://ls.example/n), chosen by recipients[2] home-ls: ")
