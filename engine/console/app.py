@@ -22,6 +22,7 @@ from engine.config import Config
 from engine.console.config import ConsoleConfig
 from engine.console.context import Console, log
 from engine.console.routes.actions import Actions
+from engine.console.routes.follow_ups import FollowUps
 from engine.console.routes.messages import Messages
 from engine.console.routes.overview import Overview
 from engine.console.routes.patients import Patients
@@ -64,6 +65,9 @@ def console_app(
     app.router.add_post(r"/messages/{id:\d+}/remap", acts.remap)
     app.router.add_post(r"/deliveries/{id:\d+}/{verb:replay|resolve|hold|release}", acts.delivery)
     app.router.add_get("/patients", Patients(console).journey)
+    follow_ups = FollowUps(console)
+    app.router.add_get("/follow-ups", follow_ups.page)
+    app.router.add_get("/follow-ups.csv", follow_ups.csv)
     app.router.add_get("/dead-letters", overview.dead_letters)
     app.router.add_post("/dead-letters/replay", acts.bulk_replay)
     app.router.add_get("/dashboard", overview.dashboard)

@@ -113,6 +113,7 @@ def page(
         links = [
             ("/messages", "Messages"),
             ("/dead-letters", "Dead letters"),
+            ("/follow-ups", "Follow-ups"),
             ("/dashboard", "Dashboard"),
             ("/mesh/inbox", "MESH inbox"),
         ]
