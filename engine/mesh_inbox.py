@@ -80,6 +80,8 @@ def inbox_record(dest: MeshDestination, message: Received, now: datetime) -> Inb
             ack = AckRecord(r.responds_to, r.level, r.code, r.positive, r.text)
         except XmlError as exc:
             reason = f"not an ITK3 response: {exc}"
+        except Exception as exc:  # noqa: BLE001 - hostile bytes never stop the watch: kept
+            reason = f"could not be read ({type(exc).__name__})"
     return InboxRecord(
         message_id=message.message_id, destination=dest.name, received_at=now,
         sender=message.sender, workflow_id=message.workflow_id, local_id=message.local_id,
@@ -152,5 +154,7 @@ async def watch(dest: MeshDestination, inbox: Inbox, store: Store, alerts: Alert
             await check_alerts(dest, store, alerts, post, datetime.now(UTC))
         except (TransportError, StoreError) as exc:
             log.warning("mesh.watch_failed", destination=dest.name, error=type(exc).__name__)
+        except Exception as exc:  # noqa: BLE001 - logged; the next poll tries again
+            log.error("mesh.watch_crashed", destination=dest.name, error=type(exc).__name__)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stopping.wait(), dest.inbox_poll_interval.total_seconds())

@@ -79,6 +79,8 @@ def parse(body: bytes) -> ET.Element:
         element = ET.fromstring(body)  # noqa: S314 - no DTD, so no entities (checked above)
     except ET.ParseError as exc:
         raise XmlError(f"not well-formed XML ({exc})") from None
+    except LookupError as exc:  # an XML declaration naming an encoding that does not exist
+        raise XmlError(f"an unknown character encoding ({exc})") from None
     return element
 
 

@@ -3,6 +3,7 @@ workflows, ids stable across resends), and ITK3 responses read as the specificat
 
 from __future__ import annotations
 
+import contextlib
 import os
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
@@ -163,3 +164,20 @@ def test_an_infrastructure_ok_without_an_outcome_is_positive() -> None:
 def test_what_is_not_an_itk3_response_is_refused_with_a_reason(body: bytes) -> None:
     with pytest.raises(XmlError):
         read_response(body)
+
+
+def test_mangled_responses_are_refused_as_xml_errors_only() -> None:
+    import random
+
+    base = ack_xml("hdr-1", "30001")
+    rng = random.Random(1)
+    for _ in range(2000):
+        mangled = bytearray(base)
+        for _ in range(rng.randint(1, 8)):
+            at = rng.randrange(len(mangled))
+            if rng.random() < 0.5:
+                del mangled[at : at + rng.randint(1, 20)]
+            else:
+                mangled[at] = rng.randrange(256)
+        with contextlib.suppress(XmlError):  # anything else raised fails the test
+            read_response(bytes(mangled))
