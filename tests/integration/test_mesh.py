@@ -5,6 +5,7 @@ acknowledgements, which the engine reads from its own inbox."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
@@ -12,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from adapters.webhook import HttpResponse as Answer
 from engine import mesh_inbox
-from engine.delivery.http import HttpAnswer
+from engine.config import AlertsConfig, AlertWebhook
 from engine.store.console_mesh import kept_inbox
 from engine.store.console_reads import message_detail
 from engine.store.schema import mesh_inbox as inbox_table
@@ -178,9 +180,20 @@ async def test_a_practice_without_a_mailbox_is_dead_lettered_and_alerted(
         assert [(d.no_mailbox, d.practice) for d in due] == [(True, "Y99977")]
         alert = mesh_inbox.mesh_alert(due[0])
         assert alert.key == f"mesh_no_mailbox.{delivery.id}"
-        raised = await mesh_inbox.check_alerts(w.dest, w.store, None, _no_post, _now())
-        assert raised == 1
-        assert await mesh_inbox.check_alerts(w.dest, w.store, None, _no_post, _now()) == 0
+        posted: list[dict[str, object]] = []
+        answers = [500, 200]  # the first post fails: the alert is raised at the next check
+
+        async def post(url: str, body: bytes, headers: Mapping[str, str], wait: float) -> Answer:
+            posted.append(json.loads(body))
+            return Answer(answers.pop(0), b"")
+
+        alerts = AlertsConfig(webhook=AlertWebhook(url="https://alerts.example/in"))
+        assert await mesh_inbox.check_alerts(w.dest, w.store, alerts, post, _now()) == 0
+        assert await mesh_inbox.check_alerts(w.dest, w.store, alerts, post, _now()) == 1
+        assert await mesh_inbox.check_alerts(w.dest, w.store, alerts, post, _now()) == 0
+        assert [p["alert"] for p in posted] == [alert.key, alert.key]
+        assert posted[-1]["gp_practice"] == "Y99977"
+        assert "Y99977" not in str(posted[-1].get("event_id"))
 
 
 async def test_the_config_table_overrides_endpoint_lookup(sandbox: Sandbox, tmp_path: Path) -> None:
@@ -266,10 +279,6 @@ def _mailbox(w: object) -> mesh_inbox.Inbox:
 
     assert isinstance(w, World)
     return mesh_mailbox(w.dest)
-
-
-async def _no_post(url: str, body: bytes, headers: Mapping[str, str], wait: float) -> HttpAnswer:
-    raise AssertionError("no webhook is configured: nothing is posted")
 
 
 def _now() -> datetime:
