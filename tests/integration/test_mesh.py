@@ -196,6 +196,20 @@ async def test_a_practice_without_a_mailbox_is_dead_lettered_and_alerted(
         assert "Y99977" not in str(posted[-1].get("event_id"))
 
 
+async def test_an_acute_discharge_goes_on_the_inpatient_workflow(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    drain(sandbox)
+    control_id, messages = discharge()
+    async with world(sandbox, tmp_path, config(sandbox.url, care_setting="acute")) as w:
+        w.start_delivery()
+        await w.ingest(*messages)
+        assert (await w.settled(control_id)).status == "delivered"
+        [arrived] = gp_read(sandbox, GP)
+        assert arrived.workflow_id == "TOC_FHIR_IP_DISCH"
+        assert fhir_value(arrived.xml, "entry/resource/MessageHeader/event/code") == "ITK003D"
+
+
 async def test_the_config_table_overrides_endpoint_lookup(sandbox: Sandbox, tmp_path: Path) -> None:
     drain(sandbox)
     control_id, messages = discharge()

@@ -42,7 +42,8 @@ ENV = {"MESH_PASSWORD": PASSWORD, "MESH_SHARED_KEY": SHARED_KEY}
 
 
 def config(sandbox_url: str, *, tls: Path | None = None, extra: str = "", password: str = PASSWORD,
-           client_cert: bool = True, timeout: str = "5s") -> Config:  # fmt: skip
+           client_cert: bool = True, timeout: str = "5s",
+           care_setting: str = "mental_health") -> Config:  # fmt: skip
     tls_yaml = ""
     if tls is not None:
         tls_yaml = f"\n    tls: {{ca_file: {tls / 'ca.pem'}"
@@ -51,7 +52,7 @@ def config(sandbox_url: str, *, tls: Path | None = None, extra: str = "", passwo
         tls_yaml += "}"
     return parse_config(
         f"""
-sources: [{{name: mh, care_setting: mental_health}}]
+sources: [{{name: mh, care_setting: {care_setting}}}]
 destinations:
   - name: {DESTINATION}
     type: mesh
