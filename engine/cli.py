@@ -1,5 +1,5 @@
-"""`carebridge`: run the engine, check a config, map a message, test routes, send messages, print
-the schema.
+"""`carebridge`: run the engine, migrate its store, check a config, map a message, test routes,
+send messages, print the schema.
 
 Exit codes: 0 success; 1 the input (config or message) was rejected, with a one-line reason on
 stderr and never a traceback; 2 usage error. Standard output carries only results (JSON);
@@ -27,6 +27,8 @@ from mappings.profile import FeedProfile
 
 EXIT_OK, EXIT_REJECTED, EXIT_USAGE = 0, 1, 2
 DEFAULT_AMQP = "amqp://guest:guest@localhost:5672/"
+OWNER_URL_VARIABLE = "CAREBRIDGE_MIGRATE_URL"
+"""`carebridge migrate` only: the schema owner's URL, kept out of the engine's config."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -36,6 +38,15 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(EXIT_USAGE)
 
 
+def _add_migrate(sub: argparse._SubParsersAction[_Parser]) -> None:
+    migrate = sub.add_parser(
+        "migrate",
+        help="bring the store's schema up to date as its owner (PostgreSQL: the owner's URL in "
+        f"${OWNER_URL_VARIABLE}), then grant the engine's role what it needs",
+    )
+    migrate.add_argument("-c", "--config", type=Path, help="YAML config file (its store: only)")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="carebridge", description=__doc__.splitlines()[0] if __doc__ else None)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -43,6 +54,7 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the engine (embedded defaults without -c)")
     run.add_argument("-c", "--config", type=Path, help="YAML config file")
 
+    _add_migrate(sub)
     check = sub.add_parser(
         "check-config",
         help="validate a config file: exit 0 valid, 1 invalid; unset environment variables are "
@@ -321,6 +333,38 @@ def cmd_schema() -> int:
     return EXIT_OK
 
 
+def cmd_migrate(config_path: Path | None) -> int:
+    """As the schema's owner: every pending migration, then (with the owner's URL in
+    CAREBRIDGE_MIGRATE_URL) the grants that leave the engine's role, the user of store.url,
+    SELECT and INSERT only on the audit log."""
+    from engine.config import load_store_config
+    from engine.store import MigrationRefused, RoleProblem, StoreError, migrate_as_owner
+
+    try:
+        store = load_store_config(config_path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return EXIT_REJECTED
+    owner_url = os.environ.get(OWNER_URL_VARIABLE) or None
+    try:
+        done = asyncio.run(migrate_as_owner(store, owner_url))
+    except (RoleProblem, MigrationRefused) as exc:
+        return _fail(str(exc))
+    except StoreError as exc:
+        reason = str(exc.__cause__ or exc).splitlines()[0]
+        return _fail(f"the store refused or did not answer: {reason}")
+    if done.engine_role is None:
+        print(f"store migrated to {done.revision}; no separate engine role "
+              f"({OWNER_URL_VARIABLE} is not set)")  # fmt: skip
+    else:
+        others = [t for t in done.tables if t not in ("audit_log", "alembic_version")]
+        print(f"store migrated to {done.revision}; role {done.engine_role} may SELECT, INSERT, "
+              f"UPDATE and DELETE on {len(others)} tables, SELECT alembic_version, and only "
+              "SELECT and INSERT on audit_log")  # fmt: skip
+    return EXIT_OK
+
+
 def cmd_run(config_path: Path | None) -> int:
     try:
         config = _load(config_path)
@@ -329,9 +373,13 @@ def cmd_run(config_path: Path | None) -> int:
             print(problem, file=sys.stderr)
         return EXIT_REJECTED
     from engine.app import run_until_signalled
+    from engine.store import MigrationRefused
 
     logs.configure(config.logging.level, config.logging.format)
-    asyncio.run(run_until_signalled(config))
+    try:
+        asyncio.run(run_until_signalled(config))
+    except MigrationRefused as exc:
+        return _fail(str(exc))
     return EXIT_OK
 
 
@@ -356,6 +404,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_schema()
         case "run":
             return cmd_run(args.config)
+        case "migrate":
+            return cmd_migrate(args.config)
     return EXIT_USAGE
 
 

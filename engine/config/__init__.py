@@ -38,7 +38,13 @@ from engine.config.destinations import (
 from engine.config.environment import parse_env_file
 from engine.config.follow_up import FollowUpConfig
 from engine.config.listeners import ListenerLimits
-from engine.config.load import CheckedConfig, check_config, load_config, parse_config
+from engine.config.load import (
+    CheckedConfig,
+    check_config,
+    load_config,
+    load_store_config,
+    parse_config,
+)
 from engine.config.mesh import MeshDestination
 from engine.config.root import (
     Config,
@@ -106,6 +112,7 @@ __all__ = [
     "feed_profiles",
     "follow_up_rules",
     "load_config",
+    "load_store_config",
     "parse_config",
     "parse_duration",
     "parse_env_file",

@@ -33,6 +33,7 @@ from engine.config.checks import cross_check
 from engine.config.destinations import DESTINATION_TYPES
 from engine.config.environment import literal_credentials, literal_secrets, substitute
 from engine.config.root import Config
+from engine.config.store import StoreConfig
 from mappings.settings import path_of, reason_of
 
 
@@ -175,3 +176,22 @@ def check_config(
     the rest of the file is still checked: a config repository holds no production secrets."""
     text, origin = _read(path)
     return _check(text, origin, os.environ if env is None else env, require_env=require_env)
+
+
+def load_store_config(path: Path | None, env: Mapping[str, str] | None = None) -> StoreConfig:
+    """Only the file's ``store:`` (for `carebridge migrate`, whose environment then needs none
+    of the engine's other settings and secrets)."""
+    text, origin = _read(path)
+    raw = _read_yaml(text, origin).get("store") or {}
+    problems = [f"store.{p}" for p in literal_secrets(StoreConfig, raw)]
+    unset: dict[str, list[str]] = {}
+    raw = substitute(raw, "store", os.environ if env is None else env, unset)
+    problems += [f"{p}: environment variable {name} is not set"
+                 for name, paths in unset.items() for p in paths]  # fmt: skip
+    try:
+        config = StoreConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems += [f"store.{path_of(e['loc'])}: {reason_of(e)}" for e in exc.errors()]
+    if problems:
+        raise ConfigError(problems)
+    return config

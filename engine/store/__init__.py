@@ -19,14 +19,17 @@ and tests); pruning.py (retention); alerts.py (what the alert watches read; what
 claimed by one replica at a time); errors.py (StoreUnavailable, StoreFull, StoreRefused:
 nothing of SQLAlchemy's leaves the store); waiting.py (the one "wait until the store answers"
 policy); operator.py (replay, hold, release, resolve), remap.py (the re-map write), audit.py
-(the audit log's writes) and mesh.py (a MESH destination's uploads, inbox and
+(the audit log's writes), roles.py (on PostgreSQL, the owner's grants to the engine's role:
+the audit log is append-only for it) and mesh.py (a MESH destination's uploads, inbox and
 acknowledgements). `Store` (core.py) is what callers hold. The operators' reads are functions
 over it: console_search.py (message search) and console_reads.py (detail, dead letters, audit
 log, figures), returning console_models.py.
 """
 
+from engine.store.base import migrate_as_owner
 from engine.store.core import Store
 from engine.store.errors import StoreError, StoreFull, StoreRefused, StoreUnavailable
+from engine.store.migrate import MigrationRefused
 from engine.store.records import (
     AcceptedEvent,
     AttemptRecord,
@@ -41,6 +44,7 @@ from engine.store.records import (
     Rescheduled,
     idempotency_key,
 )
+from engine.store.roles import Migrated, RoleProblem
 from engine.store.statuses import (
     OPEN_FOLLOW_UPS,
     DeliveryStatus,
@@ -63,13 +67,17 @@ __all__ = [
     "IntakeRecord",
     "IntakeResult",
     "MessageStatus",
+    "Migrated",
+    "MigrationRefused",
     "Original",
     "Rescheduled",
+    "RoleProblem",
     "Store",
     "StoreError",
     "StoreFull",
     "StoreRefused",
     "StoreUnavailable",
     "idempotency_key",
+    "migrate_as_owner",
     "until_the_store_answers",
 ]

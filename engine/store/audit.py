@@ -1,6 +1,8 @@
 """The audit log's writes: who saw or changed what, when, about which patient, and why.
 
-Rows are only ever inserted (the table refuses UPDATE and DELETE by trigger). An operator
+Rows are only ever inserted: the table refuses UPDATE and DELETE by trigger (and TRUNCATE on
+PostgreSQL), and on PostgreSQL the engine can run as a role that may only INSERT and SELECT
+it and owns nothing, so its own connection cannot lift those triggers (`roles`). An operator
 action's audit rows are written in the same transaction as the change they record (see
 `operator`), so neither exists alone; a view's row is written in a transaction of its own.
 """
@@ -32,8 +34,9 @@ class Actor(Protocol):
 @dataclass(frozen=True, slots=True)
 class AuditEntry:
     action: str
-    """view_message, search_patient, view_journey, view_follow_ups, export_follow_ups, replay,
-    replay_bulk, resolve, hold, release, remap, view_audit"""
+    """view_message, search_patient, list_messages, list_dead_letters, list_mesh_inbox,
+    view_audit (reads: engine.console.audited), view_journey, view_follow_ups,
+    export_follow_ups, replay, replay_bulk, resolve, hold, release, remap, revoke_session"""
     message_id: int | None = None
     delivery_id: int | None = None
     patient_key: str | None = None

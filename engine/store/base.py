@@ -14,18 +14,22 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Self
 
 import sqlalchemy as sa
+import structlog
 from sqlalchemy import event as sa_event
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from engine.store import migrate
 from engine.store.errors import StoreError, StoreFull, translated
+from engine.store.roles import Migrated, RoleProblem, audit_exposure, engine_role, grant_engine
 from engine.store.servers import ServerWatch
 
 if TYPE_CHECKING:  # the store package does not import the config at run time (no cycle)
     from engine.config import StoreConfig, TlsConfig
 
+log = structlog.get_logger("carebridge.store")
 
-def _ssl_context(tls: TlsConfig) -> ssl.SSLContext:
+
+def ssl_context(tls: TlsConfig) -> ssl.SSLContext:
     context = ssl.create_default_context(cafile=str(tls.ca_file) if tls.ca_file else None)
     if tls.cert_file:
         context.load_cert_chain(str(tls.cert_file), str(tls.key_file) if tls.key_file else None)
@@ -99,14 +103,16 @@ class StoreBase:
         """Connect and bring the schema up to date (migrations run once, under a lock).
 
         A failure here is raised as the driver raised it (a certificate refused, a role
-        unknown): it stops the engine at start, for a person to read, and nothing retries it.
+        unknown), or as `migrate.MigrationRefused` when the schema is behind and this role may
+        not migrate it: it stops the engine at start, for a person to read, and nothing retries
+        it. On PostgreSQL, a role that could erase the audit log is logged as a warning.
         """
         kwargs: dict[str, Any] = {}
         if config.url.startswith("postgresql"):
             kwargs["pool_size"] = config.pool_size
             kwargs["pool_pre_ping"] = True
             if config.tls is not None:
-                kwargs["connect_args"] = {"ssl": _ssl_context(config.tls)}
+                kwargs["connect_args"] = {"ssl": ssl_context(config.tls)}
         else:
             # Writes are serialised by the store's own lock; a few connections serve reads.
             kwargs["pool_size"] = 4
@@ -122,9 +128,12 @@ class StoreBase:
         try:
             async with engine.begin() as conn:
                 await conn.run_sync(migrate.upgrade)
+                exposure = await conn.run_sync(audit_exposure)
         except BaseException:
             await engine.dispose()
             raise
+        if exposure:
+            log.warning("store.audit_log_not_guarded", role_can=exposure, see="docs/deploy.md")
         return store
 
     async def close(self) -> None:
@@ -163,3 +172,36 @@ class StoreBase:
             async with self._write_lock, self.engine.connect() as conn:
                 await conn.exec_driver_sql("BEGIN IMMEDIATE")
                 yield conn
+
+
+async def migrate_as_owner(config: StoreConfig, owner_url: str | None = None) -> Migrated:
+    """`carebridge migrate`: every pending migration as the schema's owner (`owner_url`, else
+    store.url), then on PostgreSQL the grants to the engine's role, the user of store.url
+    (`roles`), in one transaction."""
+    if not config.url.startswith("postgresql"):
+        if owner_url is not None:
+            raise RoleProblem("an owner's URL is for PostgreSQL: SQLite has no roles")
+        store = await StoreBase.open(config)  # SQLite: its own pragmas, then the migrations
+        try:
+            async with store.engine.connect() as conn:
+                return Migrated(await conn.run_sync(migrate.current_revision), None)
+        finally:
+            await store.close()
+    if owner_url is not None and not owner_url.startswith("postgresql+asyncpg://"):
+        raise RoleProblem("the owner's URL must start with postgresql+asyncpg://")
+    role = engine_role(config.url, owner_url)
+    kwargs: dict[str, Any] = {}
+    if config.tls is not None:
+        kwargs["connect_args"] = {"ssl": ssl_context(config.tls)}
+    engine = create_async_engine(owner_url or config.url, **kwargs)
+    tables: tuple[str, ...] = ()
+    try:
+        with translated():
+            async with engine.begin() as conn:
+                await conn.run_sync(migrate.upgrade)
+                if role is not None:
+                    tables = await conn.run_sync(grant_engine, role)
+                revision = await conn.run_sync(migrate.current_revision)
+    finally:
+        await engine.dispose()
+    return Migrated(revision, role, tables)

@@ -9,12 +9,18 @@ from alembic.runtime.environment import EnvironmentContext
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, text
+from sqlalchemy.exc import DBAPIError
 
 from engine.store.schema import metadata
 
 _MIGRATIONS = Path(__file__).with_name("migrations")
 # Any constant will do: it only has to be the same for every replica of this application.
 _PG_MIGRATION_LOCK = 0x43415245  # "CARE"
+_INSUFFICIENT_PRIVILEGE = "42501"
+
+
+class MigrationRefused(Exception):
+    """The schema is behind this build and this connection's role may not change it."""
 
 
 def _script() -> tuple[AlembicConfig, ScriptDirectory]:
@@ -33,9 +39,19 @@ def upgrade(connection: Connection) -> None:
     def steps(revision: str, _context: object) -> object:
         return script._upgrade_revs("head", revision)
 
-    with EnvironmentContext(config, script, fn=steps, destination_rev="head") as env:
-        env.configure(connection=connection, target_metadata=metadata)
-        env.run_migrations()
+    try:
+        with EnvironmentContext(config, script, fn=steps, destination_rev="head") as env:
+            env.configure(connection=connection, target_metadata=metadata)
+            env.run_migrations()
+    except DBAPIError as exc:
+        if getattr(exc.orig, "sqlstate", None) != _INSUFFICIENT_PRIVILEGE:
+            raise
+        # On PostgreSQL the engine may run as a role that owns nothing (docs/deploy.md).
+        raise MigrationRefused(
+            f"the store's schema needs migrating to {head_revision()} and this role may not "
+            "change it: run `carebridge migrate` with the owner's connection "
+            "(store.migrate_url; docs/deploy.md)"
+        ) from exc
 
 
 def current_revision(connection: Connection) -> str | None:

@@ -1,5 +1,5 @@
-"""The message log: search (audited when it names a patient) and one message's page
-(audited for roles that see its payload)."""
+"""The message log: search and one message's page, each audited for roles that see patient
+data (the results' patient keys, the payload, the message's audit trail; see `audited`)."""
 
 from __future__ import annotations
 
@@ -7,13 +7,14 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
-from engine.console.auth import sees_patient_data
+from engine.console.audited import listing, record_read
+from engine.console.auth import Principal, sees_patient_data
 from engine.console.context import Console, notice, number
 from engine.console.templates import Safe
 from engine.console.views.message import message_page
-from engine.console.views.search import search_page
+from engine.console.views.search import SEARCH_FIELDS, search_page
 from engine.store import audit
-from engine.store.console_models import AuditRecord
+from engine.store.console_models import AuditRecord, MessagePage
 from engine.store.console_reads import audit_entries, message_detail
 from engine.store.console_search import BadFilter, SearchFilter, search
 
@@ -43,19 +44,29 @@ class Messages:
         if f.patient and not sees_patient_data(principal.role):
             c.need(request, "clinical")
         found = await search(c.store, f, before=number(q.get("before")), limit=c.config.page_size)
-        if f.patient:
-            keys = sorted({r.patient_key for r in found.rows if r.patient_key})
-            await audit.record(
-                c.store,
-                principal,
-                audit.AuditEntry(
-                    "search_patient",
-                    patient_key=keys[0] if len(keys) == 1 else None,
-                    reason=q.get("reason"),
-                    detail=f"searched {f.patient!r}; found {', '.join(keys)}",
-                ),
-            )
+        if sees_patient_data(principal.role):
+            await self._audit_search(principal, request, f, found)
         return c.html(request, "Messages", search_page(principal, dict(q), found))
+
+    async def _audit_search(
+        self, principal: Principal, request: web.Request, f: SearchFilter, found: MessagePage
+    ) -> None:
+        """A patient search, or a list of messages with their patient keys shown."""
+        q = request.query
+        filters = {k: q.get(k) for k in SEARCH_FIELDS if k not in ("patient", "reason")}
+        ids = [r.id for r in found.rows]
+        detail = listing(filters, ids, before=number(q.get("before")), what="messages")
+        keys = sorted({r.patient_key for r in found.rows if r.patient_key})
+        if f.patient:
+            detail = f"searched {f.patient!r}; found {', '.join(keys)}; {detail}"
+        await record_read(
+            self.console.store,
+            principal,
+            "search_patient" if f.patient else "list_messages",
+            detail,
+            patient_key=keys[0] if len(keys) == 1 and f.patient else None,
+            reason=q.get("reason"),
+        )
 
     async def message(self, request: web.Request) -> web.Response:
         c = self.console
@@ -66,14 +77,18 @@ class Messages:
             return c.html(request, "No such message", Safe(""), status=404)
         trail: list[AuditRecord] = []
         if sees_patient_data(principal.role):
+            # The page shows the message's audit trail: a read of the audit log, said here.
+            trail = await audit_entries(c.store, message_id=message_id, limit=200)
             await audit.record(
                 c.store,
                 principal,
                 audit.AuditEntry(
-                    "view_message", message_id=message_id, patient_key=detail.message.patient_key
+                    "view_message",
+                    message_id=message_id,
+                    patient_key=detail.message.patient_key,
+                    detail=f"with its audit trail: {len(trail)} entries",
                 ),
             )
-            trail = await audit_entries(c.store, message_id=message_id, limit=200)
         body = message_page(
             principal,
             detail,

@@ -1,5 +1,7 @@
 """The operators' overview pages: dead letters, the dashboard, ``/metrics`` (Prometheus), the
-MESH inbox messages kept for an operator, and the audit log (admins only)."""
+MESH inbox messages kept for an operator, and the audit log (admins only). The lists that show
+patient data (dead letters, the kept MESH inbox messages, for roles that see it) and every read
+of the audit log are audited (`audited`)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,8 @@ from aiohttp import web
 
 from engine import metrics as engine_metrics
 from engine.console import metrics
+from engine.console.audited import listing, record_read
+from engine.console.auth import sees_patient_data
 from engine.console.context import Console, notice, number
 from engine.console.views.audit import audit_page
 from engine.console.views.dashboard import dashboard_page
@@ -34,6 +38,11 @@ class Overview:
         )
         if q.get("source"):
             found = replace(found, rows=tuple(r for r in found.rows if r.source == q["source"]))
+        if sees_patient_data(principal.role):
+            filters = {"destination": q.get("destination"), "source": q.get("source")}
+            ids = [r.message_id for r in found.rows]
+            detail = listing(filters, ids, before=number(q.get("before")), what="messages")
+            await record_read(c.store, principal, "list_dead_letters", detail)
         body = dead_letters_page(principal, dict(q), found, c.csrf(request), c.config.bulk_limit)
         return c.html(request, "Dead letters", body, notice=notice(request))
 
@@ -54,19 +63,27 @@ class Overview:
     async def mesh_inbox(self, request: web.Request) -> web.Response:
         principal = self.console.need(request, "viewer")
         rows = await kept_inbox(self.console.store, self.console.config.page_size)
+        if sees_patient_data(principal.role):  # the messages as they arrived
+            detail = listing({}, [r.message_id for r in rows], before=None, what="MESH messages")
+            await record_read(self.console.store, principal, "list_mesh_inbox", detail)
         return self.console.html(request, "MESH inbox: kept", inbox_page(principal, rows))
 
     async def audit_log(self, request: web.Request) -> web.Response:
         c = self.console
-        c.need(request, "admin")
+        principal = c.need(request, "admin")
         q = request.query
         limit = c.config.page_size
+        before, actor, patient_key = number(q.get("before")), q.get("actor"), q.get("patient_key")
         rows = await audit_entries(
             c.store,
-            before_id=number(q.get("before")),
+            before_id=before,
             limit=limit + 1,
-            actor=q.get("actor") or None,
-            patient_key=q.get("patient_key") or None,
+            actor=actor or None,
+            patient_key=patient_key or None,
         )
         more = rows[limit - 1].id if len(rows) > limit else None
-        return c.html(request, "Audit log", audit_page(rows[:limit], dict(q), more))
+        shown = rows[:limit]
+        filters = {"actor": actor, "patient_key": patient_key}
+        detail = listing(filters, [r.id for r in shown], before=before, what="entries")
+        await record_read(c.store, principal, "view_audit", detail, patient_key=patient_key or None)
+        return c.html(request, "Audit log", audit_page(shown, dict(q), more))
