@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from engine import logs
+from engine import logs, migrating
 from engine.config import Config, ConfigError, check_config, load_config, parse_env_file
 from mappings.errors import MappingError
 from mappings.fhir.outbound import render_fhir_message
@@ -27,8 +27,6 @@ from mappings.profile import FeedProfile
 
 EXIT_OK, EXIT_REJECTED, EXIT_USAGE = 0, 1, 2
 DEFAULT_AMQP = "amqp://guest:guest@localhost:5672/"
-OWNER_URL_VARIABLE = "CAREBRIDGE_MIGRATE_URL"
-"""`carebridge migrate` only: the schema owner's URL, kept out of the engine's config."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -38,15 +36,6 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(EXIT_USAGE)
 
 
-def _add_migrate(sub: argparse._SubParsersAction[_Parser]) -> None:
-    migrate = sub.add_parser(
-        "migrate",
-        help="bring the store's schema up to date as its owner (PostgreSQL: the owner's URL in "
-        f"${OWNER_URL_VARIABLE}), then grant the engine's role what it needs",
-    )
-    migrate.add_argument("-c", "--config", type=Path, help="YAML config file (its store: only)")
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="carebridge", description=__doc__.splitlines()[0] if __doc__ else None)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -54,7 +43,7 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the engine (embedded defaults without -c)")
     run.add_argument("-c", "--config", type=Path, help="YAML config file")
 
-    _add_migrate(sub)
+    migrating.add_parser(sub)
     check = sub.add_parser(
         "check-config",
         help="validate a config file: exit 0 valid, 1 invalid; unset environment variables are "
@@ -333,38 +322,6 @@ def cmd_schema() -> int:
     return EXIT_OK
 
 
-def cmd_migrate(config_path: Path | None) -> int:
-    """As the schema's owner: every pending migration, then (with the owner's URL in
-    CAREBRIDGE_MIGRATE_URL) the grants that leave the engine's role, the user of store.url,
-    SELECT and INSERT only on the audit log."""
-    from engine.config import load_store_config
-    from engine.store import MigrationRefused, RoleProblem, StoreError, migrate_as_owner
-
-    try:
-        store = load_store_config(config_path)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
-        return EXIT_REJECTED
-    owner_url = os.environ.get(OWNER_URL_VARIABLE) or None
-    try:
-        done = asyncio.run(migrate_as_owner(store, owner_url))
-    except (RoleProblem, MigrationRefused) as exc:
-        return _fail(str(exc))
-    except StoreError as exc:
-        reason = str(exc.__cause__ or exc).splitlines()[0]
-        return _fail(f"the store refused or did not answer: {reason}")
-    if done.engine_role is None:
-        print(f"store migrated to {done.revision}; no separate engine role "
-              f"({OWNER_URL_VARIABLE} is not set)")  # fmt: skip
-    else:
-        others = [t for t in done.tables if t not in ("audit_log", "alembic_version")]
-        print(f"store migrated to {done.revision}; role {done.engine_role} may SELECT, INSERT, "
-              f"UPDATE and DELETE on {len(others)} tables, SELECT alembic_version, and only "
-              "SELECT and INSERT on audit_log")  # fmt: skip
-    return EXIT_OK
-
-
 def cmd_run(config_path: Path | None) -> int:
     try:
         config = _load(config_path)
@@ -405,7 +362,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         case "run":
             return cmd_run(args.config)
         case "migrate":
-            return cmd_migrate(args.config)
+            return migrating.cmd_migrate(args.config)
     return EXIT_USAGE
 
 

@@ -183,7 +183,8 @@ def load_store_config(path: Path | None, env: Mapping[str, str] | None = None) -
     of the engine's other settings and secrets)."""
     text, origin = _read(path)
     raw = _read_yaml(text, origin).get("store") or {}
-    problems = [f"store.{p}" for p in literal_secrets(StoreConfig, raw)]
+    problems = literal_credentials({"store": raw})
+    problems += [f"store.{p}" for p in literal_secrets(StoreConfig, raw)]
     unset: dict[str, list[str]] = {}
     raw = substitute(raw, "store", os.environ if env is None else env, unset)
     problems += [f"{p}: environment variable {name} is not set"

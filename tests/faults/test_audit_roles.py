@@ -25,6 +25,7 @@ from tests.adt_factory import adt, patients
 from tests.e2e.harness import (
     CAREBRIDGE,
     EngineProcess,
+    config_env,
     delete_queues,
     engine_config,
     free_port,
@@ -85,10 +86,12 @@ def _dsn(cluster: PgCluster, role: str) -> str:
     return f"postgresql://{role}@127.0.0.1:{cluster.port}/{DATABASE}"
 
 
-def _carebridge(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def _carebridge(
+    command: str, config: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [str(CAREBRIDGE), *argv], capture_output=True, text=True, timeout=120,
-        env={**os.environ, **(env or {})},
+        [str(CAREBRIDGE), command, "-c", str(config)], capture_output=True, text=True,
+        timeout=120, env={**os.environ, **config_env(config), **(env or {})},
     )  # fmt: skip
 
 
@@ -105,9 +108,7 @@ console:
 
 
 def _migrate(config: Path, cluster: PgCluster) -> subprocess.CompletedProcess[str]:
-    return _carebridge(
-        "migrate", "-c", str(config), env={"CAREBRIDGE_MIGRATE_URL": _url(cluster, OWNER)}
-    )
+    return _carebridge("migrate", config, {"CAREBRIDGE_MIGRATE_URL": _url(cluster, OWNER)})
 
 
 ENV = {"CB_TEST_SESSION_SECRET": SECRET, "CB_TEST_CONSOLE_TOKEN": TOKEN}
@@ -117,7 +118,7 @@ async def test_the_engine_role_cannot_erase_or_change_the_audit_log(
     pg: PgCluster, tmp_path: Path
 ) -> None:
     config = _config(tmp_path, pg, new_source("audit"), "http://127.0.0.1:9/events")
-    refused = _carebridge("run", "-c", str(config), env=ENV)
+    refused = _carebridge("run", config, ENV)
     assert refused.returncode == 1
     assert "run `carebridge migrate` with the owner's connection" in refused.stderr
 

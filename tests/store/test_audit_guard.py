@@ -116,3 +116,11 @@ async def test_migrate_as_owner_on_sqlite_is_the_store_opening(tmp_path: Path) -
     done = await migrate_as_owner(StoreConfig(url=f"sqlite+aiosqlite:///{tmp_path / 'x.db'}"))
     assert (done.engine_role, done.tables) == (None, ())
     assert done.revision is not None
+
+
+def test_migrate_refuses_a_password_written_into_the_file(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("store: {url: 'postgresql+asyncpg://cb_engine:hunter22@127.0.0.1/cb'}\n")
+    refused = _migrate(config)
+    assert refused.returncode == 1
+    assert refused.stderr.startswith("store.url: a password written into the file")
