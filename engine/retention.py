@@ -24,6 +24,8 @@ async def prune_once(store: Store, config: RetentionConfig) -> int:
         pruned = await store.prune(cutoff, limit=config.batch)
         total += pruned
         if pruned < config.batch:
+            while await store.prune_mesh_inbox(cutoff, config.batch) == config.batch:
+                pass  # matched MESH inbox messages go with the log; the rest stay
             return total
 
 

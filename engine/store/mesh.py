@@ -186,6 +186,22 @@ class MeshRecords(StoreBase):
             for r in rows
         ]  # fmt: skip
 
+    async def prune_mesh_inbox(self, older_than: datetime, limit: int = 1000) -> int:
+        """Delete up to `limit` inbox messages matched to a delivery and received before
+        `older_than` (their acknowledgement stays in `mesh_acks` while the delivery is kept).
+        Unreadable and unmatched ones are never pruned: they wait for an operator."""
+        ids = (
+            sa.select(mesh_inbox.c.message_id)
+            .where(mesh_inbox.c.status == "matched", mesh_inbox.c.received_at < older_than)
+            .limit(limit)
+        )
+        async with self.writing() as conn:
+            gone = [r.message_id for r in await conn.execute(ids)]
+            if gone:
+                await conn.execute(sa.delete(mesh_inbox).where(mesh_inbox.c.message_id.in_(gone)))
+            await conn.commit()
+        return len(gone)
+
     async def claim_mesh_alert(self, delivery_id: int, *, claimed: bool = True) -> bool:
         """Mark (or, after a failed post, unmark) a MESH delivery's alert as raised; True when
         this call changed it (so one replica posts it)."""

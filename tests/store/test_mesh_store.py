@@ -88,3 +88,15 @@ async def test_retention_prunes_a_delivery_with_mesh_rows(store: Store) -> None:
         await conn.execute(sa.update(follow_ups).values(status="done"))
         await conn.commit()
     assert await store.prune(T0 + timedelta(days=1)) == 1
+
+
+async def test_retention_prunes_matched_inbox_messages_only(store: Store) -> None:
+    delivery_id = await delivered(store, "kept")
+    await store.mesh_uploading(upload(delivery_id, "kept"))
+    ack = AckRecord("hdr-kept", "infrastructure", "20013", True, "Success")
+    await store.record_mesh_inbox(inbox("in-matched", ack), hold=True)
+    await store.record_mesh_inbox(inbox("in-unreadable", None), hold=True)
+    assert await store.prune_mesh_inbox(T0) == 0  # received after T0: too young
+    assert await store.prune_mesh_inbox(T0 + timedelta(days=1)) == 1
+    assert not await store.mesh_inbox_recorded("in-matched")
+    assert await store.mesh_inbox_recorded("in-unreadable")
