@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import asyncpg
 import pytest
+import structlog
 
 from engine.config import StoreConfig
 from engine.store import Store
@@ -38,6 +40,20 @@ async def drop_pg_database(name: str) -> None:
 def pg_url(database: str) -> str:
     base = PG_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
     return f"{base}/{database}"
+
+
+@pytest.fixture(autouse=True)
+def _logging_left_as_found() -> Iterator[None]:
+    """A test that runs `carebridge` in-process (`engine.cli.main`) configures logging to the
+    stderr it sees, which pytest closes after the test: put the configuration back, so a later
+    test's log line never writes to a closed file (and kills the task that logged it)."""
+    saved = structlog.get_config()
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    structlog.configure(**saved)
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
