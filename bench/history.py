@@ -1,0 +1,267 @@
+"""Does the engine's hot path slow down as history grows? (issue 16 point 4)
+
+Seeds a store with N past messages, their events and delivered deliveries (bulk inserts: a
+million in about a minute on SQLite), then times every query intake and the delivery loop run
+per batch, on the empty store and on the seeded one, and prints each query's plan.
+
+    .venv/bin/python bench/history.py                       # SQLite, 1,000,000 messages
+    .venv/bin/python bench/history.py --rows 200000 --postgres   # PostgreSQL (127.0.0.1:5432)
+
+A query that reads history (rather than an index range of the few rows it needs) shows as a
+plan with a SCAN / Seq Scan of a big table and a ratio that grows with N. Not a test: figures
+go to stdout; nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import sqlalchemy as sa
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from engine.config import StoreConfig
+from engine.store import AcceptedEvent, IntakeRecord, Store
+from engine.store.intake import accepted_keys_query
+from engine.store.outbox import _due
+from engine.store.schema import attempts, deliveries, events, messages
+
+DESTINATIONS = ("gp", "team")
+T0 = datetime(2025, 1, 1, tzinfo=UTC)
+PG_ADMIN = os.environ.get("CAREBRIDGE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def _rows(start: int, count: int) -> tuple[list[dict[str, Any]], ...]:
+    """`count` past messages from id `start`: accepted discharges, each delivered to two
+    destinations with one attempt; five messages a patient."""
+    msgs, evs, dels, atts = [], [], [], []
+    for n in range(start, start + count):
+        at = T0 + timedelta(seconds=n)
+        patient = f"nhs:hist{(n - FIRST_ID) // 5:08d}"
+        event_id = f"ev-hist{n:010d}"
+        body = json.dumps({"event_id": event_id, "kind": "discharge"})
+        msgs.append({"id": n, "source": "history", "message_key": f"H{n}", "format": "hl7v2",
+                     "status": "accepted", "payload": b"MSH|^~\\&|history", "received_at": at,
+                     "payload_sha256": hashlib.sha256(str(n).encode()).hexdigest(),
+                     "committed_at": at, "event_id": event_id, "event_kind": "discharge",
+                     "patient_key": patient})  # fmt: skip
+        evs.append({"event_id": event_id, "message_id": n, "source": "history",
+                    "kind": "discharge", "care_setting": "mental_health", "patient_key": patient,
+                    "occurred_at": at, "received_at": at, "body": body,
+                    "stay_id": f"S{(n - FIRST_ID) // 5}"})  # fmt: skip
+        for k, dest in enumerate(DESTINATIONS):
+            d_id = 2 * n + k
+            dels.append({"id": d_id, "event_id": event_id, "destination": dest,
+                         "patient_key": patient, "status": "delivered",
+                         "idempotency_key": f"{event_id}.{dest}", "attempts": 1,
+                         "created_at": at, "next_attempt_at": at, "delivered_at": at,
+                         "hold": False})  # fmt: skip
+            atts.append({"delivery_id": d_id, "started_at": at, "duration_ms": 5,
+                         "outcome": "delivered", "status_code": 200})  # fmt: skip
+    return msgs, evs, dels, atts
+
+
+FIRST_ID = 1
+"""Seeded rows take ids from here; the working set comes after them, as new traffic does."""
+
+
+async def seed(store: Store, rows: int, *, analyze: bool, chunk: int = 20_000) -> float:
+    """Bulk-insert `rows` past messages (with events, deliveries and attempts)."""
+    started = time.perf_counter()
+    end = FIRST_ID + rows
+    for start in range(FIRST_ID, end, chunk):
+        msgs, evs, dels, atts = _rows(start, min(chunk, end - start))
+        async with store.engine.begin() as conn:
+            for table, values in ((messages, msgs), (events, evs), (deliveries, dels),
+                                  (attempts, atts)):  # fmt: skip
+                await conn.execute(sa.insert(table), values)
+    async with store.engine.begin() as conn:
+        if store.engine.dialect.name == "postgresql":
+            for name in ("messages", "deliveries", "attempts"):
+                await conn.execute(sa.text(
+                    f"SELECT setval(pg_get_serial_sequence('{name}', 'id'), "
+                    f"(SELECT max(id) FROM {name}))"))  # fmt: skip
+            await conn.execute(sa.text("ANALYZE"))  # as autovacuum would
+        elif analyze:
+            await conn.execute(sa.text("ANALYZE"))
+    return time.perf_counter() - started
+
+
+def batch(round_: int, size: int = 50) -> list[IntakeRecord]:
+    """New messages as intake writes them: half for patients with history, half new."""
+    records = []
+    for i in range(size):
+        patient = f"nhs:hist{i * 7:08d}" if i % 2 else f"nhs:new{round_:04d}{i:03d}"
+        key = f"N{round_}-{i}-{uuid.uuid4().hex[:6]}"
+        body = json.dumps({"event_id": f"ev-{key}", "kind": "discharge"})
+        records.append(IntakeRecord(
+            source="history", payload=f"MSH|{key}".encode(), received_at=datetime.now(UTC),
+            format="hl7v2", message_key=key,
+            accepted=AcceptedEvent(event_id=f"ev-{key}", kind="discharge",
+                                   care_setting="mental_health", patient_key=patient,
+                                   occurred_at=datetime.now(UTC), body=body,
+                                   stay_id=f"S{i}", destinations=tuple((d, False)
+                                                                       for d in DESTINATIONS)),
+        ))  # fmt: skip
+    return records
+
+
+Probe = Callable[[Store, int], Awaitable[None]]
+
+
+def _accepted_keys_query(keys: Sequence[str]) -> sa.Select[Any]:
+    return accepted_keys_query("history", keys)
+
+
+async def _select(store: Store, query: sa.Select[Any]) -> None:
+    async with store.reading() as conn:
+        (await conn.execute(query)).all()
+
+
+def probes() -> dict[str, tuple[Probe, Callable[[], sa.Select[Any]] | None]]:
+    """Each hot-path query: how to run it once, and its SELECT (for the plan)."""
+    keys = [f"H{FIRST_ID + n}" for n in range(1, 100, 2)] + [f"missing-{n}" for n in range(50)]
+    patients = [f"nhs:hist{n * 7:08d}" for n in range(50)]
+
+    async def accepted_keys(store: Store, _round: int) -> None:
+        await _select(store, _accepted_keys_query(keys))
+
+    async def write_batch(store: Store, round_: int) -> None:
+        await store.record_intake(batch(round_))
+
+    async def find_original(store: Store, _round: int) -> None:
+        for n, patient in enumerate(patients[:10]):
+            await store.find_original(patient, f"S{n * 7 // 5}", "discharge")
+
+    async def unmatched_cancels(store: Store, _round: int) -> None:
+        await store.patients_with_unmatched_cancels(patients)
+
+    async def discharges(store: Store, _round: int) -> None:
+        await store.patients_with_discharges(patients)
+
+    async def due(store: Store, _round: int) -> None:
+        await _select(store, _due(DESTINATIONS, 200, datetime.now(UTC)))
+
+    return {
+        "intake: accepted keys of a batch (100 keys)": (
+            accepted_keys, lambda: _accepted_keys_query(keys)),
+        "intake: write a batch of 50 (2 deliveries each)": (write_batch, None),
+        "corrections: find_original x10": (find_original, None),
+        "corrections: unmatched cancels (50 patients)": (unmatched_cancels, None),
+        "corrections: discharges on record (50 patients)": (discharges, None),
+        "delivery: the claim's due query": (
+            due, lambda: _due(DESTINATIONS, 200, datetime.now(UTC))),
+    }  # fmt: skip
+
+
+async def measure(store: Store, repeat: int) -> dict[str, float]:
+    """Median milliseconds of each probe over `repeat` runs."""
+    found = {}
+    for name, (probe, _query) in probes().items():
+        times = []
+        for r in range(repeat):
+            started = time.perf_counter()
+            await probe(store, r + int(time.time() * 1000) % 100_000 * 1000)
+            times.append((time.perf_counter() - started) * 1000)
+        found[name] = statistics.median(times)
+    return found
+
+
+async def plans(store: Store) -> dict[str, list[str]]:
+    out = {}
+    postgres = store.engine.dialect.name == "postgresql"
+    for name, (_probe, query) in probes().items():
+        if query is None:
+            continue
+        async with store.reading() as conn:
+            compiled = query().compile(
+                dialect=conn.dialect, compile_kwargs={"render_postcompile": True}
+            )
+            params = [compiled.params[k] for k in (compiled.positiontup or [])]
+            prefix = "EXPLAIN " if postgres else "EXPLAIN QUERY PLAN "
+            rows = (await conn.exec_driver_sql(prefix + str(compiled), tuple(params))).all()
+        out[name] = [str(r[0] if postgres else r[-1]) for r in rows]
+    return out
+
+
+async def open_store(postgres: bool, folder: Path) -> tuple[Store, Callable[[], Awaitable[None]]]:
+    if not postgres:
+        await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
+        store = await Store.open(StoreConfig(url=f"sqlite+aiosqlite:///{folder / 'history.db'}"))
+        return store, store.close
+    name = f"cb_history_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(PG_ADMIN)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    await admin.close()
+    base = PG_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
+    store = await Store.open(StoreConfig(url=f"{base}/{name}"))
+
+    async def close() -> None:
+        await store.close()
+        admin = await asyncpg.connect(PG_ADMIN)
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+    return store, close
+
+
+async def run(args: argparse.Namespace) -> int:
+    with tempfile.TemporaryDirectory(prefix="carebridge-history-") as tmp:
+        store, close = await open_store(args.postgres, Path(tmp) / "empty")
+        try:
+            await store.record_intake(batch(0))  # a working set: pending deliveries to claim
+            empty = await measure(store, args.repeat)
+        finally:
+            await close()
+        store, close = await open_store(args.postgres, Path(tmp) / "history")
+        try:
+            seconds = await seed(store, args.rows, analyze=args.analyze)
+            await store.record_intake(batch(0))  # the same working set, after the history
+            full = await measure(store, args.repeat)
+            shown = await plans(store)
+        finally:
+            await close()
+    backend = "PostgreSQL" if args.postgres else "SQLite"
+    print(f"{backend}: seeded {args.rows:,} messages, {args.rows:,} events, "
+          f"{2 * args.rows:,} deliveries and attempts in {seconds:.0f} s\n")  # fmt: skip
+    print(f"{'query (median of ' + str(args.repeat) + ')':52} {'empty ms':>9} "
+          f"{'history ms':>11} {'ratio':>6}")  # fmt: skip
+    for name in empty:
+        ratio = full[name] / empty[name] if empty[name] else float("nan")
+        print(f"{name:52} {empty[name]:9.2f} {full[name]:11.2f} {ratio:6.2f}")
+    for name, lines in shown.items():
+        print(f"\nplan: {name}")
+        for line in lines:
+            print(f"  {line}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    ap.add_argument("--rows", type=int, default=1_000_000, help="past messages (1,000,000)")
+    ap.add_argument("--repeat", type=int, default=20, help="runs of each query (20)")
+    ap.add_argument("--postgres", action="store_true", help="PostgreSQL at CAREBRIDGE_TEST_PG")
+    ap.add_argument(
+        "--analyze",
+        action="store_true",
+        help="SQLite: ANALYZE after seeding (the engine never does; PostgreSQL always is)",
+    )
+    return asyncio.run(run(ap.parse_args(argv)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
