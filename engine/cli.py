@@ -315,6 +315,10 @@ def cmd_export(config_path: Path, out: Path, key_env: str) -> int:
         return asyncio.run(run())
     except StoreError as exc:
         return _fail(f"the store cannot be read: {exc}")
+    except OSError as exc:
+        return _fail(f"{out}: cannot write the export ({exc.strerror or exc})")
+    except (ValueError, KeyError) as exc:
+        return _fail(f"{out}: the export's state file cannot be read ({type(exc).__name__})")
 
 
 def cmd_schema() -> int:

@@ -10,7 +10,10 @@ Tables: `transitions` (every accepted care event), `spells` (every discharge, wi
 ends and the time to the first clinician notification), `follow_ups` (each follow-up once its
 outcome for the indicator is known: done by its due time, or due and not done). A run that dies
 before the state is written is repeated whole by the next one: part files are named by the
-range they hold, so the repeat replaces them instead of adding rows twice.
+point they start from (the watermark or cutoff they began at, which the repeat begins at too),
+so the repeat replaces them instead of adding rows twice. Events are exported only once their
+commit is `settle` old (ids are given at insert, commits may land out of id order across
+replicas), so the watermark never passes an id still to commit.
 """
 
 from __future__ import annotations
@@ -19,19 +22,25 @@ import asyncio
 import json
 import os
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from engine.config import Config, NotificationDestination
 from engine.export.parquet import write_table
 from engine.export.rows import Pseudonymiser, follow_up_row, spell_row, transition_row
 from engine.store import Store
-from engine.store.export import events_after, first_deliveries, follow_ups_settled
+from engine.store.export import (
+    events_after,
+    first_deliveries,
+    follow_ups_settled,
+    settled_watermark,
+)
 from mappings.model import CareEvent
 
 STATE_FILE = "_export_state.json"
 TABLES = ("transitions", "spells", "follow_ups")
 BEGINNING = datetime(2000, 1, 1, tzinfo=UTC)
+SETTLE = timedelta(minutes=5)
 
 
 @dataclass(slots=True)
@@ -67,14 +76,17 @@ def write_state(out: Path, state: ExportState) -> None:
 
 async def export(
     store: Store, config: Config, out: Path, pseudonym: Pseudonymiser, *, now: datetime,
-    batch: int = 5000,
+    batch: int = 5000, settle: timedelta = SETTLE,
 ) -> ExportSummary:  # fmt: skip
-    """Export what is new since the last run into `out`; returns what was written."""
+    """Export what is new since the last run into `out`; returns what was written. `now` is
+    the cutoff for follow-up outcomes; events count once committed `settle` before the wall
+    clock."""
     await asyncio.to_thread(out.mkdir, parents=True, exist_ok=True)
     state = await asyncio.to_thread(read_state, out)
     summary = ExportSummary(state=ExportState(state.watermark, now))
     notifying = [d.name for d in config.destinations if isinstance(d, NotificationDestination)]
-    while found := await events_after(store, summary.state.watermark, batch):
+    up_to = await settled_watermark(store, state.watermark, datetime.now(UTC) - settle)
+    while found := await events_after(store, summary.state.watermark, batch, up_to):
         discharges = [e.event_id for e in found if e.kind == "discharge"]
         notified = await first_deliveries(store, discharges, notifying)
         transitions, spells = [], []
@@ -84,7 +96,7 @@ async def export(
             if row.kind == "discharge":
                 spells.append(spell_row(event, pseudonym, row.patient_key,
                                         notified.get(row.event_id)))  # fmt: skip
-        part = f"{found[0].sequence:012d}-{found[-1].sequence:012d}"
+        part = f"{summary.state.watermark + 1:012d}"  # where this batch begins
         await _write(summary, out, "transitions", transitions, part)
         await _write(summary, out, "spells", spells, part)
         summary.state.watermark = found[-1].sequence
@@ -98,7 +110,7 @@ async def export(
         )
         for f in settled
     ]
-    stamp = f"{state.cutoff:%Y%m%dT%H%M%S}-{now:%Y%m%dT%H%M%S}"
+    stamp = f"outcomes-from-{state.cutoff:%Y%m%dT%H%M%S}"
     await _write(summary, out, "follow_ups", rows, stamp)
     await asyncio.to_thread(write_state, out, summary.state)
     return summary

@@ -47,8 +47,26 @@ class SettledFollowUp:
     """The discharge's care event (JSON)."""
 
 
-async def events_after(store: StoreBase, watermark: int, limit: int) -> list[ExportedEvent]:
-    """Up to `limit` accepted events committed after message `watermark`, in commit order."""
+async def settled_watermark(store: StoreBase, watermark: int, before: datetime) -> int:
+    """The highest message id after `watermark` committed before `before` (else `watermark`).
+
+    Message ids are handed out at insert, not at commit: with several replicas on PostgreSQL a
+    lower id can commit after a higher one. Exporting only up to rows committed a while ago
+    (a transaction here lasts well under a second) means no id below the bound is still to
+    come, so moving the watermark past it never skips one."""
+    query = sa.select(sa.func.max(messages.c.id)).where(
+        messages.c.id > watermark, messages.c.committed_at < before
+    )
+    async with store.reading() as conn:
+        found = (await conn.execute(query)).scalar()
+    return int(found) if found is not None else watermark
+
+
+async def events_after(
+    store: StoreBase, watermark: int, limit: int, up_to: int
+) -> list[ExportedEvent]:
+    """Up to `limit` accepted events of messages after `watermark` and up to `up_to`, in id
+    order."""
     query = (
         sa.select(
             messages.c.id.label("sequence"),
@@ -63,7 +81,7 @@ async def events_after(store: StoreBase, watermark: int, limit: int) -> list[Exp
             events.c.body,
         )
         .join(messages, messages.c.id == events.c.message_id)
-        .where(messages.c.id > watermark)
+        .where(messages.c.id > watermark, messages.c.id <= up_to)
         .order_by(messages.c.id)
         .limit(limit)
     )

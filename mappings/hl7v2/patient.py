@@ -169,10 +169,16 @@ def _identifiers(
         if identifier is not None:
             found.setdefault((identifier.kind, identifier.value, identifier.system), identifier)
     pid2 = pid.field(2)
+    labelled = any(
+        i.kind in (IdentifierKind.NHS_NUMBER, IdentifierKind.UNVERIFIED_NHS_NUMBER)
+        for i in found.values()
+    )
     if pid2:
         identifier = _identifier(pid2.first(), "PID-2", status, reading)
+        if identifier is not None and not labelled:
+            identifier = _bare_nhs_number(pid2.first(), identifier, status, reading)
         if identifier is not None:
-            external.append(_bare_nhs_number(pid2.first(), identifier, status, reading))
+            external.append(identifier)
     has_local = any(i.kind is IdentifierKind.LOCAL for i in found.values())
     for identifier in external:
         # PID-2 is the v2.3 external id: an NHS number there counts; a local id only fills in
@@ -232,7 +238,10 @@ def _bare_nhs_number(
 ) -> Identifier:
     """PID-2 with neither assigning authority nor type: v2.3 senders put the NHS number there
     ("patient ID (external ID)"). A valid one is read as the NHS number, with a warning,
-    unless the feed's profile says its PID-2 is a local id (``pid_2: local``)."""
+    unless the feed's profile says its PID-2 is a local id (``pid_2: local``), and only when
+    PID-3 names no NHS number: a local number that happens to pass modulus 11 (about one in
+    eleven do) must never outvote, or stand beside, the number PID-3 labels as the NHS
+    number."""
     if (
         identifier.kind is not IdentifierKind.LOCAL
         or identifier.system is not None

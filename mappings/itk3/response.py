@@ -8,6 +8,8 @@ the MessageHeader's ``response.identifier`` names the MessageHeader of the messa
 response code in ``issue.details.coding``. Codes 10001-20013 answer an infrastructure
 acknowledgement request (20013 is its one success), 30001-30003 a business one (30001, "patient
 known here", its one success). Every negative code is final: no further response follows.
+20007/20008 (a duplicate message or document received) are read as positive: the receiver holds
+the message, which is all a resend of it needs.
 """
 
 from __future__ import annotations
@@ -21,6 +23,10 @@ from mappings.itk3.xml import XmlError, child, children, parse, tag, value
 RESPONSE_EVENT: Final = "ITK008M"
 RESPONSE_CODES: Final = "https://fhir.nhs.uk/STU3/CodeSystem/ITK-ResponseCodes-1"
 POSITIVE_CODES: Final = frozenset({"20013", "30001"})
+DUPLICATE_CODES: Final = frozenset({"20007", "20008"})
+"""The receiver already has this message or document: what a resend after a lost answer gets
+(the engine resends with the same ids on purpose). Good news, not an error: never a reason to
+dead-letter a delivery the receiver holds."""
 DISPLAYS: Final = {
     "10001": "Handling Specification Error", "10002": "Infrastructure Level Response Value - "
     "Processing Error", "10003": "Business Level Response Value - Processing Error",
@@ -77,7 +83,7 @@ def read_response(body: bytes) -> Itk3Response:
     if code and not (code.isdigit() and len(code) == 5 and code[0] in "123"):
         raise XmlError("the ITK3 response code is not one of 10001-30003")
     level: Level = "business" if code.startswith("3") else "infrastructure"
-    positive = code in POSITIVE_CODES if code else response_code == "ok"
+    positive = code in POSITIVE_CODES | DUPLICATE_CODES if code else response_code == "ok"
     text = DISPLAYS.get(code, "ok" if positive else response_code) if code else response_code
     if diagnostics:
         text = f"{text}: {diagnostics}"

@@ -147,6 +147,28 @@ async def test_a_negative_business_ack_dead_letters_the_delivery_with_its_reason
         assert delivery.status == "delivered"
 
 
+async def test_a_duplicate_received_answer_to_a_resend_leaves_the_delivery_delivered(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """A resend after a lost answer carries the same ids on purpose; the GP system's 20007
+    ("Duplicate Message received") must not dead-letter what it already holds."""
+    drain(sandbox)
+    control_id, messages = discharge()
+    async with world(sandbox, tmp_path, config(sandbox.url)) as w:
+        w.start_delivery()
+        await w.ingest(*messages)
+        await w.settled(control_id)
+        [arrived] = gp_read(sandbox, GP)
+        header_id = fhir_value(arrived.xml, "entry/resource/MessageHeader/id")
+        assert header_id is not None
+        for code in ("20013", "30001", "20007"):
+            gp_reply(sandbox, GP, ACK_WORKFLOW, ack_xml(header_id, code))
+        await mesh_inbox.poll_once(w.dest, _mailbox(w), w.store)
+        row = await w.delivery(control_id)
+        assert row.status == "delivered"
+        assert (await w.follow_up(control_id)).status == "acknowledged"
+
+
 async def test_what_cannot_be_read_is_kept_and_acknowledged_never_lost_or_looped(
     sandbox: Sandbox, tmp_path: Path
 ) -> None:

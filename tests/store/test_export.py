@@ -110,7 +110,14 @@ async def test_export_writes_pseudonymised_rows_by_day_and_only_new_ones_next_ti
     await record(store, sent)
     delivered = await deliver_notifications(store)
     out = tmp_path / "export"
-    first = await export(store, config(), out, Pseudonymiser(KEY), now=START + timedelta(days=40))
+    first = await export(
+        store,
+        config(),
+        out,
+        Pseudonymiser(KEY),
+        settle=timedelta(0),
+        now=START + timedelta(days=40),
+    )
     assert first.rows["transitions"] == len(sent)
     discharges = sum(m.event is not None and m.event.trigger == "A03" for m in sent)
     assert first.rows["spells"] == discharges
@@ -122,11 +129,25 @@ async def test_export_writes_pseudonymised_rows_by_day_and_only_new_ones_next_ti
     [(notified,)] = query("SELECT count(*) FROM spells WHERE seconds_to_notification > 0", out)
     assert notified == delivered
 
-    second = await export(store, config(), out, Pseudonymiser(KEY), now=START + timedelta(days=41))
+    second = await export(
+        store,
+        config(),
+        out,
+        Pseudonymiser(KEY),
+        settle=timedelta(0),
+        now=START + timedelta(days=41),
+    )
     assert second.rows == {"transitions": 0, "spells": 0, "follow_ups": 0}
     more = traffic(10, seed=99)
     await record(store, more)
-    third = await export(store, config(), out, Pseudonymiser(KEY), now=START + timedelta(days=42))
+    third = await export(
+        store,
+        config(),
+        out,
+        Pseudonymiser(KEY),
+        settle=timedelta(0),
+        now=START + timedelta(days=42),
+    )
     assert third.rows["transitions"] == len(more)
     assert query("SELECT count(*) FROM transitions", out) == [(len(sent) + len(more),)]
     assert (out / STATE_FILE).exists()
@@ -138,9 +159,16 @@ async def test_no_identifier_reaches_the_export_and_pseudonyms_need_the_key(
     sent = traffic(40, seed=8)
     await record(store, sent)
     out, other = tmp_path / "a", tmp_path / "b"
-    await export(store, config(), out, Pseudonymiser(KEY), now=START + timedelta(days=40))
+    await export(
+        store,
+        config(),
+        out,
+        Pseudonymiser(KEY),
+        settle=timedelta(0),
+        now=START + timedelta(days=40),
+    )
     await export(store, config(), other, Pseudonymiser("another-key-" + "z" * 30),
-                 now=START + timedelta(days=40))  # fmt: skip
+                 settle=timedelta(0), now=START + timedelta(days=40))  # fmt: skip
     forbidden = set()
     for m in sent:
         assert m.event is not None
@@ -176,7 +204,9 @@ async def test_a_follow_up_done_in_time_is_met_and_one_never_done_is_not(
     assert marked
     out = tmp_path / "export"
     # done now (the test's wall clock), long after every due time in June: none met
-    summary = await export(store, config(), out, Pseudonymiser(KEY), now=datetime.now(UTC))
+    summary = await export(
+        store, config(), out, Pseudonymiser(KEY), settle=timedelta(0), now=datetime.now(UTC)
+    )
     assert summary.rows["follow_ups"] >= len(marked)
     met = query("SELECT count(*) FILTER (WHERE met), count(*) FROM follow_ups", out)
     assert met == [(0, summary.rows["follow_ups"])]
@@ -204,7 +234,14 @@ async def test_every_query_in_the_insight_guide_runs_on_an_export(
     await record(store, sent)
     await deliver_notifications(store)
     out = tmp_path / "export"
-    await export(store, config(), out, Pseudonymiser(KEY), now=START + timedelta(days=60))
+    await export(
+        store,
+        config(),
+        out,
+        Pseudonymiser(KEY),
+        settle=timedelta(0),
+        now=START + timedelta(days=60),
+    )
     blocks = re.findall(r"```sql\n(.*?)```", INSIGHT.read_text(), re.S)
     assert len(blocks) == 7
     connection = duckdb.connect()
@@ -254,3 +291,38 @@ def test_the_export_command_needs_a_key_and_writes_to_the_folder(
     assert main(["export", "-c", str(engine_config), "--out", str(out)]) == 0
     assert "0 transitions, 0 spells, 0 follow_ups" in capsys.readouterr().out
     assert (out / STATE_FILE).exists()
+
+
+async def test_a_run_repeated_after_a_crash_before_its_state_adds_nothing_twice(
+    store: Store, tmp_path: Path
+) -> None:
+    sent = traffic(40, seed=31)
+    await record(store, sent)
+    out = tmp_path / "export"
+    crashed = await export(store, config(), out, Pseudonymiser(KEY), settle=timedelta(0),
+                           now=START + timedelta(days=30), batch=50)  # fmt: skip
+    assert crashed.rows["follow_ups"] > 0
+    (out / STATE_FILE).unlink()  # it died before writing its state
+    more = traffic(10, seed=32)
+    await record(store, more)
+    await export(store, config(), out, Pseudonymiser(KEY), settle=timedelta(0),
+                 now=START + timedelta(days=31), batch=50)  # fmt: skip
+    assert query("SELECT count(*), count(DISTINCT event_ref) FROM transitions", out) == [
+        (len(sent) + len(more), len(sent) + len(more))
+    ]
+    [(rows, distinct)] = query("SELECT count(*), count(DISTINCT event_ref) FROM follow_ups", out)
+    assert rows == distinct
+    assert isinstance(rows, int)
+    assert rows >= crashed.rows["follow_ups"]
+
+
+async def test_events_committed_less_than_the_settle_time_ago_wait_for_the_next_run(
+    store: Store, tmp_path: Path
+) -> None:
+    sent = traffic(10, seed=33)
+    await record(store, sent)
+    out = tmp_path / "export"
+    early = await export(store, config(), out, Pseudonymiser(KEY), now=START)
+    assert early.rows["transitions"] == 0  # committed just now: not yet settled
+    later = await export(store, config(), out, Pseudonymiser(KEY), settle=timedelta(0), now=START)
+    assert later.rows["transitions"] == len(sent)

@@ -143,7 +143,8 @@ def test_only_discharges_and_their_withdrawals_have_a_workflow() -> None:
 @pytest.mark.parametrize(
     ("code", "level", "positive"),
     [("20013", "infrastructure", True), ("30001", "business", True),
-     ("30002", "business", False), ("20007", "infrastructure", False)],
+     ("30002", "business", False), ("20007", "infrastructure", True),
+     ("20008", "infrastructure", True), ("20009", "infrastructure", False)],
 )  # fmt: skip
 def test_responses_are_read_by_their_itk3_code(code: str, level: str, positive: bool) -> None:
     response = read_response(ack_xml("hdr-1", code))

@@ -86,12 +86,17 @@ def test_a_pid_2_with_its_own_authority_stays_that_authoritys() -> None:
     assert event.patient.nhs_number is None
 
 
-def test_pid_2_and_pid_3_with_different_numbers_use_neither() -> None:
+def test_a_labelled_nhs_number_in_pid_3_wins_over_a_bare_number_in_pid_2() -> None:
+    """About one local number in eleven passes modulus 11: a bare PID-2 must never outvote, or
+    stand beside, the number PID-3 labels as the NHS number."""
     event = v23(pid="PID|1|9990000018|9990000026^^^NHS^NH|")
-    assert event.patient.nhs_number is None
-    assert "PID-3: more than one valid NHS number; none is used as the NHS number" in (
-        event.warnings
-    )
+    assert event.patient.nhs_number == "9990000026"
+    assert PID2_WARNING not in event.warnings
+    assert [i.value for i in event.patient.identifiers if i.kind is IdentifierKind.LOCAL] == [
+        "9990000018"
+    ]
+    local_number_passing_mod_11 = v23(pid="PID|1|0004000005|9434765919^^^NHS^NH|")
+    assert local_number_passing_mod_11.patient.nhs_number == "9434765919"
 
 
 def test_pid_2_and_pid_3_with_the_same_number_are_one() -> None:
