@@ -4,6 +4,7 @@ lifetime end; cookies ``Secure`` with the ``__Host-`` prefix behind TLS."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from http.cookies import SimpleCookie
 
@@ -42,6 +43,17 @@ async def test_failures_lock_the_user_out_even_with_the_right_password(store: St
     assert [(e["user"], e["address"]) for e in failed] == [("olive", "127.0.0.1")] * 3
     assert [e["event"] for e in logs if e.get("user") == "olive"][-1] == "console.sign_in_throttled"
     assert not any("guess" in repr(e) or PASSWORD in repr(e) for e in logs)
+
+
+async def test_parallel_guesses_are_counted_before_any_of_them_is_checked(store: Store) -> None:
+    """A burst of simultaneous guesses for one user: no more passwords are checked than the
+    throttle allows; the rest are refused as locked out."""
+    throttle = {"user_failures": 3, "address_failures": 100, "lockout": "10m"}
+    async with console(store, sign_in=throttle) as c, signed_in(c.url, None) as s:
+        answers = await asyncio.gather(*(attempt(s, "olive", f"guess {i}") for i in range(8)))
+    statuses = sorted(r.status for r in answers)
+    assert statuses.count(401) == 2  # the third failure locks: it is answered 429 already
+    assert statuses.count(429) == 6
 
 
 async def test_failures_from_one_address_lock_the_address_out(store: Store) -> None:

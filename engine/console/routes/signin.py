@@ -3,12 +3,18 @@
 Failed sign-ins are throttled per user name and per address (`SignInThrottle`): while either is
 locked out an attempt is refused (429, ``Retry-After``) before its password is checked. Each
 failure and each refusal is logged with the name tried and the address, never the password.
+Attempts for the same user or from the same address are taken one at a time (striped locks),
+so a burst of parallel guesses cannot all be checked before the first failure is counted.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import hashlib
 import math
 import secrets
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
@@ -19,10 +25,14 @@ from engine.console.templates import STYLE, page
 from engine.console.views.signin import login_form
 from engine.store import console_sessions as sessions
 
+_STRIPES = 64
+"""Locks shared by hash: bounded however many names an attacker tries."""
+
 
 class SignIn:
     def __init__(self, console: Console) -> None:
         self.console = console
+        self._stripes = [asyncio.Lock() for _ in range(_STRIPES)]
         config = console.config
         self.secure = config.secure_cookies
         self.session_cookie = cookie_name(config, "cb_session")
@@ -50,8 +60,25 @@ class SignIn:
         if not auth.login_ok(request.cookies.get(self.login_cookie), field(form, "csrf")):
             return self._login_page("The form had expired; please sign in again.", 403)
         name, password = (field(form, "name") or "")[:80], field(form, "password") or ""
-        address, now = client_address(request, config), datetime.now(UTC)
+        address = client_address(request, config)
         keys = [f"user:{name.casefold()}", f"address:{address}"]
+        async with self._one_at_a_time(keys):
+            return await self._attempt(name, password, address, keys)
+
+    @contextlib.asynccontextmanager
+    async def _one_at_a_time(self, keys: list[str]) -> AsyncIterator[None]:
+        stripes = sorted({int(hashlib.sha256(k.encode()).hexdigest()[:8], 16) % _STRIPES
+                          for k in keys})  # fmt: skip
+        async with contextlib.AsyncExitStack() as stack:
+            for stripe in stripes:  # always in the same order: no deadlock
+                await stack.enter_async_context(self._stripes[stripe])
+            yield
+
+    async def _attempt(
+        self, name: str, password: str, address: str, keys: list[str]
+    ) -> web.Response:
+        config, auth = self.console.config, self.console.auth
+        now = datetime.now(UTC)
         locked = await sessions.locked_until(self.console.store, keys, now)
         if locked is not None:
             log.warning("console.sign_in_throttled", user=name, address=address,
