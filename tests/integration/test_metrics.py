@@ -6,6 +6,7 @@ console's /metrics."""
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -108,9 +109,15 @@ console:
         await wait_until(lambda: len(receiver.receipts) >= 3, what="three deliveries")
         url = f"http://127.0.0.1:{console}/metrics"
         headers = {"Authorization": f"Bearer {token}"}
-        async with aiohttp.ClientSession() as session, session.get(url, headers=headers) as got:
-            assert got.status == 200
-            text = await got.text()
+        delivered = 'carebridge_intake_to_delivery_seconds_count{destination="receiver"} 3.0'
+        text = ""
+        deadline = time.monotonic() + 30
+        # the receiver has the request before the engine has recorded (and measured) it
+        while delivered not in text and time.monotonic() < deadline:
+            async with aiohttp.ClientSession() as session, session.get(url, headers=headers) as got:
+                assert got.status == 200
+                text = await got.text()
+            await asyncio.sleep(0.2)
     finally:
         await engine.terminate()
         await receiver.stop()
