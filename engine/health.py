@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from aiohttp import web
 
-from adapters.http_server import HttpLimits
+from adapters.http_server import DEFAULT_CSP, HttpLimits
 from adapters.http_server import serve as serve_http
 from engine.config import HttpConfig, ListenerLimits
 
@@ -48,8 +48,13 @@ def http_limits(config: ListenerLimits) -> HttpLimits:
     )
 
 
+PAGES_CSP = f"{DEFAULT_CSP}; script-src 'self'"
+"""The listener's CSP: the default, plus the one script of the notification links' page
+(``/notifications/link.js``, which moves the link's token from the fragment into the form)."""
+
+
 async def serve(app: web.Application, config: HttpConfig) -> tuple[web.AppRunner, int]:
     """Start serving within the listener's limits, with the security headers on every answer;
     return the runner (to stop it) and the bound port (port 0 picks one)."""
     return await serve_http(app, config.host, config.port, limits=http_limits(config.limits),
-                            behind_tls_proxy=config.behind_tls_proxy)  # fmt: skip
+                            behind_tls_proxy=config.behind_tls_proxy, csp=PAGES_CSP)  # fmt: skip

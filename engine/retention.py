@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import structlog
 
 from engine.config import RetentionConfig
-from engine.store import Store
+from engine.store import Store, ack_links
 
 log = structlog.get_logger("carebridge.retention")
 
 
 async def prune_once(store: Store, config: RetentionConfig) -> int:
-    """Prune everything that is due now, in batches; return how many messages went."""
+    """Prune everything that is due now, in batches; return how many messages went.
+
+    Notification links that expired a day ago go too, whatever the message log's retention
+    (an expired link is refused all the same; its row only says it was once sent)."""
+    await ack_links.prune_links(store, datetime.now(UTC) - timedelta(days=1))
     if config.message_log is None:
         return 0
     cutoff = datetime.now(UTC) - config.message_log

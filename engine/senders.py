@@ -83,6 +83,7 @@ def build_senders(
                 camhs_functions=config.transitions.camhs_treatment_functions,
                 practice_icbs=config.transitions.practice_icbs,
                 alert=_routing_alert(config.alerts, webhook),
+                issue=notifications.link_issuer(store),
             )  # fmt: skip
         elif isinstance(dest, FhirDestination):
             senders[dest.name] = FhirSender(dest, webhook.post, _oauth2(dest, webhook))

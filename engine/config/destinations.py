@@ -145,8 +145,12 @@ class NotificationDestination(HttpDestination):
     recipients: list[NotificationRecipient] = Field(min_length=1)
     ack_base_url: HttpUrl
     """The engine's HTTP port as recipients reach it: links go to <ack_base_url>/notifications."""
-    ack_secret: Annotated[str, FromEnvironment("NOTIFY_ACK_SECRET")]
-    """Signs acknowledgement links; only as ${ENV_NAME}, at least 32 characters."""
+    link_lifetime: Duration = Field(default=timedelta(days=14), gt=timedelta(0))
+    """How long the links of a notification work (each once): an old link cannot close a
+    follow-up long overdue."""
+    ack_secret: Annotated[str, FromEnvironment("NOTIFY_ACK_SECRET")] | None = None
+    """No longer used (links carry random tokens, stored hashed); accepted so that older
+    configs still load."""
     timeout: Duration = timedelta(seconds=10)
     retry: Name = "default"
     hold_on_dead_letter: bool = True

@@ -1,5 +1,8 @@
 """Clinician notification destinations: the matching recipient gets the text, the JSON and a FHIR
-Communication + Task, with a signed link to acknowledge and record follow-up.
+Communication + Task, with a link to acknowledge and (for a discharge with a follow-up) one to
+record the follow-up done: each with a random token of its own, good once, expiring after the
+destination's `link_lifetime`; the store keeps only the tokens' SHA-256 (`ack_links`). The token
+travels in the link's fragment, so it never reaches an access log or a ``Referer``.
 
 A cancelled discharge (A13) is delivered to the same recipients as a withdrawal notice that names
 the original notification.
@@ -8,10 +11,11 @@ the original notification.
 from __future__ import annotations
 
 import hashlib
-import hmac
+import secrets
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Self
 
 import orjson
 import structlog
@@ -28,9 +32,10 @@ from engine.delivery.sending import (
     event_headers,
     unrenderable,
 )
-from engine.store import ClaimedDelivery
+from engine.store import ClaimedDelivery, StoreError
+from engine.store.ack_links import IssuedLink, LinkAction
 from mappings.clinical.follow_up import FollowUpRule, follow_up_for
-from mappings.clinical.notification import is_notifiable, render_notification
+from mappings.clinical.notification import Links, is_notifiable, render_notification
 from mappings.clinical.transitions import to_adult_team
 from mappings.model import CareEvent, EventKind
 
@@ -39,13 +44,34 @@ OriginalLoader = Callable[[str], Awaitable[CareEvent | None]]
 """Loads a stored care event by id (the discharge a withdrawal cancels)."""
 RoutingAlert = Callable[[str, Mapping[str, str | int]], Awaitable[None]]
 """Raises an operator alert by key with its facts (the composition root posts it)."""
-HIDDEN_TOKEN = "(signature not shown)"  # noqa: S105 - a placeholder, not a secret
+HIDDEN_TOKEN = "token-not-shown"  # noqa: S105 - a placeholder, not a secret
 
 
-def ack_token(secret: str, destination: str, event_id: str) -> str:
-    """The signature that makes an acknowledgement link valid for exactly one notification."""
-    mac = hmac.new(secret.encode(), f"{destination}:{event_id}".encode(), hashlib.sha256)
-    return mac.hexdigest()[:32]
+@dataclass(frozen=True, slots=True)
+class LinkTokens:
+    """Fresh random tokens for one notification's links, and when they expire. The store keeps
+    only their SHA-256 (`issued`); the recipient's links carry the tokens themselves."""
+
+    event_id: str
+    tokens: Mapping[LinkAction, str]
+    expires_at: datetime
+
+    @classmethod
+    def fresh(cls, event_id: str, actions: Sequence[LinkAction], expires_at: datetime) -> Self:
+        return cls(event_id, {a: secrets.token_urlsafe(32) for a in actions}, expires_at)
+
+    def issued(self, destination: str, now: datetime) -> list[IssuedLink]:
+        return [IssuedLink(token_digest(token), destination, self.event_id, action, now,
+                           self.expires_at) for action, token in self.tokens.items()]  # fmt: skip
+
+
+def token_digest(token: str) -> str:
+    """What the store keeps of a link's token."""
+    return hashlib.sha256(token.encode("ascii")).hexdigest()
+
+
+IssueLinks = Callable[[Sequence[IssuedLink]], Awaitable[None]]
+"""Stores the hashes of a notification's tokens before it is sent (`ack_links.issue_links`)."""
 
 
 def recipient_for(
@@ -68,12 +94,38 @@ def why_recipient(
     return explain(recipients, event, practice_icbs)
 
 
-def ack_url(config: NotificationDestination, event_id: str, *, signed_link: bool = True) -> str:
-    """The recipient's link to acknowledge `event_id`; unsigned (a placeholder instead of the
-    token) for showing to operators, since the token would let its reader acknowledge."""
-    token = ack_token(config.ack_secret, config.name, event_id) if signed_link else HIDDEN_TOKEN
-    base = config.ack_base_url.rstrip("/")
-    return f"{base}/notifications/{config.name}/{event_id}?token={token}"
+Acting = tuple[str, tuple[LinkAction, ...]]
+
+
+def link_actions(event: CareEvent, subject: CareEvent,
+                 rules: Sequence[FollowUpRule]) -> Acting | None:  # fmt: skip
+    """The event a notification's links act on (a withdrawal's: the discharge it withdraws),
+    and their actions: ``ack`` always, ``done`` for a discharge with a follow-up. None: no
+    links (not notifiable, or a withdrawal naming no original)."""
+    if not is_notifiable(event):
+        return None
+    if event.kind is EventKind.DISCHARGE:
+        has_follow_up = follow_up_for(subject, rules) is not None
+        return event.event_id, ("ack", "done") if has_follow_up else ("ack",)
+    tracked = event.corrects_event_id
+    return (tracked, ("ack",)) if tracked else None
+
+
+def links_for(config: NotificationDestination, tokens: LinkTokens | None, now: datetime,
+              event_id: str, actions: Sequence[LinkAction]) -> Links:  # fmt: skip
+    """The recipient's links: ``<base>/notifications/<destination>/<event>/<action>#<token>``.
+    The token is in the fragment, which browsers never send: the page reads it and posts it.
+    Without `tokens` (a preview shown to operators), a placeholder in place of each token."""
+    base = f"{config.ack_base_url.rstrip('/')}/notifications/{config.name}/{event_id}"
+
+    def url(action: LinkAction) -> str | None:
+        if action not in actions:
+            return None
+        token = tokens.tokens[action] if tokens is not None else HIDDEN_TOKEN
+        return f"{base}/{action}#{token}"
+
+    expires = tokens.expires_at if tokens is not None else now + config.link_lifetime
+    return Links(ack=url("ack"), done=url("done"), expire_at=expires)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,13 +147,14 @@ def render_notice(
     *,
     now: datetime,
     subject: CareEvent | None = None,
-    signed_link: bool = True,
+    tokens: LinkTokens | None = None,
     camhs_functions: frozenset[str] | None = None,
     practice_icbs: Mapping[str, str] | None = None,
 ) -> Notice | None:
     """The notification of `event` for the recipient it routes to, None if the event is not
     notifiable (nothing is sent). `subject` routes a withdrawal: the discharge it withdraws,
-    which carries the GP practice even when the cancel message does not (or names a new one)."""
+    which carries the GP practice even when the cancel message does not (or names a new one).
+    `tokens` go into the links; without them (a preview) the links carry placeholders."""
     if not is_notifiable(event):
         return None
     subject = subject or event
@@ -112,12 +165,12 @@ def render_notice(
     recipient = choice.recipient
     # A withdrawal names the follow-up it cancels: the one its original discharge started.
     follow_up = follow_up_for(subject, rules) if subject.kind is EventKind.DISCHARGE else None
-    tracked = event.event_id if event.kind is EventKind.DISCHARGE else event.corrects_event_id
-    link = ack_url(config, tracked, signed_link=signed_link) if tracked else None
+    acting = link_actions(event, subject, rules)
+    links = links_for(config, tokens, now, *acting) if acting else None
     if recipient.adult_services:
         event = to_adult_team(event, recipient.name, camhs_functions)
     note = render_notification(
-        event, follow_up, recipient=recipient.name, ack_url=link, now=now, rules=rules
+        event, follow_up, recipient=recipient.name, links=links, now=now, rules=rules
     )
     routing = {"recipient": recipient.name, "rule": choice.rule, "why": choice.why}
     body = orjson.dumps({"text": note.text, "notification": note.payload, "fhir": note.fhir,
@@ -138,7 +191,7 @@ class NotificationSender:
     def __init__(self, config: NotificationDestination, post: PostFn,
                  rules: Sequence[FollowUpRule], original: OriginalLoader,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-                 camhs_functions: frozenset[str] | None = None, *,
+                 camhs_functions: frozenset[str] | None = None, *, issue: IssueLinks,
                  practice_icbs: Mapping[str, str] | None = None,
                  alert: RoutingAlert | None = None) -> None:  # fmt: skip
         self._camhs_functions = camhs_functions
@@ -146,22 +199,34 @@ class NotificationSender:
         self._post = post
         self._rules = rules
         self._original = original
+        self._issue = issue
         self._clock = clock
         self._icbs = practice_icbs or {}
         self._alert = alert
 
     async def send(self, delivery: ClaimedDelivery) -> SendResult:
+        """Render with fresh link tokens, store their hashes, then post. Every attempt has
+        tokens of its own: a retry's notification supersedes nothing, and unused tokens expire."""
+        now = self._clock()
         try:
             event = care_event(delivery.body)
             subject = await self._subject(event)
+            acting = link_actions(event, subject or event, self._rules)
+            expires = now + self._config.link_lifetime
+            tokens = LinkTokens.fresh(acting[0], acting[1], expires) if acting else None
             notice = render_notice(delivery, event, self._config, self._rules,
-                                   now=self._clock(), subject=subject,
+                                   now=now, subject=subject, tokens=tokens,
                                    camhs_functions=self._camhs_functions,
                                    practice_icbs=self._icbs)  # fmt: skip
         except Unrenderable as exc:
             return unrenderable(exc)
         if notice is None:
             return SendResult("delivered", detail="not a notifiable event: nothing sent")
+        if tokens is not None:
+            try:
+                await self._issue(tokens.issued(self._config.name, now))
+            except StoreError as exc:
+                return SendResult("transient", detail=f"the links could not be stored: {exc}")
         if notice.choice.out_of_area_default:
             await self._raise_out_of_area(delivery, notice)
         timeout = self._config.timeout.total_seconds()

@@ -88,13 +88,12 @@ def preview(
     *,
     now: datetime,
     body: str | None = None,
-    signed_link: bool = False,
 ) -> Preview:
     """Render `event` (stored as `body`, by default its JSON) for `destination` as its sender
     would at `now`.
 
-    Notification links are unsigned unless `signed_link`: a signed link shown to a reader
-    would let them acknowledge the notification."""
+    Notification links carry a placeholder in place of each token: no token is issued for a
+    preview, and one shown to a reader would let them act on the notification."""
     dest = config.destination(destination)
     if dest is None:
         return Preview(destination, PayloadFormat.NONE, problem="not a configured destination")
@@ -112,7 +111,7 @@ def preview(
         elif isinstance(dest, MeshDestination):
             return _mesh(config, dest, outgoing, now)
         else:
-            return _notification(config, dest, outgoing, event, now, signed_link)
+            return _notification(config, dest, outgoing, event, now)
     except Unrenderable as exc:
         return Preview(destination, PayloadFormat.NONE, problem=str(exc))
     return Preview(destination, PayloadFormat.JSON, rendered.body)
@@ -135,10 +134,9 @@ def _notification(
     outgoing: PreviewDelivery,
     event: CareEvent,
     now: datetime,
-    signed_link: bool,
 ) -> Preview:
     notice = render_notice(
-        outgoing, event, dest, config.follow_up_rules, now=now, signed_link=signed_link,
+        outgoing, event, dest, config.follow_up_rules, now=now,
         camhs_functions=config.transitions.camhs_treatment_functions,
         practice_icbs=config.transitions.practice_icbs,
     )  # fmt: skip

@@ -2,8 +2,9 @@
 
     intake ─► a discharge in a follow-up cohort starts a clock (follow_ups row, due_at)
     delivery ─► engine.delivery.notification: the matching recipient gets the text, the JSON and a
-                FHIR Communication + Task, with a signed link to acknowledge and record follow-up
-    recipient ─► pages: GET/POST /notifications/{destination}/{event_id}[/ack|/done]?token=...
+                FHIR Communication + Task, with single-use expiring links to acknowledge and to
+                record the follow-up done (the token in the link's fragment, stored hashed)
+    recipient ─► pages: GET/POST /notifications/{destination}/{event_id}/{ack|done}
     engine.alerts ─► alerts (once per condition) for follow-ups overdue or unacknowledged
     follow_ups ─► GET /follow-ups lists them for operators (identifiers only)
 
@@ -14,24 +15,23 @@ recipients as a withdrawal notice that names the original notification.
 from engine.delivery.notification import (
     NotificationSender,
     OriginalLoader,
-    ack_token,
     recipient_for,
 )
 from engine.notifications.follow_ups import (
+    link_issuer,
     listing,
     listing_route,
     original_loader,
 )
-from engine.notifications.pages import record, routes
+from engine.notifications.pages import routes
 
 __all__ = [
     "NotificationSender",
     "OriginalLoader",
-    "ack_token",
+    "link_issuer",
     "listing",
     "listing_route",
     "original_loader",
     "recipient_for",
-    "record",
     "routes",
 ]

@@ -10,14 +10,16 @@ The list carries identifiers only, never patient data.
 from __future__ import annotations
 
 import hmac
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
 
 from engine.config import FollowUpConfig
-from engine.delivery.notification import OriginalLoader
+from engine.delivery.notification import IssueLinks, OriginalLoader
 from engine.store import OPEN_FOLLOW_UPS, Store
+from engine.store.ack_links import IssuedLink, issue_links
 from engine.store.follow_ups import ListedState, event_body, listed_follow_ups
 from mappings.model import CareEvent
 
@@ -49,6 +51,15 @@ def listing_route(store: Store, config: FollowUpConfig) -> web.RouteDef:
         return web.json_response(await listing(store, _STATES[state], datetime.now(UTC), config))
 
     return web.get("/follow-ups", handler)
+
+
+def link_issuer(store: Store) -> IssueLinks:
+    """Stores the hashes of a notification's link tokens before it is sent."""
+
+    async def issue(links: Sequence[IssuedLink]) -> None:
+        await issue_links(store, links)
+
+    return issue
 
 
 def original_loader(store: Store) -> OriginalLoader:

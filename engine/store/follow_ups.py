@@ -1,8 +1,7 @@
-"""What the recipients and operators of follow-ups read and record: the acknowledgement pages'
-two actions, a follow-up's state, the operators' list, and the original event of a withdrawal.
+"""What operators read of follow-ups: their list, and the original event of a withdrawal.
 
-Every UPDATE names the states it expects, so an acknowledgement never reopens a follow-up that
-is done, and a second click changes nothing.
+The recipients' acknowledgements and follow-ups done are recorded through their links'
+tokens (`ack_links`).
 """
 
 from __future__ import annotations
@@ -17,7 +16,6 @@ from engine.store.base import StoreBase, utc_now
 from engine.store.schema import events, follow_ups
 from engine.store.statuses import OPEN_FOLLOW_UPS, FollowUpStatus
 
-FollowUpAction = Literal["ack", "done"]
 ListedState = Literal["overdue", "unacknowledged", "open"]
 
 
@@ -31,9 +29,12 @@ class ListedFollowUp:
     status: str
 
 
-async def record_follow_up(store: StoreBase, event_id: str, action: FollowUpAction,
+async def record_follow_up(store: StoreBase, event_id: str, action: Literal["ack", "done"],
                            by: str) -> bool:  # fmt: skip
-    """An acknowledgement (`ack`) or a follow-up done (`done`); False if nothing was open."""
+    """An acknowledgement (`ack`) or a follow-up done (`done`) recorded directly, without a
+    link's token (tools and tests; recipients go through `ack_links.use_link`). Every UPDATE
+    names the states it expects, so an acknowledgement never reopens a follow-up that is done,
+    and a second call changes nothing. False if nothing was open."""
     now = utc_now()
     if action == "ack":
         change = (
@@ -51,14 +52,6 @@ async def record_follow_up(store: StoreBase, event_id: str, action: FollowUpActi
         result = await conn.execute(change)
         await conn.commit()
     return bool(result.rowcount)
-
-
-async def follow_up_status(store: StoreBase, event_id: str) -> str | None:
-    """The follow-up state of a discharge event, or None when it started no clock."""
-    query = sa.select(follow_ups.c.status).where(follow_ups.c.event_id == event_id)
-    async with store.reading() as conn:
-        status = (await conn.execute(query)).scalar()
-    return None if status is None else str(status)
 
 
 async def listed_follow_ups(store: StoreBase, state: ListedState, now: datetime,

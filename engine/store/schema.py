@@ -14,6 +14,7 @@ mesh_messages  the MESH side of a delivery to a `mesh` destination: local id, IT
                recipient mailbox, MESH's message id
 mesh_acks      every ITK3 acknowledgement matched to a delivery
 mesh_inbox     every message read from the engine's own MESH inbox, raw, and what became of it
+ack_links   the single-use, expiring tokens of the links in clinician notifications (hashed)
 """
 
 from __future__ import annotations
@@ -221,6 +222,8 @@ follow_ups = Table(
     Column("withdrawn_by", String(40)),
     Column("alerted_unacknowledged", Boolean, nullable=False, default=False),
     Column("alerted_overdue", Boolean, nullable=False, default=False),
+    Column("done_from", String(200)),
+    Column("acknowledged_from", String(200)),
     Index("ix_follow_ups_open_due", "status", "due_at"),
 )
 
@@ -326,3 +329,21 @@ mesh_inbox = Table(
 """Every message read from a MESH destination's own inbox, kept raw before it is acknowledged
 on MESH: `status` matched (an ITK3 acknowledgement of a delivery), unmatched (an ITK3 response
 naming no delivery of ours) or unreadable (anything else), with the reason."""
+
+ack_links = Table(
+    "ack_links",
+    metadata,
+    Column("token_sha256", String(64), primary_key=True),
+    Column("destination", String(64), nullable=False),
+    Column("event_id", String(40), nullable=False),
+    Column("action", String(8), nullable=False),
+    Column("issued_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("used_at", UtcDateTime),
+    Column("used_by", String(120)),
+    Column("used_from", String(200)),
+    Index("ix_ack_links_event", "event_id"),
+    Index("ix_ack_links_expires", "expires_at"),
+)
+"""One row per acknowledgement link sent: the SHA-256 of its token (never the token), the
+notification and action (``ack`` or ``done``) it is good for, until when, and its one use."""

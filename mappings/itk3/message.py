@@ -112,8 +112,7 @@ def render_discharge_message(
     if about.patient.nhs_number is None:
         raise MappingError("no verified NHS number: a GP system cannot file the document")
     follow_up = follow_up_for(about, rules) if about.kind is EventKind.DISCHARGE else None
-    note = render_notification(event, follow_up, recipient="GP practice", ack_url=None,
-                               now=now, rules=rules)  # fmt: skip
+    note = render_notification(event, follow_up, recipient="GP practice", now=now, rules=rules)
     lines = tuple(line for line in note.text.splitlines() if not line.startswith("Acknowledge:"))
     withdrawal = event.kind is EventKind.CANCEL_DISCHARGE
     doc = Document(

@@ -180,7 +180,7 @@ def test_each_destination_type_renders_what_it_sends() -> None:
     assert bundle["type"] == "message"
     note = render_for(TODAY, "notify", body, now=T0)
     assert note.startswith("To gp-team")
-    assert "signature not shown" in note
+    assert "token-not-shown" in note
     assert "no longer" in render_for(TODAY, "gone", body)
 
 

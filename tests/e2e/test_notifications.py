@@ -105,17 +105,21 @@ async def test_discharge_notification_follow_up_acknowledgement_and_withdrawal(
     assert notifications(setup.team)[0]["notification"]["kind"] == "discharge"  # the fallback
 
     ack_url = note["notification"]["ack_url"]
+    assert f"Acknowledge: {ack_url}" in note["text"]
+    assert f"Record follow-up done: {note['notification']['done_url']}" in note["text"]
+    page_url, _, token = ack_url.partition("#")
     async with aiohttp.ClientSession() as session:
         async with session.get(ack_url) as page:
             assert page.status == 200
             assert "Acknowledge receipt" in await page.text()
-        async with session.get(ack_url.replace("token=", "token=x")) as forged:
-            assert forged.status == 403
+        forged = {"token": token[::-1], "by": "Duty nurse"}
+        async with session.post(page_url, data=forged) as refused:
+            assert refused.status == 403
         async with session.get(setup.url("/follow-ups?state=open")) as anonymous:
             assert anonymous.status == 401
-        path, _, query = ack_url.partition("?")
-        async with session.post(f"{path}/ack?{query}", data={"by": "Duty nurse"}) as ack:
-            assert (await ack.json())["recorded"] is True
+        async with session.post(page_url, data={"token": token, "by": "Duty nurse"}) as ack:
+            assert ack.status == 200
+            assert "Receipt acknowledged" in await ack.text()
         async with session.get(setup.url("/follow-ups?state=open"), headers=AUTH) as listing:
             rows = {r["event_id"]: r for r in await listing.json()}
     assert rows[event_id(setup.source, "DIS-1")]["status"] == "acknowledged"

@@ -10,7 +10,7 @@ from pathlib import Path
 from engine.config import feed_profiles, parse_config
 from engine.preparation import prepare
 from mappings.clinical.follow_up import DEFAULT_RULES, follow_up_for
-from mappings.clinical.notification import is_notifiable, render_notification
+from mappings.clinical.notification import Links, is_notifiable, render_notification
 from mappings.hl7v2.inbound import map_hl7v2
 from mappings.hl7v2.outbound import render_adt
 from mappings.hl7v2.reader import parse
@@ -100,7 +100,7 @@ def test_the_outpatient_class_does_not_take_it_out_of_the_cohort_or_the_notifica
         event,
         follow_up_for(event, DEFAULT_RULES),
         recipient="North CMHT (RXT)",
-        ack_url="https://carebridge.example.nhs.uk/ack/a07",
+        links=Links(ack="https://carebridge.example.nhs.uk/ack/a07"),
         now=NOW,
     )
     assert notification.kind == "discharge"

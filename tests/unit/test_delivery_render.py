@@ -4,9 +4,11 @@ signature scheme), against the contract-tested fakes."""
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Mapping
-from datetime import UTC, datetime
+import re
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -23,6 +25,7 @@ from engine.delivery.notification import NotificationSender
 from engine.delivery.sending import Sender
 from engine.delivery.webhook import WebhookSender, render_webhook
 from engine.store import ClaimedDelivery
+from engine.store.ack_links import IssuedLink
 from mappings.clinical.follow_up import DEFAULT_RULES
 from mappings.hl7v2.inbound import map_hl7v2
 from mappings.model import CareEvent
@@ -73,12 +76,21 @@ async def no_original(_event_id: str) -> CareEvent | None:
     return None
 
 
+ISSUED: list[IssuedLink] = []
+
+
+async def issue(links: Sequence[IssuedLink]) -> None:
+    ISSUED.extend(links)
+
+
 def http_sender(name: str, fake: FakeHttp) -> Sender:
     if name == "team":
         return WebhookSender(dest(name), fake.post, clock=NOW.timestamp)
     if name == "ehr":
         return FhirSender(dest(name), fake.post)
-    return NotificationSender(dest(name), fake.post, DEFAULT_RULES, no_original, lambda: NOW)
+    return NotificationSender(
+        dest(name), fake.post, DEFAULT_RULES, no_original, lambda: NOW, issue=issue
+    )
 
 
 def test_the_webhook_sends_the_stored_json_byte_for_byte_signed() -> None:
@@ -113,9 +125,12 @@ async def test_the_console_shows_what_the_notification_sender_sends_bar_the_link
     await http_sender("notify", fake).send(delivery("notify"))
     posted = json.loads(fake.requests[0].body)["text"]
     shown = render_for(CONFIG, "notify", delivery("notify").body, now=NOW)
-    token = posted.split("token=")[1].split()[0]
-    assert shown.endswith(posted.replace(token, "(signature not shown)"))
-    assert token not in shown
+    tokens = re.findall(r"#([A-Za-z0-9_-]{43})$", posted, re.MULTILINE)
+    assert len(tokens) == 2  # acknowledge, follow-up done
+    for token in tokens:
+        posted = posted.replace(token, "token-not-shown")
+        assert token not in shown
+    assert shown.endswith(posted)
 
 
 @pytest.mark.parametrize("name", ["pas", "ehr", "notify"])
@@ -175,3 +190,26 @@ async def test_amqp_publishes_the_rendered_event_and_a_failed_publish_is_transie
     result = await sender.send(delivery("bus"))
     assert (result.outcome, result.detail) == (
         "transient", "BrokerUnavailable: not connected to RabbitMQ")  # fmt: skip
+
+
+async def test_each_link_has_a_token_of_its_own_stored_hashed_and_expiring() -> None:
+    ISSUED.clear()
+    fake = FakeHttp(answering(HttpResponse(200, b"")))
+    for _attempt in range(2):  # a retry sends fresh tokens
+        await http_sender("notify", fake).send(delivery("notify"))
+    sent = [json.loads(r.body)["notification"] for r in fake.requests]
+    tokens = [(n["ack_url"].split("#")[1], n["done_url"].split("#")[1]) for n in sent]
+    assert len({t for pair in tokens for t in pair}) == 4
+    event_id = sent[0]["references"]["event_id"]
+    base = f"https://cb.example/notifications/notify/{event_id}"
+    assert sent[0]["ack_url"] == f"{base}/ack#{tokens[0][0]}"
+    assert sent[0]["done_url"] == f"{base}/done#{tokens[0][1]}"
+    assert sent[0]["links_expire_at"] == "2026-07-15T10:00:00Z"  # 14 days by default
+    digest = {t: hashlib.sha256(t.encode()).hexdigest() for pair in tokens for t in pair}
+    assert [(i.action, i.token_sha256, i.event_id) for i in ISSUED] == [
+        (a, digest[t], event_id)
+        for pair in tokens
+        for a, t in zip(("ack", "done"), pair, strict=True)
+    ]
+    assert {i.expires_at for i in ISSUED} == {NOW + timedelta(days=14)}
+    assert not any(t in repr(ISSUED) for t in digest)

@@ -121,9 +121,7 @@ follow_up:
 
 def render(event: CareEvent, rules: Any = DEFAULT_RULES) -> str:
     found = follow_up_for(event, rules)
-    note = render_notification(
-        event, found, recipient="CAMHS TEAM", ack_url=None, now=NOW, rules=rules
-    )
+    note = render_notification(event, found, recipient="CAMHS TEAM", now=NOW, rules=rules)
     return note.text
 
 

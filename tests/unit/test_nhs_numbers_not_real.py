@@ -16,7 +16,7 @@ import orjson
 import pytest
 
 from mappings.clinical.follow_up import DEFAULT_RULES, follow_up_for
-from mappings.clinical.notification import render_notification
+from mappings.clinical.notification import Links, render_notification
 from mappings.codes import NHS_NUMBER_STATUSES
 from mappings.fhir.inbound import map_fhir
 from mappings.fhir.outbound import render_fhir_message
@@ -132,7 +132,7 @@ def test_the_clinician_is_told_plainly_and_reviewed() -> None:
         event,
         follow_up_for(event, DEFAULT_RULES),
         recipient="North CMHT (RXT)",
-        ack_url="https://carebridge.example.nhs.uk/ack/placeholder",
+        links=Links(ack="https://carebridge.example.nhs.uk/ack/placeholder"),
         now=NOW,
     )
     assert (
@@ -178,7 +178,7 @@ def test_hl7v2_out_never_says_verified_for_it() -> None:
 def test_status_codes_are_worded_as_the_data_dictionary_defines_them(code: str, words: str) -> None:
     raw = A03.replace("9434765919^^^NHS^NH~", "").replace("NSTS01", f"NSTS{code}")
     event = map_hl7v2(raw, PRODUCTION)
-    notification = render_notification(event, None, recipient="X", ack_url=None, now=NOW)
+    notification = render_notification(event, None, recipient="X", now=NOW)
     assert f"no verified NHS number (status {code}: {words})" in notification.text
 
 

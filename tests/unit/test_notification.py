@@ -1,5 +1,5 @@
 import os
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +12,7 @@ from fhir.resources.R4B.bundle import Bundle
 from mappings.clinical.follow_up import DEFAULT_RULES, follow_up_for
 from mappings.clinical.notification import (
     FOLLOW_UP_SYSTEM,
+    Links,
     Notification,
     is_notifiable,
     notification_id,
@@ -44,7 +45,8 @@ PROFILES = {
     for name, data in yaml.safe_load((FIXTURES / "profiles.yaml").read_text()).items()
 }
 NOW = datetime(2026, 2, 2, 10, 40, tzinfo=UTC)
-ACK = "https://carebridge.example.nhs.uk/ack/"
+LINKS = "https://carebridge.example.nhs.uk/notifications/clinicians/"
+EXAMPLE_TOKEN = "EXAMPLE-token-43-characters-long-0123456789"
 RECIPIENT = "North Community Mental Health Team (RXT)"
 
 
@@ -63,9 +65,15 @@ def render(event: CareEvent, now: datetime = NOW) -> Notification:
     follow_up = follow_up_for(event, DEFAULT_RULES)
     if event.kind is EventKind.CANCEL_DISCHARGE:
         follow_up = follow_up_for(DISCHARGE, DEFAULT_RULES)  # the follow-up being withdrawn
-    return render_notification(
-        event, follow_up, recipient=RECIPIENT, ack_url=ACK + event.event_id, now=now
+    tracked = event.corrects_event_id or event.event_id
+    links = Links(
+        ack=f"{LINKS}{tracked}/ack#{EXAMPLE_TOKEN}",
+        done=f"{LINKS}{tracked}/done#{EXAMPLE_TOKEN}"
+        if event.kind is EventKind.DISCHARGE and follow_up
+        else None,
+        expire_at=now + timedelta(days=14),
     )
+    return render_notification(event, follow_up, recipient=RECIPIENT, links=links, now=now)
 
 
 def changed(event: CareEvent = DISCHARGE, **stay: Any) -> CareEvent:
@@ -141,7 +149,9 @@ def test_the_discharge_text_says_who_where_when_and_by_when_to_follow_up() -> No
     assert "Responsible clinician: DR CLINICIAN RESPONSIBLE (C1234567)" in text
     assert "follow-up due by Thu 5 Feb 2026 10:30 GMT" in text
     assert "Risk flags: none recorded" in text
-    assert f"Acknowledge: {ACK}{DISCHARGE.event_id}" in text
+    assert f"Acknowledge: {LINKS}{DISCHARGE.event_id}/ack#{EXAMPLE_TOKEN}" in text
+    assert f"Record follow-up done: {LINKS}{DISCHARGE.event_id}/done#{EXAMPLE_TOKEN}" in text
+    assert "Links work once each, until Mon 16 Feb 2026 10:40 GMT" in text
 
 
 def test_a_missing_legal_status_is_never_reported_as_informal() -> None:
@@ -283,7 +293,7 @@ def test_notification_ids_are_stable_and_per_event() -> None:
 def test_now_must_be_timezone_aware() -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
         render_notification(
-            DISCHARGE, None, recipient=RECIPIENT, ack_url=None, now=datetime(2026, 2, 2)
+            DISCHARGE, None, recipient=RECIPIENT, links=None, now=datetime(2026, 2, 2)
         )
 
 

@@ -160,9 +160,12 @@ async def test_the_sender_alerts_an_out_of_area_default_and_records_the_rule() -
     async def no_original(_: str) -> CareEvent | None:
         return None
 
+    async def issue(_links: object) -> None:
+        return None
+
     http = FakeHttp(answering(HttpResponse(200, b"ok"), HttpResponse(200, b"ok")))
     sender = NotificationSender(DEST, http.post, DEFAULT_RULES, no_original, lambda: NOW,
-                                practice_icbs=ICBS, alert=alert)  # fmt: skip
+                                practice_icbs=ICBS, alert=alert, issue=issue)  # fmt: skip
     e = event(practice="Y99999", away=True)
     result = await sender.send(claimed(e))
     assert result.outcome == "delivered"

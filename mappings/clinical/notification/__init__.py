@@ -43,7 +43,7 @@ from typing import Any
 from mappings.clinical.follow_up.rules import DEFAULT_RULES, FollowUp, FollowUpRule
 from mappings.clinical.notification.facts import FOLLOW_UP_SYSTEM as FOLLOW_UP_SYSTEM
 from mappings.clinical.notification.facts import NOTIFICATION_SYSTEM as NOTIFICATION_SYSTEM
-from mappings.clinical.notification.facts import Facts, Kind, notification_kind
+from mappings.clinical.notification.facts import Facts, Kind, Links, notification_kind
 from mappings.clinical.notification.facts import notification_id as notification_id
 from mappings.clinical.notification.fhir import render_bundle
 from mappings.clinical.notification.payload import render_payload
@@ -53,6 +53,7 @@ from mappings.model import CareEvent
 __all__ = [
     "FOLLOW_UP_SYSTEM",
     "NOTIFICATION_SYSTEM",
+    "Links",
     "Notification",
     "is_notifiable",
     "notification_id",
@@ -80,7 +81,7 @@ def render_notification(
     follow_up: FollowUp | None,
     *,
     recipient: str,
-    ack_url: str | None,
+    links: Links | None = None,
     now: datetime,
     rules: Sequence[FollowUpRule] = DEFAULT_RULES,
 ) -> Notification:
@@ -89,6 +90,7 @@ def render_notification(
     `follow_up` is what `follow_up_for` gave the discharge (for a withdrawal: what it gave the
     discharge being withdrawn, if known). `rules` are only used to say why there is no
     follow-up: pass the rules `follow_up` came from. `now` (timezone-aware) is the send time.
+    `links` are the recipient's links, made by the caller (none: "Acknowledge: no link").
     Raises ValueError for an event that is not notifiable or a naive `now`.
     """
     kind = notification_kind(event)
@@ -96,7 +98,7 @@ def render_notification(
         raise ValueError(f"a {event.kind.value} event is not notifiable")
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError("now must be timezone-aware")
-    facts = Facts.of(event, kind, follow_up, recipient, ack_url, now, rules)
+    facts = Facts.of(event, kind, follow_up, recipient, links or Links(), now, rules)
     text = render_text(facts)
     return Notification(
         notification_id=facts.id,

@@ -100,6 +100,16 @@ def _changes_site(event: CareEvent) -> bool:
 
 
 @dataclass(frozen=True, slots=True)
+class Links:
+    """The recipient's links: one to acknowledge, one to record the follow-up done (only for a
+    discharge with a follow-up), each with a token of its own, and when they stop working."""
+
+    ack: str | None = None
+    done: str | None = None
+    expire_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Facts:
     """One notification of one event for one recipient, before it is written."""
 
@@ -107,7 +117,7 @@ class Facts:
     kind: Kind
     follow_up: FollowUp | None
     recipient: str
-    ack_url: str | None
+    links: Links
     now: datetime
     """The send time, in UTC."""
     id: str
@@ -124,7 +134,7 @@ class Facts:
         kind: Kind,
         follow_up: FollowUp | None,
         recipient: str,
-        ack_url: str | None,
+        links: Links,
         now: datetime,
         rules: Sequence[FollowUpRule],
     ) -> Facts:
@@ -133,7 +143,7 @@ class Facts:
             kind=kind,
             follow_up=follow_up,
             recipient=recipient,
-            ack_url=ack_url,
+            links=links,
             now=now.astimezone(UTC),
             id=notification_id(event.event_id),
             corrects=(

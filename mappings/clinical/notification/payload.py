@@ -29,7 +29,9 @@ def render_payload(facts: Facts) -> dict[str, Any]:
         "stay": _stay_block(facts),
         "follow_up": _follow_up_block(facts),
         "transitions": [{"kind": t.kind.value, "reason": t.reason} for t in event.transitions],
-        "ack_url": facts.ack_url,
+        "ack_url": facts.links.ack,
+        "done_url": facts.links.done,
+        "links_expire_at": iso(facts.links.expire_at) if facts.links.expire_at else None,
         "references": {
             "event_id": event.event_id,
             "corrects_event_id": event.corrects_event_id,

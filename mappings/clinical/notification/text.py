@@ -55,14 +55,19 @@ _MONTHS: Final = (
 
 
 def render_text(facts: Facts) -> str:
-    """The text of the notification, ending with its acknowledgement link."""
+    """The text of the notification, ending with its links (acknowledge, follow-up done)."""
     if facts.kind == "withdrawal":
         lines = _withdrawal_lines(facts)
     elif facts.kind == "transfer":
         lines = _transfer_lines(facts)
     else:
         lines = _discharge_lines(facts)
-    lines.append(f"Acknowledge: {facts.ack_url}" if facts.ack_url else "Acknowledge: no link")
+    links = facts.links
+    lines.append(f"Acknowledge: {links.ack}" if links.ack else "Acknowledge: no link")
+    if links.done:
+        lines.append(f"Record follow-up done: {links.done}")
+    if links.expire_at and (links.ack or links.done):
+        lines.append(f"Links work once each, until {_local(links.expire_at)}")
     return "\n".join(lines) + "\n"
 
 
