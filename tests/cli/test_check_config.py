@@ -17,7 +17,6 @@ EXAMPLE_VARIABLES = [
     "COMMUNITY_TEAM_WEBHOOK_SECRET",
     "GP_WEBHOOK_SECRET",
     "GP_CONNECT_TOKEN",
-    "NOTIFY_ACK_SECRET",
     "ALERT_WEBHOOK_SECRET",
 ]
 SECRET = "s" * 40
@@ -46,7 +45,7 @@ def test_the_example_config_checks_without_its_secrets_listing_each_unset_variab
         "destinations[discharge-notifications].recipients[0].secret)"
     ) in result.stderr.splitlines()
     assert result.stdout.strip() == (
-        f"{EXAMPLE}: valid (3 sources, 4 destinations, 4 routes); 7 environment variables not set"
+        f"{EXAMPLE}: valid (3 sources, 4 destinations, 4 routes); 6 environment variables not set"
     )
 
 
@@ -91,7 +90,6 @@ def test_an_env_file_supplies_the_variables(tmp_path: Path) -> None:
         'CAREBRIDGE_STORE_URL="postgresql+asyncpg://carebridge@db/carebridge"\n'
         f"COMMUNITY_TEAM_WEBHOOK_SECRET='{SECRET}'\n"
         f"GP_WEBHOOK_SECRET={SECRET}  # rotated quarterly\n"
-        f"NOTIFY_ACK_SECRET={SECRET}\n"
         f"ALERT_WEBHOOK_SECRET={SECRET}\n"
     )
     result = check(str(EXAMPLE), "--env-file", str(env_file), "--require-env",
