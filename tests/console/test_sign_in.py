@@ -37,7 +37,7 @@ async def test_failures_lock_the_user_out_even_with_the_right_password(store: St
             locked = await attempt(s, "olive", PASSWORD)
         assert statuses == [401, 401, 429]
         assert locked.status == 429
-        assert 590 <= int(locked.headers["Retry-After"]) <= 600
+        assert 500 <= int(locked.headers["Retry-After"]) <= 600
         assert (await attempt(s, "clara", PASSWORD)).status == 303  # others are not locked
     failed = [e for e in logs if e["event"] == "console.sign_in_failed"]
     assert [(e["user"], e["address"]) for e in failed] == [("olive", "127.0.0.1")] * 3
