@@ -84,13 +84,15 @@ def render_notification(
     links: Links | None = None,
     now: datetime,
     rules: Sequence[FollowUpRule] = DEFAULT_RULES,
+    ack_url: str | None = None,
 ) -> Notification:
     """The notification of a notifiable event for one recipient.
 
     `follow_up` is what `follow_up_for` gave the discharge (for a withdrawal: what it gave the
     discharge being withdrawn, if known). `rules` are only used to say why there is no
     follow-up: pass the rules `follow_up` came from. `now` (timezone-aware) is the send time.
-    `links` are the recipient's links, made by the caller (none: "Acknowledge: no link").
+    `links` are the recipient's links, made by the caller (none: "Acknowledge: no link");
+    `ack_url` alone is short for ``Links(ack=ack_url)``.
     Raises ValueError for an event that is not notifiable or a naive `now`.
     """
     kind = notification_kind(event)
@@ -98,7 +100,7 @@ def render_notification(
         raise ValueError(f"a {event.kind.value} event is not notifiable")
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError("now must be timezone-aware")
-    facts = Facts.of(event, kind, follow_up, recipient, links or Links(), now, rules)
+    facts = Facts.of(event, kind, follow_up, recipient, links or Links(ack=ack_url), now, rules)
     text = render_text(facts)
     return Notification(
         notification_id=facts.id,
