@@ -37,6 +37,17 @@ async def drop_pg_database(name: str) -> None:
         await conn.close()
 
 
+@pytest.fixture(autouse=True)
+def _logging_restored() -> Iterator[None]:
+    """A test that runs the CLI in-process configures logging onto the stderr pytest captures
+    for that test and closes after it: put the logging set-up back, so later tests' log lines
+    do not fail with "I/O operation on closed file"."""
+    config, handlers = structlog.get_config(), logging.getLogger().handlers[:]
+    yield
+    structlog.configure(**config)
+    logging.getLogger().handlers[:] = handlers
+
+
 def pg_url(database: str) -> str:
     base = PG_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
     return f"{base}/{database}"
