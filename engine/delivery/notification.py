@@ -111,11 +111,12 @@ def link_actions(event: CareEvent, subject: CareEvent,
     return (tracked, ("ack",)) if tracked else None
 
 
-def links_for(config: NotificationDestination, tokens: LinkTokens | None, now: datetime,
+def links_for(config: NotificationDestination, tokens: LinkTokens | None,
               event_id: str, actions: Sequence[LinkAction]) -> Links:  # fmt: skip
     """The recipient's links: ``<base>/notifications/<destination>/<event>/<action>#<token>``.
     The token is in the fragment, which browsers never send: the page reads it and posts it.
-    Without `tokens` (a preview shown to operators), a placeholder in place of each token."""
+    Without `tokens` (a preview shown to operators), a placeholder in place of each token, and
+    no expiry (it is set when the notification is sent)."""
     base = f"{config.ack_base_url.rstrip('/')}/notifications/{config.name}/{event_id}"
 
     def url(action: LinkAction) -> str | None:
@@ -124,7 +125,7 @@ def links_for(config: NotificationDestination, tokens: LinkTokens | None, now: d
         token = tokens.tokens[action] if tokens is not None else HIDDEN_TOKEN
         return f"{base}/{action}#{token}"
 
-    expires = tokens.expires_at if tokens is not None else now + config.link_lifetime
+    expires = tokens.expires_at if tokens is not None else None  # set when sent
     return Links(ack=url("ack"), done=url("done"), expire_at=expires)
 
 
@@ -166,7 +167,7 @@ def render_notice(
     # A withdrawal names the follow-up it cancels: the one its original discharge started.
     follow_up = follow_up_for(subject, rules) if subject.kind is EventKind.DISCHARGE else None
     acting = link_actions(event, subject, rules)
-    links = links_for(config, tokens, now, *acting) if acting else None
+    links = links_for(config, tokens, *acting) if acting else None
     if recipient.adult_services:
         event = to_adult_team(event, recipient.name, camhs_functions)
     note = render_notification(

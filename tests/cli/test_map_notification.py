@@ -74,7 +74,8 @@ def test_a_discharge_names_recipient_why_follow_up_rule_warnings_and_text(config
     assert "warnings:\n  - PID-3[1]:" in out
     assert "  DISCHARGE from mental health inpatient care\n" in out
     assert SECRET not in out
-    assert "token=(signature not shown)" in out
+    assert "/ack#token-not-shown\n" in out
+    assert "/done#token-not-shown\n" in out
 
 
 def test_a_young_person_out_of_area_goes_to_the_fallback_and_says_why(config: Path) -> None:
