@@ -4,8 +4,8 @@ SHA-256 in `ack_links`; and where an acknowledgement or a follow-up done came fr
 Links sent before this revision (an HMAC in the query string, never expiring) are no longer
 accepted.
 
-Revision ID: 0010
-Revises: 0009
+Revision ID: 0011
+Revises: 0010
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from alembic import op
 
 from engine.store.schema import UtcDateTime
 
-revision = "0010"
-down_revision = "0009"
+revision = "0011"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 
