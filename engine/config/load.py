@@ -146,7 +146,8 @@ def parse_config(
     """Parse and validate config text; raise ConfigError listing every problem (an unset
     environment variable is one)."""
     checked = _check(text, origin, os.environ if env is None else env, require_env=True)
-    assert checked.config is not None  # with every variable required, a problem is raised
+    if checked.config is None:  # not reached: with every variable required, that is a problem
+        raise ConfigError(checked.warnings())
     return checked.config
 
 
