@@ -59,7 +59,9 @@ async def test_delivery_metrics_follow_attempts_and_latency(
     for seq in range(3):
         await enqueue(store, f"p{seq}", seq)
     client = await WebhookClient().__aenter__()
-    config = WebhookDestination(type="webhook", name="dest", url=destination.url)
+    config = WebhookDestination(
+        type="webhook", name="dest", url=destination.url, allow_plain_http=True
+    )
     loop = DeliveryLoop(
         store, {"dest": WebhookSender(config, client.post)}, {"dest": FAST}, {"dest": False},
         DeliveryConfig(concurrency=8, poll_interval=timedelta(milliseconds=50)),
