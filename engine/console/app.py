@@ -24,7 +24,7 @@ from engine.console.context import Console, log
 from engine.console.routes.actions import Actions
 from engine.console.routes.follow_ups import FollowUps
 from engine.console.routes.messages import Messages
-from engine.console.routes.overview import Overview
+from engine.console.routes.overview import Overview, script
 from engine.console.routes.patients import Patients
 from engine.console.routes.sessions import Sessions
 from engine.console.routes.signin import SignIn
@@ -71,6 +71,8 @@ def console_app(
     app.router.add_get("/dead-letters", overview.dead_letters)
     app.router.add_post("/dead-letters/replay", acts.bulk_replay)
     app.router.add_get("/dashboard", overview.dashboard)
+    app.router.add_get("/dashboard/charts", overview.charts)
+    app.router.add_get("/static/console.js", script)
     app.router.add_get("/mesh/inbox", overview.mesh_inbox)
     app.router.add_get("/metrics", overview.prometheus)
     app.router.add_get("/audit", overview.audit_log)

@@ -21,11 +21,13 @@ from engine.console.context import PRINCIPAL, Console, log
 from engine.console.templates import Safe
 from engine.store.console_search import BadFilter
 
-_PUBLIC = frozenset({"/login", "/static/console.css"})
+_PUBLIC = frozenset({"/login", "/static/console.css", "/static/console.js"})
 CSP = (
-    "default-src 'none'; style-src 'self'; form-action 'self'; frame-ancestors 'none'; "
-    "base-uri 'none'"
+    "default-src 'none'; style-src 'self'; script-src 'self'; connect-src 'self'; "
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
+"""Scripts and fetches only from the console itself: the one script is the dashboard's chart
+refresh (/static/console.js); nothing inline runs."""
 
 
 def cookie_name(config: ConsoleConfig, name: str) -> str:

@@ -2,7 +2,8 @@
 
 `html()` fills a `string.Template` and escapes every value that is not already `Safe` markup,
 so a payload, a reason or a name from a message can never become markup. Pages carry no
-scripts; the style sheet is served from the console itself (see the CSP in `app.py`).
+inline script: the dashboard's chart refresh and the style sheet are served from the console
+itself (see the CSP in `security.py`).
 """
 
 from __future__ import annotations
@@ -164,4 +165,5 @@ form.inline{display:inline}.notice{background:#ffeb3b;padding:.5em}
 .error{background:#fdd;padding:.5em}label{margin-right:1em}
 .gap{color:#a00;font-weight:bold}.state-dead{color:#a00}.state-delivered{color:#070}
 .cancelled{color:#666;text-decoration:line-through}
+figure.chart{display:inline-block;margin:.5em}.spans a.on{font-weight:bold}
 """

@@ -6,6 +6,7 @@ of the audit log are audited (`audited`)."""
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import timedelta
 
 from aiohttp import web
 
@@ -14,12 +15,34 @@ from engine.console import metrics
 from engine.console.audited import listing, record_read
 from engine.console.auth import sees_patient_data
 from engine.console.context import Console, notice, number
+from engine.console.templates import Safe
 from engine.console.views.audit import audit_page
-from engine.console.views.dashboard import dashboard_page
+from engine.console.views.dashboard import (
+    SCRIPT,
+    SPANS,
+    backlog_bars,
+    charts_box,
+    charts_fragment,
+    dashboard_page,
+)
 from engine.console.views.dead_letters import dead_letters_page
 from engine.console.views.mesh import inbox_page
+from engine.store.console_charts import delivery_counts, delivery_latency, message_rates
 from engine.store.console_mesh import kept_inbox
+from engine.store.console_models import Figures
 from engine.store.console_reads import audit_entries, dead_letters, figures
+
+CHART_REFRESH = 30
+"""Seconds between the dashboard's chart refreshes."""
+
+
+def _span(request: web.Request) -> str:
+    span = request.query.get("span", "1h")
+    return span if span in SPANS else "1h"
+
+
+async def script(_request: web.Request) -> web.Response:
+    return web.Response(text=SCRIPT, content_type="text/javascript")
 
 
 class Overview:
@@ -48,8 +71,25 @@ class Overview:
 
     async def dashboard(self, request: web.Request) -> web.Response:
         self.console.need(request, "viewer")
+        span = _span(request)
         found = await figures(self.console.store)
-        return self.console.html(request, "Dashboard", dashboard_page(found))
+        charts = charts_box(span, CHART_REFRESH, await self._charts(span, found))
+        return self.console.html(request, "Dashboard", dashboard_page(found, charts))
+
+    async def charts(self, request: web.Request) -> web.Response:
+        """The charts alone, for the dashboard's script to refresh them in place."""
+        self.console.need(request, "viewer")
+        fragment = await self._charts(_span(request), await figures(self.console.store))
+        return web.Response(text=fragment, content_type="text/html")
+
+    async def _charts(self, span: str, found: Figures) -> Safe:
+        store, now = self.console.store, found.at
+        return charts_fragment(
+            await message_rates(store, now, timedelta(hours=1 if span == "1h" else 24)),
+            await delivery_counts(store, now),
+            await delivery_latency(store, now),
+            backlog_bars(found),
+        )
 
     async def prometheus(self, request: web.Request) -> web.Response:
         self.console.need(request, "viewer")
