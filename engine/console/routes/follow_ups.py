@@ -8,11 +8,11 @@ from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
 
+from engine.console.audited import listing, record_read
 from engine.console.auth import Principal, sees_patient_data
 from engine.console.context import Console
 from engine.console.follow_up_teams import TeamFollowUp, by_team
 from engine.console.views.follow_ups import follow_ups_csv, follow_ups_page
-from engine.store import audit
 from engine.store.console_follow_ups import FollowUpList, team_follow_ups
 from engine.store.console_search import BadFilter
 
@@ -37,24 +37,29 @@ class FollowUps:
         c = self.console
         principal = c.need(request, "viewer")
         items, hours, found = await self._read(request)
-        await self._audit(principal, "view_follow_ups", items)
+        await self._audit(principal, "view_follow_ups", items, request)
         body = follow_ups_page(principal, request.query, items, hours, found.cut)
         return c.html(request, "Follow-ups by team", body)
 
     async def csv(self, request: web.Request) -> web.Response:
         principal = self.console.need(request, "viewer")
         items, _hours, _found = await self._read(request)
-        await self._audit(principal, "export_follow_ups", items)
+        await self._audit(principal, "export_follow_ups", items, request)
         return web.Response(
             text=follow_ups_csv(principal, items),
             content_type="text/csv",
             headers={"Content-Disposition": 'attachment; filename="follow-ups.csv"'},
         )
 
-    async def _audit(self, principal: Principal, action: str, items: list[TeamFollowUp]) -> None:
+    async def _audit(
+        self, principal: Principal, action: str, items: list[TeamFollowUp], request: web.Request
+    ) -> None:
+        """For roles that see patient data: the messages of the follow-ups listed (`audited`)."""
         if sees_patient_data(principal.role):
-            entry = audit.AuditEntry(action, detail=f"{len(items)} follow-up(s) listed")
-            await audit.record(self.console.store, principal, entry)
+            ids = [t.row.message_id for t in items]
+            filters = {"window": request.query.get("window")}
+            detail = listing(filters, ids, before=None, what="messages")
+            await record_read(self.console.store, principal, action, detail)
 
 
 def _window(value: str | None) -> float:
