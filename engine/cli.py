@@ -261,6 +261,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from engine.simulate.pathways import PathwayError, load_pathways
     from engine.simulate.receivers import NotLocal
     from engine.simulate.run import Options, generate, simulate, write_out
+    from engine.simulate.truth import NotModelled
 
     try:
         config = _load(args.config)
@@ -277,14 +278,14 @@ def cmd_simulate(args: argparse.Namespace) -> int:
                       amqp_url=args.amqp, rate=args.rate, speed=args.speed, out=args.out,
                       verify=args.verify, timeout=args.timeout)  # fmt: skip
     now = datetime.now(UTC)
-    if args.dry_run:
-        sent, truth = generate(options, now)
-        write_out(args.out, sent, truth)
-        print(f"{len(sent)} messages and their ground truth written to {args.out}")
-        return EXIT_OK
     try:
+        if args.dry_run:
+            sent, truth = generate(options, now)
+            write_out(args.out, sent, truth)
+            print(f"{len(sent)} messages and their ground truth written to {args.out}")
+            return EXIT_OK
         return asyncio.run(simulate(options, now))
-    except NotLocal as exc:
+    except (NotLocal, NotModelled) as exc:
         return _fail(str(exc), EXIT_USAGE)
 
 

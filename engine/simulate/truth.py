@@ -84,8 +84,35 @@ def recipient_for(recipients: list[NotificationRecipient], event: SimEvent) -> s
     return None
 
 
+MODELLED = frozenset({"name", "url", "secret", "gp_practices", "providers", "sources",
+                      "adult_services"})  # fmt: skip
+"""The recipient criteria the ground truth models; a config that uses another is refused rather
+than judged wrongly."""
+
+
+class NotModelled(ValueError):
+    """The config asks the ground truth something it does not model."""
+
+
+def check_modelled(config: Config) -> None:
+    """Refuse a config whose recipients choose by criteria the truth does not model (postcode
+    district, ICB, age band, treatment function, care setting: the engine's recipient rules),
+    or whose transitions send out-of-area patients to home teams."""
+    for dest in config.destinations:
+        if not isinstance(dest, NotificationDestination):
+            continue
+        for recipient in dest.recipients:
+            used = {k for k, v in recipient if v} - MODELLED
+            if used:
+                raise NotModelled(
+                    f"destinations[{dest.name}].recipients[{recipient.name}]: the simulator's "
+                    f"ground truth does not model {', '.join(sorted(used))} yet"
+                )
+
+
 def ground_truth(config: Config, sent: list[SimMessage]) -> list[Expected]:
     """What must come of each message in `sent`, in the order they are sent."""
+    check_modelled(config)
     truth: list[Expected] = []
     by_event: dict[tuple[int, int], Expected] = {}
     for seq, message in enumerate(sent):

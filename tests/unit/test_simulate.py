@@ -226,3 +226,17 @@ def test_the_shipped_simulation_config_is_served_on_this_machine(
                           env={"ACK": "a" * 40})  # fmt: skip
     with pytest.raises(NotLocal):
         plan_for(remote)
+
+
+def test_recipient_rules_the_truth_does_not_model_are_refused_not_misjudged() -> None:
+    from engine.simulate.truth import NotModelled
+
+    by_age = SIM_CONFIG.replace(
+        '{name: cmht, url: "http://127.0.0.1:19102/cmht"}',
+        '{name: cmht, url: "http://127.0.0.1:19102/cmht", min_age: 18}',
+    )
+    assert by_age != SIM_CONFIG
+    config = parse_config(by_age, env={"ACK": "a" * 40})
+    options = Options(config, packaged_pathways(), patients=5, seed=1)
+    with pytest.raises(NotModelled, match="min_age"):
+        generate(options, NOW)
