@@ -31,23 +31,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, model_validator
+
+from engine.yaml_files import FileProblems, Strict, read_model
+
+SpecError = FileProblems
+"""A test file cannot be used; `problems` are ``file: path: reason`` lines."""
 
 
-class SpecError(Exception):
-    """A test file cannot be used; `problems` are ``path: reason`` lines."""
-
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("\n".join(problems))
-        self.problems = problems
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Input(_Strict):
+class Input(Strict):
     """Exactly one of: a file (relative to the test file), inline HL7v2 (one segment a line),
     or inline FHIR (a JSON document, as YAML or as text)."""
 
@@ -74,7 +66,7 @@ class Input(_Strict):
         return json.dumps(self.fhir).encode()
 
 
-class FollowUpExpect(_Strict):
+class FollowUpExpect(Strict):
     none: bool = False
     """True: the event must start no follow-up clock."""
     standard: str | None = None
@@ -82,7 +74,7 @@ class FollowUpExpect(_Strict):
     due_at: datetime | None = None
 
 
-class NotificationExpect(_Strict):
+class NotificationExpect(Strict):
     destination: str
     recipient: str | None = None
     """The recipient's name, or `null` with `sent: false`."""
@@ -90,7 +82,7 @@ class NotificationExpect(_Strict):
     text_contains: list[str] = Field(default_factory=list)
 
 
-class Expect(_Strict):
+class Expect(Strict):
     accepted: bool | None = None
     rejected: str | None = None
     """A phrase the rejection reason must contain ("" for any rejection)."""
@@ -113,7 +105,7 @@ class Expect(_Strict):
         return self.rejected is not None or self.accepted is False
 
 
-class Case(_Strict):
+class Case(Strict):
     name: str = Field(min_length=1)
     source: str
     input: Input
@@ -121,31 +113,12 @@ class Case(_Strict):
     expect: Expect
 
 
-class RouteTestFile(_Strict):
+class RouteTestFile(Strict):
     config: Path | None = None
     """The config these cases are written for, relative to the test file (`-c` overrides)."""
     tests: list[Case] = Field(min_length=1)
 
 
-def _where(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "(top level)"
-
-
 def load_test_file(path: Path) -> RouteTestFile:
     """Read and validate one test file; SpecError with ``file: path: reason`` lines if broken."""
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise SpecError([f"{path}: cannot read ({exc.strerror})"]) from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f" (line {mark.line + 1})" if mark is not None else ""
-        raise SpecError([f"{path}: not valid YAML{line}"]) from None
-    try:
-        return RouteTestFile.model_validate(raw)
-    except ValidationError as exc:
-        problems = [f"{path}: {_where(e['loc'])}: {e['msg']}" for e in exc.errors()]
-        raise SpecError(problems) from None
+    return read_model(path, RouteTestFile)

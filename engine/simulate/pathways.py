@@ -37,10 +37,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, field_validator
 
 from engine.config.base import Duration
+from engine.yaml_files import FileProblems, Strict, read_model
 
 StepName = Literal[
     "admit",
@@ -55,19 +55,11 @@ StepName = Literal[
 ]
 
 
-class PathwayError(Exception):
-    """A pathway file cannot be used; `problems` are ``path: reason`` lines."""
-
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("\n".join(problems))
-        self.problems = problems
+PathwayError = FileProblems
+"""A pathway file cannot be used; `problems` are ``file: path: reason`` lines."""
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Step(_Strict):
+class Step(Strict):
     step: StepName
     probability: float = Field(default=1.0, ge=0.0, le=1.0)
     after: tuple[Duration, Duration] = (timedelta(hours=1), timedelta(days=1))
@@ -96,7 +88,7 @@ class Step(_Strict):
         return value
 
 
-class Pathway(_Strict):
+class Pathway(Strict):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
     description: str | None = None
     setting: Literal["mental_health", "acute", "community"]
@@ -121,26 +113,8 @@ class Pathway(_Strict):
         return steps
 
 
-def _where(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "(top level)"
-
-
 def load_pathway(path: Path) -> Pathway:
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise PathwayError([f"{path}: cannot read ({exc.strerror})"]) from None
-    except yaml.YAMLError:
-        raise PathwayError([f"{path}: not valid YAML"]) from None
-    try:
-        return Pathway.model_validate(raw)
-    except ValidationError as exc:
-        raise PathwayError(
-            [f"{path}: {_where(e['loc'])}: {e['msg']}" for e in exc.errors()]
-        ) from None
+    return read_model(path, Pathway)
 
 
 def packaged_pathways() -> list[Pathway]:
