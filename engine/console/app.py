@@ -70,6 +70,7 @@ def console_app(
     app.router.add_get("/follow-ups.csv", follow_ups.csv)
     app.router.add_get("/dead-letters", overview.dead_letters)
     app.router.add_post("/dead-letters/replay", acts.bulk_replay)
+    app.router.add_post("/dead-letters/replay-group", acts.group_replay)
     app.router.add_get("/dashboard", overview.dashboard)
     app.router.add_get("/dashboard/charts", overview.charts)
     app.router.add_get("/static/console.js", script)

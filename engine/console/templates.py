@@ -16,6 +16,7 @@ from string import Template
 from urllib.parse import urlencode
 
 from engine.console.auth import Principal, allowed, sees_patient_data
+from engine.readable import local
 
 MASK = "•••"
 """What a viewer sees in place of anything about a patient."""
@@ -32,8 +33,8 @@ def esc(value: object) -> Safe:
         return value
     if value is None:
         return Safe("")
-    if isinstance(value, datetime):
-        return Safe(value.strftime("%Y-%m-%d %H:%M:%S"))
+    if isinstance(value, datetime):  # every time on every page: UK local time, zone shown
+        return Safe(local(value))
     return Safe(_html.escape(str(value), quote=True))
 
 

@@ -141,14 +141,18 @@ async def replay_dead_letters(
     up_to: int | None,
     limit: int,
     reason: str | None = None,
+    only: Sequence[int] | None = None,
 ) -> Changed:
-    """Replay up to `limit` unresolved dead letters matching the filter, oldest first."""
+    """Replay up to `limit` unresolved dead letters matching the filter, oldest first; with
+    `only`, just those of these delivery ids (one group of `console_dead_letters`)."""
     chosen = (
         sa.select(deliveries.c.id)
         .where(dead_letter_condition(destination, source, up_to))
         .order_by(deliveries.c.id)
         .limit(limit)
     )
+    if only is not None:
+        chosen = chosen.where(deliveries.c.id.in_(list(only)))
     where = sa.and_(
         deliveries.c.id.in_(chosen.scalar_subquery()), deliveries.c.status == DeliveryStatus.DEAD
     )

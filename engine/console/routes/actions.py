@@ -13,6 +13,7 @@ from engine.console import remap
 from engine.console.auth import Principal
 from engine.console.context import Console, log, number
 from engine.store import operator as actions
+from engine.store.console_dead_letters import dead_letter_groups
 
 
 class Actions:
@@ -103,6 +104,36 @@ class Actions:
             up_to=number(str(form.get("up_to", ""))),
             limit=c.config.bulk_limit,
             reason=str(form.get("comment", "")) or None,
+        )
+        return self._after(principal, "replay", changed, "/dead-letters")
+
+    async def group_replay(self, request: web.Request) -> web.Response:
+        """Replay one group of the dead letters grouped by error (destination and normalised
+        reason), none newer than the operator saw listed: the bulk replay, on the group's ids."""
+        c = self.console
+        principal = c.need(request, "operator")
+        form = await request.post()
+        destination = str(form.get("destination", ""))
+        up_to = number(str(form.get("up_to", "")))
+        found = await dead_letter_groups(c.store, destination=destination or None, up_to=up_to)
+        wanted = str(form.get("reason", ""))
+        ids = next(
+            (
+                g.delivery_ids
+                for g in found.groups
+                if g.destination == destination and g.reason == wanted
+            ),
+            (),
+        )
+        changed = await actions.replay_dead_letters(
+            c.store,
+            principal,
+            destination=destination or None,
+            source=None,
+            up_to=up_to,
+            limit=c.config.bulk_limit,
+            reason=str(form.get("comment", "")) or None,
+            only=ids,
         )
         return self._after(principal, "replay", changed, "/dead-letters")
 

@@ -25,9 +25,11 @@ from engine.console.views.dashboard import (
     charts_fragment,
     dashboard_page,
 )
+from engine.console.views.dead_letter_groups import groups_section
 from engine.console.views.dead_letters import dead_letters_page
 from engine.console.views.mesh import inbox_page
 from engine.store.console_charts import delivery_counts, delivery_latency, message_rates
+from engine.store.console_dead_letters import dead_letter_groups
 from engine.store.console_mesh import kept_inbox
 from engine.store.console_models import Figures
 from engine.store.console_reads import audit_entries, dead_letters, figures
@@ -67,6 +69,11 @@ class Overview:
             detail = listing(filters, ids, before=number(q.get("before")), what="messages")
             await record_read(c.store, principal, "list_dead_letters", detail)
         body = dead_letters_page(principal, dict(q), found, c.csrf(request), c.config.bulk_limit)
+        if "before" not in q and not q.get("source"):
+            groups = await dead_letter_groups(c.store, destination=q.get("destination") or None)
+            body = Safe(
+                groups_section(principal, groups, c.csrf(request), c.config.bulk_limit) + body
+            )
         return c.html(request, "Dead letters", body, notice=notice(request))
 
     async def dashboard(self, request: web.Request) -> web.Response:

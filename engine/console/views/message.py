@@ -20,6 +20,7 @@ from engine.console.templates import (
 from engine.console.views import Renderer
 from engine.console.views.journey import journey_link
 from engine.console.views.mesh import mesh_section, mesh_timeline
+from engine.readable import milliseconds
 from engine.store.console_models import AuditRecord, DeliveryState, DeliveryView, MessageDetail
 from engine.store.statuses import MessageStatus
 
@@ -172,11 +173,11 @@ def _delivery(
     render: Renderer | None,
 ) -> Safe:
     attempts = table(
-        ("started", "ms", "outcome", "code", "response or error"),
+        ("started", "took", "outcome", "code", "response or error"),
         [
             (
                 a.started_at,
-                a.duration_ms,
+                milliseconds(a.duration_ms),
                 a.outcome,
                 a.status_code,
                 shown(principal, a.detail) if a.detail else "",
