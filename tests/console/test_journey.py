@@ -3,11 +3,14 @@ follow-up and corrections, the gaps flagged, only for roles that see patient dat
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
+
 import pytest
 
 from engine.store import Store, console_reads
 from tests.console.journey_seed import OTHER, seed_journey
-from tests.console.seed import NHS
+from tests.console.seed import NHS, accepted, deliver_all
 from tests.console.web import console, signed_in
 
 pytestmark = pytest.mark.integration
@@ -59,3 +62,34 @@ async def test_a_local_number_finds_the_journey_and_a_viewer_is_refused(store: S
     assert "view_journey" in actions
     assert "search_patient" in actions
     assert not [t for t in await console_reads.audit_entries(store, actor="vera")]
+
+
+async def test_a_merge_names_the_keys_it_retired_and_dead_letters_link_the_journey(
+    store: Store,
+) -> None:
+    merge = accepted("mg1", kind="merge", destinations=("team",))
+    assert merge.accepted is not None
+    body = json.dumps(
+        {
+            "event_id": "ev-mg1",
+            "kind": "merge",
+            "merge": {
+                "survivor": [{"kind": "nhs_number", "value": NHS}],
+                "retired": [
+                    {"kind": "local", "value": "OLD1", "system": "RXX"},
+                    {"kind": "nhs_number", "value": "9990000018"},
+                ],
+            },
+        }
+    )
+    await store.record_intake([replace(merge, accepted=replace(merge.accepted, body=body))])
+    await deliver_all(store, dead=frozenset({"team"}))
+    async with console(store) as c, signed_in(c.url, "clara") as s:
+        async with s.get("/patients", params={"patient": NHS}) as r:
+            page = await r.text()
+        async with s.get("/dead-letters") as r:
+            dead = await r.text()
+    assert "merged in local:mh-trust:RXX:OLD1" in page
+    assert "merged in nhs:9990000018" in page
+    assert f'href="/patients?patient=nhs%3A{NHS}"' in dead
+    assert 'href="/messages/1#delivery-1"' in dead

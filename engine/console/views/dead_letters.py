@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from engine.console.auth import Principal, allowed
+from engine.console.auth import Principal, allowed, sees_patient_data
 from engine.console.templates import (
+    MASK,
     Safe,
     csrf_field,
     html,
@@ -16,6 +17,7 @@ from engine.console.templates import (
     table,
     text_input,
 )
+from engine.console.views.journey import journey_link
 from engine.store.console_models import DeadLetterPage, DeadLetterView
 
 _COLUMNS = (
@@ -71,12 +73,12 @@ def _bulk_replay(query: Mapping[str, str], up_to: int, csrf: str, bulk_limit: in
 def _line(principal: Principal, r: DeadLetterView) -> tuple[object, ...]:
     return (
         html('<a href="/messages/$m">$m</a>', m=r.message_id),
-        r.id,
+        html('<a href="/messages/$m#delivery-$d">$d</a>', m=r.message_id, d=r.id),
         r.destination,
         r.source,
         r.message_key,
         r.event_kind,
-        shown(principal, r.patient_key),
+        journey_link(r.patient_key) if sees_patient_data(principal.role) else MASK,
         r.attempts,
         shown(principal, r.last_error),
     )
