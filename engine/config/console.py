@@ -100,6 +100,8 @@ class ConsoleConfig(Strict):
     page_size: int = Field(default=50, ge=1, le=500)
     bulk_limit: int = Field(default=1000, ge=1, le=100_000)
     """Most dead letters one bulk replay may reset."""
+    due_soon: Duration = Field(default=timedelta(hours=24), gt=timedelta(0), le=timedelta(days=14))
+    """The follow-ups page's default "due soon" window (a page may ask for another)."""
 
     @property
     def secure_cookies(self) -> bool:

@@ -92,10 +92,18 @@ async def test_follow_ups_by_team_in_each_state_with_local_times(store: Store) -
     assert "derived" not in page
     assert "/patients?patient=nhs%3A9990000018" in page
     assert _numbers(narrow.split("<td>east-team</td>")[1])[:3] == ["1", "0", "1"]
+    async with (
+        console(store, due_soon="2h") as c,
+        signed_in(c.url, "clara") as s,
+        s.get("/follow-ups") as r,
+    ):
+        configured = await r.text()
+    assert "due soon means within 2 h" in configured
+    assert _numbers(configured.split("<td>east-team</td>")[1])[:3] == ["1", "0", "1"]
     trail = await console_reads.audit_entries(store, actor="clara")
-    assert [t.action for t in trail] == ["view_follow_ups"] * 2
+    assert [t.action for t in trail] == ["view_follow_ups"] * 3
     assert trail[-1].detail == "no filters; 5 rows: messages 5-1"
-    assert trail[0].detail == "filters window='1'; 5 rows: messages 5-1"
+    assert trail[1].detail == "filters window='1'; 5 rows: messages 5-1"
 
 
 def _numbers(fragment: str) -> list[str]:

@@ -16,8 +16,6 @@ from engine.console.views.follow_ups import follow_ups_csv, follow_ups_page
 from engine.store.console_follow_ups import FollowUpList, team_follow_ups
 from engine.store.console_search import BadFilter
 
-DEFAULT_WINDOW = 24.0
-"""Hours: a follow-up due within this is "due soon"."""
 DONE_WITHIN = timedelta(days=30)
 """Done follow-ups are listed for this long after they were done."""
 
@@ -27,7 +25,8 @@ class FollowUps:
         self.console = console
 
     async def _read(self, request: web.Request) -> tuple[list[TeamFollowUp], float, FollowUpList]:
-        hours = _window(request.query.get("window"))
+        default = self.console.config.due_soon.total_seconds() / 3600
+        hours = _window(request.query.get("window"), default)
         now = datetime.now(UTC)
         found = await team_follow_ups(self.console.store, now, DONE_WITHIN)
         items = by_team(found.rows, self.console.engine_config, now, timedelta(hours=hours))
@@ -62,9 +61,10 @@ class FollowUps:
             await record_read(self.console.store, principal, action, detail)
 
 
-def _window(value: str | None) -> float:
+def _window(value: str | None, default: float) -> float:
+    """Hours: a follow-up due within this is "due soon"."""
     if not value:
-        return DEFAULT_WINDOW
+        return default
     try:
         hours = float(value)
     except ValueError:
