@@ -117,6 +117,7 @@ class Intake:
     async def run(self) -> None:
         limit = self._config.intake.batch_size
         while taken := await self._deliveries.take(limit):
+            metrics.INTAKE_WAITING.set(self._deliveries.backlog)
             batch = [(self._sources[d.queue], d) for d in taken]
             if not any(d.redelivered for d in taken):
                 await self._commit(batch)

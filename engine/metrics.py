@@ -11,6 +11,7 @@
 - ``carebridge_delivery_attempts_total{destination,outcome}``: attempts by outcome (delivered,
   transient, permanent);
 - ``carebridge_deliveries_in_flight{destination}``: deliveries being sent now;
+- ``carebridge_intake_waiting_messages``: received from RabbitMQ, not yet taken by intake;
 - the process (``process_*``: CPU, memory, open files) and Python (``python_*``) collectors.
 
 Module-level, as prometheus-client intends: one set per process. Labels are configuration
@@ -49,6 +50,12 @@ IN_FLIGHT = Gauge(
     "carebridge_deliveries_in_flight", "Deliveries being sent now, by destination.",
     ["destination"],
 )  # fmt: skip
+
+INTAKE_WAITING = Gauge(
+    "carebridge_intake_waiting_messages",
+    "Messages received from RabbitMQ and not yet taken by intake (the engine's own queue; the "
+    "broker's queues hold the rest, unacked).",
+)
 
 NOTIFIED_KINDS = frozenset({"discharge", "cancel_discharge"})
 """Kinds every notification destination sends (a transfer is notified only across sites)."""

@@ -126,6 +126,7 @@ console:
     assert f'carebridge_intake_messages_total{{source="{source}",status="accepted"}} 3.0' in text
     assert 'carebridge_intake_to_delivery_seconds_count{destination="receiver"} 3.0' in text
     assert "process_resident_memory_bytes" in text
+    assert "carebridge_intake_waiting_messages " in text
     assert "carebridge_deliveries{" in text  # the store's figures too
 
 
