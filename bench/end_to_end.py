@@ -181,6 +181,17 @@ def ticks(pid: int, *, thread: bool = False, system: bool = False) -> float | No
     return used / os.sysconf("SC_CLK_TCK")
 
 
+def peak_rss_mb(pid: int) -> float:
+    """A live process's peak resident set (VmHWM), in MB; NaN where /proc cannot say."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return math.nan
+
+
 def cpu_snapshot(engine_pid: int, rabbit_pid: int | None) -> tuple[float | None, ...]:
     return (
         ticks(engine_pid),
@@ -569,6 +580,8 @@ class ThroughputResult:
     bench_cpu_pct: float
     engine_errors: int
     log_events: dict[str, int]
+    engine_peak_rss_mb: float = math.nan
+    """The engine's peak resident memory (VmHWM) over the whole run, warm-up included."""
 
 
 async def warm_up(engine: Engine, broker: Broker, receiver: Receiver, count: int) -> None:
@@ -644,6 +657,7 @@ async def e2e_throughput(
         bench_cpu_pct=pct(cpu0[4], cpu1[4]),
         engine_errors=engine.error_lines(),
         log_events=engine.log_events(),
+        engine_peak_rss_mb=peak_rss_mb(engine.process.pid),
     )
     if missing or result.engine_errors:
         cleanup.keep.append(engine.tmp)
@@ -989,6 +1003,11 @@ def report(results: dict[str, Any]) -> str:
         row(f"ratio this build / {rev} (pairs)", s["compare_ratio"], pairs, 2)
     row("engine CPU, % of one core", s["engine_cpu_pct"], [r["engine_cpu_pct"] for r in thr])
     row(
+        "engine peak RSS, MB (target <= 250)",
+        s["engine_peak_rss_mb"],
+        [r["engine_peak_rss_mb"] for r in thr],
+    )
+    row(
         "  of which event-loop thread",
         s["engine_main_thread_cpu_pct"],
         [r["engine_main_thread_cpu_pct"] for r in thr],
@@ -1196,6 +1215,7 @@ async def bench(args: argparse.Namespace, cleanup: Cleanup) -> dict[str, Any]:
         "engine_system_cpu_pct": med(throughput, "engine_system_cpu_pct"),
         "rabbit_cpu_pct": med(throughput, "rabbit_cpu_pct"),
         "bench_cpu_pct": med(throughput, "bench_cpu_pct"),
+        "engine_peak_rss_mb": max((r.engine_peak_rss_mb for r in throughput), default=math.nan),
     }
     summary["ratio"] = summary["e2e_mps"] / summary["raw_mps"]
     summary["trivial_mps"] = median(trivial)

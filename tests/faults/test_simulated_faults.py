@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import AMQP_URL
-from tests.e2e.harness import CAREBRIDGE, EngineProcess, wait_until
+from tests.e2e.harness import CAREBRIDGE, EngineProcess, config_env, wait_until
 from tests.e2e.test_simulate import ENV, configs, queues  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.integration
@@ -29,12 +29,15 @@ async def test_a_sigkilled_engine_loses_nothing_of_a_simulated_day(
         str(CAREBRIDGE), "simulate", "-c", str(simulation), "--amqp", AMQP_URL,
         "--patients", "80", "--seed", "21", "--rate", "150", "--timeout", "150", "--verify",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, **ENV},
+        env={**os.environ, **config_env(simulation), **ENV},
     )  # fmt: skip
     try:
         # kill once part of the traffic is in and some of it delivered
         await wait_until(
-            lambda: engine.runs[0].read_text(errors="replace").count('"delivery.delivered"') >= 20,
+            lambda: (
+                simulator.returncode is not None  # it failed: its output says why, below
+                or engine.runs[0].read_text(errors="replace").count('"delivery.delivered"') >= 20
+            ),
             deadline=90,
             what="the first deliveries",
         )
