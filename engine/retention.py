@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import structlog
 
 from engine.config import RetentionConfig
-from engine.store import Store, ack_links
+from engine.store import Store, ack_links, console_sessions
 
 log = structlog.get_logger("carebridge.retention")
 
@@ -18,8 +18,12 @@ async def prune_once(store: Store, config: RetentionConfig) -> int:
     """Prune everything that is due now, in batches; return how many messages went.
 
     Notification links that expired a day ago go too, whatever the message log's retention
-    (an expired link is refused all the same; its row only says it was once sent)."""
-    await ack_links.prune_links(store, datetime.now(UTC) - timedelta(days=1))
+    (an expired link is refused all the same; its row only says it was once sent), and so do
+    console sessions a day after they ended and sign-in failure counts quiet for 30 days (each
+    revocation and sign-in is in the audit log and the logs)."""
+    now = datetime.now(UTC)
+    await ack_links.prune_links(store, now - timedelta(days=1))
+    await console_sessions.prune_sign_ins(store, now - timedelta(days=1), now - timedelta(days=30))
     if config.message_log is None:
         return 0
     cutoff = datetime.now(UTC) - config.message_log

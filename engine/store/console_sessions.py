@@ -180,3 +180,27 @@ async def clear_failures(store: StoreBase, key: str) -> None:
     async with store.writing() as conn:
         await conn.execute(sa.delete(sign_in_failures).where(_F.key == key))
         await conn.commit()
+
+
+async def prune_sign_ins(
+    store: StoreBase, ended_before: datetime, quiet_since: datetime, limit: int = 10_000
+) -> int:
+    """Retention of the sign-in tables: sessions that ended (their absolute end passed, or
+    revoked) before `ended_before`, and failure counts untouched since `quiet_since` that lock
+    nobody out any more. Returns how many rows went."""
+    sessions = sa.select(_S.id).where(
+        sa.or_(_S.expires_at < ended_before, _S.revoked_at < ended_before)
+    )
+    failures = sa.select(_F.key).where(
+        _F.last_failure_at < quiet_since,
+        sa.or_(_F.locked_until.is_(None), _F.locked_until < quiet_since),
+    )
+    async with store.writing() as conn:
+        gone = await conn.execute(
+            sa.delete(console_sessions).where(_S.id.in_(sessions.limit(limit).scalar_subquery()))
+        )
+        forgotten = await conn.execute(
+            sa.delete(sign_in_failures).where(_F.key.in_(failures.limit(limit).scalar_subquery()))
+        )
+        await conn.commit()
+    return int(gone.rowcount) + int(forgotten.rowcount)
