@@ -1,5 +1,6 @@
-"""A broker named by several node URLs: the first node that answers is used, and a lost
-connection is re-made to another node."""
+"""A broker named by several node URLs: the first node that answers is used, and none
+answering is an error at start. (A lost connection re-made to another node is proven on a real
+three-node cluster by tests/faults/test_rabbit_cluster.py.)"""
 
 from __future__ import annotations
 
