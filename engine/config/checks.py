@@ -36,6 +36,7 @@ def cross_check(raw: Config) -> list[str]:
     for i, dest in enumerate(raw.destinations):
         if dest.retry not in raw.retry_policies:
             problems.append(f"destinations[{i}].retry: no retry policy named {dest.retry!r}")
+    problems += _shared_mailboxes(raw)
     for i, route in enumerate(raw.routes):
         for j, name in enumerate(route.to):
             if name not in destinations:
@@ -43,4 +44,20 @@ def cross_check(raw: Config) -> list[str]:
         for j, name in enumerate(route.match.sources or []):
             if name not in sources:
                 problems.append(f"routes[{i}].match.sources[{j}]: no source named {name!r}")
+    return problems
+
+
+def _shared_mailboxes(raw: Config) -> list[str]:
+    """Two MESH destinations on one trust mailbox would each read the other's acknowledgements
+    from the shared inbox, keep them as unmatched and remove them from MESH: refused."""
+    problems: list[str] = []
+    owner: dict[str, str] = {}
+    for i, dest in enumerate(raw.destinations):
+        if dest.type != "mesh":
+            continue
+        mailbox = dest.mailbox.upper()
+        if mailbox in owner:
+            problems.append(f"destinations[{i}].mailbox: {dest.mailbox} is already the mailbox of "
+                            f"{owner[mailbox]!r}; each MESH destination needs its own")  # fmt: skip
+        owner.setdefault(mailbox, dest.name)
     return problems

@@ -7,13 +7,18 @@ from collections.abc import Iterator
 from datetime import timedelta
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import BeforeValidator, Field
 
 from engine.config.base import Duration, FromEnvironment, HttpUrl, Name, TlsConfig
 from engine.config.http import HttpDestination, Url
 
 MailboxId = Annotated[str, Field(pattern=r"^[A-Za-z0-9]{1,20}$")]
-OdsCode = Annotated[str, Field(pattern=r"^[A-Za-z0-9]{3,10}$")]
+OdsCode = Annotated[
+    str, BeforeValidator(lambda v: v.upper() if isinstance(v, str) else v),
+    Field(pattern=r"^[A-Z0-9]{3,10}$"),
+]  # fmt: skip
+"""An ODS code, upper-cased as read (the lookup upper-cases the patient's practice: a
+lower-case key would otherwise never match)."""
 
 
 class MeshDestination(HttpDestination):

@@ -126,3 +126,17 @@ def test_mesh_is_held_to_https_but_its_issued_credentials_are_not_to_32_characte
     assert problems(with_destination(secure), {"P": "", "K": "k"}) == [
         "destinations[gp].password: must not be empty"
     ]
+
+
+def test_two_mesh_destinations_on_one_mailbox_are_refused_and_practice_codes_upper_cased() -> None:
+    env = {"P": "Sandbox-Password-1", "K": "TestSharedKey"}
+    secure = MESH.replace("http://", "https://")
+    twin = secure.replace("{name: gp,", "{name: gp-two,").replace("X26RXT001", "x26rxt001")
+    text = f"sources: [{{name: a}}]\ndestinations: [{secure}, {twin}]\n"
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, env=env)
+    assert any("is already the mailbox of 'gp'" in p for p in caught.value.problems)
+    mapped = secure.replace("sender_ods: RXT}", "sender_ods: RXT, mailboxes: {y99901: X26GP001}}")
+    config = parse_config(f"sources: [{{name: a}}]\ndestinations: [{mapped}]\n", env=env)
+    [dest] = config.destinations
+    assert dest.mailboxes == {"Y99901": "X26GP001"}  # type: ignore[union-attr]
