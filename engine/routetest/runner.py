@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.config import Config
-from engine.delivery.preview import PayloadFormat, preview
+from engine.delivery.preview import PayloadFormat, Preview, preview
 from engine.preparation import prepare
 from engine.routetest.paths import PathError, hl7_value, json_value, mismatch
 from engine.routetest.spec import Case, Expect, FollowUpExpect, NotificationExpect
@@ -149,6 +149,15 @@ def _follow_up(wanted: FollowUpExpect, accepted: AcceptedEvent) -> list[str]:
     ]
 
 
+def _routed_preview(
+    destination: str, config: Config, event: CareEvent, accepted: AcceptedEvent, now: datetime
+) -> Preview | None:
+    """What `destination` would be sent for the event, or None if it is not routed there."""
+    if destination not in [d for d, _ in accepted.destinations]:
+        return None
+    return preview(config, destination, event, now=now, body=accepted.body)
+
+
 def _notification(
     wanted: NotificationExpect,
     config: Config,
@@ -157,9 +166,9 @@ def _notification(
     now: datetime,
 ) -> list[str]:
     where = f"notification[{wanted.destination}]"
-    if wanted.destination not in [d for d, _ in accepted.destinations]:
+    shown = _routed_preview(wanted.destination, config, event, accepted, now)
+    if shown is None:
         return [f"{where}: not routed to this destination"]
-    shown = preview(config, wanted.destination, event, now=now, body=accepted.body)
     if shown.format is PayloadFormat.NONE:
         return [] if not wanted.sent else [f"{where}: expected sent, got nothing: {shown.problem}"]
     if not wanted.sent:
@@ -187,9 +196,9 @@ def _payload(
     now: datetime,
 ) -> list[str]:
     where = f"payloads[{destination}]"
-    if destination not in [d for d, _ in accepted.destinations]:
+    shown = _routed_preview(destination, config, event, accepted, now)
+    if shown is None:
         return [f"{where}: not routed to this destination"]
-    shown = preview(config, destination, event, now=now, body=accepted.body)
     if shown.format is PayloadFormat.NONE:
         return [f"{where}: nothing would be sent: {shown.problem}"]
     if shown.format is PayloadFormat.XML:
