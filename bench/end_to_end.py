@@ -633,6 +633,7 @@ async def e2e_throughput(
         missing = await receiver.wait(max(120.0, len(items) / 10))
         t_end = max((receiver.at[c] for c, _ in items if c in receiver.at), default=t0)
         cpu1 = cpu_snapshot(engine.process.pid, rabbit_pid)
+        peak_rss = peak_rss_mb(engine.process.pid)  # while it still runs
         if spy is not None:
             sampled = time.perf_counter() - sampled
             await stop_process(spy, signal.SIGINT, 30)
@@ -657,7 +658,7 @@ async def e2e_throughput(
         bench_cpu_pct=pct(cpu0[4], cpu1[4]),
         engine_errors=engine.error_lines(),
         log_events=engine.log_events(),
-        engine_peak_rss_mb=peak_rss_mb(engine.process.pid),
+        engine_peak_rss_mb=peak_rss,
     )
     if missing or result.engine_errors:
         cleanup.keep.append(engine.tmp)
