@@ -55,19 +55,25 @@ def _nth(parts: list[str], n: int) -> str:
     return parts[n - 1] if 0 < n <= len(parts) else ""
 
 
-def _pick(raw: str, sep: str | None, n: int) -> str:
-    """Part `n` of `raw`, splitting no further than needed: `value()` is the hot path."""
-    if not sep or sep not in raw:
-        return raw if n == 1 else ""
-    parts = raw.split(sep, n)
-    return parts[n - 1] if 0 < n <= len(parts) else ""
-
-
 def _leaf(raw: str, component: int, subcomponent: int, enc: Encoding) -> str:
-    raw = _pick(_pick(raw, enc.component, component), enc.subcomponent, subcomponent)
+    # Component, then subcomponent, then escapes, without a call for each: every value a
+    # mapping reads comes here.
+    sep = enc.component
+    if sep and sep in raw:
+        parts = raw.split(sep, component)
+        raw = parts[component - 1] if 0 < component <= len(parts) else ""
+    elif component != 1:
+        return ""
+    sep = enc.subcomponent
+    if sep and sep in raw:
+        parts = raw.split(sep, subcomponent)
+        raw = parts[subcomponent - 1] if 0 < subcomponent <= len(parts) else ""
+    elif subcomponent != 1:
+        return ""
     if raw == _HL7_NULL:
         return ""
-    return unescape(raw, enc)
+    esc = enc.escape
+    return unescape(raw, enc) if esc and esc in raw else raw
 
 
 class Element:
@@ -164,7 +170,11 @@ class Field(Repetition):
         return self.first().components()
 
     def value(self, component: int = 1, subcomponent: int = 1) -> str:
-        return _leaf(_pick(self.raw, self._enc.repetition, 1), component, subcomponent, self._enc)
+        raw, enc = self.raw, self._enc
+        sep = enc.repetition
+        if sep and sep in raw:
+            raw = raw[: raw.index(sep)]
+        return _leaf(raw, component, subcomponent, enc)
 
 
 class Segment:
@@ -202,12 +212,17 @@ class Segment:
         """Decoded text of field `n`, first repetition, given component and subcomponent."""
         if n <= 2 and (n < 1 or self.name == "MSH"):
             return self.field(n).value(component, subcomponent)
-        fields = self._split_fields()
+        fields = self._fields
+        if fields is None:
+            fields = self._split_fields()
         raw = fields[n] if n < len(fields) else ""
         if not raw:
             return ""
         enc = self._enc
-        return _leaf(_pick(raw, enc.repetition, 1), component, subcomponent, enc)
+        sep = enc.repetition
+        if sep and sep in raw:
+            raw = raw[: raw.index(sep)]
+        return _leaf(raw, component, subcomponent, enc)
 
     def __len__(self) -> int:
         """The number of the last field present."""

@@ -320,16 +320,20 @@ def _addresses(pid: Segment, reading: Reading) -> tuple[Address, ...]:
         if use is None:
             reading.warn(f"PID-11[{index}]", f"address type {type_code!r} not recognised")
             use = AddressUse.UNKNOWN
-        address = Address(
-            use=use,
-            lines=tuple(line for line in (_street(rep), clean(rep.value(2))) if line),
-            city=clean(rep.value(3)),
-            district=clean(rep.value(4)),
-            postcode=clean(rep.value(5)),
-            country=clean(rep.value(6)),
-        )
-        if address != Address(use=use):
-            addresses.append(address)
+        lines = tuple(line for line in (_street(rep), clean(rep.value(2))) if line)
+        city, district = clean(rep.value(3)), clean(rep.value(4))
+        postcode, country = clean(rep.value(5)), clean(rep.value(6))
+        if lines or city or district or postcode or country:  # more than a bare use
+            addresses.append(
+                Address(
+                    use=use,
+                    lines=lines,
+                    city=city,
+                    district=district,
+                    postcode=postcode,
+                    country=country,
+                )
+            )
     return tuple(addresses)
 
 

@@ -41,6 +41,8 @@ __all__ = ["parse"]
 _FRAMING = " \t\r\n\x0b\x1c\ufeff"
 _SEGMENT_START = re.compile(r"[A-Z][A-Z0-9]{2}")
 _STANDARD_ENCODING = "^~\\&"
+_REPEAT_OR_COMPONENT = re.compile(r"[~^]")
+_ISO_8859 = re.compile(r"8859/[1-9]")
 
 _CHARSETS = {
     "": "utf-8",
@@ -78,13 +80,14 @@ def parse(raw: bytes | str) -> Hl7Message:
     text = text.strip(_FRAMING)
     if not text:
         raise MappingError("the message is empty", location="MSH", code="100")
-    lines = text.replace("\r\n", "\r").replace("\n", "\r").split("\r")
+    if "\n" in text:
+        text = text.replace("\r\n", "\r").replace("\n", "\r")
+    lines = text.split("\r")
     encoding = _encoding(lines[0], charset, warnings)
     segments: list[Segment] = []
+    starts_segment, sep = _SEGMENT_START.match, encoding.field
     for number, line in enumerate(lines, start=1):
-        if not line.strip(_FRAMING):
-            continue
-        if _SEGMENT_START.match(line) and (len(line) == 3 or line[3] == encoding.field):
+        if starts_segment(line) and (len(line) == 3 or line[3] == sep):
             if segments and line.startswith("MSH"):
                 # Two messages run together: mapping the first would silently lose the second.
                 raise MappingError(
@@ -94,6 +97,8 @@ def parse(raw: bytes | str) -> Hl7Message:
                     code="100",
                 )
             segments.append(Segment(line, encoding))
+        elif not line.strip(_FRAMING):
+            continue
         else:
             previous = segments[-1]
             segments[-1] = Segment(f"{previous.raw}\n{line}", encoding)
@@ -120,10 +125,10 @@ def _charset(first_line: str, warnings: list[str]) -> str:
         return "utf-8"  # _encoding reports the real problem
     fields = first_line.split(first_line[3])
     declared = fields[17].strip().upper() if len(fields) > 17 else ""
-    declared = re.split(r"[~^]", declared, maxsplit=1)[0].strip()
+    declared = _REPEAT_OR_COMPONENT.split(declared, maxsplit=1)[0].strip()
     if declared in _CHARSETS:
         return _CHARSETS[declared]
-    if re.fullmatch(r"8859/[1-9]", declared):
+    if _ISO_8859.fullmatch(declared):
         return "latin-1" if declared == "8859/1" else f"iso8859-{declared[-1]}"
     warnings.append(f"MSH-18: character set {declared!r} is not supported; read as UTF-8")
     return "utf-8"

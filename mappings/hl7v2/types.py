@@ -22,6 +22,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, timezone
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from mappings import nhs_number
@@ -59,6 +60,8 @@ _PRECISIONS = (
 )
 # Trust and site codes (R/T + 2, optionally + 2 site digits) and GP practices (letter + 5
 # digits): the shapes a PID-3 assigning authority takes when it is an organisation's ODS code.
+_PLAIN_PRECISIONS = {4 + 2 * n: p for n, p in enumerate(_PRECISIONS[:6])}
+"""Digits of a plain DTM (no fraction) by length: 4 a YEAR ... 14 a SECOND."""
 _ODS = re.compile(r"[RT][A-Z0-9]{2}(?:[A-Z0-9]{2})?|[A-Z]\d{5}")
 
 
@@ -100,6 +103,9 @@ def looks_like_ods(code: str | None) -> bool:
 
 
 def _parts(text: str) -> tuple[datetime, Precision, timezone | None]:
+    fast = _plain_parts(text)
+    if fast is not None:
+        return fast
     match = _DTM.fullmatch(text)
     if match is None:
         raise InvalidTimestamp(text)
@@ -115,14 +121,48 @@ def _parts(text: str) -> tuple[datetime, Precision, timezone | None]:
         naive = datetime(year, month, day, hour, minute, second, micro)
     except ValueError as exc:  # month 13, 30 February, hour 24...
         raise InvalidTimestamp(text) from exc
-    offset = None
-    if groups[7]:
-        hours, minutes = int(groups[8]), int(groups[9])
-        if hours > 14 or minutes > 59:
-            raise InvalidTimestamp(text)
-        delta = timedelta(hours=hours, minutes=minutes)
-        offset = timezone(-delta if groups[7] == "-" else delta)
+    offset = _offset(groups[7], groups[8], groups[9], text) if groups[7] else None
     return naive, _PRECISIONS[given - 1], offset
+
+
+def _plain_parts(text: str) -> tuple[datetime, Precision, timezone | None] | None:
+    """The common shapes (digits to the year...second, optional +/-ZZZZ) without the regex;
+    None for anything else (fractions, odd lengths, stray characters), which `_DTM` reads."""
+    body, sign = text, ""
+    if len(text) >= 9 and text[-5] in "+-":
+        body, sign = text[:-5], text[-5]
+    digits = len(body)
+    if not body.isdecimal() or digits not in _PLAIN_PRECISIONS:
+        return None
+    if sign and not text[-4:].isdecimal():
+        return None
+    try:
+        naive = datetime(
+            int(body[:4]),
+            int(body[4:6]) if digits > 4 else 1,
+            int(body[6:8]) if digits > 6 else 1,
+            int(body[8:10]) if digits > 8 else 0,
+            int(body[10:12]) if digits > 10 else 0,
+            int(body[12:14]) if digits > 12 else 0,
+        )
+    except ValueError as exc:  # month 13, 30 February, hour 24...
+        raise InvalidTimestamp(text) from exc
+    offset = _offset(sign, text[-4:-2], text[-2:], text) if sign else None
+    return naive, _PLAIN_PRECISIONS[digits], offset
+
+
+def _offset(sign: str, hh: str, mm: str, text: str) -> timezone:
+    hours, minutes = int(hh), int(mm)
+    if hours > 14 or minutes > 59:
+        raise InvalidTimestamp(text)
+    return _zone_offset(sign == "-", hours, minutes)
+
+
+@lru_cache(maxsize=64)
+def _zone_offset(negative: bool, hours: int, minutes: int) -> timezone:
+    """A fixed offset; the few a feed uses are made once (+0000, +0100, ...)."""
+    delta = timedelta(hours=hours, minutes=minutes)
+    return timezone(-delta if negative else delta)
 
 
 def parse_dtm(text: str, zone: ZoneInfo) -> tuple[Instant, ClockNote | None]:
@@ -218,16 +258,11 @@ def read_code(
 
 def read_clinician(rep: Repetition) -> Clinician | None:
     """A clinician from an XCN: code (consultant 'C' + 7 digits), family, given, prefix."""
-    clinician = Clinician(
-        code=clean(rep.value(1)),
-        family=clean(rep.value(2)),
-        given=clean(rep.value(3)),
-        prefix=clean(rep.value(6)),
-    )
-    return clinician if clinician != _NO_CLINICIAN else None
-
-
-_NO_CLINICIAN = Clinician()
+    code, family = clean(rep.value(1)), clean(rep.value(2))
+    given, prefix = clean(rep.value(3)), clean(rep.value(6))
+    if code is None and family is None and given is None and prefix is None:
+        return None
+    return Clinician(code=code, family=family, given=given, prefix=prefix)
 
 
 def read_location(pl: Repetition, ward_component: int = 2) -> Location | None:
@@ -246,15 +281,14 @@ def read_location(pl: Repetition, ward_component: int = 2) -> Location | None:
         ward, room = point_of_care, clean(pl.value(2))
     else:
         ward, room = clean(pl.value(2)) or point_of_care, None
-    location = Location(
+    bed, facility, description = clean(pl.value(3)), clean(pl.value(4)), clean(pl.value(9))
+    if ward is None and room is None and bed is None and facility is None and description is None:
+        return None  # point_of_care is set only when ward is
+    return Location(
         ward=ward,
         room=room,
-        bed=clean(pl.value(3)),
-        facility=clean(pl.value(4)),
+        bed=bed,
+        facility=facility,
         point_of_care=point_of_care,
-        description=clean(pl.value(9)),
+        description=description,
     )
-    return location if location != _NO_LOCATION else None
-
-
-_NO_LOCATION = Location()
