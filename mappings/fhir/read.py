@@ -28,6 +28,7 @@ MAX_ENTRIES: Final = 1000
 SHOWN_CODE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,39}")
 """A sender's code plain and short enough to echo in an error reason or a warning."""
 _BOM = b"\xef\xbb\xbf"
+_CONTAINERS: Final = (dict, list)
 
 
 # --- reading the JSON safely ------------------------------------------------------------------
@@ -75,8 +76,10 @@ def _check_nesting(document: JsonObject) -> None:
             raise MappingError(f"JSON nested deeper than {MAX_DEPTH} levels", code="102")
         if nodes > MAX_NODES:
             raise MappingError(f"more than {MAX_NODES:,} JSON objects and arrays", code="102")
-        children = value.values() if isinstance(value, dict) else value
-        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+        below = depth + 1
+        for child in value.values() if isinstance(value, dict) else value:
+            if isinstance(child, _CONTAINERS):
+                stack.append((child, below))
 
 
 def shown_code(value: object) -> str:

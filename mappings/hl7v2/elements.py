@@ -76,6 +76,20 @@ def _leaf(raw: str, component: int, subcomponent: int, enc: Encoding) -> str:
     return unescape(raw, enc) if esc and esc in raw else raw
 
 
+def _subleaf(raw: str, subcomponent: int, enc: Encoding) -> str:
+    """`_leaf` of one component's text (nothing left to split by component)."""
+    sep = enc.subcomponent
+    if sep and sep in raw:
+        parts = raw.split(sep, subcomponent)
+        raw = parts[subcomponent - 1] if 0 < subcomponent <= len(parts) else ""
+    elif subcomponent != 1:
+        return ""
+    if raw == _HL7_NULL:
+        return ""
+    esc = enc.escape
+    return unescape(raw, enc) if esc and esc in raw else raw
+
+
 class Element:
     """One value of a message at any level, as sent (`raw`) and decoded (`text`)."""
 
@@ -133,9 +147,18 @@ class Component(Element):
 
 
 class Repetition(Element):
-    """One occurrence of a (possibly repeating) field."""
+    """One occurrence of a (possibly repeating) field. Its components are split once, on the
+    first `value()`: a mapping reads several components of the same repetition."""
 
-    __slots__ = ()
+    __slots__ = ("_parts",)
+
+    def __init__(self, raw: str, encoding: Encoding) -> None:
+        self.raw = raw
+        self._enc = encoding
+        self._parts: list[str] | None = None
+
+    def _first_raw(self) -> str:
+        return self.raw
 
     def component(self, n: int) -> Component:
         """Component `n` (from 1)."""
@@ -147,7 +170,12 @@ class Repetition(Element):
 
     def value(self, component: int = 1, subcomponent: int = 1) -> str:
         """The decoded text of one subcomponent of one component: the usual way to read."""
-        return _leaf(self.raw, component, subcomponent, self._enc)
+        parts = self._parts
+        if parts is None:
+            parts = self._parts = _split(self._first_raw(), self._enc.component)
+        if not 0 < component <= len(parts):
+            return ""
+        return _subleaf(parts[component - 1], subcomponent, self._enc)
 
 
 class Field(Repetition):
@@ -169,12 +197,9 @@ class Field(Repetition):
     def components(self) -> list[Component]:
         return self.first().components()
 
-    def value(self, component: int = 1, subcomponent: int = 1) -> str:
-        raw, enc = self.raw, self._enc
-        sep = enc.repetition
-        if sep and sep in raw:
-            raw = raw[: raw.index(sep)]
-        return _leaf(raw, component, subcomponent, enc)
+    def _first_raw(self) -> str:
+        raw, sep = self.raw, self._enc.repetition
+        return raw[: raw.index(sep)] if sep and sep in raw else raw
 
 
 class Segment:

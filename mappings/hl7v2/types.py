@@ -132,19 +132,16 @@ def _plain_parts(text: str) -> tuple[datetime, Precision, timezone | None] | Non
     if len(text) >= 9 and text[-5] in "+-":
         body, sign = text[:-5], text[-5]
     digits = len(body)
-    if not body.isdecimal() or digits not in _PLAIN_PRECISIONS:
+    if not (body.isascii() and body.isdecimal()) or digits not in _PLAIN_PRECISIONS:
         return None
     if sign and not text[-4:].isdecimal():
         return None
     try:
-        naive = datetime(
-            int(body[:4]),
-            int(body[4:6]) if digits > 4 else 1,
-            int(body[6:8]) if digits > 6 else 1,
-            int(body[8:10]) if digits > 8 else 0,
-            int(body[10:12]) if digits > 10 else 0,
-            int(body[12:14]) if digits > 12 else 0,
-        )
+        if digits >= 8:
+            # ISO 8601's basic format is these digits with a T: read in C, same checks.
+            naive = datetime.fromisoformat(f"{body[:8]}T{body[8:]}" if digits > 8 else body)
+        else:
+            naive = datetime(int(body[:4]), int(body[4:6]) if digits > 4 else 1, 1)
     except ValueError as exc:  # month 13, 30 February, hour 24...
         raise InvalidTimestamp(text) from exc
     offset = _offset(sign, text[-4:-2], text[-2:], text) if sign else None
