@@ -63,6 +63,8 @@ class MllpDecoder:
             raise ValueError("max_message_bytes must be at least 1")
         self._max = max_message_bytes
         self._buffer = bytearray()
+        self._length = 0
+        """The open frame's length so far, bytes past the limit included."""
         self._in_frame = False
         self._oversized = False
         self.discarded = 0
@@ -90,7 +92,9 @@ class MllpDecoder:
             stop = size if end < 0 else end
             restart = data.find(START_BLOCK, pos, stop)
             if restart >= 0:
-                self.discarded += len(self._buffer) + (restart - pos) + 1
+                # The abandoned frame whole (its start byte and any bytes past the limit too,
+                # in whatever chunks they came), so the count does not depend on the reads.
+                self.discarded += 1 + self._length + (restart - pos)
                 self._begin()
                 pos = restart + 1
                 continue
@@ -107,8 +111,10 @@ class MllpDecoder:
         self._in_frame = True
         self._oversized = False
         self._buffer.clear()
+        self._length = 0
 
     def _append(self, chunk: bytes) -> None:
+        self._length += len(chunk)
         room = self._max - len(self._buffer)
         if len(chunk) > room:
             self._oversized = True

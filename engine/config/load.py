@@ -84,6 +84,13 @@ class CheckedConfig:
         return lines
 
 
+MAX_DEPTH = 32
+"""Mappings and lists inside each other; a real config needs about 8."""
+MAX_NODES = 100_000
+"""Values in the file, each alias counted every time it is used; a real config has a few
+thousand at most (inline code tables included)."""
+
+
 def _read_yaml(text: str, origin: str) -> dict[str, Any]:
     try:
         raw = yaml.safe_load(text)
@@ -91,9 +98,38 @@ def _read_yaml(text: str, origin: str) -> dict[str, Any]:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark is not None else origin
         raise ConfigError([f"{where}: not valid YAML ({getattr(exc, 'problem', exc)})"]) from None
+    except RecursionError:  # PyYAML composes nested nodes recursively
+        problem = f"(top level): settings nested deeper than {MAX_DEPTH} levels"
+        raise ConfigError([problem]) from None
     if not isinstance(raw, dict):
         raise ConfigError(["(top level): must be a mapping of settings"])
+    _check_size(raw)
     return raw
+
+
+def _check_size(raw: dict[str, Any]) -> None:
+    """Refuse a file whose values, aliases expanded, are nested too deep or too many.
+
+    A YAML alias (``*name``) repeats its anchor's node without copying it: a few lines can
+    stand for billions of values, or, an alias inside its own anchor, for an endless nesting.
+    Every step after reading walks the values (substitution, validation), so such a file would
+    hang or crash the engine at start instead of getting a reason. Walked without recursion.
+    """
+    stack: list[tuple[Any, int]] = [(raw, 1)]
+    nodes = 0
+    while stack:
+        node, depth = stack.pop()
+        nodes += 1
+        if nodes > MAX_NODES:
+            raise ConfigError([f"(top level): more than {MAX_NODES:,} values (a YAML alias"
+                               " counts each time it is used)"])  # fmt: skip
+        if depth > MAX_DEPTH:
+            raise ConfigError([f"(top level): settings nested deeper than {MAX_DEPTH} levels"
+                               " (or a YAML alias used inside its own anchor)"])  # fmt: skip
+        if isinstance(node, dict):
+            stack.extend((value, depth + 1) for value in node.values())
+        elif isinstance(node, list):
+            stack.extend((value, depth + 1) for value in node)
 
 
 def _check(text: str, origin: str, env: Mapping[str, str], *, require_env: bool) -> CheckedConfig:

@@ -17,10 +17,9 @@ from fhir.resources.R4B.messageheader import MessageHeader as MessageHeaderModel
 from fhir.resources.R4B.organization import Organization as OrganizationModel
 from fhir.resources.R4B.patient import Patient as PatientModel
 from fhir.resources.R4B.practitioner import Practitioner as PractitionerModel
-from pydantic import ValidationError
 
 from mappings.errors import MappingError
-from mappings.fhir.read import invalid_at, shown_code
+from mappings.fhir.read import shown_code, validate
 from mappings.fhir.values import JsonObject, as_object, as_objects, as_text
 from mappings.fhir.vocabulary import (
     CARE_EVENT_SYSTEM,
@@ -108,10 +107,7 @@ class Message:
                 {k: v for k, v in e.items() if k != "resource"} if isinstance(e, dict) else e
                 for e in raw_entries
             ]
-        try:
-            BundleModel.model_validate(shell)
-        except ValidationError as exc:
-            raise invalid_at(exc, "Bundle") from None
+        validate(BundleModel, shell, "Bundle")
         bundle_type = document.get("type")
         if bundle_type not in _BUNDLE_TYPES:
             raise MappingError(
@@ -152,10 +148,7 @@ class Message:
             return resource
         model = _MODELS.get(resource.type)
         if model is not None:
-            try:
-                model.model_validate(resource.data)
-            except ValidationError as exc:
-                raise invalid_at(exc, resource.path) from None
+            validate(model, resource.data, resource.path)
         resource.checked = True
         return resource
 

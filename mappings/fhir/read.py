@@ -87,6 +87,28 @@ def shown_code(value: object) -> str:
     return value if isinstance(value, str) and SHOWN_CODE.fullmatch(value) else "(unreadable)"
 
 
+def validate(model: Any, data: JsonObject, path: str) -> None:
+    """Validate `data` with the fhir.resources `model`; a `MappingError` at the element's path
+    when it is not valid.
+
+    The models' own faults on hostile input are content errors too: fhir_core looks up a
+    nested resource's type in a table without checking it is there (a ``contained`` resource
+    of an unknown ``resourceType`` raised KeyError, found by fuzzing), and such a fault must
+    not become an internal error.
+    """
+    try:
+        model.model_validate(data)
+    except ValidationError as exc:
+        raise invalid_at(exc, path) from None
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        raise MappingError(
+            f"not a valid FHIR R4 {model.__name__} (the validator failed on it:"
+            f" {type(exc).__name__})",
+            location=path,
+            code="102",
+        ) from None
+
+
 def invalid_at(exc: ValidationError, path: str) -> MappingError:
     """The first problem the models found, at its element path, HL7 0357 coded."""
     error = exc.errors()[0]

@@ -335,11 +335,19 @@ def _escape_sequence(seq: str, enc: Encoding) -> str | None:
     if seq == ".br":
         return "\n"
     if seq.startswith(".sp"):
-        count = seq[3:].strip()
-        # Capped: a line count is layout, not a reason to allocate without limit.
-        return "\n" * min(int(count) if count.isdigit() else 1, 20)
+        return "\n" * _line_count(seq[3:].strip())
     if seq[:1] == "." or seq in ("H", "N") or seq[:1] in ("C", "M", "Z"):
         # Display hints (indent, centre, highlight), character-set switches and local
         # escapes: nothing of the value itself.
         return ""
     return None
+
+
+def _line_count(count: str) -> int:
+    """``\\.spN\\``'s N, capped at 20: a line count is layout, not a reason to allocate
+    without limit. Only ASCII digits count (``str.isdigit`` also takes ``²``, which `int`
+    refuses), and a long run of them is the cap (`int` refuses over 4,300 digits)."""
+    if not (count.isascii() and count.isdigit()):
+        return 1
+    digits = count.lstrip("0")
+    return 20 if len(digits) > 2 else min(int(digits or "0"), 20)

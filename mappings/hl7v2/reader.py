@@ -146,7 +146,7 @@ def _encoding(header: str, charset: str, warnings: list[str]) -> Encoding:
         raise MappingError(
             "not an HL7 v2 message: the first segment must be MSH", location="MSH", code="100"
         )
-    if len(header) < 4 or header[3].isalnum() or header[3].isspace():
+    if len(header) < 4 or header[3].isalnum() or not header[3].isprintable() or header[3] == " ":
         raise MappingError("no usable field separator", location="MSH-1", code="102")
     sep = header[3]
     chars = header[4:].split(sep, 1)[0]
@@ -161,7 +161,13 @@ def _encoding(header: str, charset: str, warnings: list[str]) -> Encoding:
     else:
         raise MappingError("encoding characters missing", location="MSH-2", code="102")
     declared = [c for c in roles if c is not None]
-    if len(set(declared)) != len(declared) or sep in declared or any(c.isalnum() for c in declared):
+    if (
+        len(set(declared)) != len(declared)
+        or sep in declared
+        or any(c.isalnum() or not c.isprintable() for c in declared)
+    ):
+        # A control character cannot be a separator: the ACK is written with the message's
+        # own separators, and an MLLP end byte (0x1C) there would cut the ACK's frame short.
         raise MappingError("encoding characters are not usable", location="MSH-2", code="102")
     return Encoding(sep, roles[0], roles[1], roles[2], roles[3], charset)
 

@@ -1,0 +1,142 @@
+"""Every crash or hang the fuzz targets found, as a plain test with its minimised input.
+
+Each test names the target that found it; docs/reliability.md ("Fuzzing") lists them with the
+commit that fixed the product.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+import pytest
+
+from adapters.mllp.framing import MllpDecoder, frame
+from engine.config.base import ConfigError
+from engine.config.load import MAX_DEPTH, MAX_NODES, parse_config
+from mappings.errors import MappingError
+from mappings.fhir.inbound import map_fhir
+from mappings.hl7v2.ack import build_ack, parse_ack
+from mappings.hl7v2.reader import parse
+from mappings.inbound import map_message
+from mappings.profile import FeedProfile
+
+# --- mllp_decoder -----------------------------------------------------------------------------
+
+
+def test_mllp_discarded_count_does_not_depend_on_how_the_stream_is_read() -> None:
+    """An abandoned frame longer than the limit was counted whole when it came in one read
+    but only up to the limit when it came in several (found: mllp_decoder, limit 3)."""
+    stream = b"\x0bpartial\x0bMSH|whole\x1c\r"
+    whole, bytewise = MllpDecoder(3), MllpDecoder(3)
+    frames = whole.feed(stream)
+    for i in range(len(stream)):
+        frames += bytewise.feed(stream[i : i + 1])
+    assert whole.discarded == bytewise.discarded == len(b"\x0bpartial")
+    assert [(f.payload, f.oversized) for f in frames] == [(b"MSH", True)] * 2
+
+
+# --- hl7v2_reader -----------------------------------------------------------------------------
+
+
+def test_hl7_line_feed_escape_with_a_superscript_count() -> None:
+    """``\\.sp²\\``: `str.isdigit` took ``²`` and `int` refused it with ValueError, so reading
+    the value (mapping, the ACK's echo) crashed (found: hl7v2_reader)."""
+    message = parse(b"MSH|^~\\&|A\\.sp\xc2\xb2\\B|F\r")
+    assert message.msh.field(3).text == "A\nB"
+
+
+def test_hl7_line_feed_escape_with_a_huge_count() -> None:
+    """``\\.sp`` with thousands of digits: `int` refuses over 4,300 digits (ValueError); the
+    count is capped at 20 lines whatever its length."""
+    message = parse(b"MSH|^~\\&|\\.sp" + b"9" * 5000 + b"\\|F\r")
+    assert message.msh.field(3).text == "\n" * 20
+
+
+def test_hl7_control_character_as_a_separator_is_refused() -> None:
+    """MSH-2 ``^~<FS>&`` declared the MLLP end byte as the escape character, and the ACK,
+    written with the message's own separators, held it: the listener could not frame its
+    answer (found: hl7_ack). A separator must be a printable character."""
+    for header in (b"MSH|^~\x1c&|", b"MSH|^~\\\x0b|", b"MSH|^\x01\\&|", b"MSH\x05^~\\&\x05"):
+        with pytest.raises(MappingError) as caught:
+            parse(header + b"A|B\r")
+        assert (caught.value.location, caught.value.code) in {("MSH-2", "102"), ("MSH-1", "102")}
+
+
+def test_hl7_ack_of_a_message_declaring_the_end_byte_can_be_framed() -> None:
+    raw = b"MSH|^~\x1c&|EPR|RXT|R|R|20260202104500||ADT^A03|FZ1|P|2.4\rPID|1||x\r"
+    ack = build_ack(raw, "AE", now=datetime(2026, 12, 4, tzinfo=UTC), control_id="CB1")
+    assert frame(ack).count(b"\x1c") == 1
+    assert parse_ack(ack).code == "AE"
+
+
+# --- fhir_mapping -----------------------------------------------------------------------------
+
+
+def test_fhir_contained_resource_of_an_unknown_type_is_a_content_error() -> None:
+    """fhir.resources looked up a contained resource's type in its table without checking it
+    was there: KeyError, which map_message reported as a 207 internal error instead of
+    naming the element (found: fhir_mapping)."""
+    doc = (
+        b'{"resourceType": "Encounter", "status": "finished", "class": {"code": "IMP"},'
+        b' "contained": [{"resourceType": "Locat.on"}]}'
+    )
+    profile = FeedProfile(feed="fuzz")
+    with pytest.raises(MappingError) as caught:
+        map_fhir(doc, profile)
+    assert (caught.value.location, caught.value.code) == ("Encounter", "102")
+    assert "Encounter" in caught.value.reason
+    with pytest.raises(MappingError) as again:
+        map_message(doc, profile)
+    assert again.value.code == "102"
+
+
+# --- config_loader ----------------------------------------------------------------------------
+
+
+def _problems(text: str) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, env={})
+    return caught.value.problems
+
+
+def test_config_alias_inside_its_own_anchor_is_a_precise_error() -> None:
+    """``&a [*a]`` is a list holding itself: the environment substitution recursed until
+    RecursionError (found: config_loader)."""
+    assert _problems("sources: &s [{name: x, profile: *s}]\n") == [
+        f"(top level): settings nested deeper than {MAX_DEPTH} levels (or a YAML alias used"
+        " inside its own anchor)"
+    ]
+
+
+def test_config_nested_too_deep_is_a_precise_error() -> None:
+    """Thousands of nested flow lists: PyYAML's composer itself raised RecursionError."""
+    assert _problems("a: " + "[" * 3000 + "]" * 3000) == [
+        f"(top level): settings nested deeper than {MAX_DEPTH} levels"
+    ]
+
+
+def test_config_alias_bomb_is_refused_at_once() -> None:
+    """Nine aliases of nine aliases, eight levels deep, stand for 43 million values: the
+    loader walked them all (about 50 s here) before refusing the file (found: config_loader,
+    as a -timeout hang)."""
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 9)]
+    started = time.monotonic()
+    problems = _problems("\n".join(lines) + "\n")
+    assert time.monotonic() - started < 5  # a bound on a hang, not a speed claim
+    assert problems == [
+        f"(top level): more than {MAX_NODES:,} values (a YAML alias counts each time it is used)"
+    ]
+
+
+def test_config_aliases_within_the_limits_still_work() -> None:
+    text = (
+        "amqp: {url: 'amqp://localhost/'}\n"
+        "retry_policies:\n  default: &quick {quick_attempts: 2, quick_wait: 100ms}\n"
+        "  also-quick: *quick\n"
+        "sources: [{name: a}]\ndestinations: [{name: e, type: amqp, exchange: x}]\n"
+        "routes: [{name: r, to: [e]}]\n"
+    )
+    config = parse_config(text, env={})
+    assert config.retry_policies["also-quick"] == config.retry_policies["default"]
