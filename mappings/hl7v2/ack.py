@@ -165,7 +165,27 @@ def build_ack(
     ]
     if code in _NEGATIVE:
         segments.append(_err(error, reason, numbers, enc))
-    return ("\r".join(segments) + "\r").encode(enc.charset, errors="replace")
+    return _encode("\r".join(segments) + "\r", enc)
+
+
+def _encode(text: str, enc: Encoding) -> bytes:
+    """The ACK in the original's character set. A character the set cannot hold (the reader's
+    U+FFFD for undecodable bytes, or a ``\\Xhh\\`` escape that decoded to one) becomes ``?``,
+    escaped when ``?`` is a separator: the codec's own ``?`` would split a field and shift
+    every field after it. The separators themselves always fit (`_ack_encoding`)."""
+    try:
+        return text.encode(enc.charset)
+    except UnicodeEncodeError:
+        question = escape("?", enc)
+        return "".join(c if _fits(c, enc.charset) else question for c in text).encode(enc.charset)
+
+
+def _fits(char: str, charset: str) -> bool:
+    try:
+        char.encode(charset)
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _readable(message: bytes | Hl7Message) -> Hl7Message | None:
@@ -197,8 +217,10 @@ def _minimal(
 
 
 def _ack_encoding(original: Encoding) -> Encoding:
-    """The original's separators if it declared all four encoding characters, else standard."""
-    if original.component and original.repetition and original.escape and original.subcomponent:
+    """The original's separators if it declared all four encoding characters and its character
+    set can write them all, else standard."""
+    chars = (original.component, original.repetition, original.escape, original.subcomponent)
+    if all(chars) and all(_fits(c, original.charset) for c in (original.field, *chars) if c):
         return original
     return Encoding(
         field=STANDARD_ENCODING.field,
