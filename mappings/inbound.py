@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import re
+
 from mappings.errors import MappingError
 from mappings.model import CareEvent, MessageFormat
 from mappings.profile import FeedProfile
 
-_BOM = b"\xef\xbb\xbf"
-_MLLP_FRAME = b"\x0b\x1c"
+# A byte-order mark, MLLP framing bytes and blank lines before the content (as the readers
+# skip them, however many there are).
+_LEADING = re.compile(rb"[\xef\xbb\xbf\x0b\x1c \t\r\n]*")
 
 
 def detect_format(raw: bytes) -> MessageFormat:
     """HL7v2 starts with an MSH (or batch/file header) segment; FHIR JSON with ``{``."""
-    head = raw[:64].lstrip(_BOM + _MLLP_FRAME + b" \t\r\n")
+    start = _LEADING.match(raw)
+    skipped = start.end() if start is not None else 0
+    head = raw[skipped : skipped + 64]
     if head.startswith((b"MSH", b"FHS", b"BHS")):
         return MessageFormat.HL7V2
     if head.startswith(b"{"):

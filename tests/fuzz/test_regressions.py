@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -17,9 +18,12 @@ from engine.config.load import MAX_DEPTH, MAX_NODES, parse_config
 from mappings.errors import MappingError
 from mappings.fhir.inbound import map_fhir
 from mappings.hl7v2.ack import build_ack, parse_ack
+from mappings.hl7v2.inbound import map_hl7v2
 from mappings.hl7v2.reader import parse
 from mappings.inbound import map_message
 from mappings.profile import FeedProfile
+
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "hl7v2"
 
 # --- mllp_decoder -----------------------------------------------------------------------------
 
@@ -68,6 +72,32 @@ def test_hl7_ack_of_a_message_declaring_the_end_byte_can_be_framed() -> None:
     ack = build_ack(raw, "AE", now=datetime(2026, 12, 4, tzinfo=UTC), control_id="CB1")
     assert frame(ack).count(b"\x1c") == 1
     assert parse_ack(ack).code == "AE"
+
+
+def test_hl7_ack_keeps_its_fields_when_the_charset_cannot_write_a_character() -> None:
+    """CP1252 has no character for byte 0x81: the reader decodes it as U+FFFD, and the ACK,
+    encoded back to CP1252 with errors="replace", wrote it as ``?``; with ``?`` as the field
+    separator that split MSH-5 and shifted every later field (MSH-9 no longer ACK, MSA-2 off
+    by one). Found: hl7_ack."""
+    fields = ["MSH", "^~\\&", "A\x81B", "F", "R", "F", "2026", "", "ADT^A01", "X1", "P", "2.4"]
+    raw = "?".join([*fields, "", "", "", "", "", "CP1252"]).encode("latin-1") + b"\r"
+    ack = build_ack(raw, "AA", now=datetime(2026, 12, 4, tzinfo=UTC), control_id="CB1")
+    read = parse(ack)
+    assert (read.msh.value(5), read.msh.value(9), read.msh.value(10)) == ("A?B", "ACK", "CB1")
+    assert parse_ack(ack).control_id == "X1"
+
+
+# --- hl7v2_mapping ----------------------------------------------------------------------------
+
+
+def test_map_message_reads_hl7_after_any_number_of_blank_bytes() -> None:
+    """A BOM and 73 spaces before MSH: the reader skipped them, but `detect_format` looked
+    only at the first 64 bytes and refused the message as "empty" (found: hl7v2_mapping)."""
+    raw = b"\xef\xbb\xbf" + b" " * 73 + (FIXTURES / "mh_a03_discharge.hl7").read_bytes()
+    profile = FeedProfile(feed="fuzz")
+    assert map_message(raw, profile) == map_hl7v2(raw, profile)
+    with pytest.raises(MappingError, match="empty message"):
+        map_message(b"\r\n" * 100, profile)
 
 
 # --- fhir_mapping -----------------------------------------------------------------------------
