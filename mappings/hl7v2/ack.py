@@ -150,7 +150,7 @@ def build_ack(
         4: _echo(msh.field(6), enc),
         5: _echo(msh.field(3), enc),
         6: _echo(msh.field(4), enc),
-        7: format_utc(now),
+        7: escape(format_utc(now), enc),  # "+0000": "+" may be a separator of the original
         9: message_type,
         10: escape(control_id, enc),
         11: _echo(msh.field(11), enc) or "P",

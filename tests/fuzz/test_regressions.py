@@ -87,6 +87,19 @@ def test_hl7_ack_keeps_its_fields_when_the_charset_cannot_write_a_character() ->
     assert parse_ack(ack).control_id == "X1"
 
 
+def test_hl7_ack_timestamp_when_plus_is_the_field_separator() -> None:
+    """MSH-1 ``+``: the ACK's MSH-7 (``...+0000``) was written unescaped, its ``+`` split it
+    and every later field moved one place (MSH-9 read as ``0000``). Found: hl7_ack, from
+    ``MSH+$%\\*#EPR...``, a header with no further field."""
+    ack = build_ack(b"MSH+$%\\*#EPR", "AA", now=datetime(2026, 12, 4, tzinfo=UTC), control_id="C")
+    read = parse(ack)
+    assert (read.msh.value(7), read.msh.value(9), read.msh.value(10)) == (
+        "20261204000000+0000",
+        "ACK",
+        "C",
+    )
+
+
 # --- hl7v2_mapping ----------------------------------------------------------------------------
 
 
