@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 LOCK   := requirements.lock
 
-.PHONY: run check lint typecheck test pip-audit lock bench schema clean
+.PHONY: run check lint typecheck test pip-audit lock bench fuzz schema clean
 
 # .venv holds exactly the lock: every dependency pinned and checked against its sha256 hash,
 # then the project itself with no dependencies of its own (docs/deploy.md, "Installs").
@@ -42,6 +42,15 @@ lock:  ## regenerate both locks from pyproject.toml (PyPI; Python 3.11), keeping
 
 bench: $(STAMP)
 	$(BIN)/python bench/end_to_end.py
+
+FUZZ_SECONDS ?= 600
+FUZZ_JOBS    ?= 2
+FUZZ_DIR     ?= /tmp/carebridge-fuzz
+FUZZ_NICE    ?= nice -n 19
+
+fuzz: $(STAMP)  ## every fuzz target for FUZZ_SECONDS of CPU, FUZZ_JOBS at once (docs/reliability.md)
+	$(FUZZ_NICE) $(BIN)/python -m tests.fuzz.run --seconds $(FUZZ_SECONDS) --jobs $(FUZZ_JOBS) \
+	  --workdir $(FUZZ_DIR) $(FUZZ_ARGS)
 
 schema: $(STAMP)  ## regenerate docs/care-event.schema.json from mappings/model.py
 	$(BIN)/carebridge schema > docs/care-event.schema.json
