@@ -38,7 +38,7 @@ from engine.fhir_gateway import FhirGateway, FhirSource
 from engine.intake import Intake
 from engine.mllp_gateway import MllpGateway
 from engine.senders import Built, build_senders
-from engine.store import Store
+from engine.store import SoleEngine, Store
 
 log = structlog.get_logger("carebridge.app")
 
@@ -294,6 +294,8 @@ async def start_engine(config: Config) -> Engine:
     """Start every part of the engine; the caller owns the returned Engine and must stop it."""
     stack = AsyncExitStack()
     try:
+        if sole := SoleEngine.take(config.store.url):  # SQLite: one engine per file
+            stack.callback(sole.release)
         store = await Store.open(config.store)
         stack.push_async_callback(store.close)
         if freed := await store.release_leases_at_start():  # SQLite: a dead predecessor's

@@ -335,12 +335,12 @@ def cmd_run(config_path: Path | None) -> int:
             print(problem, file=sys.stderr)
         return EXIT_REJECTED
     from engine.app import run_until_signalled
-    from engine.store import MigrationRefused
+    from engine.store import FileInUse, MigrationRefused
 
     logs.configure(config.logging.level, config.logging.format)
     try:
         asyncio.run(run_until_signalled(config))
-    except MigrationRefused as exc:
+    except (MigrationRefused, FileInUse) as exc:
         return _fail(str(exc))
     return EXIT_OK
 

@@ -19,8 +19,9 @@ and tests); pruning.py (retention); alerts.py (what the alert watches read; what
 claimed by one replica at a time); errors.py (StoreUnavailable, StoreFull, StoreRefused:
 nothing of SQLAlchemy's leaves the store); waiting.py (the one "wait until the store answers"
 policy); operator.py (replay, hold, release, resolve), remap.py (the re-map write), audit.py
-(the audit log's writes), roles.py (on PostgreSQL, the owner's grants to the engine's role:
-the audit log is append-only for it) and mesh.py (a MESH destination's uploads, inbox and
+(the audit log's writes), sole_engine.py (one running engine per SQLite file), roles.py (on
+PostgreSQL, the owner's grants to the engine's role: the audit log is append-only for it) and
+mesh.py (a MESH destination's uploads, inbox and
 acknowledgements). `Store` (core.py) is what callers hold. The operators' reads are functions
 over it: console_search.py (message search) and console_reads.py (detail, dead letters, audit
 log, figures), returning console_models.py.
@@ -45,6 +46,7 @@ from engine.store.records import (
     idempotency_key,
 )
 from engine.store.roles import Migrated, RoleProblem
+from engine.store.sole_engine import FileInUse, SoleEngine
 from engine.store.statuses import (
     OPEN_FOLLOW_UPS,
     DeliveryStatus,
@@ -62,6 +64,7 @@ __all__ = [
     "Delivered",
     "DeliveryOutcome",
     "DeliveryStatus",
+    "FileInUse",
     "FollowUpRecord",
     "FollowUpStatus",
     "IntakeRecord",
@@ -72,6 +75,7 @@ __all__ = [
     "Original",
     "Rescheduled",
     "RoleProblem",
+    "SoleEngine",
     "Store",
     "StoreError",
     "StoreFull",
