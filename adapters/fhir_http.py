@@ -9,20 +9,23 @@ The sender is checked before a byte of the body is read (with `Expect: 100-conti
 client is told to send it), and the engine sees a body only once it has arrived whole: never a
 truncated copy. This adapter reads the request within limits and hands the engine a
 `FhirRequest`; the engine decides everything else (who may send, whether the content is valid,
-when to answer 202) and returns a `FhirAnswer`. The adapter never reads the payload.
+when to answer 202) and returns a `FhirAnswer`. The adapter never reads the payload. The
+listener's own refusals (no such path, a method other than POST) are OperationOutcomes too;
+`extra` routes (the engine's OpenAPI document) are served beside the intake.
 """
 
 from __future__ import annotations
 
 import re
 import ssl
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import orjson
 import structlog
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.typedefs import Handler
 
 from adapters.http_server import BodyTimeout, BodyTooLarge, HttpLimits, read_body, serve
 
@@ -73,6 +76,24 @@ def _refusal(status: int, code: str, text: str) -> web.Response:
     return response
 
 
+_ISSUE_CODES = {404: "not-found", 405: "not-supported", 408: "timeout", 413: "too-long"}
+
+
+@web.middleware
+async def _outcomes(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The listener's own refusals (no such path, a method other than POST) as FHIR senders
+    hear every other answer: an OperationOutcome, not aiohttp's text/plain page."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        response = _refusal(exc.status, _ISSUE_CODES.get(exc.status, "processing"), exc.reason)
+        if "Allow" in exc.headers:
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
+
+
 def _answer(answer: FhirAnswer) -> web.Response:
     status, body, headers = answer
     return web.Response(status=status, body=body, content_type=FHIR_JSON, headers=dict(headers))
@@ -111,7 +132,9 @@ class FhirListener:
     def __init__(self, host: str, port: int, *, admit: Admit, handle: Handle,
                  max_body_bytes: int, limits: HttpLimits | None = None,
                  ssl_context: ssl.SSLContext | None = None,
-                 behind_tls_proxy: bool = False) -> None:  # fmt: skip
+                 behind_tls_proxy: bool = False,
+                 extra: Sequence[web.RouteDef] = ()) -> None:  # fmt: skip
+        """`extra`: more routes on the listener (the engine's OpenAPI document)."""
         self._host = host
         self._requested_port = port
         self._admit = admit
@@ -120,6 +143,7 @@ class FhirListener:
         self._limits = limits or HttpLimits()
         self._ssl_context = ssl_context
         self._behind_tls_proxy = behind_tls_proxy
+        self._extra = tuple(extra)
         self._runner: web.AppRunner | None = None
         self._port: int | None = None
 
@@ -129,11 +153,16 @@ class FhirListener:
             raise RuntimeError("the listener is not started")
         return self._port
 
-    async def start(self) -> None:
-        app = web.Application(client_max_size=self._max)
+    def app(self) -> web.Application:
+        """The listener's application: `POST /fhir/{source}` and the `extra` routes."""
+        app = web.Application(client_max_size=self._max, middlewares=[_outcomes])
         app.router.add_post("/fhir/{source}", self._post, expect_handler=self._expect)
+        app.add_routes(self._extra)
+        return app
+
+    async def start(self) -> None:
         self._runner, self._port = await serve(
-            app, self._host, self._requested_port, limits=self._limits,
+            self.app(), self._host, self._requested_port, limits=self._limits,
             ssl_context=self._ssl_context, behind_tls_proxy=self._behind_tls_proxy,
         )  # fmt: skip
         log.info("fhir_http.listening", host=self._host, port=self._port,

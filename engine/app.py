@@ -23,13 +23,12 @@ from adapters.fhir_http import FhirListener
 from adapters.mllp import MllpListener, server_ssl_context
 from adapters.rabbitmq import AmqpSettings, Broker, ExchangeSpec, Topology, inbound_topology
 from adapters.webhook import WebhookClient
-from engine import alerts, health, mesh_inbox, notifications, retention
+from engine import alerts, health, mesh_inbox, retention
 from engine.config import (
     AmqpConfig,
     AmqpDestination,
     Config,
     MllpDestination,
-    NotificationDestination,
 )
 from engine.console.app import start_console
 from engine.delivery.loop import DeliveryLoop
@@ -37,6 +36,7 @@ from engine.delivery.sending import Sender
 from engine.fhir_gateway import FhirGateway, FhirSource
 from engine.intake import Intake
 from engine.mllp_gateway import MllpGateway
+from engine.openapi import document_route, fhir_document
 from engine.senders import Built, build_senders
 from engine.store import SoleEngine, Store
 
@@ -173,7 +173,7 @@ async def _start_fhir_listener(
         max_body_bytes=settings.max_body_bytes, limits=health.http_limits(settings.limits),
         ssl_context=server_ssl_context(tls.cert_file, tls.key_file, tls.ca_file,
                                        tls.require_client_cert) if tls else None,
-        behind_tls_proxy=settings.behind_tls_proxy,
+        behind_tls_proxy=settings.behind_tls_proxy, extra=[document_route(fhir_document())],
     )  # fmt: skip
     await listener.start()
     stack.push_async_callback(listener.close)
@@ -278,12 +278,10 @@ def _start_tasks(config: Config, store: Store, webhook: WebhookClient, delivery:
 
 
 async def _serve_http(engine: Engine, stack: AsyncExitStack) -> None:
-    """/healthz, /readyz, the notification pages and the follow-up list, on `http`."""
-    config, store = engine.config, engine.store
-    notifying = {d.name: d for d in config.destinations
-                 if isinstance(d, NotificationDestination)}  # fmt: skip
-    extra = [*notifications.routes(store, notifying),
-             notifications.listing_route(store, config.follow_up)]  # fmt: skip
+    """/healthz, /readyz, the notification pages, the follow-up list and /openapi.json, on
+    `http`."""
+    config = engine.config
+    extra = health.http_routes(engine.store, config)
     runner, engine.http_port = await health.serve(
         health.health_app(engine.readiness, extra), config.http
     )

@@ -12,7 +12,10 @@ from aiohttp import web
 
 from adapters.http_server import DEFAULT_CSP, HttpLimits
 from adapters.http_server import serve as serve_http
-from engine.config import HttpConfig, ListenerLimits
+from engine import notifications
+from engine.config import Config, HttpConfig, ListenerLimits, NotificationDestination
+from engine.openapi import document_route, http_document
+from engine.store import Store
 
 Readiness = Callable[[], Awaitable[dict[str, bool]]]
 
@@ -36,6 +39,18 @@ def health_app(readiness: Readiness, extra: Sequence[web.RouteDef] = ()) -> web.
     app.router.add_get("/readyz", readyz)
     app.add_routes(list(extra))
     return app
+
+
+def http_routes(store: Store, config: Config) -> list[web.RouteDef]:
+    """Everything on `http` besides the health checks: the notification links' pages, the
+    follow-up list and the listener's OpenAPI document (``/openapi.json``)."""
+    notifying = {d.name: d for d in config.destinations
+                 if isinstance(d, NotificationDestination)}  # fmt: skip
+    return [
+        *notifications.routes(store, notifying),
+        notifications.listing_route(store, config.follow_up),
+        document_route(http_document()),
+    ]
 
 
 def http_limits(config: ListenerLimits) -> HttpLimits:
