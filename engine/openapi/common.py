@@ -18,9 +18,17 @@ SECURITY_HEADERS_NOTE = (
     "Every answer, errors included, carries Content-Security-Policy, X-Frame-Options: DENY, "
     "X-Content-Type-Options: nosniff, Referrer-Policy: no-referrer and Cache-Control: no-store "
     "(and Strict-Transport-Security over TLS or behind a TLS-terminating proxy). A listener "
-    "that is full answers 503 text/plain with Retry-After before reading a request. Every GET "
-    "also answers HEAD."
+    "that is full answers 503 text/plain with Retry-After before reading a request; a request "
+    "that aiohttp cannot parse is 400 text/plain. Every GET also answers HEAD."
 )
+_SECURITY_HEADERS: dict[str, JsonObject] = {
+    "Content-Security-Policy": {"schema": {"type": "string", "pattern": "frame-ancestors 'none'"}},
+    "X-Frame-Options": {"schema": {"const": "DENY"}},
+    "X-Content-Type-Options": {"schema": {"const": "nosniff"}},
+    "Referrer-Policy": {"schema": {"const": "no-referrer"}},
+    "Cache-Control": {"schema": {"const": "no-store"}},
+}
+"""Set on every answer by adapters/http_server.py: required on every documented response."""
 
 
 def info(title: str, description: str) -> JsonObject:
@@ -41,7 +49,7 @@ def json_answer(description: str, schema: JsonObject, media: str = "application/
     return answer
 
 
-RETRY_AFTER: JsonObject = {"description": "seconds to wait before sending again",
+RETRY_AFTER: JsonObject = {"description": "seconds to wait before sending again", "required": True,
                            "schema": {"type": "string", "pattern": "^[0-9]+$"}}  # fmt: skip
 
 
@@ -69,3 +77,18 @@ def documented_operations(document: Mapping[str, Any]) -> set[tuple[str, str]]:
     methods = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
     return {(method.upper(), path) for path, item in document["paths"].items()
             for method in item if method in methods}  # fmt: skip
+
+
+def with_security_headers(document: JsonObject) -> JsonObject:
+    """`document` with the listener's security headers required on every response."""
+    document.setdefault("components", {})["headers"] = {
+        name: {**header, "required": True} for name, header in _SECURITY_HEADERS.items()
+    }
+    for item in document["paths"].values():
+        for operation in item.values():
+            for response in operation["responses"].values():
+                refs = {
+                    name: {"$ref": f"#/components/headers/{name}"} for name in _SECURITY_HEADERS
+                }
+                response["headers"] = {**refs, **response.get("headers", {})}
+    return document

@@ -13,6 +13,7 @@ from engine.openapi.common import (
     info,
     json_answer,
     plain_text,
+    with_security_headers,
 )
 
 _HTML = {"text/html": {"schema": {"type": "string"}}}
@@ -155,7 +156,7 @@ def _links() -> dict[str, JsonObject]:
 
 def http_document() -> JsonObject:
     """The document served at GET /openapi.json on the `http` listener."""
-    return {
+    return with_security_headers({
         "openapi": OPENAPI_VERSION,
         "info": info("Carebridge engine HTTP port", "Health, the follow-up list and the pages "
                      "behind the links of discharge notifications."),
@@ -167,4 +168,4 @@ def http_document() -> JsonObject:
             "securitySchemes": {"listToken": {"type": "http", "scheme": "bearer",
                                               "description": "follow_up.list_token"}},
         },
-    }  # fmt: skip
+    })  # fmt: skip

@@ -13,6 +13,7 @@ from engine.openapi.common import (
     document_operation,
     info,
     json_answer,
+    with_security_headers,
 )
 
 FHIR_JSON = "application/fhir+json"
@@ -58,7 +59,8 @@ _INTAKE_ANSWERS: dict[str, JsonObject] = {
     "400": _outcome("not readable FHIR JSON, an Authorization header that is not a well-formed "
                     "bearer token, or a body cut short"),
     "401": _outcome("the source does not admit this sender (bearer token or client "
-                    "certificate)", {"WWW-Authenticate": {"schema": {"const": "Bearer"}}}),
+                    "certificate)", {"WWW-Authenticate": {"required": True,
+                                                          "schema": {"const": "Bearer"}}}),
     "404": _outcome("no FHIR source of that name"),
     "408": _outcome("the body did not arrive within the listener's body_timeout"),
     "413": _outcome("the body is over max_body_bytes (or over intake.max_message_bytes: then "
@@ -94,7 +96,7 @@ def _intake() -> JsonObject:
 
 def fhir_document() -> JsonObject:
     """The document served at GET /openapi.json on the FHIR listener."""
-    return {
+    return with_security_headers({
         "openapi": OPENAPI_VERSION,
         "info": info("Carebridge FHIR intake", "FHIR R4 messages in, one source per path: "
                      "answered only after the broker has confirmed the message."),
@@ -108,4 +110,4 @@ def fhir_document() -> JsonObject:
                                       "certificate whose CN is in the source's client_names"},
             },
         },
-    }  # fmt: skip
+    })  # fmt: skip

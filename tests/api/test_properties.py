@@ -24,6 +24,7 @@ from schemathesis import Case
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
+    response_headers_conformance,
     response_schema_conformance,
     status_code_conformance,
 )
@@ -34,7 +35,7 @@ from tests.api.engine import DESTINATION, FHIR_TOKEN, LIST_TOKEN, Running, runni
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
-          response_schema_conformance]  # fmt: skip
+          response_schema_conformance, response_headers_conformance]  # fmt: skip
 FIXTURES = ("mh_discharge_message.json", "acute_transfer_transaction.json",
             "community_leave_encounter.json")  # fmt: skip
 FHIR_BODIES = [json.loads((REPO / "tests/fixtures/fhir" / name).read_bytes()) for name in FIXTURES]
