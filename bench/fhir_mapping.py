@@ -1,6 +1,9 @@
 """FHIR parse-and-map and render speed, beside validating the whole Bundle with the models.
 
-    .venv/bin/python bench/fhir_mapping.py [--corpus ../shared/corpus] [--seconds 2] [--repeat 5]
+    .venv/bin/python bench/fhir_mapping.py [--corpus DIR] [--seconds 2] [--repeat 5]
+
+The corpus is `--corpus`, else ``$CAREBRIDGE_CORPUS``, else ``../shared/corpus`` beside the
+repository.
 
 Reads the FHIR fixtures (tests/fixtures/fhir) and the corpus FHIR files that map, then for
 each piece of work runs as many passes as fit in `--seconds`, `--repeat` times, and reports
@@ -63,7 +66,9 @@ def rate(items: Sequence[object], work: Callable[[object], object], seconds: flo
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--corpus", type=Path, default=REPO.parent / "shared" / "corpus")
+    corpus = os.environ.get("CAREBRIDGE_CORPUS")
+    default = Path(corpus) if corpus else REPO.parent / "shared" / "corpus"
+    parser.add_argument("--corpus", type=Path, default=default)
     parser.add_argument("--seconds", type=float, default=2.0)
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
