@@ -135,11 +135,16 @@ def delete_queues(url: str, names: Sequence[str], *, dead_queue: str | None) -> 
             channel.queue_delete(name)
             deleted.append(name)
         if dead_queue is not None:
+            # Not `if_empty=True`: RabbitMQ 3.10 answers it for a quorum queue with a
+            # connection-level NOT_IMPLEMENTED. Look at its depth, then delete.
             try:
-                channel.queue_delete(dead_queue, if_empty=True)
-                deleted.append(dead_queue)
+                depth = channel.queue_declare(dead_queue, passive=True).method.message_count
             except pika.exceptions.ChannelClosedByBroker:
-                pass  # not empty (someone else's dead letters): leave it alone
+                depth = None  # gone already
+            if depth == 0:
+                channel.queue_delete(dead_queue)
+                deleted.append(dead_queue)
+            # otherwise it holds someone's dead letters: leave it alone
     finally:
         if connection.is_open:
             connection.close()
