@@ -53,7 +53,7 @@ from typing import Literal, NamedTuple, cast
 from mappings.errors import MappingError
 from mappings.hl7v2.elements import Encoding, Field, Hl7Message, Segment
 from mappings.hl7v2.er7 import STANDARD_ENCODING, escape, format_utc
-from mappings.hl7v2.reader import parse
+from mappings.hl7v2.reader import charset_name, codec_of, parse
 
 __all__ = [
     "AckCode",
@@ -157,7 +157,7 @@ def build_ack(
         12: escape(version, enc),
         15: "NE" if enhanced else "",
         16: "NE" if enhanced else "",
-        18: _echo(msh.field(18), enc),
+        18: _charset_field(_echo(msh.field(18), enc), enc.charset),
     }
     segments = [
         _segment("MSH", header, enc),
@@ -166,6 +166,14 @@ def build_ack(
     if code in _NEGATIVE:
         segments.append(_err(error, reason, numbers, enc))
     return _encode("\r".join(segments) + "\r", enc)
+
+
+def _charset_field(echo: str, charset: str) -> str:
+    """The ACK's MSH-18: the original's, unless a reader would take it for another charset
+    than the one the ACK is written in (the reader takes the charset from the header's first
+    line, and a line break in the header can leave MSH-18 on a later one); then the name of
+    the charset the ACK is written in."""
+    return echo if (codec_of(echo) or "utf-8") == charset else charset_name(charset)
 
 
 def _encode(text: str, enc: Encoding) -> bytes:

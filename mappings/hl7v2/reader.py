@@ -35,7 +35,7 @@ import re
 from mappings.errors import MappingError
 from mappings.hl7v2.elements import Encoding, Hl7Message, Segment
 
-__all__ = ["parse"]
+__all__ = ["charset_name", "codec_of", "parse"]
 
 # Whitespace, MLLP start/end bytes and a BOM may surround a message; none of them is content.
 _FRAMING = " \t\r\n\x0b\x1c\ufeff"
@@ -124,14 +124,32 @@ def _charset(first_line: str, warnings: list[str]) -> str:
     if not first_line.startswith("MSH") or len(first_line) < 4:
         return "utf-8"  # _encoding reports the real problem
     fields = first_line.split(first_line[3])
-    declared = fields[17].strip().upper() if len(fields) > 17 else ""
-    declared = _REPEAT_OR_COMPONENT.split(declared, maxsplit=1)[0].strip()
+    declared = fields[17] if len(fields) > 17 else ""
+    codec = codec_of(declared)
+    if codec is None:
+        shown = _REPEAT_OR_COMPONENT.split(declared.strip().upper(), maxsplit=1)[0].strip()
+        warnings.append(f"MSH-18: character set {shown!r} is not supported; read as UTF-8")
+        return "utf-8"
+    return codec
+
+
+def codec_of(msh_18: str) -> str | None:
+    """The codec `parse` reads a message with when its header line's MSH-18 is `msh_18` (as
+    written: the first repetition's first component counts); None when not supported (then
+    `parse` reads UTF-8, with a warning)."""
+    declared = _REPEAT_OR_COMPONENT.split(msh_18.strip().upper(), maxsplit=1)[0].strip()
     if declared in _CHARSETS:
         return _CHARSETS[declared]
     if _ISO_8859.fullmatch(declared):
         return "latin-1" if declared == "8859/1" else f"iso8859-{declared[-1]}"
-    warnings.append(f"MSH-18: character set {declared!r} is not supported; read as UTF-8")
-    return "utf-8"
+    return None
+
+
+def charset_name(codec: str) -> str:
+    """The HL7 name (MSH-18) of a codec `parse` reads with: ``codec_of(charset_name(c)) == c``."""
+    if codec.startswith("iso8859-"):
+        return f"8859/{codec.removeprefix('iso8859-')}"
+    return {"latin-1": "8859/1", "cp1252": "CP1252"}.get(codec, "UNICODE UTF-8")
 
 
 def _encoding(header: str, charset: str, warnings: list[str]) -> Encoding:

@@ -100,6 +100,20 @@ def test_hl7_ack_timestamp_when_plus_is_the_field_separator() -> None:
     )
 
 
+def test_hl7_ack_declares_the_charset_it_is_written_in() -> None:
+    """A line break inside the header left MSH-18 (8859/2) off its first line: the reader read
+    the message as UTF-8, the ACK was written in UTF-8 but echoed ``8859/2``, so a reader
+    of the ACK decoded it wrongly (found: hl7_ack, as an ACK our reader refused)."""
+    raw = "MSH|^~\\&|Aé|F\ncont" + "|x" * 13 + "|8859/2\rEVN|A01\r"
+    original = parse(raw.encode("utf-8"))
+    assert (original.encoding.charset, original.msh.value(18)) == ("utf-8", "8859/2")
+    ack = build_ack(
+        raw.encode("utf-8"), "AA", now=datetime(2026, 12, 4, tzinfo=UTC), control_id="C"
+    )
+    read = parse(ack)
+    assert (read.encoding.charset, read.msh.value(5)) == ("utf-8", "Aé")
+
+
 # --- hl7v2_mapping ----------------------------------------------------------------------------
 
 
