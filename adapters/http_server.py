@@ -8,9 +8,9 @@ limits for slow and idle clients, and the security headers on every answer.
            ─► body within `body_timeout` of the headers (a read after that raises BodyTimeout:
               408, or the route's own answer)
            ─► keep-alive: `idle_timeout` without a complete new request closes the connection
-           ─► every answer, raised errors and redirects included: CSP, frame-ancestors and
-              X-Frame-Options, nosniff, no referrer, no-store; HSTS when served over TLS or
-              behind a TLS-terminating proxy
+           ─► every answer, raised errors, redirects and aiohttp's own 400 for a request it
+              cannot parse included: CSP, frame-ancestors and X-Frame-Options, nosniff, no
+              referrer, no-store; HSTS when served over TLS or behind a TLS-terminating proxy
 
 `serve` starts an aiohttp application behind all of it; `read_body` reads a whole body within a
 byte limit for routes that read it themselves (after checking who is sending).
@@ -28,6 +28,7 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_request import BaseRequest
 
 log = structlog.get_logger("carebridge.http")
 
@@ -132,7 +133,7 @@ async def serve(
         app, access_log=None, keepalive_timeout=limits.idle_timeout, lingering_time=_LINGER
     )
     await runner.setup()
-    site = _GuardedSite(runner, host, port, limits, ssl_context, _busy_answer(headers))
+    site = _GuardedSite(runner, host, port, limits, ssl_context, _busy_answer(headers), headers)
     try:
         await site.start()
     except BaseException:
@@ -158,10 +159,11 @@ class _GuardedSite(web.BaseSite):
     """A TCP site whose connections go through `_Door` (the cap and the header deadline)."""
 
     def __init__(self, runner: web.AppRunner, host: str, port: int, limits: HttpLimits,
-                 ssl_context: ssl.SSLContext | None, busy: bytes) -> None:  # fmt: skip
+                 ssl_context: ssl.SSLContext | None, busy: bytes,
+                 headers: Mapping[str, str]) -> None:  # fmt: skip
         super().__init__(runner, ssl_context=ssl_context, backlog=511)
         self._host, self._port = host, port
-        self._doors = _Doors(limits, busy)
+        self._doors = _Doors(limits, busy, headers)
 
     @property
     def name(self) -> str:
@@ -194,9 +196,10 @@ class _Doors:
     """The open connections of one listener, oldest first among those still without a request
     head: the ones a new connection may push out when the listener is full."""
 
-    def __init__(self, limits: HttpLimits, busy: bytes) -> None:
+    def __init__(self, limits: HttpLimits, busy: bytes, headers: Mapping[str, str]) -> None:
         self.limits = limits
         self.busy = busy
+        self.headers = dict(headers)
         self.name = ""
         self._open: set[_Door] = set()
         self._waiting: dict[_Door, None] = {}
@@ -226,6 +229,28 @@ class _Doors:
             self._full = False
 
 
+class _StampedHandler(RequestHandler):
+    """aiohttp's protocol handler, whose own error answers (the 400 for a request it cannot
+    parse, written before any application sees the request) carry the security headers too."""
+
+    __slots__ = ("_stamp",)
+    _stamp: dict[str, str]
+
+    @classmethod
+    def of(cls, server: web.Server, headers: dict[str, str]) -> _StampedHandler:
+        # as web.Server() makes its handler, with the runner's handler arguments
+        handler = cls(server, loop=asyncio.get_running_loop(), **server._kwargs)
+        handler._stamp = headers
+        return handler
+
+    def handle_error(self, request: BaseRequest, status: int = 500,
+                     exc: BaseException | None = None, message: str | None = None,
+                     ) -> web.StreamResponse:  # fmt: skip
+        response = super().handle_error(request, status, exc, message)
+        response.headers.update(self._stamp)
+        return response
+
+
 class _Door(asyncio.Protocol):
     """One connection: counted against the cap, closed if its first request head is slower
     than `header_timeout`, otherwise aiohttp's own protocol handler does the HTTP."""
@@ -247,7 +272,7 @@ class _Door(asyncio.Protocol):
             return
         loop = asyncio.get_running_loop()
         self._timer = loop.call_later(self._doors.limits.header_timeout, self.drop)
-        self._inner = self._server()
+        self._inner = _StampedHandler.of(self._server, self._doors.headers)
         self._inner.connection_made(transport)
 
     def data_received(self, data: bytes) -> None:

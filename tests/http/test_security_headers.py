@@ -88,6 +88,26 @@ async def test_every_answer_carries_the_security_headers(
     assert_guarded(answer, hsts=False)
 
 
+UNPARSABLE = {
+    "bad chunk framing": b"POST /x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    "bad request line": b"GET /\x01 HTTP/1.1\r\nHost: x\r\n\r\n",
+    "bad header": b"GET / HTTP/1.1\r\nHost: x\r\nBad Name: y\r\n\r\n",
+}
+
+
+@pytest.mark.parametrize("name", LISTENERS)
+@pytest.mark.parametrize("why", list(UNPARSABLE))
+async def test_aiohttps_own_400_for_an_unparsable_request_carries_the_headers(
+    tmp_path: Path, name: str, why: str
+) -> None:
+    """Regression: the 400 aiohttp's parser writes before any route sees the request had none
+    of the security headers."""
+    async with listening(name, tmp_path) as door:
+        answer = await ask(door.port, UNPARSABLE[why])
+    assert answer.status == 400, answer.body[:200]
+    assert_guarded(answer, hsts=False)
+
+
 @pytest.mark.parametrize("name", LISTENERS)
 async def test_a_failing_handler_is_a_500_with_the_headers(
     tmp_path: Path, name: str, monkeypatch: pytest.MonkeyPatch
