@@ -4,7 +4,7 @@ and its outbox rows, in one transaction; and the suspects of a redelivery."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -22,24 +22,66 @@ from engine.store.statuses import (
     MessageStatus,
 )
 
-_INSERT_MESSAGE = sa.insert(messages).returning(messages.c.id)
+_MESSAGE_COLUMNS = tuple(  # what intake writes (an operator's resolution comes later)
+    c.name for c in messages.c if c.name not in ("id", "resolved_at", "resolved_by", "resolution")
+)
+_INSERT_MESSAGES = sa.insert(messages)
+_INSERT_MESSAGES_RETURNING = sa.insert(messages).returning(
+    messages.c.id, sort_by_parameter_order=True
+)
+_LAST_MESSAGE_ID = sa.select(sa.func.coalesce(sa.func.max(messages.c.id), 0))
+_INSERT_EVENTS, _INSERT_DELIVERIES = sa.insert(events), sa.insert(deliveries)
+_INSERT_FOLLOW_UPS = sa.insert(follow_ups)
+
+
+async def insert_messages(
+    conn: AsyncConnection, rows: Sequence[dict[str, Any]], *, postgres: bool
+) -> list[int]:
+    """Insert message-log rows with one statement (executemany); their ids, in order.
+
+    PostgreSQL: one multi-row INSERT ... RETURNING, sorted by parameter order. SQLite cannot
+    promise the order of RETURNING rows (SQLAlchemy then falls back to one statement, one
+    thread hop, per row), so the ids are given here: the writer holds SQLite's write lock
+    (BEGIN IMMEDIATE), and each id is the largest so far plus one, as SQLite itself would give.
+    """
+    full = [{c: row.get(c) for c in _MESSAGE_COLUMNS} for row in rows]
+    if postgres:
+        return [int(r.id) for r in await conn.execute(_INSERT_MESSAGES_RETURNING, full)]
+    first = int((await conn.execute(_LAST_MESSAGE_ID)).scalar_one()) + 1
+    ids = list(range(first, first + len(full)))
+    for row, message_id in zip(full, ids, strict=True):
+        row["id"] = message_id
+    await conn.execute(_INSERT_MESSAGES, full)
+    return ids
 
 
 @dataclass
 class _PendingRows:
-    """Event and delivery rows of an intake batch, inserted together (executemany) in order."""
+    """The rows of an intake batch, inserted together (one executemany a table) in order: the
+    message rows first (each then hands its id on: `then`), then events, deliveries and
+    follow-ups."""
 
+    postgres: bool
+    messages: list[tuple[dict[str, Any], Callable[[int], None]]] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
     deliveries: list[dict[str, Any]] = field(default_factory=list)
     follow_ups: list[dict[str, Any]] = field(default_factory=list)
 
+    def message(self, row: dict[str, Any], then: Callable[[int], None]) -> None:
+        self.messages.append((row, then))
+
     async def flush(self, conn: AsyncConnection) -> None:
+        if self.messages:
+            queued, self.messages = self.messages, []
+            ids = await insert_messages(conn, [row for row, _ in queued], postgres=self.postgres)
+            for (_row, then), message_id in zip(queued, ids, strict=True):
+                then(message_id)  # may add event, delivery and follow-up rows
         if self.events:
-            await conn.execute(sa.insert(events), self.events)
+            await conn.execute(_INSERT_EVENTS, self.events)
         if self.deliveries:
-            await conn.execute(sa.insert(deliveries), self.deliveries)
+            await conn.execute(_INSERT_DELIVERIES, self.deliveries)
         if self.follow_ups:
-            await conn.execute(sa.insert(follow_ups), self.follow_ups)
+            await conn.execute(_INSERT_FOLLOW_UPS, self.follow_ups)
         self.events, self.deliveries, self.follow_ups = [], [], []
 
     def add(self, record: IntakeRecord, message_id: int, committed_at: datetime) -> None:
@@ -68,6 +110,25 @@ class _PendingRows:
              "created_at": committed_at, "next_attempt_at": committed_at, "hold": False}
             for destination, _hold in accepted.destinations
         ]  # fmt: skip
+
+
+_Seen = dict[tuple[str, str], tuple[int | None, str]]
+"""(source, message key) -> (message id, payload digest) of the accepted message with that key;
+the id is None while its row waits in `_PendingRows`."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Result:
+    """The slot of one message's result in the batch's list, filled once its row has an id."""
+
+    results: list[IntakeResult | None]
+    index: int
+
+    def set(self, result: IntakeResult) -> None:
+        self.results[self.index] = result
+
+    def then(self, status: MessageStatus, reason: str | None = None) -> Callable[[int], None]:
+        return lambda message_id: self.set(IntakeResult(message_id, status, reason=reason))
 
 
 def accepted_keys_query(source: str, keys: Sequence[str]) -> sa.Select[Any]:
@@ -99,21 +160,22 @@ class IntakeWrites(StoreBase):
         with *different* bytes is rejected, never silently dropped: an operator must look.
         """
         committed_at = utc_now()
-        results: list[IntakeResult] = []
+        results: list[IntakeResult | None] = [None] * len(records)
         async with self.writing() as conn:
             seen = await self._accepted_keys(conn, records)
-            pending = _PendingRows()
-            for record in records:
+            pending = _PendingRows(self._is_postgres)
+            for index, record in enumerate(records):
                 digest = hashlib.sha256(record.payload).hexdigest()
-                results.append(
-                    await self._record_one(conn, record, digest, committed_at, seen, pending)
+                await self._record_one(
+                    conn, record, digest, committed_at, seen, pending, _Result(results, index)
                 )
             await pending.flush(conn)
             for source, digest in clear_suspects:  # processed: no longer a suspect
                 await conn.execute(sa.delete(suspects).where(
                     suspects.c.source == source, suspects.c.payload_sha256 == digest))  # fmt: skip
             await conn.commit()
-        return results
+        assert all(r is not None for r in results), "every message row was written"
+        return [r for r in results if r is not None]
 
     async def is_suspect(self, source: str, digest: str) -> bool:
         """Was this message marked as being processed when the engine last died?"""
@@ -131,11 +193,9 @@ class IntakeWrites(StoreBase):
                 source=source, payload_sha256=digest, marked_at=utc_now()))  # fmt: skip
             await conn.commit()
 
-    async def _accepted_keys(
-        self, conn: AsyncConnection, records: Sequence[IntakeRecord]
-    ) -> dict[tuple[str, str], tuple[int, str]]:
+    async def _accepted_keys(self, conn: AsyncConnection, records: Sequence[IntakeRecord]) -> _Seen:
         keys = {(r.source, r.message_key) for r in records if r.accepted and r.message_key}
-        found: dict[tuple[str, str], tuple[int, str]] = {}
+        found: _Seen = {}
         for source in {s for s, _ in keys}:
             wanted = [k for s, k in keys if s == source]
             rows = await conn.execute(accepted_keys_query(source, wanted))
@@ -149,9 +209,12 @@ class IntakeWrites(StoreBase):
         record: IntakeRecord,
         digest: str,
         committed_at: datetime,
-        seen: dict[tuple[str, str], tuple[int, str]],
+        seen: _Seen,
         pending: _PendingRows,
-    ) -> IntakeResult:
+        result: _Result,
+    ) -> None:
+        """Queue the message's row (and, once it has its id, its event, deliveries and
+        follow-up); `result` is filled in when the row is written."""
         row: dict[str, Any] = {
             "source": record.source,
             "message_key": record.message_key,
@@ -170,24 +233,32 @@ class IntakeWrites(StoreBase):
                 error_location=record.error_location,
                 error_code=record.error_code,
             )
-            return IntakeResult(
-                await self._insert_message(conn, row), MessageStatus.REJECTED, reason=record.reason
-            )
+            pending.message(row, result.then(MessageStatus.REJECTED, reason=record.reason))
+            return
         assert record.message_key is not None
         key = (record.source, record.message_key)
         row.update(
             event_id=accepted.event_id, event_kind=accepted.kind, patient_key=accepted.patient_key
         )
         if key in seen:
-            return await self._repeated(conn, row, *seen[key], digest)
+            first = seen[key]
+            if first[0] is None:  # accepted earlier in this batch: its id is needed now
+                await pending.flush(conn)
+                first = seen[key]
+            assert first[0] is not None
+            self._repeated(pending, row, first[0], first[1], digest, result)
+            return
         row["status"] = MessageStatus.ACCEPTED
-        message_id = await self._insert_message(conn, row)
-        seen[key] = (message_id, digest)
+        seen[key] = (None, digest)
+        deliveries_made = len(accepted.destinations)
+
+        def written(message_id: int) -> None:
+            seen[key] = (message_id, digest)
+            pending.add(record, message_id, committed_at)
+            result.set(IntakeResult(message_id, MessageStatus.ACCEPTED, deliveries=deliveries_made))
+
         await self._correct_earlier_rows(conn, accepted, pending)
-        pending.add(record, message_id, committed_at)
-        return IntakeResult(
-            message_id, MessageStatus.ACCEPTED, deliveries=len(accepted.destinations)
-        )
+        pending.message(row, written)
 
     @staticmethod
     async def _correct_earlier_rows(
@@ -220,18 +291,20 @@ class IntakeWrites(StoreBase):
                 .values(corrects=accepted.event_id)
             )
 
-    async def _repeated(
-        self,
-        conn: AsyncConnection,
+    @staticmethod
+    def _repeated(
+        pending: _PendingRows,
         row: dict[str, Any],
         first_id: int,
         first_digest: str,
         digest: str,
-    ) -> IntakeResult:
+        result: _Result,
+    ) -> None:
         """A message key already accepted: a duplicate if the bytes are the same, else refused."""
         if first_digest == digest:
             row.update(status=MessageStatus.DUPLICATE, message_key=None, duplicate_of=first_id)
-            return IntakeResult(await self._insert_message(conn, row), MessageStatus.DUPLICATE)
+            pending.message(row, result.then(MessageStatus.DUPLICATE))
+            return
         reason = (
             f"message id already used by message #{first_id} with different content; "
             "not processed, an operator must decide"
@@ -245,9 +318,4 @@ class IntakeWrites(StoreBase):
             error_code="205",
             event_id=None,
         )
-        return IntakeResult(
-            await self._insert_message(conn, row), MessageStatus.REJECTED, reason=reason
-        )
-
-    async def _insert_message(self, conn: AsyncConnection, row: dict[str, Any]) -> int:
-        return int((await conn.execute(_INSERT_MESSAGE, row)).scalar_one())
+        pending.message(row, result.then(MessageStatus.REJECTED, reason=reason))
