@@ -2,7 +2,8 @@
 
     deliveries.take() ─► prepare(): parse → map → route      (pure; a failure is a rejection)
                    ─► Corrections.link(): cancels find their originals, merges re-key
-                   ─► store.record_intake(batch)               (one transaction)
+                   ─► store.record_intake(batch)               (one transaction; the next
+                                                                batch is parsed meanwhile)
                    ─► ack each delivery                        (only after the commit)
                    ─► wake the delivery loop
 
@@ -16,6 +17,7 @@ healthy messages as poison.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -116,21 +118,37 @@ class Intake:
 
     async def run(self) -> None:
         limit = self._config.intake.batch_size
-        while taken := await self._deliveries.take(limit):
-            metrics.INTAKE_WAITING.set(self._deliveries.backlog)
-            batch = [(self._sources[d.queue], d) for d in taken]
-            if not any(d.redelivered for d in taken):
-                await self._commit(batch)
-                continue
-            # Redelivered: the engine may have died holding these. One at a time, each marked
-            # as suspect before it is processed: a message that kills the engine again while
-            # it is the only one in hand is set aside (kept, rejected) on the next redelivery,
-            # long before the queue's delivery limit could take healthy messages with it.
-            for item in batch:
-                if item[1].redelivered:
-                    await self._commit_suspect(*item)
-                else:
-                    await self._commit([item])
+        writing: asyncio.Task[None] | None = None
+        try:
+            while taken := await self._deliveries.take(limit):
+                metrics.INTAKE_WAITING.set(self._deliveries.backlog)
+                batch = [(self._sources[d.queue], d) for d in taken]
+                if not any(d.redelivered for d in taken):
+                    # Parse and map this batch while the one before is written; the writes
+                    # (and acks) stay one batch at a time, in the order taken.
+                    prepared = self._prepare(batch)
+                    if writing is not None:
+                        await writing
+                    writing = asyncio.create_task(self._store_batch(batch, prepared))
+                    continue
+                if writing is not None:
+                    await writing
+                    writing = None
+                await self._redelivered(batch)
+        finally:
+            if writing is not None:
+                await writing
+
+    async def _redelivered(self, batch: list[tuple[str, BrokerDelivery]]) -> None:
+        """Redelivered: the engine may have died holding these. One at a time, each marked as
+        suspect before it is processed: a message that kills the engine again while it is the
+        only one in hand is set aside (kept, rejected) on the next redelivery, long before the
+        queue's delivery limit could take healthy messages with it."""
+        for item in batch:
+            if item[1].redelivered:
+                await self._commit_suspect(*item)
+            else:
+                await self._commit([item])
 
     async def _commit_suspect(self, source: str, delivery: BrokerDelivery) -> None:
         digest = hashlib.sha256(delivery.body).hexdigest()
@@ -161,8 +179,11 @@ class Intake:
     async def _commit(
         self, batch: list[tuple[str, BrokerDelivery]], clear: Sequence[tuple[str, str]] = ()
     ) -> None:
+        await self._store_batch(batch, self._prepare(batch), clear)
+
+    def _prepare(self, batch: list[tuple[str, BrokerDelivery]]) -> list[Prepared]:
         now = datetime.now(UTC)
-        prepared = [
+        return [
             prepare(
                 source,
                 d.body,
@@ -174,6 +195,14 @@ class Intake:
             )
             for source, d in batch
         ]
+
+    async def _store_batch(
+        self,
+        batch: list[tuple[str, BrokerDelivery]],
+        prepared: list[Prepared],
+        clear: Sequence[tuple[str, str]] = (),
+    ) -> None:
+        """Write the batch (retrying until the store answers), then ack what was stored."""
         try:
             linked, written = await self._write(prepared, clear)
             results: list[IntakeResult | None] = list(written)
