@@ -4,7 +4,7 @@
            ─► every source queue into one buffer that Intake takes batches from
            ─► /healthz, /readyz ─► wait for SIGTERM/SIGINT
 
-Shutdown (SIGTERM): stop consuming, finish the intake batch in hand, let in-flight deliveries
+Shutdown (SIGTERM): stop consuming, finish the intake batches in hand, let in-flight deliveries
 finish until the deadline (then release their leases), close the broker and the store. Anything
 not acknowledged to the broker is redelivered to the next engine; nothing is lost.
 """

@@ -108,7 +108,8 @@ class Intake:
         self._sources = dict(sources)
 
     def stop(self) -> None:
-        """Finish the batch in hand, then stop; unread deliveries stay unacked at the broker."""
+        """Finish the batches in hand (the one being written, the next already parsed), then
+        stop; unread deliveries stay unacked at the broker."""
         self._deliveries.stop()
 
     @property

@@ -12,10 +12,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from engine.config import parse_config
 from engine.intake import Intake
 from engine.store import Store
+from engine.store import schema as tables
 from tests.adt_factory import adt, patients
 from tests.e2e.harness import wait_until
 from tests.memory_broker import MemoryBroker
@@ -125,3 +127,44 @@ async def test_stop_finishes_the_batch_in_hand_and_leaves_the_rest_unacked(
     assert broker.depth(QUEUE) == 2  # the first was acked after its commit; two wait unacked
     assert intake.backlog == 2
     assert broker.dead == []
+
+
+async def test_the_next_batch_is_written_only_after_the_one_before_in_arrival_order(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Batch 2 is taken (and parsed) while batch 1 is written, but its write starts only once
+    batch 1's has returned, so the message log keeps the order of arrival."""
+    entered: list[int] = []
+    release = asyncio.Event()
+    record = store.record_intake
+
+    async def held_first(records: Sequence[Any], **kwargs: Any) -> Any:
+        entered.append(len(records))
+        if len(entered) == 1:
+            await release.wait()
+        return await record(records, **kwargs)
+
+    monkeypatch.setattr(store, "record_intake", held_first)
+    broker = MemoryBroker([QUEUE])
+    deliveries = await broker.subscribe([QUEUE])
+    first, *rest = messages(4)
+    broker.send(QUEUE, first)
+    intake = Intake(store, CONFIG, deliveries, {QUEUE: "mh"})
+    task = asyncio.create_task(intake.run())
+    await wait_until(lambda: entered == [1])
+    for body in rest:
+        broker.send(QUEUE, body)
+    await wait_until(lambda: intake.backlog == 0)  # batch 2 taken while batch 1 is held
+    await asyncio.sleep(0.05)
+    assert entered == [1]  # ... and not written yet
+    assert broker.depth(QUEUE) == 4  # nothing acked before its commit
+    release.set()
+    await wait_until(lambda: broker.depth(QUEUE) == 0)
+    intake.stop()
+    async with asyncio.timeout(20):
+        await task
+    assert entered == [1, 3]
+    async with store.engine.connect() as conn:
+        keys = (await conn.execute(sa.select(tables.messages.c.message_key)
+                                   .order_by(tables.messages.c.id))).scalars().all()  # fmt: skip
+    assert keys == ["ADM0", "ADM1", "ADM2", "ADM3"]
