@@ -87,3 +87,43 @@ async def test_renewal_extends_only_the_owners_pending_leases(store: Store) -> N
         rows = dict((await conn.execute(query)).all())
     assert rows[first.id] > datetime.now(UTC) + timedelta(minutes=4)
     assert rows[second.id] < datetime.now(UTC) + timedelta(seconds=6)
+
+
+async def test_claimed_deliveries_waiting_for_a_slot_are_renewed_then_released_at_shutdown(
+    store: Store, destination: Destination
+) -> None:
+    """On SQLite (one engine) a claim takes a batch; what waits for the destination's one slot
+    keeps its lease while it waits, and gives it up at shutdown, unsent. On PostgreSQL only the
+    free slot is claimed: the rest stay for other engines."""
+    destination.delay = 4.0  # the first send outlasts the checks below
+    for patient in range(4):
+        await enqueue(store, f"p{patient}", 0)
+    client = await WebhookClient().__aenter__()
+    config = WebhookDestination(type="webhook", name="dest", url=destination.url,
+                                timeout=timedelta(seconds=60), allow_plain_http=True)  # fmt: skip
+    settings = DeliveryConfig(concurrency=4, poll_interval=timedelta(milliseconds=50),
+                              lease=timedelta(seconds=1))  # fmt: skip
+    loop = DeliveryLoop(store, {"dest": WebhookSender(config, client.post)}, {"dest": FAST},
+                        {"dest": False}, settings, caps={"dest": 1})  # fmt: skip
+    task = asyncio.create_task(loop.run())
+
+    async def owners() -> list[str | None]:
+        """Who holds each delivery's lease now (None: nobody, or a lease that ran out)."""
+        async with store.engine.connect() as conn:
+            found = await conn.execute(sa.select(deliveries.c.lease_owner, deliveries.c.lease_until)
+                                       .order_by(deliveries.c.id))  # fmt: skip
+            now = datetime.now(UTC)
+            return [r.lease_owner if r.lease_until and r.lease_until > now else None for r in found]
+
+    try:
+        await wait_until(lambda: len(destination.hits) == 1, deadline=10, what="the first send")
+        await asyncio.sleep(1.5)  # past the first lease: the waiting ones were renewed
+        waiting = loop.owner if store.single_engine else None
+        assert await owners() == [loop.owner, waiting, waiting, waiting]
+        assert len(destination.hits) == 1, "one slot: the others wait, claimed"
+    finally:
+        loop.stop()
+        await task
+        await loop.drain(0)
+        await client.close()
+    assert (await owners())[1:] == [None, None, None], "the unsent ones were released"
