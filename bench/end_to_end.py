@@ -54,6 +54,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
+import asyncpg
 import orjson
 import pika
 import structlog
@@ -76,10 +77,13 @@ from engine.simulate.pathways import packaged_pathways  # noqa: E402
 from tests.adt_factory import patients, stream  # noqa: E402
 
 DEFAULT_AMQP = "amqp://guest:guest@127.0.0.1:5672/"
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+"""Where `--store postgresql` creates (and drops) a database for each engine run."""
 CAREBRIDGE = Path(sys.executable).with_name("carebridge")
 PY_SPY = Path(sys.executable).with_name("py-spy")
 TARGET_TRIVIAL_SHARE = 0.20  # end to end, as a share of the trivial engine in the same run
 TARGET_P99_MS = 100.0  # at 100 messages/s offered
+TARGET_SCALE_OUT = 1.5  # two engine processes on one PostgreSQL database against one
 TRIVIAL_ENGINE = Path(__file__).resolve().with_name("trivial_engine.py")
 LOCAL_HOSTS = {"127.0.0.1", "localhost"}
 
@@ -97,6 +101,8 @@ class Cleanup:
     dead_queue_existed: bool = True
     keep: list[Path] = field(default_factory=list)
     """Temp dirs of engines that lost messages or logged errors: kept for a post-mortem."""
+    databases: list[str] = field(default_factory=list)
+    """PostgreSQL databases made for `--store postgresql` and not dropped yet."""
 
     def kill_processes(self) -> None:
         for proc in self.processes:
@@ -197,11 +203,21 @@ def peak_rss_mb(pid: int) -> float:
     return math.nan
 
 
-def cpu_snapshot(engine_pid: int, rabbit_pid: int | None) -> tuple[float | None, ...]:
+def cpu_snapshot(
+    engine_pid: int | Sequence[int], rabbit_pid: int | None
+) -> tuple[float | None, ...]:
+    """CPU seconds so far: the engine (summed over its processes when given several), its
+    event-loop thread(s), its kernel time, RabbitMQ, this process."""
+    pids = [engine_pid] if isinstance(engine_pid, int) else list(engine_pid)
+
+    def summed(**kwargs: bool) -> float | None:
+        values = [ticks(pid, **kwargs) for pid in pids]
+        return None if None in values else sum(v for v in values if v is not None)
+
     return (
-        ticks(engine_pid),
-        ticks(engine_pid, thread=True),
-        ticks(engine_pid, system=True),
+        summed(),
+        summed(thread=True),
+        summed(system=True),
         ticks(rabbit_pid) if rabbit_pid else None,
         time.process_time(),
     )
@@ -428,39 +444,50 @@ class Engine:
     tmp: Path
     http_port: int
     process: asyncio.subprocess.Process
+    replicas: list[Engine] = field(default_factory=list)
+    """More engine processes on the same source and PostgreSQL database (`--replicas`); the
+    log-reading methods below read them all."""
 
     @property
     def log_path(self) -> Path:
         return self.tmp / "engine.log"
 
+    @property
+    def pids(self) -> list[int]:
+        return [self.process.pid, *(r.process.pid for r in self.replicas)]
+
+    def _lines(self) -> Iterator[bytes]:
+        for engine in (self, *self.replicas):
+            with engine.log_path.open("rb") as fh:
+                yield from fh
+
     def intake_times(self) -> dict[str, float]:
         """Control id -> wall time the engine logged its intake commit (`intake.accepted`)."""
         out: dict[str, float] = {}
-        with self.log_path.open("rb") as fh:
-            for line in fh:
-                if b'"intake.accepted"' not in line:
-                    continue
-                try:
-                    record = orjson.loads(line)
-                    stamp = datetime.fromisoformat(record["timestamp"]).timestamp()
-                except (orjson.JSONDecodeError, KeyError, ValueError):
-                    continue
-                out[str(record.get("message_key"))] = stamp
+        for line in self._lines():
+            if b'"intake.accepted"' not in line:
+                continue
+            try:
+                record = orjson.loads(line)
+                stamp = datetime.fromisoformat(record["timestamp"]).timestamp()
+            except (orjson.JSONDecodeError, KeyError, ValueError):
+                continue
+            out[str(record.get("message_key"))] = stamp
         return out
 
     def error_lines(self) -> int:
-        with self.log_path.open("rb") as fh:
-            return sum(1 for line in fh if b'"level": "error"' in line or b"Traceback" in line)
+        return sum(
+            1 for line in self._lines() if b'"level": "error"' in line or b"Traceback" in line
+        )
 
     def log_events(self) -> dict[str, int]:
         """How many log lines of each event name the engine wrote (for a post-mortem)."""
         counts: Counter[str] = Counter()
-        with self.log_path.open("rb") as fh:
-            for line in fh:
-                try:
-                    counts[str(orjson.loads(line).get("event"))] += 1
-                except (orjson.JSONDecodeError, AttributeError):
-                    counts["(not JSON)"] += 1
+        for line in self._lines():
+            try:
+                counts[str(orjson.loads(line).get("event"))] += 1
+            except (orjson.JSONDecodeError, AttributeError):
+                counts["(not JSON)"] += 1
         return dict(counts.most_common())
 
 
@@ -484,12 +511,19 @@ def plain_http_allowed(command: str) -> str:
 
 
 def engine_config(
-    tmp: Path, source: str, receiver_url: str, port: int, extra: str, command: str
+    tmp: Path,
+    source: str,
+    receiver_url: str,
+    port: int,
+    extra: str,
+    command: str,
+    store_url: str | None = None,
 ) -> Path:
     plain = plain_http_allowed(command)
+    store_url = store_url or f"sqlite+aiosqlite:///{tmp / 'carebridge.db'}"
     text = f"""
 amqp: {{url: "${{{AMQP_URL_ENV}}}", prefetch: 200}}
-store: {{url: "sqlite+aiosqlite:///{tmp / "carebridge.db"}"}}
+store: {{url: "{store_url}"}}
 http: {{host: 127.0.0.1, port: {port}}}
 sources:
   - {{name: {source}, care_setting: mental_health}}
@@ -534,26 +568,69 @@ async def stop_process(proc: asyncio.subprocess.Process, sig: int, deadline: flo
 
 @contextlib.asynccontextmanager
 async def running_engine(
-    url: str, receiver: Receiver, cleanup: Cleanup, extra: str, command: str
+    url: str,
+    receiver: Receiver,
+    cleanup: Cleanup,
+    extra: str,
+    command: str,
+    *,
+    store: str = "sqlite",
+    replicas: int = 1,
 ) -> AsyncIterator[Engine]:
-    """A fresh engine (own temp dir, SQLite store, unique source); stopped with SIGTERM after."""
+    """A fresh engine (own temp dir, unique source; a SQLite store in the temp dir, or with
+    `store="postgresql"` a database of its own, created here and dropped after), and with
+    `replicas` > 1 more engine processes on the same source and database; stopped with SIGTERM
+    after."""
     tmp = Path(tempfile.mkdtemp(prefix="carebridge-bench-"))
     cleanup.dirs.append(tmp)
     source = f"bench-{uuid.uuid4().hex[:10]}"
     cleanup.queues.append(f"{INBOUND_EXCHANGE}.{source}")
-    port = free_port()
-    config = engine_config(tmp, source, receiver.url, port, extra, command)
-    with (tmp / "engine.log").open("ab") as log:
-        proc = await asyncio.create_subprocess_exec(
-            *shlex.split(command), "run", "-c", str(config), stdout=log, stderr=log,
-            stdin=subprocess.DEVNULL, env={**os.environ, AMQP_URL_ENV: url},
-        )  # fmt: skip
-    cleanup.processes.append(proc)
+    async with contextlib.AsyncExitStack() as stack:
+        store_url = None
+        if store == "postgresql":
+            store_url = await stack.enter_async_context(postgres_database(cleanup))
+        engines: list[Engine] = []
+        for index in range(replicas):  # one at a time: the first migrates the database
+            folder = tmp if index == 0 else tmp / f"replica-{index}"
+            folder.mkdir(exist_ok=True)
+            port = free_port()
+            config = engine_config(folder, source, receiver.url, port, extra, command, store_url)
+            with (folder / "engine.log").open("ab") as log:
+                proc = await asyncio.create_subprocess_exec(
+                    *shlex.split(command), "run", "-c", str(config), stdout=log, stderr=log,
+                    stdin=subprocess.DEVNULL, env={**os.environ, AMQP_URL_ENV: url},
+                )  # fmt: skip
+            cleanup.processes.append(proc)
+            stack.push_async_callback(stop_process, proc, signal.SIGTERM, 30)
+            await wait_ready(proc, port)
+            engines.append(Engine(source, folder, port, proc))
+        engines[0].replicas = engines[1:]
+        yield engines[0]
+
+
+@contextlib.asynccontextmanager
+async def postgres_database(cleanup: Cleanup) -> AsyncIterator[str]:
+    """A new database on the local PostgreSQL (`PG_ADMIN`), its engine URL; dropped after."""
+    name = f"cb_bench_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(PG_ADMIN)
     try:
-        await wait_ready(proc, port)
-        yield Engine(source, tmp, port, proc)
+        await admin.execute(f'CREATE DATABASE "{name}"')
     finally:
-        await stop_process(proc, signal.SIGTERM, 30)
+        await admin.close()
+    cleanup.databases.append(name)
+    try:
+        yield f"postgresql+asyncpg://{urlsplit(PG_ADMIN).netloc}/{name}"
+    finally:
+        await drop_database(name)
+        cleanup.databases.remove(name)
+
+
+async def drop_database(name: str) -> None:
+    admin = await asyncpg.connect(PG_ADMIN)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
 
 
 async def publish_into(
@@ -608,12 +685,21 @@ async def e2e_throughput(
     cleanup: Cleanup,
     rabbit_pid: int | None,
     profile_to: Path | None = None,
+    replicas: int = 1,
 ) -> tuple[ThroughputResult, Path | None, float]:
     receiver.reset()
     profile: Path | None = None
     sampled = 0.0
     async with (
-        running_engine(url, receiver, cleanup, args.engine_yaml, args.engine_command) as engine,
+        running_engine(
+            url,
+            receiver,
+            cleanup,
+            args.engine_yaml,
+            args.engine_command,
+            store=args.store,
+            replicas=replicas,
+        ) as engine,  # fmt: skip
         Broker(AmqpSettings(url=url, connection_name="bench-e2e-publish")) as broker,
     ):
         await warm_up(engine, broker, receiver, args.warmup)
@@ -631,14 +717,14 @@ async def e2e_throughput(
             await asyncio.sleep(1.0)  # let py-spy attach before the load starts
             sampled = time.perf_counter()
         receiver.expect(cid for cid, _ in items)
-        cpu0 = cpu_snapshot(engine.process.pid, rabbit_pid)
+        cpu0 = cpu_snapshot(engine.pids, rabbit_pid)
         t0, _ = await publish_into(engine.source, broker, items, args.window)
         t_published = time.perf_counter()
         wall0 = time.time() - (time.perf_counter() - t0)
         missing = await receiver.wait(max(120.0, len(items) / 10))
         t_end = max((receiver.at[c] for c, _ in items if c in receiver.at), default=t0)
-        cpu1 = cpu_snapshot(engine.process.pid, rabbit_pid)
-        peak_rss = peak_rss_mb(engine.process.pid)  # while it still runs
+        cpu1 = cpu_snapshot(engine.pids, rabbit_pid)
+        peak_rss = max(peak_rss_mb(pid) for pid in engine.pids)  # while it still runs
         if spy is not None:
             sampled = time.perf_counter() - sampled
             await stop_process(spy, signal.SIGINT, 30)
@@ -777,7 +863,9 @@ async def e2e_latency(
     sent: dict[str, float] = {}
     sent_wall: dict[str, float] = {}
     async with (
-        running_engine(url, receiver, cleanup, args.engine_yaml, args.engine_command) as engine,
+        running_engine(
+            url, receiver, cleanup, args.engine_yaml, args.engine_command, store=args.store
+        ) as engine,  # fmt: skip
         Broker(AmqpSettings(url=url, connection_name="bench-latency-publish")) as broker,
     ):
         await warm_up(engine, broker, receiver, args.warmup)
@@ -852,6 +940,36 @@ _ROOTS = (
     "_asynciomodule.c:task_step",
 )
 _DB_THREAD = "_connection_worker_thread"
+_STAGES = (  # (marker in the event loop's stack, stage), the first that matches counts
+    ("preparation.py:prepare", "intake: parse, map, route (prepare)"),
+    ("Corrections.link", "intake: corrections lookup (SQL)"),
+    ("record_intake", "intake: insert rows, commit (SQL)"),
+    ("Intake._log", "intake: log lines"),
+    ("Intake.", "intake: ack, metrics, the rest"),
+    ("claim_due", "delivery: claim (SQL)"),
+    ("finish_deliver", "delivery: record outcomes (SQL)"),
+    ("_write_outcomes", "delivery: record outcomes (SQL)"),
+    ("render_webhook", "delivery: render"),
+    ("WebhookClient.post", "delivery: HTTP POST (aiohttp)"),
+    ("DeliveryLoop._log", "delivery: log lines"),
+    ("DeliveryLoop._measure", "delivery: metrics"),
+    ("engine/delivery/", "delivery: the rest (tasks, policy, leases)"),
+    ("aiosqlite/", "store: aiosqlite hand-off (no engine frame)"),
+    ("sqlalchemy/", "store: SQLAlchemy in a greenlet (no engine frame)"),
+    ("asyncpg/", "store: asyncpg protocol (no engine frame)"),
+    ("aiohttp/", "HTTP client internals (no engine frame)"),
+    ("adapters/rabbitmq", "AMQP: receive, ack frames"),
+    ("aio_pika/", "AMQP: receive, ack frames"),
+    ("aiormq/", "AMQP: receive, ack frames"),
+    ("pamqp/", "AMQP: receive, ack frames"),
+    ("asyncio/", "event loop: callbacks, wake-ups"),
+)
+
+
+def _stage(stack: str) -> str:
+    return next((stage for marker, stage in _STAGES if marker in stack), "other")
+
+
 _LIBS = ("site-packages/", "/lib/python3.11/", f"{ROOT}/")
 
 
@@ -906,6 +1024,9 @@ class Profile:
     """With --native: share of in-call time spent sleeping in SQLite's busy handler."""
     hotspots: list[Hotspot]
     """Functions by share of the event-loop thread's non-idle samples (its Python work)."""
+    stage_samples: dict[str, int] = field(default_factory=dict)
+    """The event loop's non-idle samples by stage of a message's way (`_STAGES`), and the
+    SQLite connection threads' in-call samples as "SQLite threads: inside a call"."""
 
 
 def analyse_profile(collapsed: Path, rate: int, seconds: float, top: int) -> Profile:
@@ -916,6 +1037,7 @@ def analyse_profile(collapsed: Path, rate: int, seconds: float, top: int) -> Pro
     db_threads: set[str] = set()
     inclusive: Counter[str] = Counter()
     own: Counter[str] = Counter()
+    stages: Counter[str] = Counter()
     for line in collapsed.read_text(errors="replace").splitlines():
         stack, _, count_text = line.rpartition(" ")
         if not stack or not count_text.isdigit():
@@ -942,6 +1064,7 @@ def analyse_profile(collapsed: Path, rate: int, seconds: float, top: int) -> Pro
         if any("epoll_wait" in f for f in raw_frames[-2:]):
             main_idle += count
             continue
+        stages[_stage(";".join(frames))] += count
         for name in set(frames):
             inclusive[name] += count
         if frames:
@@ -959,6 +1082,7 @@ def analyse_profile(collapsed: Path, rate: int, seconds: float, top: int) -> Pro
             for name, n in inclusive.most_common()
             if not name.startswith(_ROOTS)
         ][:top],
+        stage_samples={**dict(stages.most_common()), "SQLite threads: inside a call": db_in_call},
     )
 
 
@@ -975,6 +1099,8 @@ def report(results: dict[str, Any]) -> str:
         "Carebridge end-to-end benchmark",
         f"  machine : {m['nproc']} CPU ({m['cpu_model']}), Python {m['python']}, "
         f"RabbitMQ {m['rabbitmq']}, load {m['loadavg_at_start']}, commit {m['git_commit']}",
+        f"  store   : {p['store']}"
+        + (f", {p['replicas']} engine processes beside 1" if p["replicas"] > 1 else ""),
         f"  sizes   : raw {p['raw_messages']} msgs, throughput {p['messages']} msgs / "
         f"{p['patients']} patients x{p['repeat']}, latency {p['latency_messages']} msgs at "
         f"{p['rate']:g}/s x{p['latency_repeat']}, window {p['window']}",
@@ -1007,6 +1133,14 @@ def report(results: dict[str, Any]) -> str:
             [r["e2e_mps"] for r in results["compared"]])  # fmt: skip
         pairs = [a["e2e_mps"] / b["e2e_mps"] for a, b in zip(thr, results["compared"], strict=True)]
         row(f"ratio this build / {rev} (pairs)", s["compare_ratio"], pairs, 2)
+    if results.get("replicas"):
+        n = p["replicas"]
+        row(f"END TO END, {n} engines on one database, msg/s", s["replicas_mps"],
+            [r["e2e_mps"] for r in results["replicas"]])  # fmt: skip
+        pairs = [b["e2e_mps"] / a["e2e_mps"] for a, b in zip(thr, results["replicas"], strict=True)]
+        row(f"scale-out, {n} engines / 1 (pairs)", s["scale_out"], pairs, 2)
+        row(f"  {n} engines' CPU, % of one core", math.nan,
+            [r["engine_cpu_pct"] for r in results["replicas"]])  # fmt: skip
     row("engine CPU, % of one core", s["engine_cpu_pct"], [r["engine_cpu_pct"] for r in thr])
     row(
         "engine peak RSS, MB (target <= 250)",
@@ -1060,6 +1194,12 @@ def report(results: dict[str, Any]) -> str:
         if wait is not None and prof["native"]:
             lines.append(f"    of that in-call time, waiting for the write lock: {wait}%")
         lines.append(
+            f"    {'where the time goes, microseconds per message (sampled)':<66}{'us':>6}"
+        )
+        lines += [
+            f"    {stage[:64]:<66}{us:>6.0f}" for stage, us in prof["stage_us_per_message"].items()
+        ]
+        lines.append(
             f"    {'function (% of event-loop Python samples)':<66}{'cum%':>6}{'self%':>7}"
         )
         lines += [
@@ -1112,6 +1252,20 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="stream: admit/transfers/discharge per patient (default, as earlier figures); "
         "simulated: carebridge simulate's journeys",
     )
+    ap.add_argument(
+        "--store",
+        choices=["sqlite", "postgresql"],
+        default="sqlite",
+        help="the engine's store: SQLite in its temp dir (default), or a PostgreSQL database "
+        f"created for each engine run on {urlsplit(PG_ADMIN).netloc} and dropped after",
+    )
+    ap.add_argument(
+        "--replicas",
+        type=int,
+        default=1,
+        help="with --store postgresql: also run N engine processes on one database, A B A B "
+        "with the single engine, and print the scale-out ratio",
+    )
     ap.add_argument("--top", type=int, default=25, help="hotspots to list (25)")
     ap.add_argument("--skip-latency", action="store_true")
     ap.add_argument("--keep", action="store_true", help="keep the temp dirs (engine logs, DBs)")
@@ -1129,6 +1283,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     host = urlsplit(args.amqp).hostname
     if host not in LOCAL_HOSTS:
         ap.error(f"--amqp must point at 127.0.0.1, not {host!r}")
+    if args.replicas < 1 or (args.replicas > 1 and args.store != "postgresql"):
+        ap.error("--replicas N > 1 needs --store postgresql (a SQLite file takes one engine)")
     if args.profile is not None and not PY_SPY.exists():
         ap.error(f"--profile needs py-spy: {sys.executable} -m pip install py-spy")
     return args
@@ -1140,10 +1296,12 @@ def say(text: str) -> None:
 
 async def throughput_runs(
     args: argparse.Namespace, receiver: Receiver, cleanup: Cleanup, rabbit: int | None
-) -> tuple[list[ThroughputResult], list[ThroughputResult]]:
-    """End-to-end throughput of this build and, with --compare, of the other, A B A B."""
+) -> tuple[list[ThroughputResult], list[ThroughputResult], list[ThroughputResult]]:
+    """End-to-end throughput of this build, and A B A B beside it: with --compare, the other
+    build; with --replicas N, N engine processes of this build on one database."""
     this: list[ThroughputResult] = []
     other: list[ThroughputResult] = []
+    scaled: list[ThroughputResult] = []
     with contextlib.ExitStack() as stack:
         other_command = stack.enter_context(build_at(args.compare)) if args.compare else None
         for i in range(args.repeat):
@@ -1151,6 +1309,14 @@ async def throughput_runs(
             res, _, _ = await e2e_throughput(args.amqp, receiver, items, args, cleanup, rabbit)
             this.append(res)
             say(f"end to end {i + 1}/{args.repeat}: {res.e2e_mps:,.0f} msg/s")
+            if args.replicas > 1:
+                items = batched_messages(f"R{i}", args.messages, args.patients)
+                res, _, _ = await e2e_throughput(
+                    args.amqp, receiver, items, args, cleanup, rabbit, replicas=args.replicas
+                )
+                scaled.append(res)
+                say(f"end to end, {args.replicas} engines {i + 1}/{args.repeat}: "
+                    f"{res.e2e_mps:,.0f} msg/s")  # fmt: skip
             if other_command is None:
                 continue
             items = batched_messages(f"C{i}", args.messages, args.patients)
@@ -1158,7 +1324,7 @@ async def throughput_runs(
             res, _, _ = await e2e_throughput(args.amqp, receiver, items, against, cleanup, rabbit)
             other.append(res)
             say(f"end to end at {args.compare} {i + 1}/{args.repeat}: {res.e2e_mps:,.0f} msg/s")
-    return this, other
+    return this, other, scaled
 
 
 async def bench(args: argparse.Namespace, cleanup: Cleanup) -> dict[str, Any]:
@@ -1181,7 +1347,7 @@ async def bench(args: argparse.Namespace, cleanup: Cleanup) -> dict[str, Any]:
     receiver = Receiver()
     await receiver.start()
     try:
-        throughput, compared = await throughput_runs(args, receiver, cleanup, rabbit)
+        throughput, compared, scaled = await throughput_runs(args, receiver, cleanup, rabbit)
         latency: list[LatencyResult] = []
         for i in range(0 if args.skip_latency else args.latency_repeat):
             items = batched_messages(f"L{i}", args.latency_messages, args.patients)
@@ -1197,10 +1363,15 @@ async def bench(args: argparse.Namespace, cleanup: Cleanup) -> dict[str, Any]:
             say(f"profiled run: {res.e2e_mps:,.0f} msg/s")
             if path is not None and path.exists():
                 analysed = analyse_profile(path, spy_rate(args), seconds, args.top)
+                per_message = 1e6 / spy_rate(args) / max(res.e2e_mps * seconds, 1.0)
                 profile = {
                     "file": str(path),
                     "native": args.profile_native,
                     "e2e_mps_under_profiler": res.e2e_mps,
+                    "stage_us_per_message": {
+                        stage: round(n * per_message, 1)
+                        for stage, n in analysed.stage_samples.items()
+                    },
                     **asdict(analysed),
                 }
     finally:
@@ -1234,11 +1405,18 @@ async def bench(args: argparse.Namespace, cleanup: Cleanup) -> dict[str, Any]:
         if compared
         else math.nan
     )
+    summary["replicas_mps"] = med(scaled, "e2e_mps") if scaled else math.nan
+    summary["scale_out"] = (
+        median(b.e2e_mps / a.e2e_mps for a, b in zip(throughput, scaled, strict=True))
+        if scaled
+        else math.nan
+    )
     for key in ("offered_mps", "p50_ms", "p90_ms", "p99_ms", "max_ms", "to_intake_p50_ms",
                 "to_intake_p99_ms", "after_intake_p50_ms", "after_intake_p99_ms"):  # fmt: skip
         summary[key] = med(latency, key)
+    store_name = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}[args.store]
     targets = {
-        "end to end (SQLite) / trivial engine": {
+        f"end to end ({store_name}) / trivial engine": {
             "wanted": f">= {TARGET_TRIVIAL_SHARE:g}",
             "measured": fmt(summary["trivial_share"], 3),
             "met": None
@@ -1251,6 +1429,12 @@ async def bench(args: argparse.Namespace, cleanup: Cleanup) -> dict[str, Any]:
             "met": None if math.isnan(summary["p99_ms"]) else summary["p99_ms"] < TARGET_P99_MS,
         },
     }
+    if scaled:
+        targets[f"scale-out, {args.replicas} engines / 1 ({store_name})"] = {
+            "wanted": f">= {TARGET_SCALE_OUT:g}",
+            "measured": fmt(summary["scale_out"], 2),
+            "met": summary["scale_out"] >= TARGET_SCALE_OUT,
+        }
     params = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
     return {
         "machine": info,
@@ -1260,6 +1444,7 @@ async def bench(args: argparse.Namespace, cleanup: Cleanup) -> dict[str, Any]:
         "raw": [vars(r) for r in raw],
         "trivial": trivial,
         "compared": [vars(r) for r in compared],
+        "replicas": [vars(r) for r in scaled],
         "throughput": [vars(r) for r in throughput],
         "latency": [vars(r) for r in latency],
         "profile": profile,
@@ -1286,6 +1471,11 @@ def run_main(
         results = asyncio.run(run(args, cleanup))
     finally:
         cleanup.kill_processes()
+        for name in list(cleanup.databases):  # interrupted before its run dropped it
+            try:
+                asyncio.run(drop_database(name))
+            except (OSError, asyncpg.PostgresError) as exc:
+                print(f"cleanup: could not drop database {name}: {exc!r}", file=sys.stderr)
         dead = None if cleanup.dead_queue_existed else f"{INBOUND_EXCHANGE}.dead"
         try:
             delete_queues(args.amqp, cleanup.queues, dead_queue=dead)
