@@ -118,15 +118,14 @@ class DeliveryLoop:
             more_due = False
             # Each claim is a write transaction (and the due query reads every pending row), so a
             # destination is claimed for once what it claimed before is launched and half of its
-            # own slots are free. On SQLite (one engine) a whole batch (`delivery.batch_size`) is
-            # claimed at once, and waits here, leased (and renewed), for the destination's own
-            # slots: a slow or silent destination holds only its own slots. On PostgreSQL only
-            # the free slots, so that other engines can take the rest.
+            # own slots are free, and then for a whole batch (`delivery.batch_size`), which waits
+            # here, leased (and renewed), for the destination's own slots: a slow or silent
+            # destination holds only its own slots. Replicas on PostgreSQL claim other patients.
             for destination in self._senders:
                 free -= self._launch_queued(destination, free)
-                if self._queued[destination] or (room := self._room(destination, free)) <= 0:
+                if self._queued[destination] or self._room(destination, free) <= 0:
                     continue
-                limit = self._config.batch_size if self._store.single_engine else room
+                limit = self._config.batch_size
                 claimed = await self._claim(destination, limit)
                 self._queued[destination].extend(claimed)
                 self._held.update(item.id for item in claimed)

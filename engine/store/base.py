@@ -75,12 +75,6 @@ class StoreBase:
         if self.engine.dialect.name == "sqlite" and database and database != ":memory:":
             self._space = (os.path.dirname(os.path.abspath(database)), 0)
 
-    @property
-    def single_engine(self) -> bool:
-        """True on SQLite, whose file only one engine uses: nothing this engine leases is
-        wanted by another, so it may claim ahead. False on PostgreSQL (replicas share it)."""
-        return not self._is_postgres
-
     def has_room(self) -> bool:
         """False while the SQLite database's filesystem has less than `min_free_bytes` free
         (looked at most every half second); always True on PostgreSQL."""
