@@ -576,13 +576,16 @@ async def running_engine(
     *,
     store: str = "sqlite",
     replicas: int = 1,
+    store_from: Path | None = None,
 ) -> AsyncIterator[Engine]:
     """A fresh engine (own temp dir, unique source; a SQLite store in the temp dir, or with
     `store="postgresql"` a database of its own, created here and dropped after), and with
     `replicas` > 1 more engine processes on the same source and database; stopped with SIGTERM
-    after."""
+    after. With `store_from`, the SQLite store starts as a copy of that file (history_e2e.py)."""
     tmp = Path(tempfile.mkdtemp(prefix="carebridge-bench-"))
     cleanup.dirs.append(tmp)
+    if store_from is not None:
+        await asyncio.to_thread(shutil.copyfile, store_from, tmp / "carebridge.db")
     source = f"bench-{uuid.uuid4().hex[:10]}"
     cleanup.queues.append(f"{INBOUND_EXCHANGE}.{source}")
     async with contextlib.AsyncExitStack() as stack:
@@ -699,6 +702,7 @@ async def e2e_throughput(
             args.engine_command,
             store=args.store,
             replicas=replicas,
+            store_from=getattr(args, "store_from", None),
         ) as engine,  # fmt: skip
         Broker(AmqpSettings(url=url, connection_name="bench-e2e-publish")) as broker,
     ):

@@ -6,10 +6,13 @@ per batch, on the empty store and on the seeded one, and prints each query's pla
 
     .venv/bin/python bench/history.py                       # SQLite, 1,000,000 messages
     .venv/bin/python bench/history.py --rows 200000 --postgres   # PostgreSQL (127.0.0.1:5432)
+    .venv/bin/python bench/history.py --backlog 1000,10000,60000  # claim cost against a backlog
 
 A query that reads history (rather than an index range of the few rows it needs) shows as a
-plan with a SCAN / Seq Scan of a big table and a ratio that grows with N. Not a test: figures
-go to stdout; nothing is asserted.
+plan with a SCAN / Seq Scan of a big table and a ratio that grows with N. `--backlog` times a
+claim against backlogs of pending deliveries instead (over `--patients` patients, then one
+patient a delivery). End-to-end throughput against history: bench/history_e2e.py. Not a test:
+figures go to stdout; nothing is asserted.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
+import inspect
 import json
 import os
 import statistics
@@ -40,8 +44,8 @@ from engine.store.intake import accepted_keys_query
 from engine.store.outbox import _due
 from engine.store.schema import attempts, deliveries, events, messages
 
-DESTINATIONS = ("gp", "team")
-T0 = datetime(2025, 1, 1, tzinfo=UTC)
+DESTINATIONS: tuple[str, ...] = ("gp", "team")
+T0 = datetime(2025, 1, 1, tzinfo=UTC)  # history_e2e.py moves it within retention
 PG_ADMIN = os.environ.get("CAREBRIDGE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
@@ -51,7 +55,7 @@ def _rows(start: int, count: int) -> tuple[list[dict[str, Any]], ...]:
     msgs, evs, dels, atts = [], [], [], []
     for n in range(start, start + count):
         at = T0 + timedelta(seconds=n)
-        patient = f"nhs:hist{(n - FIRST_ID) // 5:08d}"
+        patient = patient_of(n)
         event_id = f"ev-hist{n:010d}"
         body = json.dumps({"event_id": event_id, "kind": "discharge"})
         msgs.append({"id": n, "source": "history", "message_key": f"H{n}", "format": "hl7v2",
@@ -77,6 +81,14 @@ def _rows(start: int, count: int) -> tuple[list[dict[str, Any]], ...]:
 
 FIRST_ID = 1
 """Seeded rows take ids from here; the working set comes after them, as new traffic does."""
+
+
+def _history_patient(n: int) -> str:
+    return f"nhs:hist{(n - FIRST_ID) // 5:08d}"
+
+
+patient_of: Callable[[int], str] = _history_patient
+"""Whose past message `n` was: five a patient (bench/history_e2e.py uses its own patients)."""
 
 
 async def seed(store: Store, rows: int, *, analyze: bool, chunk: int = 20_000) -> float:
@@ -154,7 +166,7 @@ def probes() -> dict[str, tuple[Probe, Callable[[], sa.Select[Any]] | None]]:
         await store.patients_with_discharges(patients)
 
     async def due(store: Store, _round: int) -> None:
-        await _select(store, _due(DESTINATIONS, 200, datetime.now(UTC)))
+        await _select(store, _due(DESTINATIONS[0], 200, datetime.now(UTC)))
 
     return {
         "intake: accepted keys of a batch (100 keys)": (
@@ -164,7 +176,7 @@ def probes() -> dict[str, tuple[Probe, Callable[[], sa.Select[Any]] | None]]:
         "corrections: unmatched cancels (50 patients)": (unmatched_cancels, None),
         "corrections: discharges on record (50 patients)": (discharges, None),
         "delivery: the claim's due query": (
-            due, lambda: _due(DESTINATIONS, 200, datetime.now(UTC))),
+            due, lambda: _due(DESTINATIONS[0], 200, datetime.now(UTC))),
     }  # fmt: skip
 
 
@@ -219,6 +231,77 @@ async def open_store(postgres: bool, folder: Path) -> tuple[Store, Callable[[], 
     return store, close
 
 
+def _backlog_rows(count: int, n_patients: int) -> tuple[list[dict[str, Any]], ...]:
+    """`count` pending deliveries to DESTINATIONS[0], one per message, for `n_patients`
+    interleaved (message n is patient n mod n_patients's), all due: a backlog."""
+    msgs, evs, dels = [], [], []
+    for n in range(FIRST_ID, FIRST_ID + count):
+        at = T0 + timedelta(seconds=n)
+        patient, event_id = f"nhs:back{n % n_patients:08d}", f"ev-back{n:010d}"
+        msgs.append({"id": n, "source": "backlog", "message_key": f"B{n}", "format": "hl7v2",
+                     "status": "accepted", "payload": b"MSH|^~\\&|backlog", "received_at": at,
+                     "payload_sha256": f"{n:064d}", "committed_at": at, "event_id": event_id,
+                     "event_kind": "discharge", "patient_key": patient})  # fmt: skip
+        evs.append({"event_id": event_id, "message_id": n, "source": "backlog",
+                    "kind": "discharge", "care_setting": "mental_health", "patient_key": patient,
+                    "occurred_at": at, "received_at": at, "body": "{}"})  # fmt: skip
+        dels.append({"id": n, "event_id": event_id, "destination": DESTINATIONS[0],
+                     "patient_key": patient, "status": "pending",
+                     "idempotency_key": f"{event_id}.{DESTINATIONS[0]}", "attempts": 0,
+                     "created_at": at, "next_attempt_at": at, "hold": False})  # fmt: skip
+    return msgs, evs, dels
+
+
+def _due_query(limit: int) -> sa.Select[Any]:
+    """The claim's due query; also as it was before it took one destination (to compare)."""
+    if "destinations" in inspect.signature(_due).parameters:
+        return _due([DESTINATIONS[0]], limit, datetime.now(UTC))  # type: ignore[arg-type]
+    return _due(DESTINATIONS[0], limit, datetime.now(UTC))
+
+
+async def claim_cost(store: Store, size: int, n_patients: int, repeat: int) -> tuple[float, ...]:
+    """Median ms of the due query alone and of a whole claim (the query, the leases, the rows,
+    the commit) of 16 (what the delivery loop asks for with its default 32 slots), with a
+    backlog of `size` due deliveries and 32 heads already in flight; each claim's leases are
+    given back, so every claim sees the same backlog."""
+    async with store.engine.begin() as conn:
+        for table, values in zip((messages, events, deliveries),
+                                 _backlog_rows(size, n_patients), strict=True):  # fmt: skip
+            await conn.execute(sa.insert(table), values)
+    lease = timedelta(minutes=10)
+    await store.claim_due([DESTINATIONS[0]], limit=32, lease=lease, owner="in-flight")
+    queries, claims = [], []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        await _select(store, _due_query(16))
+        queries.append((time.perf_counter() - started) * 1000)
+        started = time.perf_counter()
+        got = await store.claim_due([DESTINATIONS[0]], limit=16, lease=lease, owner="bench")
+        claims.append((time.perf_counter() - started) * 1000)
+        await store.release([c.id for c in got])
+    return statistics.median(queries), statistics.median(claims)
+
+
+async def backlog(args: argparse.Namespace) -> int:
+    """Claim cost against the backlog: for each size, a fresh store."""
+    print(f"a claim of 16 with 32 in flight, ms (median of {args.repeat}): the due query alone "
+          f"and the whole claim; the backlog over {args.patients} patients, then one patient "
+          "a delivery")  # fmt: skip
+    print(f"{'backlog':>18} {'query':>9} {'claim':>9} {'query':>9} {'claim':>9}")
+    with tempfile.TemporaryDirectory(prefix="carebridge-backlog-") as tmp:
+        for size in args.backlog:
+            row: list[float] = []
+            for n_patients in (args.patients, size):
+                folder = Path(tmp) / f"{size}-{n_patients}"
+                store, close = await open_store(args.postgres, folder)
+                try:
+                    row.extend(await claim_cost(store, size, n_patients, args.repeat))
+                finally:
+                    await close()
+            print(f"{size:>10,} pending " + " ".join(f"{ms:9.2f}" for ms in row))
+    return 0
+
+
 async def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="carebridge-history-") as tmp:
         store, close = await open_store(args.postgres, Path(tmp) / "empty")
@@ -260,7 +343,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="SQLite: ANALYZE after seeding (the engine never does; PostgreSQL always is)",
     )
-    return asyncio.run(run(ap.parse_args(argv)))
+    ap.add_argument(
+        "--backlog",
+        type=lambda text: [int(n) for n in text.split(",")],
+        help="instead: the claim's cost against backlogs of these sizes (e.g. 1000,10000,60000)",
+    )
+    ap.add_argument("--patients", type=int, default=200, help="--backlog: its patients (200)")
+    args = ap.parse_args(argv)
+    return asyncio.run(backlog(args) if args.backlog else run(args))
 
 
 if __name__ == "__main__":

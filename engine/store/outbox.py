@@ -17,7 +17,7 @@ from engine.store.records import (
     DeliveryOutcome,
     Rescheduled,
 )
-from engine.store.schema import attempts, deliveries, events
+from engine.store.schema import attempts, blocking, deliveries, events
 from engine.store.statuses import DeliveryStatus
 
 
@@ -45,44 +45,44 @@ _OUTCOME_UPDATES = {
 }
 
 
-def _due(destinations: Sequence[str], limit: int, now: datetime) -> sa.Select[tuple[int]]:
-    """The ids of the pending deliveries due now that nothing earlier holds back, oldest first.
+def _due(destination: str, limit: int, now: datetime) -> sa.Select[tuple[int]]:
+    """The ids of `destination`'s pending deliveries due now that nothing earlier holds back,
+    oldest first: at most `limit`.
 
-    Written so that no planner reads history: the outer rows come from an index range of
-    pending deliveries (ix_deliveries_due or ix_deliveries_status_destination), ordered by
-    ``id + 0`` so that walking the whole table in id order is never the cheaper-looking plan
-    (SQLite chose it once it had statistics, and read every delivery ever kept per claim); the
-    subquery looks for an earlier blocking delivery of the same patient and destination, one
-    index range of that patient's own deliveries (ix_deliveries_order) for each of the two
-    blocking states. bench/history.py measures it with a million past messages.
+    Its cost is bounded by the batch it returns, not by history nor by the backlog: the outer
+    rows are read in id order straight from ix_deliveries_status_destination (status,
+    destination, id), so there is no sort and the LIMIT stops the walk; each row read costs one
+    seek in the partial index ix_deliveries_blocking, which holds only the deliveries that hold
+    others back (pending, or dead with `hold`), never the delivered past. The rows walked past
+    are those at the front of the destination's queue that cannot go now: in flight (leased),
+    waiting for a retry or held, and the later deliveries of those patients.
+
+    The blocking test is written, word for word, as the partial index's predicate with its
+    values inline (`schema.blocking`), so both SQLite and PostgreSQL may answer it from that
+    index. bench/history.py shows the plans and measures it with a million past messages.
     """
     earlier = deliveries.alias("earlier")
-
-    def earlier_in(*state: sa.ColumnElement[bool]) -> sa.Exists:
-        return sa.exists().where(
+    first_blocking_before = (
+        sa.select(earlier.c.id)
+        .where(
             earlier.c.destination == deliveries.c.destination,
             earlier.c.patient_key == deliveries.c.patient_key,
             earlier.c.id < deliveries.c.id,
-            *state,
+            sa.text(blocking("earlier")),
         )
-
-    # The state as an expression: only the patient's own range (ix_deliveries_order) is read,
-    # never every pending or dead delivery of the destination.
-    state = earlier.c.status + ""
-    blocked = sa.or_(
-        earlier_in(state == DeliveryStatus.PENDING.value),
-        earlier_in(state == DeliveryStatus.DEAD.value, earlier.c.hold.is_(True)),
+        .limit(1)
+        .scalar_subquery()
     )
     return (
         sa.select(deliveries.c.id)
         .where(
             deliveries.c.status == DeliveryStatus.PENDING,
+            deliveries.c.destination == destination,
             deliveries.c.next_attempt_at <= now,
-            deliveries.c.destination.in_(list(destinations)),
             sa.or_(deliveries.c.lease_until.is_(None), deliveries.c.lease_until < now),
-            ~blocked,
+            first_blocking_before.is_(None),
         )
-        .order_by(deliveries.c.id + 0)
+        .order_by(deliveries.c.id)
         .limit(limit)
     )
 
@@ -115,7 +115,9 @@ class Outbox(StoreBase):
         owner: str,
         now: datetime | None = None,
     ) -> list[ClaimedDelivery]:
-        """Lease the deliveries that may be sent now, in order, one per (destination, patient).
+        """Lease the deliveries that may be sent now, in order, one per (destination, patient):
+        up to `limit`, destination by destination in the order given (the delivery loop asks for
+        one at a time), each destination's oldest first.
 
         A delivery may go only when no earlier delivery of the same patient to the same
         destination is still pending (or dead-lettered with `hold`): this is what keeps each
@@ -124,11 +126,15 @@ class Outbox(StoreBase):
         if not destinations:
             return []
         now = now or utc_now()
-        query = _due(destinations, limit, now)
-        if self._is_postgres:
-            query = query.with_for_update(skip_locked=True, of=deliveries)
         async with self.writing() as conn:
-            ids = [row.id for row in await conn.execute(query)]
+            ids: list[int] = []
+            for destination in dict.fromkeys(destinations):  # each its own walk of its queue
+                if len(ids) >= limit:
+                    break
+                query = _due(destination, limit - len(ids), now)
+                if self._is_postgres:  # no more locked than claimed: others skip locked rows
+                    query = query.with_for_update(skip_locked=True, of=deliveries)
+                ids.extend(row.id for row in await conn.execute(query))
             if not ids:
                 await conn.rollback()
                 return []
