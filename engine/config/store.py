@@ -31,4 +31,6 @@ class RetentionConfig(Strict):
     """Settled messages older than this are pruned with their events, deliveries and attempts;
     null keeps everything. Pending deliveries, dead letters and rejected messages are kept."""
     interval: Duration = timedelta(hours=1)
-    batch: int = Field(default=1000, ge=1)
+    batch: int = Field(default=200, ge=1)
+    """Messages deleted per transaction: each holds the store's writer, so intake and delivery
+    wait at most one batch; the pass paces itself between batches (`engine.retention`)."""

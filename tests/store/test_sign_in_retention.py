@@ -61,3 +61,36 @@ async def test_the_retention_pass_prunes_the_sign_in_tables_too(store: Store) ->
         assert (
             await conn.execute(sa.select(sa.func.count()).select_from(sign_in_failures))
         ).scalar() == 0
+
+
+async def test_a_long_retention_pass_leaves_the_writer_to_intake_and_delivery(
+    store: Store,
+) -> None:
+    """Batch after batch, the pass waits four times as long as each batch took, so a backlog
+    of old messages cannot hold the store's one writer for as long as the pruning lasts."""
+    from engine.config import RetentionConfig
+    from engine.retention import WRITE_SHARE, prune_once
+    from engine.store import AcceptedEvent, IntakeRecord
+
+    old = NOW - timedelta(days=400)
+    await store.record_intake([
+        IntakeRecord(source="mh-trust", payload=b"MSH|%d" % i, received_at=old, format="hl7v2",
+                     message_key=f"k{i}", accepted=AcceptedEvent(
+                         event_id=f"ev-{i}", kind="discharge", care_setting="mental_health",
+                         patient_key=f"p{i}", occurred_at=old, body="{}", destinations=()))
+        for i in range(7)
+    ])  # fmt: skip
+    pauses: list[float] = []
+    writes_between: list[int] = []
+
+    async def sleep(seconds: float) -> None:  # another writer takes its turn meanwhile
+        pauses.append(seconds)
+        async with store.writing() as conn:
+            await conn.commit()
+        writes_between.append(len(pauses))
+
+    assert await prune_once(store, RetentionConfig(batch=3), sleep=sleep) == 7
+    assert len(pauses) == 2  # after the two full batches, not after the last one
+    assert all(p > 0 for p in pauses)
+    assert writes_between == [1, 2]
+    assert WRITE_SHARE <= 0.25
