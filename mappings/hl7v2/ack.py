@@ -10,12 +10,14 @@ lets a CR inside a value through (text ``"a\\rPID|..."`` becomes a forged segmen
 The ACK (`build_ack`):
 
 - MSH: the original's separators (the standard ``|^~\\&`` when the original did not declare all
-  four encoding characters, since text cannot be escaped without them); sender and receiver
-  swapped (MSH-3/4 from the original MSH-5/6 and the other way round); MSH-7 now in UTC;
-  MSH-9 ``ACK^<trigger>^ACK`` (``ACK^<trigger>`` before v2.3.1, ``ACK`` in v2.1); MSH-10 the
-  caller's control id; MSH-11, MSH-12 and MSH-18 as the original's (``P`` and ``2.4`` when
-  absent); MSH-15/16 ``NE`` when the original is in enhanced mode, so nobody acknowledges an
-  acknowledgement.
+  four encoding characters, since text cannot be escaped without them, or its character set
+  cannot write one of them); sender and receiver swapped (MSH-3/4 from the original MSH-5/6
+  and the other way round); MSH-7 now in UTC; MSH-9 ``ACK^<trigger>^ACK`` (``ACK^<trigger>``
+  before v2.3.1, ``ACK`` in v2.1); MSH-10 the caller's control id; MSH-11 and MSH-12 as the
+  original's (``P`` and ``2.4`` when absent); MSH-18 the original's when it names the
+  character set the ACK is written in (the one the message was read in), else that set's
+  HL7 name; MSH-15/16 ``NE`` when the original is in enhanced mode, so nobody acknowledges
+  an acknowledgement. A character the set cannot write is written ``?``.
 - MSA-1 the code, MSA-2 the original MSH-10, MSA-3 the text (up to v2.6; withdrawn in v2.7).
 - ERR, on every negative code (AE, AR, CE, CR), carrying the HL7 table 0357 code of the
   `MappingError` (207 "application internal error" without one) and where it was found:
