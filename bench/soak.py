@@ -231,7 +231,7 @@ async def run_load(args: argparse.Namespace, state: Soak, run: str) -> float:
         publishing.cancel()
     await state.sample("end of load")
     drained = await state.drain()
-    await state.sample("drained")
+    await state.sample("end of drain")
     return drained
 
 
