@@ -11,6 +11,7 @@ Durations are seconds (``30``) or a number with a unit (``250ms``, ``5s``, ``15m
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from datetime import timedelta
@@ -41,15 +42,26 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+_LONGEST_DURATION_S = 100_000 * 86_400.0
+
+
+def _duration(seconds: float) -> timedelta:
+    """`seconds` as a timedelta; a precise refusal, not Python's OverflowError, for an infinite
+    or absurdly long one (found by the config_loader fuzz target)."""
+    if not math.isfinite(seconds) or abs(seconds) > _LONGEST_DURATION_S:
+        raise ValueError("a duration of at most 100000d")
+    return timedelta(seconds=seconds)
+
+
 def parse_duration(value: object) -> object:
     if isinstance(value, timedelta):
         return value
     if isinstance(value, bool):
         raise ValueError("expected a duration such as 30s, 5m or 72h")
     if isinstance(value, int | float):
-        return timedelta(seconds=float(value))
+        return _duration(float(value))
     if isinstance(value, str) and (m := _DURATION.match(value)):
-        return timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2)])
+        return _duration(float(m.group(1)) * _UNITS[m.group(2)])
     raise ValueError("expected a duration such as 30s, 5m or 72h")
 
 

@@ -70,8 +70,12 @@ class Result:
         return self.executions / self.cpu_seconds if self.cpu_seconds else 0.0
 
 
-def command(target: str, workdir: Path, seconds: int, extra: list[Path]) -> list[str]:
-    """The libFuzzer command line of one round of `target`."""
+def command(
+    target: str, workdir: Path, seconds: int, extra: list[Path], *, runs: int | None = None
+) -> list[str]:
+    """The libFuzzer command line of one round of `target`. With `runs`, a repeatable round for
+    the test suite: that many inputs from a fixed seed (the same inputs on any machine, however
+    loaded), and no slow-unit reports (a loaded machine is not a finding)."""
     corpus, crashes = workdir / "corpus", workdir / "crashes"
     corpus.mkdir(parents=True, exist_ok=True)
     crashes.mkdir(parents=True, exist_ok=True)
@@ -85,6 +89,8 @@ def command(target: str, workdir: Path, seconds: int, extra: list[Path]) -> list
         f"-artifact_prefix={crashes}/",
         "-print_final_stats=1",
     ]
+    if runs is not None:
+        args += [f"-runs={runs}", "-seed=1", "-report_slow_units=100000"]
     if target in MAX_LEN:
         args.append(f"-max_len={MAX_LEN[target]}")
     if target in DICTIONARIES:
