@@ -131,6 +131,7 @@ class Intake:
                     if writing is not None:
                         await writing
                     writing = asyncio.create_task(self._store_batch(batch, prepared))
+                    writing.add_done_callback(self._stop_if_failed)
                     continue
                 if writing is not None:
                     await writing
@@ -139,6 +140,12 @@ class Intake:
         finally:
             if writing is not None:
                 await writing
+
+    def _stop_if_failed(self, task: asyncio.Task[None]) -> None:
+        """A write that failed ends `run` now (its `finally` raises the failure), not when the
+        next batch arrives: in a quiet hour the batch would wait unacked, the engine ready."""
+        if not task.cancelled() and task.exception() is not None:
+            self._deliveries.stop()
 
     async def _redelivered(self, batch: list[tuple[str, BrokerDelivery]]) -> None:
         """Redelivered: the engine may have died holding these. One at a time, each marked as

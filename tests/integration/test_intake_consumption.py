@@ -7,6 +7,7 @@ adapter's contract in tests/contract/test_broker.py).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -168,3 +169,28 @@ async def test_the_next_batch_is_written_only_after_the_one_before_in_arrival_or
         keys = (await conn.execute(sa.select(tables.messages.c.message_key)
                                    .order_by(tables.messages.c.id))).scalars().all()  # fmt: skip
     assert keys == ["ADM0", "ADM1", "ADM2", "ADM3"]
+
+
+async def test_a_write_that_fails_ends_intake_at_once_not_at_the_next_batch(
+    store: Store,
+) -> None:
+    """The write runs as a task beside the next batch's parsing; if it fails, `run` ends with
+    that failure straight away (the engine then stops and is restarted), rather than when a
+    next message happens to arrive, perhaps an hour later, with the batch unacked meanwhile."""
+
+    def broken() -> None:
+        raise RuntimeError("after the commit")
+
+    broker = MemoryBroker([QUEUE])
+    deliveries = await broker.subscribe([QUEUE])
+    broker.send(QUEUE, messages(1)[0])
+    intake = Intake(store, CONFIG, deliveries, {QUEUE: "mh"}, on_committed=broken)
+    task = asyncio.create_task(intake.run())
+    done, _ = await asyncio.wait({task}, timeout=20)  # no second message is ever sent
+    if not done:
+        task.cancel()
+        with contextlib.suppress(BaseException):
+            await task
+        pytest.fail("intake still waited for the next batch after its write failed")
+    with pytest.raises(RuntimeError, match="after the commit"):
+        task.result()
