@@ -43,7 +43,13 @@ class SoleEngine:
         database = url.database
         if url.get_backend_name() != "sqlite" or not database or database == ":memory:":
             return None
-        path = Path(os.path.abspath(database) + ".engine-lock")
+        if database.startswith("file:"):  # SQLite's URI form (`?uri=true`)
+            database = database.removeprefix("file:").partition("?")[0]
+            if not database or database == ":memory:" or url.query.get("mode") == "memory":
+                return None
+        # The real path: a symlink or a relative path to the same file is the same engine.
+        database = os.path.realpath(database)
+        path = Path(database + ".engine-lock")
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -52,7 +58,7 @@ class SoleEngine:
             os.close(fd)
             raise FileInUse(
                 f"another engine (pid {holder}) is running on the SQLite store "
-                f"{os.path.abspath(database)}: one SQLite file serves one engine; "
+                f"{database}: one SQLite file serves one engine; "
                 "use PostgreSQL for several"
             ) from None
         except BaseException:

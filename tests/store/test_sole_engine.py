@@ -104,3 +104,17 @@ def test_carebridge_run_refuses_a_file_another_engine_holds(
     assert "another engine" in err
     assert str(database) in err
     assert not database.exists()  # refused before the store was opened or migrated
+
+
+def test_a_symlink_and_the_uri_form_name_the_same_file(tmp_path: Path) -> None:
+    real = tmp_path / "carebridge.db"
+    real.touch()
+    (tmp_path / "alias.db").symlink_to(real)
+    held = SoleEngine.take(_url(tmp_path / "alias.db"))
+    assert held is not None
+    with pytest.raises(FileInUse, match=str(real)):
+        SoleEngine.take(_url(real))
+    with pytest.raises(FileInUse):
+        SoleEngine.take(f"sqlite+aiosqlite:///file:{real}?uri=true")
+    held.release()
+    assert SoleEngine.take("sqlite+aiosqlite:///file:shared?mode=memory&uri=true") is None
