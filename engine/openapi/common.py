@@ -31,8 +31,15 @@ _SECURITY_HEADERS: dict[str, JsonObject] = {
 """Set on every answer by adapters/http_server.py: required on every documented response."""
 
 
+def _version() -> str:
+    try:
+        return metadata.version("carebridge")
+    except metadata.PackageNotFoundError:  # run from a source tree that is not installed
+        return "unknown"
+
+
 def info(title: str, description: str) -> JsonObject:
-    return {"title": title, "version": metadata.version("carebridge"),
+    return {"title": title, "version": _version(),
             "description": f"{description}\n\n{SECURITY_HEADERS_NOTE}"}  # fmt: skip
 
 
