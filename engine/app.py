@@ -12,6 +12,7 @@ not acknowledged to the broker is redelivered to the next engine; nothing is los
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 from collections.abc import Callable, Mapping
 from contextlib import AsyncExitStack
@@ -330,9 +331,28 @@ async def start_engine(config: Config) -> Engine:
     return engine
 
 
+def settle_heap() -> int:
+    """Once started: collect, then set everything alive now (modules, schemas, the config,
+    code tables) aside from the garbage collector (`gc.freeze`); returns how many objects.
+
+    A full collection walks every tracked object. Left alone, each one the engine made
+    (about 130,000 objects after start) took 90 to 130 ms, a stall of intake and delivery alike
+    every few seconds under load and the largest part of the p99 latency; now it walks only what
+    was made since start, about 5 ms. Nothing frozen is ever freed, which is what the engine's
+    start-up objects are for its life. Only `carebridge run` calls it: tests start and stop
+    many engines in one process.
+    """
+    gc.collect()
+    gc.freeze()
+    frozen = gc.get_freeze_count()
+    log.info("engine.heap_settled", frozen_objects=frozen)
+    return frozen
+
+
 async def run_until_signalled(config: Config) -> None:
     """`carebridge run`: start, then stop cleanly on SIGTERM or SIGINT."""
     engine = await start_engine(config)
+    settle_heap()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

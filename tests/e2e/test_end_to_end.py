@@ -143,6 +143,9 @@ async def test_bad_input_is_rejected_kept_and_never_blocks_the_rest(
     assert len(rejected) == 3
     assert all(r["reason"] for r in rejected)
     assert any(r["event"] == "delivery.dead_lettered" for r in lines)
+    settled = [r for r in lines if r["event"] == "engine.heap_settled"]
+    assert len(settled) == 1
+    assert settled[0]["frozen_objects"] > 10_000
     assert_clean_logs(engine)
 
 
