@@ -14,7 +14,7 @@ def test_settle_heap_freezes_what_is_alive_and_later_collections_skip_it() -> No
         frozen = settle_heap()
         assert frozen == gc.get_freeze_count() > len(kept)
         assert not any(obj is kept for obj in gc.get_objects())  # out of every generation
-        made_after = [[] for _ in range(10)]
+        made_after: list[list[int]] = [[] for _ in range(10)]
         assert any(obj is made_after for obj in gc.get_objects())
     finally:
         gc.unfreeze()  # this process runs many engines: give it back to the collector
