@@ -577,11 +577,13 @@ async def running_engine(
     store: str = "sqlite",
     replicas: int = 1,
     store_from: Path | None = None,
+    pg_template: str | None = None,
 ) -> AsyncIterator[Engine]:
     """A fresh engine (own temp dir, unique source; a SQLite store in the temp dir, or with
     `store="postgresql"` a database of its own, created here and dropped after), and with
     `replicas` > 1 more engine processes on the same source and database; stopped with SIGTERM
-    after. With `store_from`, the SQLite store starts as a copy of that file (history_e2e.py)."""
+    after. With `store_from`, the SQLite store starts as a copy of that file; with
+    `pg_template`, the PostgreSQL database as a copy of that database (history_e2e.py)."""
     tmp = Path(tempfile.mkdtemp(prefix="carebridge-bench-"))
     cleanup.dirs.append(tmp)
     if store_from is not None:
@@ -591,7 +593,7 @@ async def running_engine(
     async with contextlib.AsyncExitStack() as stack:
         store_url = None
         if store == "postgresql":
-            store_url = await stack.enter_async_context(postgres_database(cleanup))
+            store_url = await stack.enter_async_context(postgres_database(cleanup, pg_template))
         engines: list[Engine] = []
         for index in range(replicas):  # one at a time: the first migrates the database
             folder = tmp if index == 0 else tmp / f"replica-{index}"
@@ -612,12 +614,14 @@ async def running_engine(
 
 
 @contextlib.asynccontextmanager
-async def postgres_database(cleanup: Cleanup) -> AsyncIterator[str]:
-    """A new database on the local PostgreSQL (`PG_ADMIN`), its engine URL; dropped after."""
+async def postgres_database(cleanup: Cleanup, template: str | None = None) -> AsyncIterator[str]:
+    """A new database on the local PostgreSQL (`PG_ADMIN`), a copy of `template` if given (no
+    one may be connected to that), its engine URL; dropped after."""
     name = f"cb_bench_{uuid.uuid4().hex[:12]}"
+    copy = f' TEMPLATE "{template}"' if template else ""
     admin = await asyncpg.connect(PG_ADMIN)
     try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
+        await admin.execute(f'CREATE DATABASE "{name}"{copy}')
     finally:
         await admin.close()
     cleanup.databases.append(name)
@@ -703,6 +707,7 @@ async def e2e_throughput(
             store=args.store,
             replicas=replicas,
             store_from=getattr(args, "store_from", None),
+            pg_template=getattr(args, "pg_template", None),
         ) as engine,  # fmt: skip
         Broker(AmqpSettings(url=url, connection_name="bench-e2e-publish")) as broker,
     ):

@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/history_e2e.py                   # 1,000,000 past messages, 3 pairs
     .venv/bin/python bench/history_e2e.py --history 100000 --repeat 2
+    .venv/bin/python bench/history_e2e.py --store postgresql --history 1000000
     .venv/bin/python bench/history_e2e.py --long 100000     # one run of 100,000 messages
 
 `--history N`: seeds a SQLite store with N past messages (bulk inserts, bench/history.py's
@@ -11,6 +12,9 @@ as a file. Then, in turns, end-to-end throughput (bench/end_to_end.py's run: Rab
 engine -> webhook, after a warm-up) of an engine on an empty store and of one whose store
 starts as a copy of the seeded file; prints each run, the medians, the median of the pairwise
 ratios (issue 16 wants >= 0.8) and the plans of the claim's and intake's queries in that store.
+With `--store postgresql` the seeded store is a database on 127.0.0.1:5432 (analysed, as
+autovacuum would), each history run's database a copy of it (CREATE DATABASE ... TEMPLATE),
+each empty run's a new one; all dropped at the end.
 
 `--long N`: one engine, N messages published as fast as confirms allow; prints the engine's peak
 RSS (VmHWM, read while it runs; issue 16 wants <= 250 MB) and the deliveries received in each
@@ -27,18 +31,24 @@ import statistics
 import sys
 import tempfile
 import time
+import uuid
 from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+import asyncpg  # noqa: E402
+
 from bench import end_to_end as e2e  # noqa: E402
 from bench import history  # noqa: E402
+from engine.config import StoreConfig  # noqa: E402
+from engine.store import Store  # noqa: E402
 from tests.adt_factory import synthetic_nhs_numbers  # noqa: E402
 
 TARGET_RATIO = 0.8
@@ -65,8 +75,36 @@ async def seed_file(
     return folder / "history.db", seconds, plans
 
 
+async def seed_database(
+    rows: int, age: timedelta, cleanup: e2e.Cleanup
+) -> tuple[str, float, dict[str, list[str]]]:
+    """As `seed_file`, in a PostgreSQL database of its own (dropped by `cleanup` at the end);
+    returns its name, the seconds seeding took and the hot queries' plans in it. Nobody stays
+    connected to it: it is the template of each history run's database."""
+    history.DESTINATIONS = ("receiver",)
+    history.T0 = datetime.now(UTC) - age
+    numbers = synthetic_nhs_numbers(max(1, rows // 5))
+    history.patient_of = lambda n: f"nhs:{numbers[(n - history.FIRST_ID) // 5]}"
+    name = f"cb_history_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(e2e.PG_ADMIN)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    cleanup.databases.append(name)
+    netloc = urlsplit(e2e.PG_ADMIN).netloc
+    store = await Store.open(StoreConfig(url=f"postgresql+asyncpg://{netloc}/{name}"))
+    try:
+        seconds = await history.seed(store, rows, analyze=True)
+        plans = await history.plans(store)
+    finally:
+        await store.close()
+    return name, seconds, plans
+
+
 def e2e_args(args: argparse.Namespace, messages: int) -> argparse.Namespace:
-    argv = ["--messages", str(messages), "--patients", str(args.patients), "--amqp", args.amqp]
+    argv = ["--messages", str(messages), "--patients", str(args.patients), "--amqp", args.amqp,
+            "--store", args.store]  # fmt: skip
     if args.engine_yaml:
         argv += ["--engine-yaml", args.engine_yaml]
     return e2e.parse_args(argv)
@@ -74,19 +112,27 @@ def e2e_args(args: argparse.Namespace, messages: int) -> argparse.Namespace:
 
 async def pairs(args: argparse.Namespace, cleanup: e2e.Cleanup) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="carebridge-history-e2e-") as tmp:
-        e2e.say(f"seeding {args.history:,} past messages")
-        folder = args.seeded or Path(tmp)
-        seeded, seconds, plans = await seed_file(folder, args.history, timedelta(days=args.age))
-        e2e.say(f"seeded in {seconds:.0f} s ({seeded.stat().st_size / 1e6:,.0f} MB)")
+        e2e.say(f"seeding {args.history:,} past messages ({args.store})")
+        age = timedelta(days=args.age)
+        seeded: Path | None = None
+        template: str | None = None
+        if args.store == "postgresql":
+            template, seconds, plans = await seed_database(args.history, age, cleanup)
+            e2e.say(f"seeded in {seconds:.0f} s (database {template})")
+        else:
+            folder = args.seeded or Path(tmp)
+            seeded, seconds, plans = await seed_file(folder, args.history, age)
+            e2e.say(f"seeded in {seconds:.0f} s ({seeded.stat().st_size / 1e6:,.0f} MB)")
         rabbit = await asyncio.to_thread(e2e.rabbitmq_pid)
         receiver = e2e.Receiver()
         await receiver.start()
         runs: dict[str, list[Any]] = {"empty": [], "history": []}
         try:
             for i in range(args.repeat):
-                for name, store_from in (("empty", None), ("history", seeded)):
+                for name, from_history in (("empty", False), ("history", True)):
                     run_args = e2e_args(args, args.messages)
-                    run_args.store_from = store_from
+                    run_args.store_from = seeded if from_history else None
+                    run_args.pg_template = template if from_history else None
                     items = e2e.batched_messages(f"{name[0].upper()}{i}", args.messages,
                                                  args.patients)  # fmt: skip
                     res, _, _ = await e2e.e2e_throughput(
@@ -175,10 +221,19 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         metavar="DIR",
         help="keep the seeded store in DIR/history.db, and use it if it is there already",
     )
+    ap.add_argument(
+        "--store",
+        choices=["sqlite", "postgresql"],
+        default="sqlite",
+        help="the engines' store: SQLite files (default) or PostgreSQL databases on "
+        "127.0.0.1:5432, as bench/end_to_end.py --store",
+    )
     ap.add_argument("--long", type=int, help="instead: one run of this many messages")
     ap.add_argument("--amqp", default=e2e.DEFAULT_AMQP, help="broker URL (127.0.0.1 only)")
     ap.add_argument("--engine-yaml", default="", help="extra YAML appended to the engine config")
     args = ap.parse_args(argv)
+    if args.seeded is not None and args.store != "sqlite":
+        ap.error("--seeded keeps a SQLite file: not with --store postgresql")
     args.engine_command, args.keep, args.json = str(e2e.CAREBRIDGE), False, None
     return args
 
