@@ -129,11 +129,18 @@ async def serve(
     headers = security_headers(csp=csp, hsts=ssl_context is not None or behind_tls_proxy)
     app.middlewares.insert(0, _body_deadline(limits.body_timeout))
     app.on_response_prepare.append(_stamp(headers))
-    runner = web.AppRunner(
-        app, access_log=None, keepalive_timeout=limits.idle_timeout, lingering_time=_LINGER
-    )
+    # What aiohttp's server gives each connection's handler, kept here too for `_Door`, which
+    # makes the handlers itself (aiohttp keeps them private). An app's own `handler_args` would
+    # not reach them: no app here has any.
+    handler_args: dict[str, Any] = {
+        "access_log": None,
+        "keepalive_timeout": limits.idle_timeout,
+        "lingering_time": _LINGER,
+    }
+    runner = web.AppRunner(app, **handler_args)
     await runner.setup()
-    site = _GuardedSite(runner, host, port, limits, ssl_context, _busy_answer(headers), headers)
+    doors = _Doors(limits, _busy_answer(headers), headers, handler_args)
+    site = _GuardedSite(runner, host, port, doors, ssl_context)
     try:
         await site.start()
     except BaseException:
@@ -158,12 +165,11 @@ def _busy_answer(headers: Mapping[str, str]) -> bytes:
 class _GuardedSite(web.BaseSite):
     """A TCP site whose connections go through `_Door` (the cap and the header deadline)."""
 
-    def __init__(self, runner: web.AppRunner, host: str, port: int, limits: HttpLimits,
-                 ssl_context: ssl.SSLContext | None, busy: bytes,
-                 headers: Mapping[str, str]) -> None:  # fmt: skip
+    def __init__(self, runner: web.AppRunner, host: str, port: int, doors: _Doors,
+                 ssl_context: ssl.SSLContext | None) -> None:  # fmt: skip
         super().__init__(runner, ssl_context=ssl_context, backlog=511)
         self._host, self._port = host, port
-        self._doors = _Doors(limits, busy, headers)
+        self._doors = doors
 
     @property
     def name(self) -> str:
@@ -196,10 +202,13 @@ class _Doors:
     """The open connections of one listener, oldest first among those still without a request
     head: the ones a new connection may push out when the listener is full."""
 
-    def __init__(self, limits: HttpLimits, busy: bytes, headers: Mapping[str, str]) -> None:
+    def __init__(self, limits: HttpLimits, busy: bytes, headers: Mapping[str, str],
+                 handler_args: Mapping[str, Any]) -> None:  # fmt: skip
         self.limits = limits
         self.busy = busy
         self.headers = dict(headers)
+        self.handler_args = dict(handler_args)
+        """The keyword arguments aiohttp's `web.Server` makes each connection's handler with."""
         self.name = ""
         self._open: set[_Door] = set()
         self._waiting: dict[_Door, None] = {}
@@ -237,10 +246,10 @@ class _StampedHandler(RequestHandler):
     _stamp: dict[str, str]
 
     @classmethod
-    def of(cls, server: web.Server, headers: dict[str, str]) -> _StampedHandler:
-        # as web.Server() makes its handler, with the runner's handler arguments
-        handler = cls(server, loop=asyncio.get_running_loop(), **server._kwargs)
-        handler._stamp = headers
+    def of(cls, server: web.Server, doors: _Doors) -> _StampedHandler:
+        # as web.Server() makes its handler, with the arguments the runner was given
+        handler = cls(server, loop=asyncio.get_running_loop(), **doors.handler_args)
+        handler._stamp = doors.headers
         return handler
 
     def handle_error(self, request: BaseRequest, status: int = 500,
@@ -272,7 +281,7 @@ class _Door(asyncio.Protocol):
             return
         loop = asyncio.get_running_loop()
         self._timer = loop.call_later(self._doors.limits.header_timeout, self.drop)
-        self._inner = _StampedHandler.of(self._server, self._doors.headers)
+        self._inner = _StampedHandler.of(self._server, self._doors)
         self._inner.connection_made(transport)
 
     def data_received(self, data: bytes) -> None:
