@@ -1,7 +1,7 @@
 """The delivery loop: drain the outbox to the destinations in per-patient order, surviving faults.
 
     store.claim_due()      the oldest pending delivery per (destination, patient), leased
-      ─► sender.send()     a few quick tries (tenacity), each recorded as an attempt
+      ─► sender.send()     a few quick tries, each recorded as an attempt
       ─► classify          delivered │ permanent → dead letter │ transient → backoff or dead letter
       ─► store.finish_delivery()
 
@@ -26,14 +26,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 
 import structlog
-from tenacity import (
-    AsyncRetrying,
-    retry_if_result,
-    stop_after_attempt,
-    wait_fixed,
-)
+from prometheus_client import Gauge
 
-from engine import metrics
+from engine import logs, metrics
 from engine.config import DeliveryConfig, RetryPolicy
 from engine.delivery.policy import decide
 from engine.delivery.sending import Sender, SendResult
@@ -86,6 +81,8 @@ class DeliveryLoop:
             tuple[int, list[AttemptRecord], DeliveryOutcome, asyncio.Future[None]]
         ] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
+        self._gauges: dict[str, Gauge] = {}
+        """Each destination's in-flight gauge (`labels()` is a lookup under a lock)."""
 
     def wake(self) -> None:
         """Intake committed new deliveries: look now rather than at the next poll."""
@@ -213,15 +210,14 @@ class DeliveryLoop:
         sender = self._senders[claimed.destination]
         policy = self._policies[claimed.destination]
         tries: list[AttemptRecord] = []
-        bound = structlog.contextvars.bound_contextvars(
+        in_flight = self._in_flight_gauge(claimed.destination)
+        in_flight.inc()
+        with logs.delivery_context(
             event_id=claimed.event_id,
             delivery_id=claimed.id,
             destination=claimed.destination,
             event_kind=claimed.kind,
-        )
-        in_flight = metrics.IN_FLIGHT.labels(claimed.destination)
-        in_flight.inc()
-        with bound:
+        ):
             try:
                 last = await self._try(sender, claimed, policy, tries)
             except asyncio.CancelledError:
@@ -241,6 +237,12 @@ class DeliveryLoop:
             self._log(claimed, tries, outcome)
             self._measure(claimed, tries, outcome)
 
+    def _in_flight_gauge(self, destination: str) -> Gauge:
+        gauge = self._gauges.get(destination)
+        if gauge is None:
+            gauge = self._gauges[destination] = metrics.IN_FLIGHT.labels(destination)
+        return gauge
+
     async def _try(
         self,
         sender: Sender,
@@ -248,19 +250,14 @@ class DeliveryLoop:
         policy: RetryPolicy,
         tries: list[AttemptRecord],
     ) -> SendResult:
-        """A few quick tries while the answer is transient; the last answer is returned."""
-        first = await self._attempt(sender, claimed, tries)
-        if not self._retry_quickly(first) or policy.quick_attempts == 1:
-            return first  # the common case: no retry machinery on the hot path
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(policy.quick_attempts - 1),
-            wait=wait_fixed(policy.quick_wait.total_seconds()),
-            retry=retry_if_result(self._retry_quickly),
-            sleep=self._sleep,
-            retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
-        )
-        await self._sleep(policy.quick_wait.total_seconds())
-        result: SendResult = await retrying(self._attempt, sender, claimed, tries)
+        """Up to `quick_attempts` tries, `quick_wait` apart, while the answer is transient
+        (and asks for no wait); each is recorded; the last answer is returned."""
+        result = await self._attempt(sender, claimed, tries)
+        for _ in range(policy.quick_attempts - 1):
+            if not self._retry_quickly(result):
+                break
+            await self._sleep(policy.quick_wait.total_seconds())
+            result = await self._attempt(sender, claimed, tries)
         return result
 
     def _retry_quickly(self, result: SendResult) -> bool:
@@ -300,7 +297,11 @@ class DeliveryLoop:
         transaction: one commit (one fsync) for many deliveries.
         """
         if self._writer is None or self._writer.done():
-            self._writer = asyncio.create_task(self._write_outcomes(), name="delivery-outcomes")
+            # Started from a delivery's task: in a context of its own, so that its log lines
+            # do not carry that delivery's identifiers.
+            self._writer = asyncio.create_task(
+                self._write_outcomes(), name="delivery-outcomes", context=logs.outside_delivery()
+            )
         recorded: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._outcomes.put_nowait((claimed.id, tries, outcome, recorded))
         await recorded

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import io
 import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ import sqlalchemy as sa
 from aiohttp import web
 
 from adapters.webhook import WebhookClient
+from engine import logs
 from engine.config import DeliveryConfig, RetryPolicy, StoreConfig, WebhookDestination
 from engine.delivery.http import SIGNATURE_HEADER
 from engine.delivery.loop import DeliveryLoop
@@ -144,6 +146,27 @@ async def test_transient_failures_are_retried_until_delivered(
         codes = [r.status_code for r in await conn.execute(
             sa.select(attempts.c.status_code).order_by(attempts.c.id))]  # fmt: skip
     assert codes == [503, 429, 200]
+
+
+async def test_a_delivery_s_log_lines_name_it_and_never_its_content(
+    store: Store, destination: Destination
+) -> None:
+    stream = io.StringIO()
+    logs.configure("info", "json", stream)
+    destination.answer = lambda _hit: 422
+    await enqueue(store, "p1", 1)
+    running = await start_loop(store, destination.url)
+    await wait_until(lambda: '"delivery.dead_lettered"' in stream.getvalue(), what="dead letter")
+    await running.stop()
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    [dead] = [r for r in lines if r["event"] == "delivery.dead_lettered"]
+    assert dead["event_id"] == "ev-p1-1"
+    assert dead["destination"] == "dest"
+    assert dead["event_kind"] == "discharge"
+    assert isinstance(dead["delivery_id"], int)
+    assert dead["status_code"] == 422
+    assert "p1" not in json.dumps({k: v for k, v in dead.items() if k != "event_id"})
+    assert "answer" not in stream.getvalue()  # the destination's answer stays in the store
 
 
 async def test_a_failing_patient_never_holds_up_the_others(

@@ -1,5 +1,6 @@
 """Log lines: JSON, one a line; ten-digit runs redacted; pika's network noise without tracebacks."""
 
+import asyncio
 import io
 import json
 import logging
@@ -58,3 +59,43 @@ def test_other_errors_keep_their_traceback() -> None:
     [record] = lines(stream)
     assert record["level"] == "error"
     assert "ValueError" in str(record["exception"])
+
+
+def test_a_delivery_context_names_the_delivery_in_every_line_within_it_and_none_after() -> None:
+    stream = io.StringIO()
+    logs.configure("info", "json", stream)
+    log = structlog.get_logger("t")
+    with logs.delivery_context(
+        event_id="ev-1", delivery_id=7, destination="gp", event_kind="discharge"
+    ):
+        log.info("inside")
+        log.info("mine", destination="given")
+    log.info("after")
+    inside, given, after = lines(stream)
+    assert {k: inside[k] for k in ("event_id", "delivery_id", "destination", "event_kind")} == {
+        "event_id": "ev-1",
+        "delivery_id": 7,
+        "destination": "gp",
+        "event_kind": "discharge",
+    }
+    assert given["destination"] == "given"  # a field of the line itself wins
+    assert given["delivery_id"] == 7
+    assert not {"event_id", "delivery_id", "destination", "event_kind"} & after.keys()
+
+
+async def test_a_task_started_outside_the_delivery_does_not_carry_its_identifiers() -> None:
+    stream = io.StringIO()
+    logs.configure("info", "json", stream)
+    log = structlog.get_logger("t")
+
+    async def shared() -> None:
+        log.info("shared")
+
+    with logs.delivery_context(
+        event_id="ev-1", delivery_id=7, destination="gp", event_kind="discharge"
+    ):
+        await asyncio.create_task(shared(), context=logs.outside_delivery())
+        await asyncio.create_task(shared())
+    outside, inherited = lines(stream)
+    assert "delivery_id" not in outside
+    assert inherited["delivery_id"] == 7
