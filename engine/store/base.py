@@ -8,10 +8,11 @@ import contextlib
 import os
 import ssl
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 import sqlalchemy as sa
 import structlog
@@ -27,6 +28,8 @@ if TYPE_CHECKING:  # the store package does not import the config at run time (n
     from engine.config import StoreConfig, TlsConfig
 
 log = structlog.get_logger("carebridge.store")
+
+T = TypeVar("T")
 
 
 def ssl_context(tls: TlsConfig) -> ssl.SSLContext:
@@ -67,6 +70,8 @@ class StoreBase:
     _space: tuple[str, int] | None = field(init=False, default=None)
     """SQLite: the database's folder and the free bytes it must keep (`min_free_bytes`)."""
     _room: tuple[float, bool] = field(init=False, default=(0.0, True))
+    _writer: _WriterThread | None = field(init=False, default=None)
+    """SQLite file: the thread the hot write transactions run on, each as one call (`write`)."""
 
     def __post_init__(self) -> None:
         self._is_postgres = self.engine.dialect.name == "postgresql"
@@ -74,6 +79,8 @@ class StoreBase:
         database = self.engine.url.database
         if self.engine.dialect.name == "sqlite" and database and database != ":memory:":
             self._space = (os.path.dirname(os.path.abspath(database)), 0)
+            if not self.engine.url.query.get("uri"):  # a URI may name a shared in-memory one
+                self._writer = _WriterThread(self.engine.url)
 
     def has_room(self) -> bool:
         """False while the SQLite database's filesystem has less than `min_free_bytes` free
@@ -137,6 +144,10 @@ class StoreBase:
         return store
 
     async def close(self) -> None:
+        if self._writer is not None:
+            async with self._write_lock:  # a transaction under way finishes first
+                await self._writer.close()
+            self._writer = None
         await self.engine.dispose()
 
     async def ping(self) -> bool:
@@ -171,7 +182,93 @@ class StoreBase:
                 return
             async with self._write_lock, self.engine.connect() as conn:
                 await conn.exec_driver_sql("BEGIN IMMEDIATE")
-                yield conn
+                try:
+                    yield conn
+                except BaseException:
+                    await _end_async_transaction(conn)
+                    raise
+
+    async def write(self, work: Callable[[sa.Connection], T]) -> T:
+        """Run `work` in one write transaction (as `writing`) and commit; its result.
+
+        `work` is plain synchronous SQLAlchemy. On a SQLite file it runs whole on the store's
+        writer thread: one thread hand-off for the transaction, where `writing` makes several
+        per statement (cursor, execute, fetch, close) and SQLAlchemy's greenlet hops besides.
+        The same asyncio lock serialises it with every other writer; the commit is the same
+        synchronous=FULL commit, and the result comes back only once it is durable. Elsewhere
+        (PostgreSQL, an in-memory SQLite) it runs through `writing` with `run_sync`.
+        """
+        if self._writer is None:
+            async with self.writing() as conn:
+                result = await conn.run_sync(work)
+                await conn.commit()
+            return result
+        with translated():
+            async with self._write_lock:
+                return await self._writer.run(work)
+
+
+async def _end_async_transaction(conn: AsyncConnection) -> None:
+    """`_end_transaction` for a connection of the async engine (aiosqlite)."""
+    try:
+        raw = await conn.get_raw_connection()
+        driver = raw.driver_connection
+        if driver is not None and driver.in_transaction:
+            await driver.rollback()
+    except Exception:  # noqa: BLE001 - a connection that cannot roll back is not used again
+        await conn.invalidate()
+
+
+def _end_transaction(conn: sa.Connection) -> None:
+    """Roll back what a failed transaction left open. A COMMIT that SQLite refuses (a deferred
+    constraint) leaves the transaction open, and SQLAlchemy, whose commit was tried, does not
+    roll it back when the connection goes back to its pool: the connection would keep the
+    write lock and every later writer would wait for it in vain."""
+    driver = conn.connection.dbapi_connection
+    try:
+        if driver is not None and driver.in_transaction:
+            driver.rollback()
+    except Exception:  # noqa: BLE001 - a connection that cannot roll back is not used again
+        conn.invalidate()
+
+
+class _WriterThread:
+    """One thread with one synchronous SQLite connection (same file, same pragmas) for `write`.
+
+    Only `StoreBase.write` uses it, under the store's write lock, so it never waits for a
+    writer of its own process; its BEGIN IMMEDIATE waits in SQLite's busy handler only for
+    another process (the console, a command-line tool).
+    """
+
+    def __init__(self, url: sa.URL) -> None:
+        self._engine = sa.create_engine(url.set(drivername="sqlite"), pool_size=1, max_overflow=0)
+        sa_event.listen(self._engine, "connect", _sqlite_pragmas)
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="store-writer")
+
+    async def run(self, work: Callable[[sa.Connection], T]) -> T:
+        done = asyncio.get_running_loop().run_in_executor(self._thread, self._transaction, work)
+        try:
+            return await asyncio.shield(done)
+        except asyncio.CancelledError:
+            # The transaction goes on on its thread (it may yet commit): hold the caller, and so
+            # the write lock, until it has ended, then let the cancellation through.
+            await asyncio.wait([done])
+            raise
+
+    def _transaction(self, work: Callable[[sa.Connection], T]) -> T:
+        with self._engine.connect() as conn:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            try:
+                result = work(conn)
+                conn.commit()
+            except BaseException:
+                _end_transaction(conn)
+                raise
+        return result
+
+    async def close(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._thread, self._engine.dispose)
+        self._thread.shutdown(wait=False)
 
 
 async def migrate_as_owner(config: StoreConfig, owner_url: str | None = None) -> Migrated:

@@ -10,7 +10,6 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from engine.store.base import StoreBase, bounded_text, utc_now
 from engine.store.records import AcceptedEvent, IntakeRecord, IntakeResult, idempotency_key
@@ -34,8 +33,8 @@ _INSERT_EVENTS, _INSERT_DELIVERIES = sa.insert(events), sa.insert(deliveries)
 _INSERT_FOLLOW_UPS = sa.insert(follow_ups)
 
 
-async def insert_messages(
-    conn: AsyncConnection, rows: Sequence[dict[str, Any]], *, postgres: bool
+def insert_messages(
+    conn: sa.Connection, rows: Sequence[dict[str, Any]], *, postgres: bool
 ) -> list[int]:
     """Insert message-log rows with one statement (executemany); their ids, in order.
 
@@ -46,12 +45,12 @@ async def insert_messages(
     """
     full = [{c: row.get(c) for c in _MESSAGE_COLUMNS} for row in rows]
     if postgres:
-        return [int(r.id) for r in await conn.execute(_INSERT_MESSAGES_RETURNING, full)]
-    first = int((await conn.execute(_LAST_MESSAGE_ID)).scalar_one()) + 1
+        return [int(r.id) for r in conn.execute(_INSERT_MESSAGES_RETURNING, full)]
+    first = int(conn.execute(_LAST_MESSAGE_ID).scalar_one()) + 1
     ids = list(range(first, first + len(full)))
     for row, message_id in zip(full, ids, strict=True):
         row["id"] = message_id
-    await conn.execute(_INSERT_MESSAGES, full)
+    conn.execute(_INSERT_MESSAGES, full)
     return ids
 
 
@@ -70,18 +69,18 @@ class _PendingRows:
     def message(self, row: dict[str, Any], then: Callable[[int], None]) -> None:
         self.messages.append((row, then))
 
-    async def flush(self, conn: AsyncConnection) -> None:
+    def flush(self, conn: sa.Connection) -> None:
         if self.messages:
             queued, self.messages = self.messages, []
-            ids = await insert_messages(conn, [row for row, _ in queued], postgres=self.postgres)
+            ids = insert_messages(conn, [row for row, _ in queued], postgres=self.postgres)
             for (_row, then), message_id in zip(queued, ids, strict=True):
                 then(message_id)  # may add event, delivery and follow-up rows
         if self.events:
-            await conn.execute(_INSERT_EVENTS, self.events)
+            conn.execute(_INSERT_EVENTS, self.events)
         if self.deliveries:
-            await conn.execute(_INSERT_DELIVERIES, self.deliveries)
+            conn.execute(_INSERT_DELIVERIES, self.deliveries)
         if self.follow_ups:
-            await conn.execute(_INSERT_FOLLOW_UPS, self.follow_ups)
+            conn.execute(_INSERT_FOLLOW_UPS, self.follow_ups)
         self.events, self.deliveries, self.follow_ups = [], [], []
 
     def add(self, record: IntakeRecord, message_id: int, committed_at: datetime) -> None:
@@ -158,22 +157,27 @@ class IntakeWrites(StoreBase):
         A message whose (source, message key) was already accepted with the same bytes is a
         duplicate (a sender retry or a broker redelivery) and creates no deliveries. The same key
         with *different* bytes is rejected, never silently dropped: an operator must look.
+
+        The transaction runs whole as one call (`write`); nothing is returned, so nothing is
+        acked, unless it committed.
         """
         committed_at = utc_now()
         results: list[IntakeResult | None] = [None] * len(records)
-        async with self.writing() as conn:
-            seen = await self._accepted_keys(conn, records)
+        digests = [hashlib.sha256(record.payload).hexdigest() for record in records]
+
+        def transaction(conn: sa.Connection) -> None:
+            seen = self._accepted_keys(conn, records)
             pending = _PendingRows(self._is_postgres)
-            for index, record in enumerate(records):
-                digest = hashlib.sha256(record.payload).hexdigest()
-                await self._record_one(
+            for index, (record, digest) in enumerate(zip(records, digests, strict=True)):
+                self._record_one(
                     conn, record, digest, committed_at, seen, pending, _Result(results, index)
                 )
-            await pending.flush(conn)
+            pending.flush(conn)
             for source, digest in clear_suspects:  # processed: no longer a suspect
-                await conn.execute(sa.delete(suspects).where(
+                conn.execute(sa.delete(suspects).where(
                     suspects.c.source == source, suspects.c.payload_sha256 == digest))  # fmt: skip
-            await conn.commit()
+
+        await self.write(transaction)
         written = [r for r in results if r is not None]
         if len(written) != len(results):  # a bug, never the content: stop, nothing acked
             raise RuntimeError("an intake batch left a message without its row")
@@ -195,19 +199,20 @@ class IntakeWrites(StoreBase):
                 source=source, payload_sha256=digest, marked_at=utc_now()))  # fmt: skip
             await conn.commit()
 
-    async def _accepted_keys(self, conn: AsyncConnection, records: Sequence[IntakeRecord]) -> _Seen:
+    @staticmethod
+    def _accepted_keys(conn: sa.Connection, records: Sequence[IntakeRecord]) -> _Seen:
         keys = {(r.source, r.message_key) for r in records if r.accepted and r.message_key}
         found: _Seen = {}
         for source in {s for s, _ in keys}:
             wanted = [k for s, k in keys if s == source]
-            rows = await conn.execute(accepted_keys_query(source, wanted))
+            rows = conn.execute(accepted_keys_query(source, wanted))
             for row in rows:
                 found[(source, row.message_key)] = (row.id, row.payload_sha256)
         return found
 
-    async def _record_one(
+    def _record_one(
         self,
-        conn: AsyncConnection,
+        conn: sa.Connection,
         record: IntakeRecord,
         digest: str,
         committed_at: datetime,
@@ -245,7 +250,7 @@ class IntakeWrites(StoreBase):
         if key in seen:
             first = seen[key]
             if first[0] is None:  # accepted earlier in this batch: its id is needed now
-                await pending.flush(conn)
+                pending.flush(conn)
                 first = seen[key]
             assert first[0] is not None
             self._repeated(pending, row, first[0], first[1], digest, result)
@@ -259,19 +264,19 @@ class IntakeWrites(StoreBase):
             pending.add(record, message_id, committed_at)
             result.set(IntakeResult(message_id, MessageStatus.ACCEPTED, deliveries=deliveries_made))
 
-        await self._correct_earlier_rows(conn, accepted, pending)
+        self._correct_earlier_rows(conn, accepted, pending)
         pending.message(row, written)
 
     @staticmethod
-    async def _correct_earlier_rows(
-        conn: AsyncConnection, accepted: AcceptedEvent, pending: _PendingRows
+    def _correct_earlier_rows(
+        conn: sa.Connection, accepted: AcceptedEvent, pending: _PendingRows
     ) -> None:
         """Execute what engine.corrections decided this event does to earlier rows."""
         if not (accepted.withdraws_follow_up_of or accepted.links_cancel or accepted.retired_keys):
             return
-        await pending.flush(conn)  # the updates below must see this batch's rows too
+        pending.flush(conn)  # the updates below must see this batch's rows too
         if accepted.withdraws_follow_up_of:
-            await conn.execute(
+            conn.execute(
                 sa.update(follow_ups)
                 .where(
                     follow_ups.c.event_id == accepted.withdraws_follow_up_of,
@@ -281,13 +286,13 @@ class IntakeWrites(StoreBase):
             )
         if accepted.retired_keys:
             for table in (messages, events, deliveries, follow_ups):
-                await conn.execute(
+                conn.execute(
                     sa.update(table)
                     .where(table.c.patient_key.in_(list(accepted.retired_keys)))
                     .values(patient_key=accepted.patient_key)
                 )
         if accepted.links_cancel:
-            await conn.execute(
+            conn.execute(
                 sa.update(events)
                 .where(events.c.event_id == accepted.links_cancel)
                 .values(corrects=accepted.event_id)

@@ -32,6 +32,7 @@ def _outcome_update(**values: Any) -> sa.Update:
     )  # fmt: skip
 
 
+_INSERT_ATTEMPTS = sa.insert(attempts)
 _OUTCOME_UPDATES = {
     "delivered": _outcome_update(
         status=DeliveryStatus.DELIVERED, delivered_at=sa.bindparam("at"), last_error=None
@@ -125,25 +126,25 @@ class Outbox(StoreBase):
         """
         if not destinations:
             return []
-        now = now or utc_now()
-        async with self.writing() as conn:
+        at = now or utc_now()
+
+        def transaction(conn: sa.Connection) -> list[ClaimedDelivery]:
             ids: list[int] = []
             for destination in dict.fromkeys(destinations):  # each its own walk of its queue
                 if len(ids) >= limit:
                     break
-                query = _due(destination, limit - len(ids), now)
+                query = _due(destination, limit - len(ids), at)
                 if self._is_postgres:  # no more locked than claimed: others skip locked rows
                     query = query.with_for_update(skip_locked=True, of=deliveries)
-                ids.extend(row.id for row in await conn.execute(query))
-            if not ids:
-                await conn.rollback()
+                ids.extend(row.id for row in conn.execute(query))
+            if not ids:  # nothing written: the commit that follows writes nothing either
                 return []
-            await conn.execute(
+            conn.execute(
                 sa.update(deliveries)
                 .where(deliveries.c.id.in_(ids))
-                .values(lease_until=now + lease, lease_owner=owner)
+                .values(lease_until=at + lease, lease_owner=owner)
             )
-            rows = await conn.execute(
+            rows = conn.execute(
                 sa.select(
                     deliveries, events.c.kind, events.c.care_setting, events.c.source, events.c.body
                 )
@@ -151,9 +152,9 @@ class Outbox(StoreBase):
                 .where(deliveries.c.id.in_(ids))
                 .order_by(deliveries.c.id)
             )
-            claimed = [_claimed(r) for r in rows]
-            await conn.commit()
-        return claimed
+            return [_claimed(r) for r in rows]
+
+        return await self.write(transaction)
 
     async def finish_delivery(
         self, delivery_id: int, tries: Sequence[AttemptRecord], outcome: DeliveryOutcome
@@ -186,13 +187,15 @@ class Outbox(StoreBase):
                     )
                 case DeadLettered(reason=reason, hold=hold):
                     by_kind["dead"].append({**params, "error": bounded_text(reason), "hold": hold})
-        async with self.writing() as conn:
+
+        def transaction(conn: sa.Connection) -> None:
             if rows:
-                await conn.execute(sa.insert(attempts), rows)
+                conn.execute(_INSERT_ATTEMPTS, rows)
             for kind, params_list in by_kind.items():
                 if params_list:
-                    await conn.execute(_OUTCOME_UPDATES[kind], params_list)
-            await conn.commit()
+                    conn.execute(_OUTCOME_UPDATES[kind], params_list)
+
+        await self.write(transaction)
 
     async def renew_leases(
         self, delivery_ids: Sequence[int], *, lease: timedelta, owner: str
@@ -201,8 +204,9 @@ class Outbox(StoreBase):
         held (a lease that ran out and was taken by another worker is not taken back)."""
         if not delivery_ids:
             return 0
-        async with self.writing() as conn:
-            result = await conn.execute(
+
+        def transaction(conn: sa.Connection) -> int:
+            result = conn.execute(
                 sa.update(deliveries)
                 .where(
                     deliveries.c.id.in_(list(delivery_ids)),
@@ -211,8 +215,9 @@ class Outbox(StoreBase):
                 )
                 .values(lease_until=utc_now() + lease)
             )
-            await conn.commit()
-        return int(result.rowcount)
+            return int(result.rowcount)
+
+        return await self.write(transaction)
 
     async def release_leases_at_start(self) -> int:
         """On SQLite, free every lease: one engine only can use the file, so a lease found at
@@ -234,8 +239,9 @@ class Outbox(StoreBase):
         """Give up leases without an attempt (shutdown), so the deliveries can go at once."""
         if not delivery_ids:
             return
-        async with self.writing() as conn:
-            await conn.execute(
+
+        def transaction(conn: sa.Connection) -> None:
+            conn.execute(
                 sa.update(deliveries)
                 .where(
                     deliveries.c.id.in_(list(delivery_ids)),
@@ -243,4 +249,5 @@ class Outbox(StoreBase):
                 )
                 .values(lease_until=None, lease_owner=None)
             )
-            await conn.commit()
+
+        await self.write(transaction)

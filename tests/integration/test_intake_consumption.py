@@ -22,6 +22,7 @@ from engine.store import schema as tables
 from tests.adt_factory import adt, patients
 from tests.e2e.harness import wait_until
 from tests.memory_broker import MemoryBroker
+from tests.store.test_write import fail_every_commit
 
 pytestmark = pytest.mark.integration
 
@@ -194,3 +195,22 @@ async def test_a_write_that_fails_ends_intake_at_once_not_at_the_next_batch(
         pytest.fail("intake still waited for the next batch after its write failed")
     with pytest.raises(RuntimeError, match="after the commit"):
         task.result()
+
+
+async def test_a_batch_whose_commit_fails_is_never_acked(store: Store) -> None:
+    """Every commit that writes a message row fails at COMMIT itself (a deferred constraint):
+    the batch, then each message alone, then even its rejection stub fail, so each message is
+    parked in the broker's dead-letter queue (nacked, not acked) and the store holds nothing."""
+    await fail_every_commit(store)
+    broker = MemoryBroker([QUEUE])
+    deliveries = await broker.subscribe([QUEUE])
+    bodies = messages(3)
+    for body in bodies:
+        broker.send(QUEUE, body)
+    intake = Intake(store, CONFIG, deliveries, {QUEUE: "mh"})
+    task = asyncio.create_task(intake.run())
+    await wait_until(lambda: broker.depth(QUEUE) == 0)
+    intake.stop()
+    await task
+    assert sorted(m.body for m in broker.dead) == sorted(bodies)
+    assert await store.counts() == {}

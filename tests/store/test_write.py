@@ -1,0 +1,153 @@
+"""`StoreBase.write`: a hot write transaction run whole as one call (on SQLite, on the store's
+writer thread), on both backends: its result only after the commit, nothing of it when the
+commit fails, and a cancelled caller that still waits for the transaction to end."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from engine.config import StoreConfig
+from engine.store import Store, StoreRefused
+from engine.store.schema import messages
+from tests.store.test_store import T0, record
+
+pytestmark = pytest.mark.integration
+
+
+async def fail_every_commit(store: Store) -> None:
+    """Make every commit that wrote a message row fail at COMMIT itself (not before): each new
+    row adds one to a deferred foreign key that no row satisfies, and a deferred key is checked
+    only when the transaction commits."""
+    async with store.engine.begin() as conn:
+        if store.engine.dialect.name == "sqlite":
+            await conn.exec_driver_sql(
+                "CREATE TABLE commit_guard (m INTEGER REFERENCES messages(id)"
+                " DEFERRABLE INITIALLY DEFERRED)"
+            )
+            await conn.exec_driver_sql(
+                "CREATE TRIGGER commit_guard_t AFTER INSERT ON messages"
+                " BEGIN INSERT INTO commit_guard VALUES (-1); END"
+            )
+            return
+        await conn.exec_driver_sql(
+            "CREATE TABLE commit_guard (m BIGINT REFERENCES messages(id)"
+            " DEFERRABLE INITIALLY DEFERRED)"
+        )
+        await conn.exec_driver_sql(
+            "CREATE FUNCTION commit_guard_f() RETURNS trigger AS $$"
+            " BEGIN INSERT INTO commit_guard VALUES (-1); RETURN NEW; END $$ LANGUAGE plpgsql"
+        )
+        await conn.exec_driver_sql(
+            "CREATE TRIGGER commit_guard_t AFTER INSERT ON messages"
+            " FOR EACH ROW EXECUTE FUNCTION commit_guard_f()"
+        )
+
+
+async def write_a_row(store: Store, key: str | None) -> None:
+    """A message row written through `writing` (every write but the hot ones)."""
+    async with store.writing() as conn:
+        await conn.execute(sa.insert(messages).values(
+            source="mh-trust", message_key=key, format="hl7v2", payload=b"x",
+            payload_sha256="0" * 64, received_at=T0, committed_at=T0, status="rejected",
+            reason="test"))  # fmt: skip
+        await conn.commit()
+
+
+async def let_commits_through(store: Store) -> None:
+    async with store.engine.begin() as conn:
+        await conn.exec_driver_sql("DROP TRIGGER commit_guard_t" + (
+            "" if store.engine.dialect.name == "sqlite" else " ON messages"))  # fmt: skip
+
+
+async def test_an_intake_batch_whose_commit_fails_returns_nothing_and_leaves_nothing(
+    store: Store,
+) -> None:
+    await fail_every_commit(store)
+    with pytest.raises(StoreRefused) as raised:
+        await store.record_intake([record("m1"), record("m2")])
+    assert raised.value.cause_name == "IntegrityError"
+    assert await store.counts() == {}
+    # The failed transaction is over: the next write begins afresh and commits.
+    await let_commits_through(store)
+    results = await store.record_intake([record("m1"), record("m2")])
+    assert [r.status for r in results] == ["accepted", "accepted"]
+    assert await store.counts() == {"messages.accepted": 2, "deliveries.pending": 4}
+
+
+async def test_a_write_returns_its_result_after_the_commit_and_a_failure_leaves_nothing(
+    store: Store,
+) -> None:
+    [written] = await store.record_intake([record("m1")])
+
+    def rename_then(conn: sa.Connection, fail: bool) -> int:
+        changed = conn.execute(
+            sa.update(messages).where(messages.c.id == written.message_id).values(source="other")
+        ).rowcount
+        if fail:
+            raise RuntimeError("half way")
+        return int(changed)
+
+    with pytest.raises(RuntimeError, match="half way"):
+        await store.write(lambda conn: rename_then(conn, fail=True))
+    async with store.engine.connect() as conn:
+        assert (await conn.execute(sa.select(messages.c.source))).scalar_one() == "mh-trust"
+    assert await store.write(lambda conn: rename_then(conn, fail=False)) == 1
+    async with store.engine.connect() as conn:  # committed: another connection sees it
+        assert (await conn.execute(sa.select(messages.c.source))).scalar_one() == "other"
+
+
+async def test_a_cancelled_write_waits_for_its_transaction_and_the_next_writer_after_it(
+    tmp_path: Path,
+) -> None:
+    """SQLite's writer thread: cancelling the caller cannot stop a transaction under way on
+    that thread. The caller waits until it has ended (here, committed), so the write lock is
+    not let go meanwhile; the cancellation then reaches it."""
+    store = await Store.open(StoreConfig(url=f"sqlite+aiosqlite:///{tmp_path / 'cb.db'}"))
+    started, release = threading.Event(), threading.Event()
+
+    def slow(conn: sa.Connection) -> None:
+        conn.execute(sa.insert(messages).values(
+            source="mh-trust", format="hl7v2", payload=b"x", payload_sha256="0" * 64,
+            received_at=T0, committed_at=T0, status="rejected", reason="test"))  # fmt: skip
+        started.set()
+        if not release.wait(30):
+            raise TimeoutError("never released")
+
+    try:
+        task = asyncio.create_task(store.write(slow))
+        assert await asyncio.to_thread(started.wait, 30)
+        task.cancel()
+        follower = asyncio.create_task(store.record_intake([record("m1")]))
+        await asyncio.sleep(0.3)  # neither may end while the transaction is under way
+        assert not task.done()
+        assert not follower.done()
+        release.set()
+        await asyncio.wait({task}, timeout=30)
+        assert task.cancelled()
+        [result] = await asyncio.wait_for(follower, 30)
+        assert result.status == "accepted"
+        assert await store.counts() == {
+            "messages.accepted": 1, "messages.rejected": 1, "deliveries.pending": 2}  # fmt: skip
+    finally:
+        release.set()
+        await store.close()
+
+
+async def test_a_commit_that_fails_leaves_no_transaction_open_on_the_connection(
+    store: Store,
+) -> None:
+    """The same through `writing` (every write but the hot ones): SQLite keeps a transaction
+    whose COMMIT failed open; the connection must not go back to the pool like that, where the
+    next writer would fail to begin, or would commit the failed rows with its own."""
+    await fail_every_commit(store)
+    with pytest.raises(StoreRefused):
+        await write_a_row(store, None)
+    await let_commits_through(store)
+    for key in ("m1", "m2", "m3", "m4", "m5"):  # more than the pool's connections
+        await write_a_row(store, key)
+    assert await store.counts() == {"messages.rejected": 5}
