@@ -23,6 +23,7 @@ from engine.store import migrate
 from engine.store.errors import StoreError, StoreFull, translated
 from engine.store.roles import Migrated, RoleProblem, audit_exposure, engine_role, grant_engine
 from engine.store.servers import ServerWatch
+from engine.store.sole_engine import sqlite_file
 
 if TYPE_CHECKING:  # the store package does not import the config at run time (no cycle)
     from engine.config import StoreConfig, TlsConfig
@@ -76,9 +77,9 @@ class StoreBase:
     def __post_init__(self) -> None:
         self._is_postgres = self.engine.dialect.name == "postgresql"
         self._write_lock = asyncio.Lock()
-        database = self.engine.url.database
-        if self.engine.dialect.name == "sqlite" and database and database != ":memory:":
-            self._space = (os.path.dirname(os.path.abspath(database)), 0)
+        database = sqlite_file(self.engine.url)
+        if database is not None:
+            self._space = (os.path.dirname(database), 0)
             if not self.engine.url.query.get("uri"):  # a URI may name a shared in-memory one
                 self._writer = _WriterThread(self.engine.url)
 
@@ -146,8 +147,8 @@ class StoreBase:
     async def close(self) -> None:
         if self._writer is not None:
             async with self._write_lock:  # a transaction under way finishes first
-                await self._writer.close()
-            self._writer = None
+                writer, self._writer = self._writer, None
+                await writer.close()
         await self.engine.dispose()
 
     async def ping(self) -> bool:
@@ -197,15 +198,25 @@ class StoreBase:
         The same asyncio lock serialises it with every other writer; the commit is the same
         synchronous=FULL commit, and the result comes back only once it is durable. Elsewhere
         (PostgreSQL, an in-memory SQLite) it runs through `writing` with `run_sync`.
+
+        A caller cancelled while its transaction runs on the thread does not stop it: the
+        transaction ends as it would have (committed, or rolled back on an error) and the
+        caller, holding the lock until then, sees the cancellation. So a claim cancelled at
+        shutdown may leave leases that run out (SQLite frees them at the next start), and an
+        intake batch may be committed and not acked: the broker redelivers it and the
+        message keys make the second arrival a duplicate, not a second event.
         """
-        if self._writer is None:
-            async with self.writing() as conn:
-                result = await conn.run_sync(work)
-                await conn.commit()
-            return result
-        with translated():
-            async with self._write_lock:
-                return await self._writer.run(work)
+        if self._writer is not None:
+            with translated():
+                async with self._write_lock:
+                    if (writer := self._writer) is not None:
+                        return await writer.run(work)
+            # The store was closed while this waited (a delivery cancelled at shutdown
+            # recording its attempts): write as a store without the thread does.
+        async with self.writing() as conn:
+            result = await conn.run_sync(work)
+            await conn.commit()
+        return result
 
 
 async def _end_async_transaction(conn: AsyncConnection) -> None:
@@ -251,8 +262,11 @@ class _WriterThread:
             return await asyncio.shield(done)
         except asyncio.CancelledError:
             # The transaction goes on on its thread (it may yet commit): hold the caller, and so
-            # the write lock, until it has ended, then let the cancellation through.
-            await asyncio.wait([done])
+            # the write lock, until it has ended, whatever cancels come meanwhile, then let the
+            # cancellation through.
+            while not done.done():
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.wait([done])
             raise
 
     def _transaction(self, work: Callable[[sa.Connection], T]) -> T:

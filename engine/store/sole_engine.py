@@ -28,6 +28,20 @@ class FileInUse(Exception):
     """Another engine holds the SQLite file."""
 
 
+def sqlite_file(url: sa.URL) -> str | None:
+    """The real path of the SQLite database file `url` names (SQLite's URI form, `file:...`
+    with `?uri=true`, included); None for PostgreSQL and for an in-memory database. A symlink
+    or a relative path to the same file gives the same path."""
+    database = url.database
+    if url.get_backend_name() != "sqlite" or not database or database == ":memory:":
+        return None
+    if database.startswith("file:"):  # SQLite's URI form (`?uri=true`)
+        database = database.removeprefix("file:").partition("?")[0]
+        if not database or database == ":memory:" or url.query.get("mode") == "memory":
+            return None
+    return os.path.realpath(database)
+
+
 class SoleEngine:
     """The lock, held until `release` (or the process's end)."""
 
@@ -39,16 +53,9 @@ class SoleEngine:
     def take(cls, store_url: str) -> SoleEngine | None:
         """Hold the lock of the SQLite database at `store_url`; None for PostgreSQL and for an
         in-memory database. Raises `FileInUse` if another engine holds it."""
-        url = sa.make_url(store_url)
-        database = url.database
-        if url.get_backend_name() != "sqlite" or not database or database == ":memory:":
+        database = sqlite_file(sa.make_url(store_url))
+        if database is None:
             return None
-        if database.startswith("file:"):  # SQLite's URI form (`?uri=true`)
-            database = database.removeprefix("file:").partition("?")[0]
-            if not database or database == ":memory:" or url.query.get("mode") == "memory":
-                return None
-        # The real path: a symlink or a relative path to the same file is the same engine.
-        database = os.path.realpath(database)
         path = Path(database + ".engine-lock")
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:

@@ -124,8 +124,11 @@ async def test_a_cancelled_write_waits_for_its_transaction_and_the_next_writer_a
         task.cancel()
         follower = asyncio.create_task(store.record_intake([record("m1")]))
         await asyncio.sleep(0.3)  # neither may end while the transaction is under way
+        task.cancel()  # nor after a second cancel
+        await asyncio.sleep(0.3)
         assert not task.done()
         assert not follower.done()
+        assert store._write_lock.locked()  # the lock itself, not only the thread, holds it
         release.set()
         await asyncio.wait({task}, timeout=30)
         assert task.cancelled()
@@ -151,3 +154,70 @@ async def test_a_commit_that_fails_leaves_no_transaction_open_on_the_connection(
     for key in ("m1", "m2", "m3", "m4", "m5"):  # more than the pool's connections
         await write_a_row(store, key)
     assert await store.counts() == {"messages.rejected": 5}
+
+
+async def test_a_write_that_waited_while_the_store_closed_is_still_written(
+    tmp_path: Path,
+) -> None:
+    """A write queued behind `close` (a delivery cancelled at shutdown recording its attempts)
+    is written as on a store without the writer thread, not lost to an AttributeError."""
+    store = await Store.open(StoreConfig(url=f"sqlite+aiosqlite:///{tmp_path / 'cb.db'}"))
+    started, release = threading.Event(), threading.Event()
+
+    def slow(conn: sa.Connection) -> None:
+        started.set()
+        if not release.wait(30):
+            raise TimeoutError("never released")
+
+    try:
+        holder = asyncio.create_task(store.write(slow))
+        assert await asyncio.to_thread(started.wait, 30)
+        closing = asyncio.create_task(store.close())
+        await asyncio.sleep(0.1)
+        late = asyncio.create_task(store.record_intake([record("m1")]))
+        await asyncio.sleep(0.1)
+        release.set()
+        await asyncio.wait_for(holder, 30)
+        await asyncio.wait_for(closing, 30)
+        [result] = await asyncio.wait_for(late, 30)
+        assert result.status == "accepted"
+        assert await store.counts() == {"messages.accepted": 1, "deliveries.pending": 2}
+    finally:
+        release.set()
+        await store.close()
+
+
+def _pragmas(conn: sa.Connection) -> tuple[object, ...]:
+    return tuple(
+        conn.exec_driver_sql(f"PRAGMA {name}").scalar()
+        for name in ("journal_mode", "synchronous", "busy_timeout", "foreign_keys")
+    )
+
+
+async def test_the_writer_thread_has_the_pragmas_of_every_other_connection(
+    tmp_path: Path,
+) -> None:
+    """WAL, synchronous=FULL (2: a commit is durable before intake acks), the busy timeout
+    and foreign keys, on the writer thread's connection as on the pooled ones."""
+    store = await Store.open(StoreConfig(url=f"sqlite+aiosqlite:///{tmp_path / 'cb.db'}"))
+    try:
+        assert store._writer is not None
+        on_the_writer = await store.write(_pragmas)
+        async with store.reading() as conn:
+            pooled = await conn.run_sync(_pragmas)
+        assert on_the_writer == pooled == ("wal", 2, 10000, 1)
+    finally:
+        await store.close()
+
+
+async def test_a_store_named_by_sqlites_uri_form_has_room(tmp_path: Path) -> None:
+    """`file:...?uri=true` names a file like any other: its folder's free space is what counts
+    (it was looked for in a folder called `file:`, never found, so intake waited forever)."""
+    url = f"sqlite+aiosqlite:///file:{tmp_path / 'cb.db'}?uri=true"
+    store = await Store.open(StoreConfig(url=url))
+    try:
+        assert store.has_room()
+        [result] = await store.record_intake([record("m1")])
+        assert result.status == "accepted"
+    finally:
+        await store.close()
