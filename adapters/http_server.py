@@ -131,7 +131,9 @@ async def serve(
     app.on_response_prepare.append(_stamp(headers))
     # What aiohttp's server gives each connection's handler, kept here too for `_Door`, which
     # makes the handlers itself (aiohttp keeps them private). An app's own `handler_args` would
-    # not reach them: no app here has any.
+    # not reach them: no app here has any. aiohttp adds `access_log_class` (unused with no
+    # access log) and `debug` (asyncio's debug mode: tracebacks in 500 pages), left out on
+    # purpose.
     handler_args: dict[str, Any] = {
         "access_log": None,
         "keepalive_timeout": limits.idle_timeout,
