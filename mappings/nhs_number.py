@@ -26,8 +26,11 @@ def normalise(raw: str) -> str:
 
 def check_digit(first_nine: str) -> int | None:
     """The modulus-11 check digit for nine digits; None where none can exist (remainder 10)."""
-    total = sum(int(d) * w for d, w in zip(first_nine, _WEIGHTS, strict=True))
-    digit = 11 - total % 11
+    if len(first_nine) == 9 and first_nine.isascii() and first_nine.isdigit():
+        digit = 11 - _weighted_sum(first_nine) % 11
+    else:  # raises ValueError, as for any string that is not nine digits
+        total = sum(int(d) * w for d, w in zip(first_nine, _WEIGHTS, strict=True))
+        digit = 11 - total % 11
     if digit == 11:
         return 0
     if digit == 10:
@@ -35,11 +38,25 @@ def check_digit(first_nine: str) -> int | None:
     return digit
 
 
+def _weighted_sum(digits: str) -> int:
+    """The modulus-11 sum of the first nine of `digits` (ASCII digits: checked by the caller).
+
+    Every intake of an NHS number comes here several times, so it reads the digits' bytes
+    instead of nine `int` calls: each byte is the digit plus 48, and the weights add to 54.
+    """
+    d = digits.encode("ascii")
+    return (
+        10 * d[0] + 9 * d[1] + 8 * d[2] + 7 * d[3] + 6 * d[4] + 5 * d[5] + 4 * d[6] + 3 * d[7]
+        + 2 * d[8] - 54 * 48
+    )  # fmt: skip
+
+
 def is_valid(value: str) -> bool:
     """True for exactly ten ASCII digits whose last digit is the modulus-11 check digit."""
     if len(value) != 10 or not value.isascii() or not value.isdigit():
         return False
-    return check_digit(value[:9]) == int(value[9])
+    digit = 11 - _weighted_sum(value) % 11
+    return (0 if digit == 11 else digit) == ord(value[9]) - 48
 
 
 def warnings_for(value: str) -> tuple[str, ...]:
@@ -49,17 +66,22 @@ def warnings_for(value: str) -> tuple[str, ...]:
     found: list[str] = []
     if len(set(value)) == 1:
         found.append("NHS number is a repeated-digit placeholder")
-    prefix = int(value[:9])
     if value.startswith("999"):
         found.append("NHS number is in the reserved test range 999")
-    elif not (
+    elif not _issued(value):
+        found.append("NHS number is outside the issued ranges")
+    return tuple(found)
+
+
+def _issued(value: str) -> bool:
+    """True when the first nine digits of a valid number are in a range issued to patients."""
+    prefix = int(value[:9])
+    return (
         400_000_000 <= prefix <= 499_999_999
         or 600_000_000 <= prefix <= 799_999_999
         or 300_000_000 <= prefix <= 399_999_999
         or 10_100_000 <= prefix <= 311_299_999
-    ):
-        found.append("NHS number is outside the issued ranges")
-    return tuple(found)
+    )
 
 
 def not_real_reason(value: str, *, test_environment: bool = False) -> str | None:
@@ -76,6 +98,6 @@ def not_real_reason(value: str, *, test_environment: bool = False) -> str | None
         return None
     if value.startswith("999"):
         return "in the 999 range reserved for testing"
-    if "NHS number is outside the issued ranges" in warnings_for(value):
+    if not _issued(value):
         return "outside the ranges issued to patients"
     return None

@@ -35,10 +35,17 @@ def resolve_local(naive: datetime, zone: ZoneInfo) -> tuple[datetime, ClockNote 
 
     Raises `OverflowError` for times pushed past the calendar by the offset (year 1 or 9999).
     """
+    if naive.fold:
+        naive = naive.replace(fold=0)
+    offset = zone.utcoffset(naive)
+    if offset is not None and offset == zone.utcoffset(naive.replace(fold=1)):
+        # The usual case, away from a clock change: one offset, whichever fold. (The same
+        # instant as ``naive.replace(tzinfo=zone).astimezone(UTC)``, with two fewer datetimes.)
+        return (naive - offset).replace(tzinfo=UTC), None
     first = naive.replace(tzinfo=zone, fold=0)
     second = naive.replace(tzinfo=zone, fold=1)
     first_utc, second_utc = first.astimezone(UTC), second.astimezone(UTC)
-    if first_utc == second_utc:
+    if first_utc == second_utc:  # not reached for a ZoneInfo: kept for any other tzinfo
         return first_utc, None
     # The two folds differ only around a change: a gap when neither round-trips to `naive`.
     exists = first_utc.astimezone(zone).replace(tzinfo=None) == naive

@@ -55,29 +55,16 @@ def _nth(parts: list[str], n: int) -> str:
     return parts[n - 1] if 0 < n <= len(parts) else ""
 
 
-def _leaf(raw: str, component: int, subcomponent: int, enc: Encoding) -> str:
-    # Component, then subcomponent, then escapes, without a call for each: every value a
-    # mapping reads comes here.
-    sep = enc.component
-    if sep and sep in raw:
-        parts = raw.split(sep, component)
-        raw = parts[component - 1] if 0 < component <= len(parts) else ""
-    elif component != 1:
-        return ""
-    sep = enc.subcomponent
-    if sep and sep in raw:
-        parts = raw.split(sep, subcomponent)
-        raw = parts[subcomponent - 1] if 0 < subcomponent <= len(parts) else ""
-    elif subcomponent != 1:
-        return ""
-    if raw == _HL7_NULL:
-        return ""
-    esc = enc.escape
-    return unescape(raw, enc) if esc and esc in raw else raw
+def _is_plain(raw: str, enc: Encoding) -> bool:
+    """True when `raw` has no subcomponent separator, no escape character and no ``""``: then
+    every component of it is its own decoded first subcomponent, with nothing to undo."""
+    sub, esc = enc.subcomponent, enc.escape
+    return not ((sub and sub in raw) or (esc and esc in raw) or _HL7_NULL in raw)
 
 
 def _subleaf(raw: str, subcomponent: int, enc: Encoding) -> str:
-    """`_leaf` of one component's text (nothing left to split by component)."""
+    """The decoded text of one subcomponent of one component's text: the last step of every
+    value read (`Segment.value`, `Repetition.value`)."""
     sep = enc.subcomponent
     if sep and sep in raw:
         parts = raw.split(sep, subcomponent)
@@ -150,12 +137,13 @@ class Repetition(Element):
     """One occurrence of a (possibly repeating) field. Its components are split once, on the
     first `value()`: a mapping reads several components of the same repetition."""
 
-    __slots__ = ("_parts",)
+    __slots__ = ("_parts", "_plain")
 
     def __init__(self, raw: str, encoding: Encoding) -> None:
         self.raw = raw
         self._enc = encoding
         self._parts: list[str] | None = None
+        self._plain = False
 
     def _first_raw(self) -> str:
         return self.raw
@@ -172,9 +160,13 @@ class Repetition(Element):
         """The decoded text of one subcomponent of one component: the usual way to read."""
         parts = self._parts
         if parts is None:
-            parts = self._parts = _split(self._first_raw(), self._enc.component)
+            first = self._first_raw()
+            parts = self._parts = _split(first, self._enc.component)
+            self._plain = _is_plain(first, self._enc)
         if not 0 < component <= len(parts):
             return ""
+        if self._plain and subcomponent == 1:
+            return parts[component - 1]
         return _subleaf(parts[component - 1], subcomponent, self._enc)
 
 
@@ -205,13 +197,14 @@ class Field(Repetition):
 class Segment:
     """One segment. Its fields are split on first access."""
 
-    __slots__ = ("_enc", "_fields", "name", "raw")
+    __slots__ = ("_enc", "_fields", "_plain", "name", "raw")
 
     def __init__(self, raw: str, encoding: Encoding) -> None:
         self.raw = raw
         self.name = raw[:3]
         self._enc = encoding
         self._fields: list[str] | None = None
+        self._plain = False
 
     def _split_fields(self) -> list[str]:
         if self._fields is None:
@@ -220,6 +213,10 @@ class Segment:
                 # MSH-1 is the separator the split just consumed: put it back so that
                 # list index == HL7 field number for every segment.
                 fields.insert(1, self._enc.field)
+                # MSH-2 holds the escape and subcomponent characters themselves, literally.
+                self._plain = _is_plain(self.raw[5 + len(fields[2]) :], self._enc)
+            else:
+                self._plain = _is_plain(self.raw, self._enc)
             self._fields = fields
         return self._fields
 
@@ -243,11 +240,21 @@ class Segment:
         raw = fields[n] if n < len(fields) else ""
         if not raw:
             return ""
+        # First repetition, then the component (inline: every value a mapping reads of a
+        # segment comes here), then `_subleaf`.
         enc = self._enc
         sep = enc.repetition
         if sep and sep in raw:
             raw = raw[: raw.index(sep)]
-        return _leaf(raw, component, subcomponent, enc)
+        sep = enc.component
+        if sep and sep in raw:
+            parts = raw.split(sep, component)
+            raw = parts[component - 1] if 0 < component <= len(parts) else ""
+        elif component != 1:
+            return ""
+        if self._plain and subcomponent == 1:
+            return raw  # the usual case: nothing to split or decode (`_is_plain`)
+        return _subleaf(raw, subcomponent, enc)
 
     def __len__(self) -> int:
         """The number of the last field present."""

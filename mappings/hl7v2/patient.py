@@ -197,9 +197,10 @@ def _identifier(
     value = clean(rep.value(1))
     if value is None:
         return None
-    authority = clean(rep.value(4)) or clean(rep.value(4, 2))
-    type_code = clean(rep.value(5))
-    if not _is_nhs_number(rep):
+    cx4, cx4_2, cx5 = rep.value(4), rep.value(4, 2), rep.value(5)
+    authority = clean(cx4) or clean(cx4_2)
+    type_code = clean(cx5)
+    if not _is_nhs_number(cx4, cx4_2, cx5):
         return Identifier(
             kind=IdentifierKind.LOCAL,
             value=value,
@@ -267,11 +268,13 @@ def _bare_nhs_number(
     )
 
 
-def _is_nhs_number(rep: Repetition) -> bool:
+def _is_nhs_number(cx4: str, cx4_2: str, cx5: str) -> bool:
+    """Whether a CX's assigning authority (CX.4, its universal id CX.4.2) or identifier type
+    (CX.5) labels it an NHS number."""
     return (
-        rep.value(4).strip().upper() in _NHS_AUTHORITIES
-        or rep.value(4, 2).strip() == _NHS_NUMBER_OID
-        or rep.value(5).strip().upper() in _NHS_TYPES
+        cx4.strip().upper() in _NHS_AUTHORITIES
+        or cx4_2.strip() == _NHS_NUMBER_OID
+        or cx5.strip().upper() in _NHS_TYPES
     )
 
 

@@ -43,6 +43,9 @@ _SEGMENT_START = re.compile(r"[A-Z][A-Z0-9]{2}")
 _STANDARD_ENCODING = "^~\\&"
 _REPEAT_OR_COMPONENT = re.compile(r"[~^]")
 _ISO_8859 = re.compile(r"8859/[1-9]")
+_STANDARD_HEADER = "MSH|^~\\&|"
+_STANDARD_ENCODINGS: dict[str, Encoding] = {}
+"""The standard separators' `Encoding`, one for each codec (a few: see `codec_of`)."""
 
 _CHARSETS = {
     "": "utf-8",
@@ -125,7 +128,7 @@ def _charset(first_line: str, warnings: list[str]) -> str:
         return "utf-8"  # _encoding reports the real problem
     fields = first_line.split(first_line[3])
     declared = fields[17] if len(fields) > 17 else ""
-    codec = codec_of(declared)
+    codec = _CHARSETS.get(declared) or codec_of(declared)  # most say a name as written here
     if codec is None:
         shown = _REPEAT_OR_COMPONENT.split(declared.strip().upper(), maxsplit=1)[0].strip()
         warnings.append(f"MSH-18: character set {shown!r} is not supported; read as UTF-8")
@@ -153,6 +156,12 @@ def charset_name(codec: str) -> str:
 
 
 def _encoding(header: str, charset: str, warnings: list[str]) -> Encoding:
+    if header.startswith(_STANDARD_HEADER):
+        # Nearly every message: the standard separators, nothing to check or warn about.
+        encoding = _STANDARD_ENCODINGS.get(charset)
+        if encoding is None:
+            encoding = _STANDARD_ENCODINGS[charset] = Encoding("|", "^", "~", "\\", "&", charset)
+        return encoding
     name = header[:3]
     if name in ("BHS", "FHS"):
         raise MappingError(

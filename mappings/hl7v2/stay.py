@@ -22,7 +22,14 @@ from mappings.codes import (
 from mappings.hl7v2.elements import Hl7Message, Segment
 from mappings.hl7v2.events import AdtEvent
 from mappings.hl7v2.mental_health import read_legal_status, read_risk_flags
-from mappings.hl7v2.types import Reading, clean, read_clinician, read_code, read_instant
+from mappings.hl7v2.types import (
+    Reading,
+    clean,
+    national_coding,
+    read_clinician,
+    read_code,
+    read_instant,
+)
 from mappings.hl7v2.types import read_location as read_pl
 from mappings.model import (
     CareSetting,
@@ -240,7 +247,9 @@ def _specialty(value: str, reading: Reading) -> Coding | None:
     code = value.strip()
     if not code:
         return None
-    if len(code) == 3 and code.isdigit():
+    if len(code) == 3 and code.isascii() and code.isdigit():
+        return national_coding(TREATMENT_FUNCTION, code)
+    if len(code) == 3 and code.isdigit():  # other digits than ASCII's: not a cached code
         return Coding(system=TREATMENT_FUNCTION, code=code)
     return Coding(system=local_system(reading.feed, "PV1-10"), code=code)
 

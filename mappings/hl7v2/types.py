@@ -37,6 +37,7 @@ __all__ = [
     "Reading",
     "clean",
     "looks_like_ods",
+    "national_coding",
     "parse_dtm",
     "read_clinician",
     "read_code",
@@ -242,15 +243,29 @@ def read_code(
     if table:
         national = table.get(code)
         if national is not None and national in known:
-            return Coding(system=system, code=national, display=known[national])
+            return national_coding(system, national, known[national])
     if code in known:
-        return Coding(system=system, code=code, display=known[code])
+        return national_coding(system, code, known[code])
     # Short codes only: a long "code" is free text, and free text may say anything.
     shown = f" {code!r}" if quote and len(code) <= 12 else ""
     reading.warn(location, f"{what}{shown} is not in the national list; kept as a local code")
     return Coding(
         system=local_system(reading.feed, element or location), code=code, display=display
     )
+
+
+_NATIONAL_CODINGS: dict[tuple[str, str, str | None], Coding] = {}
+
+
+def national_coding(system: str, code: str, display: str | None = None) -> Coding:
+    """The `Coding` of a code from a national list (the lists in `mappings.codes`, the treatment
+    functions), made once and shared: codings are frozen, and each list is a few hundred codes
+    at most. Never for a sender's local code, which could be anything."""
+    key = (system, code, display)
+    coding = _NATIONAL_CODINGS.get(key)
+    if coding is None:
+        coding = _NATIONAL_CODINGS[key] = Coding(system=system, code=code, display=display)
+    return coding
 
 
 def read_clinician(rep: Repetition) -> Clinician | None:

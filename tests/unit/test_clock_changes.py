@@ -111,6 +111,41 @@ def test_the_edges_of_both_changes(naive: datetime, expected: tuple[datetime, st
     assert resolve_local(naive, LONDON) == expected
 
 
+def _resolve_by_both_folds(naive: datetime, zone: ZoneInfo) -> tuple[datetime, str | None]:
+    """`resolve_local` as its docstring defines it: both folds to UTC, the earlier one."""
+    first = naive.replace(tzinfo=zone, fold=0).astimezone(UTC)
+    second = naive.replace(tzinfo=zone, fold=1).astimezone(UTC)
+    if first == second:
+        return first, None
+    exists = first.astimezone(zone).replace(tzinfo=None) == naive
+    return min(first, second), "ambiguous" if exists else "nonexistent"
+
+
+@pytest.mark.parametrize(
+    "zone", ["Europe/London", "America/New_York", "Australia/Lord_Howe", "Asia/Kolkata", "UTC"]
+)
+def test_resolve_local_agrees_with_both_folds_every_quarter_hour_of_2026(zone: str) -> None:
+    # The usual case takes a shortcut (one offset for both folds); every change of these zones
+    # in 2026 (Lord Howe's is half an hour) and the times around them must agree.
+    tz, naive, changes = ZoneInfo(zone), datetime(2026, 1, 1), 0
+    while naive < datetime(2027, 1, 1):
+        for fold in (0, 1):
+            got = resolve_local(naive.replace(fold=fold), tz)
+            assert got == _resolve_by_both_folds(naive, tz), (zone, naive, fold)
+            assert got[0].tzinfo is UTC
+            assert got[0].fold == 0
+        changes += resolve_local(naive, tz)[1] is not None
+        naive += timedelta(minutes=15)
+    assert changes == (0 if zone in ("Asia/Kolkata", "UTC") else 4 if "Howe" in zone else 8)
+
+
+@pytest.mark.parametrize("zone", ["Asia/Tokyo", "America/New_York"])
+def test_resolve_local_past_the_calendar_raises_overflow(zone: str) -> None:
+    edge = datetime(1, 1, 1) if zone == "Asia/Tokyo" else datetime(9999, 12, 31, 23, 59)
+    with pytest.raises(OverflowError):
+        resolve_local(edge, ZoneInfo(zone))
+
+
 @pytest.mark.parametrize(
     ("text", "utc", "warnings"),
     [

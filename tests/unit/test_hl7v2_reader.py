@@ -1,3 +1,6 @@
+import os
+from pathlib import Path
+
 import pytest
 
 from mappings.errors import MappingError
@@ -231,3 +234,54 @@ def test_input_that_is_not_one_hl7_message_is_rejected_with_a_location(
         parse(raw)
     assert caught.value.location == location
     assert caught.value.code == code
+
+
+def _messages_to_read() -> list[bytes]:
+    """The HL7 v2 fixtures and corpus files (when the corpus is there), and messages with
+    every kind of value the reader's shortcuts must not misread: escapes, subcomponents,
+    explicit nulls and repetitions, in segments read and unread, MSH included."""
+    fixtures = Path(__file__).resolve().parents[1] / "fixtures" / "hl7v2"
+    found = [p.read_bytes() for p in sorted(fixtures.glob("*.hl7"))]
+    corpus = Path(
+        os.environ.get("CAREBRIDGE_CORPUS")
+        or Path(__file__).resolve().parents[3] / "shared" / "corpus"
+    )
+    found += [p.read_bytes() for p in sorted(corpus.rglob("*.hl7"))]
+    found += [
+        f"{MSH}\r{PID}\r{PV1}".encode(),
+        f'{MSH}|||||UNICODE UTF-8\rPID|1||A\\T\\B^^^X&Y&Z^MR~""||""^\\S\\Y||||\r'.encode(),
+        b'MSH|^~\\&|S&1|F\\E\\|R|R|20260101||ADT^A01|1|P|2.4\rEVN|A01|""\rPV1|1|I|^W&x^B',
+        b"MSH|^~\\&#|S|F|||20260101||ADT^A01|1|P|2.7\rPID|||1^^^&2.16.840.1.113883.2.1.4.1&ISO",
+        b"MSH|!@$%|S!a@b|F$c|||2026||ADT!A01|1|P|2.4\rPID|1||X!!!Y@Z$q%Fr!!!NHS",
+        b'MSH|^~\\&\rPID|1||\\X41\\^a\\.br\\b~2^""^&""',
+    ]
+    return found
+
+
+def test_every_value_read_agrees_with_the_element_tree() -> None:
+    # `Segment.value` and `Repetition.value` take shortcuts (a value with nothing to split or
+    # decode is returned as is); the element tree (`field`, `component`, `subcomponent`,
+    # `text`) takes none. Every field, component and subcomponent of every message must read
+    # the same both ways.
+    checked = 0
+    for raw in _messages_to_read():
+        try:
+            message = parse(raw)
+        except MappingError:
+            continue  # batches and the like: nothing to read
+        for segment in message.segments_all:
+            for n in range(1, len(segment) + 2):
+                field = segment.field(n)
+                for index, rep in enumerate(field.repetitions()):
+                    components = rep.components()
+                    for c in range(1, len(components) + 2):
+                        parts = (
+                            len(components[c - 1].subcomponents()) if c <= len(components) else 0
+                        )
+                        for s in range(1, parts + 2):
+                            expected = rep.component(c).subcomponent(s).text
+                            assert rep.value(c, s) == expected, (segment.name, n, c, s)
+                            if index == 0:
+                                assert segment.value(n, c, s) == expected, (segment.name, n, c, s)
+                            checked += 1
+    assert checked > 5_000
