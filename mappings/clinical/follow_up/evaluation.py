@@ -31,6 +31,8 @@ def follow_up_for(event: CareEvent, rules: Sequence[FollowUpRule]) -> FollowUp |
     Only a ``discharge`` event can start one. The due time may already be past (a backdated
     discharge): it is still returned, for the engine to escalate.
     """
+    if event.kind is not EventKind.DISCHARGE:
+        return None  # what `_check` says of every rule, without wording why for each
     for rule in rules:
         outcome = _check(event, rule)
         if isinstance(outcome, _Match):
