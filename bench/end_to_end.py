@@ -11,9 +11,9 @@ Measures, in one run: raw publish+consume messages/s; the trivial engine's messa
 messages/s (first publish to last receipt, N synthetic ITK ADT messages); latency (publish to
 receipt, p50/p99/max) at a fixed offered load; the ratios end-to-end / trivial engine and
 end-to-end / raw. With `--compare REV`, the engine as built at REV (a git worktree in a temp dir,
-run with this venv's packages) is run beside this checkout's, A B A B, and the ratio of each pair
-is printed, so a regression shows as a ratio, not a memory. Prints a table, optionally writes JSON
-(`--json`).
+run with this venv's packages) is run beside this checkout's, A B, B A, A B (the order turns with
+each pair, so a drifting load favours neither), and the ratio of each pair is printed, so a
+regression shows as a ratio, not a memory. Prints a table, optionally writes JSON (`--json`).
 With `--profile DIR`, one more throughput run is sampled with py-spy and the engine's hotspots
 are reported. This is a script, not a test: nothing here asserts a speed.
 
@@ -1252,7 +1252,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument(
         "--compare",
         metavar="REV",
-        help="also run the engine as built at REV (a commit, branch or tag), A B A B, with ratios",
+        help="also run the engine as built at REV (a commit, branch or tag), A B, B A, ..., "
+        "with ratios",
     )
     ap.add_argument(
         "--traffic",
@@ -1306,14 +1307,19 @@ def say(text: str) -> None:
 async def throughput_runs(
     args: argparse.Namespace, receiver: Receiver, cleanup: Cleanup, rabbit: int | None
 ) -> tuple[list[ThroughputResult], list[ThroughputResult], list[ThroughputResult]]:
-    """End-to-end throughput of this build, and A B A B beside it: with --compare, the other
-    build; with --replicas N, N engine processes of this build on one database."""
+    """End-to-end throughput of this build, and pair by pair beside it (A B, B A, ...): with
+    --compare, the other build; with --replicas N, N engine processes of this build on one
+    database."""
     this: list[ThroughputResult] = []
     other: list[ThroughputResult] = []
     scaled: list[ThroughputResult] = []
     with contextlib.ExitStack() as stack:
         other_command = stack.enter_context(build_at(args.compare)) if args.compare else None
         for i in range(args.repeat):
+            # With --compare, every other pair runs the other build first (A B, B A, ...): on a
+            # machine whose load drifts, the first of a pair is not always the same build.
+            if other_command is not None and i % 2:
+                other.append(await _other_build(args, receiver, cleanup, rabbit, other_command, i))
             items = batched_messages(f"T{i}", args.messages, args.patients)
             res, _, _ = await e2e_throughput(args.amqp, receiver, items, args, cleanup, rabbit)
             this.append(res)
@@ -1326,14 +1332,25 @@ async def throughput_runs(
                 scaled.append(res)
                 say(f"end to end, {args.replicas} engines {i + 1}/{args.repeat}: "
                     f"{res.e2e_mps:,.0f} msg/s")  # fmt: skip
-            if other_command is None:
-                continue
-            items = batched_messages(f"C{i}", args.messages, args.patients)
-            against = argparse.Namespace(**{**vars(args), "engine_command": other_command})
-            res, _, _ = await e2e_throughput(args.amqp, receiver, items, against, cleanup, rabbit)
-            other.append(res)
-            say(f"end to end at {args.compare} {i + 1}/{args.repeat}: {res.e2e_mps:,.0f} msg/s")
+            if other_command is not None and not i % 2:
+                other.append(await _other_build(args, receiver, cleanup, rabbit, other_command, i))
     return this, other, scaled
+
+
+async def _other_build(
+    args: argparse.Namespace,
+    receiver: Receiver,
+    cleanup: Cleanup,
+    rabbit: int | None,
+    command: str,
+    i: int,
+) -> ThroughputResult:
+    """One throughput run of the --compare build (its i-th)."""
+    items = batched_messages(f"C{i}", args.messages, args.patients)
+    against = argparse.Namespace(**{**vars(args), "engine_command": command})
+    res, _, _ = await e2e_throughput(args.amqp, receiver, items, against, cleanup, rabbit)
+    say(f"end to end at {args.compare} {i + 1}/{args.repeat}: {res.e2e_mps:,.0f} msg/s")
+    return res
 
 
 async def bench(args: argparse.Namespace, cleanup: Cleanup) -> dict[str, Any]:
