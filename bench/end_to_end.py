@@ -46,7 +46,15 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Iterable,
+    Iterator,
+    Sequence,
+)
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -375,36 +383,59 @@ async def raw_baseline(
 # ---- the webhook receiver --------------------------------------------------------------------
 
 
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
 @dataclass
-class Receiver:
-    """Records, per control id (`source.message_id`), when its event first arrived."""
+class LocalWebhook:
+    """An aiohttp server on 127.0.0.1 at a free port, for the engine to post to."""
+
+    url: str = ""
+    _runner: web.AppRunner | None = None
+
+    async def serve(self, routes: dict[str, Handler]) -> str:
+        """Start serving `routes` (path -> POST handler); the base URL, also the first route's
+        URL in `url`."""
+        app = web.Application()
+        for path, handler in routes.items():
+            app.router.add_post(path, handler)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        port = free_port()
+        await web.TCPSite(self._runner, "127.0.0.1", port, backlog=1024).start()
+        base = f"http://127.0.0.1:{port}"
+        self.url = base + next(iter(routes))
+        return base
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+
+@dataclass
+class ArrivalLog(LocalWebhook):
+    """When each id first arrived, repeats counted, and a wait for an expected set of ids."""
 
     at: dict[str, float] = field(default_factory=dict)  # perf_counter()
     wall: dict[str, float] = field(default_factory=dict)  # time.time()
     repeats: int = 0
-    url: str = ""
     _wanted: set[str] = field(default_factory=set)
     _got: int = 0
     _done: asyncio.Event = field(default_factory=asyncio.Event)
-    _runner: web.AppRunner | None = None
 
-    async def _handle(self, request: web.Request) -> web.Response:
-        now, wall = time.perf_counter(), time.time()
-        event = orjson.loads(await request.read())
-        cid = str(event["source"]["message_id"])
-        if cid in self.at:
+    def arrived(self, key: str, now: float, wall: float) -> None:
+        if key in self.at:
             self.repeats += 1
-        else:
-            self.at[cid], self.wall[cid] = now, wall
-            if cid in self._wanted:
-                self._got += 1
-                if self._got >= len(self._wanted):
-                    self._done.set()
-        return web.Response(status=200, text="ok")
+            return
+        self.at[key], self.wall[key] = now, wall
+        if key in self._wanted:
+            self._got += 1
+            if self._got >= len(self._wanted):
+                self._done.set()
 
-    def expect(self, cids: Iterable[str]) -> None:
-        self._wanted = set(cids)
-        self._got = sum(1 for c in self._wanted if c in self.at)
+    def expect(self, keys: Iterable[str]) -> None:
+        self._wanted = set(keys)
+        self._got = sum(1 for k in self._wanted if k in self.at)
         self._done = asyncio.Event()
         if self._got >= len(self._wanted):
             self._done.set()
@@ -421,18 +452,19 @@ class Receiver:
         self.repeats = 0
         self.expect(())
 
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_post("/events", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        port = free_port()
-        await web.TCPSite(self._runner, "127.0.0.1", port, backlog=1024).start()
-        self.url = f"http://127.0.0.1:{port}/events"
 
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
+@dataclass
+class Receiver(ArrivalLog):
+    """Records, per control id (`source.message_id`), when its event first arrived."""
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        now, wall = time.perf_counter(), time.time()
+        event = orjson.loads(await request.read())
+        self.arrived(str(event["source"]["message_id"]), now, wall)
+        return web.Response(status=200, text="ok")
+
+    async def start(self) -> None:
+        await self.serve({"/events": self._handle})
 
 
 # ---- the engine subprocess -------------------------------------------------------------------

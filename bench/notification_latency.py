@@ -53,6 +53,7 @@ from bench.end_to_end import (  # noqa: E402
     CAREBRIDGE,
     DEFAULT_AMQP,
     LOCAL_HOSTS,
+    ArrivalLog,
     Cleanup,
     Engine,
     cpu_snapshot,
@@ -81,23 +82,15 @@ Headers = dict[str, str | int | float | bool | bytes | None]
 
 
 @dataclass
-class Recipient:
+class Recipient(ArrivalLog):
     """The clinician's endpoint: records when each notification (by event id) first arrived.
     `/sink` (with `--sink`) takes the webhook copy of every event and only counts it."""
 
-    at: dict[str, float] = field(default_factory=dict)  # perf_counter()
-    wall: dict[str, float] = field(default_factory=dict)  # time.time()
     kinds: Counter[str] = field(default_factory=Counter)
     recipients: Counter[str] = field(default_factory=Counter)
-    repeats: int = 0
     header_body_mismatch: int = 0
     sink_posts: int = 0
-    url: str = ""
     sink_url: str = ""
-    _wanted: set[str] = field(default_factory=set)
-    _got: int = 0
-    _done: asyncio.Event = field(default_factory=asyncio.Event)
-    _runner: web.AppRunner | None = None
 
     async def _notify(self, request: web.Request) -> web.Response:
         now, wall = time.perf_counter(), time.time()
@@ -108,14 +101,7 @@ class Recipient:
             self.header_body_mismatch += 1
         self.kinds[str(note["kind"])] += 1
         self.recipients[str(note["recipient"])] += 1
-        if eid in self.at:
-            self.repeats += 1
-        else:
-            self.at[eid], self.wall[eid] = now, wall
-            if eid in self._wanted:
-                self._got += 1
-                if self._got >= len(self._wanted):
-                    self._done.set()
+        self.arrived(eid, now, wall)
         return web.Response(status=200, text="ok")
 
     async def _sink(self, request: web.Request) -> web.Response:
@@ -123,33 +109,9 @@ class Recipient:
         self.sink_posts += 1
         return web.Response(status=200, text="ok")
 
-    def expect(self, event_ids: Sequence[str]) -> None:
-        self._wanted = set(event_ids)
-        self._got = sum(1 for e in self._wanted if e in self.at)
-        self._done = asyncio.Event()
-        if self._got >= len(self._wanted):
-            self._done.set()
-
-    async def wait(self, deadline: float) -> int:
-        """Wait until every expected event arrived or `deadline` seconds pass; return missing."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._done.wait(), deadline)
-        return len(self._wanted) - self._got
-
     async def start(self) -> None:
-        app = web.Application()
-        app.router.add_post("/notify", self._notify)
-        app.router.add_post("/sink", self._sink)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        port = free_port()
-        await web.TCPSite(self._runner, "127.0.0.1", port, backlog=1024).start()
-        self.url = f"http://127.0.0.1:{port}/notify"
-        self.sink_url = f"http://127.0.0.1:{port}/sink"
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
+        base = await self.serve({"/notify": self._notify, "/sink": self._sink})
+        self.sink_url = f"{base}/sink"
 
 
 # ---- the engine --------------------------------------------------------------------------------

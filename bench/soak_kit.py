@@ -31,7 +31,7 @@ from aiohttp import web
 
 from adapters.errors import TransportError
 from adapters.rabbitmq import INBOUND_EXCHANGE, Broker
-from bench.end_to_end import AMQP_URL_ENV, free_port, stop_process, wait_ready
+from bench.end_to_end import AMQP_URL_ENV, LocalWebhook, free_port, stop_process, wait_ready
 from tests.adt_factory import Patient, adt
 
 ENGINE_CONNECTION_PREFIX = "carebridge-"
@@ -137,7 +137,7 @@ class PacedPublisher:
 
 
 @dataclass
-class SoakReceiver:
+class SoakReceiver(LocalWebhook):
     """The webhook destination. Answers 503 while `refuse_until` (monotonic) is in the future;
     otherwise 200, noting per control id its first arrival, and per Idempotency-Key every repeat.
     Order: a patient's first arrivals must come in step order (a repeat of an old event, which a
@@ -155,9 +155,7 @@ class SoakReceiver:
     reorders: list[str] = field(default_factory=list)
     late_repeats: int = 0
     foreign: int = 0
-    url: str = ""
     _last_step: dict[int, int] = field(default_factory=dict)
-    _runner: web.AppRunner | None = None
 
     async def _handle(self, request: web.Request) -> web.Response:
         key = request.headers.get("Idempotency-Key", "")
@@ -188,17 +186,7 @@ class SoakReceiver:
         return web.Response(status=200, text="ok")
 
     async def start(self) -> None:
-        app = web.Application()
-        app.router.add_post("/events", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        port = free_port()
-        await web.TCPSite(self._runner, "127.0.0.1", port, backlog=1024).start()
-        self.url = f"http://127.0.0.1:{port}/events"
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
+        await self.serve({"/events": self._handle})
 
 
 # ---- the engine --------------------------------------------------------------------------------
