@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 
 from mappings.errors import MappingError
+from mappings.fhir.inbound import map_fhir
+from mappings.hl7v2.inbound import map_hl7v2
 from mappings.model import CareEvent, MessageFormat
 from mappings.profile import FeedProfile
 
@@ -36,11 +38,7 @@ def map_message(raw: bytes, profile: FeedProfile) -> CareEvent:
     """
     try:
         if detect_format(raw) is MessageFormat.HL7V2:
-            from mappings.hl7v2.inbound import map_hl7v2
-
             return map_hl7v2(raw, profile)
-        from mappings.fhir.inbound import map_fhir
-
         return map_fhir(raw, profile)
     except MappingError:
         raise

@@ -265,32 +265,51 @@ class Segment:
 
 
 class Hl7Message:
-    """A parsed message: its segments in order, its encoding, and the reader's warnings."""
+    """A parsed message: its segments in order, its encoding, and the reader's warnings.
 
-    __slots__ = ("_first", "encoding", "segments_all", "warnings")
+    Built from the segments' text: a `Segment` is made when first asked for (most messages
+    are mapped from a few of their segments, or refused on their header alone), and then
+    kept, so each segment is one object however it is reached.
+    """
 
-    def __init__(
-        self, segments: list[Segment], encoding: Encoding, warnings: tuple[str, ...]
-    ) -> None:
-        self.segments_all = tuple(segments)
+    __slots__ = ("_first", "_made", "encoding", "names", "texts", "warnings")
+
+    def __init__(self, texts: list[str], encoding: Encoding, warnings: tuple[str, ...]) -> None:
+        self.texts = tuple(texts)
+        """Each segment's text, in order (its first three characters are its name)."""
+        self.names = tuple([text[:3] for text in texts])
+        """Each segment's name, in order."""
         self.encoding = encoding
         self.warnings = warnings
-        self._first: dict[str, Segment] = {}
-        for seg in reversed(segments):
-            self._first[seg.name] = seg
+        last = len(texts) - 1
+        # Read backwards, so the first segment of each name is the one kept.
+        self._first = dict(zip(reversed(self.names), range(last, -1, -1), strict=True))
+        self._made: dict[int, Segment] = {}
+
+    def _at(self, index: int) -> Segment:
+        segment = self._made.get(index)
+        if segment is None:
+            segment = self._made[index] = Segment(self.texts[index], self.encoding)
+        return segment
+
+    @property
+    def segments_all(self) -> tuple[Segment, ...]:
+        """Every segment, in order."""
+        return tuple([self._at(index) for index in range(len(self.texts))])
 
     @property
     def msh(self) -> Segment:
         """The message header (always present in a parsed message)."""
-        return self.segments_all[0]
+        return self._at(0)
 
     def segment(self, name: str) -> Segment | None:
         """The first segment called `name`, or None."""
-        return self._first.get(name)
+        index = self._first.get(name)
+        return None if index is None else self._at(index)
 
     def segments(self, name: str) -> list[Segment]:
         """Every segment called `name`, in order."""
-        return [s for s in self.segments_all if s.name == name]
+        return [self._at(index) for index, each in enumerate(self.names) if each == name]
 
 
 def unescape(raw: str, encoding: Encoding) -> str:

@@ -140,13 +140,11 @@ _MERGE_GROUP = frozenset({"PID", "PD1", "MRG", "PV1"})
 def _check_single_segments(message: Hl7Message, trigger: str) -> None:
     """Refuse a segment sent twice where the structure allows one: which of two PIDs or PV1s
     is the real one cannot be known, so neither is used ("first one wins" would guess)."""
-    counts: dict[str, int] = {}
-    for segment in message.segments_all:
-        counts[segment.name] = counts.get(segment.name, 0) + 1
     for name in _SINGLE:
-        if counts.get(name, 0) > 1 and not (trigger == "A40" and name in _MERGE_GROUP):
+        count = message.names.count(name)
+        if count > 1 and not (trigger == "A40" and name in _MERGE_GROUP):
             raise MappingError(
-                f"{name} segment repeated ({counts[name]} times): an ADT^{trigger} allows one"
+                f"{name} segment repeated ({count} times): an ADT^{trigger} allows one"
                 f" {name}; which one is meant cannot be known, so the message is not used",
                 location=name,
                 code="100",

@@ -31,15 +31,17 @@ Anything that is not recognisably an HL7 v2 message raises `MappingError` with c
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 from mappings.errors import MappingError
-from mappings.hl7v2.elements import Encoding, Hl7Message, Segment
+from mappings.hl7v2.elements import Encoding, Hl7Message
 
 __all__ = ["charset_name", "codec_of", "parse"]
 
 # Whitespace, MLLP start/end bytes and a BOM may surround a message; none of them is content.
 _FRAMING = " \t\r\n\x0b\x1c\ufeff"
 _SEGMENT_START = re.compile(r"[A-Z][A-Z0-9]{2}")
+_LINE_END = re.compile(rb"[\r\n]")
 _STANDARD_ENCODING = "^~\\&"
 _REPEAT_OR_COMPONENT = re.compile(r"[~^]")
 _ISO_8859 = re.compile(r"8859/[1-9]")
@@ -83,11 +85,18 @@ def parse(raw: bytes | str) -> Hl7Message:
     text = text.strip(_FRAMING)
     if not text:
         raise MappingError("the message is empty", location="MSH", code="100")
+    end = "\r"
     if "\n" in text:
-        text = text.replace("\r\n", "\r").replace("\n", "\r")
-    lines = text.split("\r")
+        if "\r" in text:
+            text = text.replace("\r\n", "\r").replace("\n", "\r")
+        else:
+            end = "\n"  # the same lines, without rewriting the text
+    lines = text.split(end)
     encoding = _encoding(lines[0], charset, warnings)
-    segments: list[Segment] = []
+    if _odd_line(encoding.field, end).search(text) is None and f"{end}MSH" not in text:
+        # Nearly every message: each line a segment, and one MSH. Nothing to join or refuse.
+        return Hl7Message(lines, encoding, tuple(warnings))
+    segments: list[str] = []
     starts_segment, sep = _SEGMENT_START.match, encoding.field
     for number, line in enumerate(lines, start=1):
         if starts_segment(line) and (len(line) == 3 or line[3] == sep):
@@ -99,20 +108,27 @@ def parse(raw: bytes | str) -> Hl7Message:
                     location="MSH",
                     code="100",
                 )
-            segments.append(Segment(line, encoding))
+            segments.append(line)
         elif not line.strip(_FRAMING):
             continue
         else:
-            previous = segments[-1]
-            segments[-1] = Segment(f"{previous.raw}\n{line}", encoding)
-            warnings.append(f"line {number}: not a segment; joined to {previous.name}")
+            segments[-1] = f"{segments[-1]}\n{line}"
+            warnings.append(f"line {number}: not a segment; joined to {segments[-1][:3]}")
     return Hl7Message(segments, encoding, tuple(warnings))
+
+
+@lru_cache(maxsize=16)
+def _odd_line(sep: str, end: str) -> re.Pattern[str]:
+    """A line that is not a segment (a name, then the field separator or nothing), after a
+    line `end`: the loop of `parse` joins or skips it. The first line is MSH, which
+    `_encoding` has checked."""
+    return re.compile(rf"{end}(?!{_SEGMENT_START.pattern}(?:{re.escape(sep)}|{end}|\Z))")
 
 
 def _head(data: bytes) -> bytes:
     # Only the header line is needed to find MSH-18; do not decode the whole message twice.
-    ends = [i for i in (data.find(b"\r"), data.find(b"\n")) if i >= 0]
-    return data[: min(ends)] if ends else data
+    end = _LINE_END.search(data)
+    return data[: end.start()] if end else data
 
 
 def _first_line(text: str) -> str:

@@ -202,6 +202,27 @@ def test_a_line_that_is_not_a_segment_is_joined_to_the_previous_one() -> None:
     assert message.warnings == ("line 3: not a segment; joined to OBX",)
 
 
+@pytest.mark.parametrize("end", ["\r", "\n", "\r\n"])
+def test_line_breaks_joins_and_blank_lines_read_alike_under_every_line_ending(end: str) -> None:
+    plain = parse(end.join([MSH, PID, PV1]))
+    assert plain.names == ("MSH", "PID", "PV1")
+    assert plain.warnings == ()
+    broken = parse(end.join([MSH, "OBX|1|TX|||first line", "second line", "", PV1, ""]))
+    assert broken.names == ("MSH", "OBX", "PV1")
+    assert broken.segment("OBX").value(5) == "first line\nsecond line"  # type: ignore[union-attr]
+    assert broken.warnings == ("line 3: not a segment; joined to OBX",)
+    with pytest.raises(MappingError, match="MSH segment repeated at line 3"):
+        parse(end.join([MSH, PID, MSH]))
+
+
+def test_a_segment_is_one_object_however_it_is_reached() -> None:
+    message = parse(f"{MSH}\rNK1|1|FIRST\rPID|1\rNK1|2|SECOND")
+    nk1 = message.segment("NK1")
+    assert nk1 is message.segments("NK1")[0] is message.segments_all[1]
+    assert message.msh is message.segments_all[0]
+    assert message.names == ("MSH", "NK1", "PID", "NK1")
+
+
 def test_segments_returns_every_occurrence_and_segment_the_first() -> None:
     message = parse(f"{MSH}\rNK1|1|FIRST\rNK1|2|SECOND")
     assert [s.value(2) for s in message.segments("NK1")] == ["FIRST", "SECOND"]
