@@ -272,7 +272,7 @@ class Hl7Message:
     kept, so each segment is one object however it is reached.
     """
 
-    __slots__ = ("_first", "_made", "encoding", "names", "texts", "warnings")
+    __slots__ = ("_made", "encoding", "names", "texts", "warnings")
 
     def __init__(self, texts: list[str], encoding: Encoding, warnings: tuple[str, ...]) -> None:
         self.texts = tuple(texts)
@@ -281,9 +281,6 @@ class Hl7Message:
         """Each segment's name, in order."""
         self.encoding = encoding
         self.warnings = warnings
-        last = len(texts) - 1
-        # Read backwards, so the first segment of each name is the one kept.
-        self._first = dict(zip(reversed(self.names), range(last, -1, -1), strict=True))
         self._made: dict[int, Segment] = {}
 
     def _at(self, index: int) -> Segment:
@@ -304,8 +301,8 @@ class Hl7Message:
 
     def segment(self, name: str) -> Segment | None:
         """The first segment called `name`, or None."""
-        index = self._first.get(name)
-        return None if index is None else self._at(index)
+        names = self.names
+        return self._at(names.index(name)) if name in names else None
 
     def segments(self, name: str) -> list[Segment]:
         """Every segment called `name`, in order."""

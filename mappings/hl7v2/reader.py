@@ -31,7 +31,6 @@ Anything that is not recognisably an HL7 v2 message raises `MappingError` with c
 from __future__ import annotations
 
 import re
-from functools import lru_cache
 
 from mappings.errors import MappingError
 from mappings.hl7v2.elements import Encoding, Hl7Message
@@ -41,7 +40,7 @@ __all__ = ["charset_name", "codec_of", "parse"]
 # Whitespace, MLLP start/end bytes and a BOM may surround a message; none of them is content.
 _FRAMING = " \t\r\n\x0b\x1c\ufeff"
 _SEGMENT_START = re.compile(r"[A-Z][A-Z0-9]{2}")
-_LINE_END = re.compile(rb"[\r\n]")
+_SEGMENT_NAMES = re.compile(rf"(?:{_SEGMENT_START.pattern})*")
 _STANDARD_ENCODING = "^~\\&"
 _REPEAT_OR_COMPONENT = re.compile(r"[~^]")
 _ISO_8859 = re.compile(r"8859/[1-9]")
@@ -93,9 +92,9 @@ def parse(raw: bytes | str) -> Hl7Message:
             end = "\n"  # the same lines, without rewriting the text
     lines = text.split(end)
     encoding = _encoding(lines[0], charset, warnings)
-    if _odd_line(encoding.field, end).search(text) is None and f"{end}MSH" not in text:
-        # Nearly every message: each line a segment, and one MSH. Nothing to join or refuse.
-        return Hl7Message(lines, encoding, tuple(warnings))
+    message = Hl7Message(lines, encoding, tuple(warnings))
+    if _only_segments(message.names, lines, encoding.field):
+        return message  # nearly every message: nothing to join, skip or refuse
     segments: list[str] = []
     starts_segment, sep = _SEGMENT_START.match, encoding.field
     for number, line in enumerate(lines, start=1):
@@ -117,18 +116,22 @@ def parse(raw: bytes | str) -> Hl7Message:
     return Hl7Message(segments, encoding, tuple(warnings))
 
 
-@lru_cache(maxsize=16)
-def _odd_line(sep: str, end: str) -> re.Pattern[str]:
-    """A line that is not a segment (a name, then the field separator or nothing), after a
-    line `end`: the loop of `parse` joins or skips it. The first line is MSH, which
-    `_encoding` has checked."""
-    return re.compile(rf"{end}(?!{_SEGMENT_START.pattern}(?:{re.escape(sep)}|{end}|\Z))")
+def _only_segments(names: tuple[str, ...], lines: list[str], sep: str) -> bool:
+    """True when every line is a segment (a name, then the field separator or nothing) and
+    only the first is an MSH: what the loop of `parse` would keep as it is."""
+    joined = "".join(names)
+    return (
+        len(joined) == 3 * len(names)  # no line shorter than a name
+        and _SEGMENT_NAMES.fullmatch(joined) is not None
+        and {line[3:4] for line in lines} <= {sep, ""}
+        and names.count("MSH") == 1
+    )
 
 
 def _head(data: bytes) -> bytes:
     # Only the header line is needed to find MSH-18; do not decode the whole message twice.
-    end = _LINE_END.search(data)
-    return data[: end.start()] if end else data
+    ends = [i for i in (data.find(b"\r"), data.find(b"\n")) if i >= 0]
+    return data[: min(ends)] if ends else data
 
 
 def _first_line(text: str) -> str:
