@@ -423,3 +423,32 @@ async def test_a_delivery_waiting_for_a_slot_sees_a_hold_and_a_new_body(
         await loop.drain(0)
         await client.close()
         await store.close()
+
+
+async def test_a_send_that_does_not_end_holds_back_only_its_own_slot(
+    tmp_path: Path, destination: Destination
+) -> None:
+    """A send that does not end holds only its own slot: the destination's other deliveries
+    are claimed and sent past it at once, not at the next poll (here far longer than the
+    test), nor after the silent send's timeout."""
+    store = await Store.open(StoreConfig(url=f"sqlite+aiosqlite:///{tmp_path / 'cb.db'}"))
+    destination.delay_for = lambda hit: 4.0 if hit.patient == "p0" else 0.0
+    for patient in range(20):
+        await enqueue(store, f"p{patient}", 0)
+    client = await WebhookClient().__aenter__()
+    sender = WebhookSender(WebhookDestination(type="webhook", name="dest", url=destination.url,
+                                              allow_plain_http=True), client.post)  # fmt: skip
+    loop = DeliveryLoop(store, {"dest": sender}, {"dest": FAST}, {"dest": False},
+                        DeliveryConfig(concurrency=8, poll_interval=timedelta(seconds=30)),
+                        caps={"dest": 4})  # fmt: skip
+    task = asyncio.create_task(loop.run())
+    try:
+        await wait_until(lambda: len({h.patient for h in destination.hits} - {"p0"}) == 19,
+                         deadline=2.5, what="every other patient's delivery")  # fmt: skip
+        await wait_until(lambda: loop.in_flight == 1, deadline=2, what="only p0's send out")
+    finally:
+        loop.stop()
+        await task
+        await loop.drain(0)
+        await client.close()
+        await store.close()
