@@ -1,9 +1,9 @@
 """Intake: from a RabbitMQ delivery to a committed message-log row, event and outbox rows.
 
     deliveries.take() ─► prepare(): parse → map → route      (pure; a failure is a rejection)
-                   ─► Corrections.link(): cancels find their originals, merges re-key
-                   ─► store.record_intake(batch)               (one transaction; the next
-                                                                batch is parsed meanwhile)
+                   ─► store.link_and_record(batch), one transaction (the next batch
+                      is parsed meanwhile): in it, Corrections.linked_in(): cancels find
+                      their originals, merges re-key; then the batch's rows
                    ─► ack each delivery                        (only after the commit)
                    ─► wake the delivery loop
 
@@ -28,8 +28,10 @@ import structlog
 from engine import metrics
 from engine.config import Config
 from engine.corrections import Corrections
+from engine.corrections.lookup import Linked, log_decisions
 from engine.preparation import Prepared, prepare
 from engine.store import (
+    History,
     IntakeRecord,
     IntakeResult,
     MessageStatus,
@@ -265,12 +267,21 @@ class Intake:
         a server starting up, a locked database); refused content is raised for the caller to
         isolate the message that caused it.
         """
+        linked: list[Linked] = []
+
+        def link(history: History) -> list[IntakeRecord]:
+            # In the write transaction (on the store's writer thread on SQLite): corrections
+            # ask the history on the write's own connection.
+            linked[:] = [self._corrections.linked_in(prepared, history)]
+            return [p.record for p in linked[0][0]]
+
         async for attempt in until_the_store_answers(log=log, event="intake.store_unavailable"):
             with attempt:
                 self._store.check_room()  # a (nearly) full disk: the messages wait, unacked
-                linked = await self._corrections.link(prepared)
-                records = [p.record for p in linked]
-                return linked, await self._store.record_intake(records, clear_suspects=clear)
+                results = await self._store.link_and_record(link, clear_suspects=clear)
+                [(items, decided)] = linked
+                log_decisions(decided)
+                return items, results
         raise AssertionError("unreachable: tenacity retries until success")
 
     @staticmethod

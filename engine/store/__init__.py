@@ -30,6 +30,7 @@ log, figures), returning console_models.py.
 from engine.store.base import migrate_as_owner
 from engine.store.core import Store
 from engine.store.errors import StoreError, StoreFull, StoreRefused, StoreUnavailable
+from engine.store.lookups import History
 from engine.store.migrate import MigrationRefused
 from engine.store.records import (
     AcceptedEvent,
@@ -67,6 +68,7 @@ __all__ = [
     "FileInUse",
     "FollowUpRecord",
     "FollowUpStatus",
+    "History",
     "IntakeRecord",
     "IntakeResult",
     "MessageStatus",

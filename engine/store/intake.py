@@ -12,6 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from engine.store.base import StoreBase, bounded_text, utc_now
+from engine.store.lookups import History
 from engine.store.records import AcceptedEvent, IntakeRecord, IntakeResult, idempotency_key
 from engine.store.schema import deliveries, events, follow_ups, messages, suspects
 from engine.store.statuses import (
@@ -161,11 +162,30 @@ class IntakeWrites(StoreBase):
         The transaction runs whole as one call (`write`); nothing is returned, so nothing is
         acked, unless it committed.
         """
+        return await self.link_and_record(lambda _history: records, clear_suspects=clear_suspects)
+
+    async def link_and_record(
+        self,
+        link: Callable[[History], Sequence[IntakeRecord]],
+        *,
+        clear_suspects: Sequence[tuple[str, str]] = (),
+    ) -> list[IntakeResult]:
+        """`record_intake` of the records `link` returns, made in the same transaction: `link`
+        may ask the history (corrections' lookups) first, and its answers and the batch's rows
+        are then of one moment, at no cost of a connection, thread hand-off or round trip of
+        their own.
+
+        `link` runs inside the write transaction, on the store's writer thread on a SQLite file:
+        it must be plain synchronous work, and it runs again if the write is retried.
+        """
         committed_at = utc_now()
-        results: list[IntakeResult | None] = [None] * len(records)
-        digests = [hashlib.sha256(record.payload).hexdigest() for record in records]
+        outcome: list[list[IntakeResult | None]] = []
 
         def transaction(conn: sa.Connection) -> None:
+            records = link(History(conn))
+            results: list[IntakeResult | None] = [None] * len(records)
+            outcome[:] = [results]
+            digests = [hashlib.sha256(r.payload).hexdigest() for r in records]
             seen = self._accepted_keys(conn, records)
             pending = _PendingRows(self._is_postgres)
             for index, (record, digest) in enumerate(zip(records, digests, strict=True)):
@@ -178,6 +198,7 @@ class IntakeWrites(StoreBase):
                     suspects.c.source == source, suspects.c.payload_sha256 == digest))  # fmt: skip
 
         await self.write(transaction)
+        [results] = outcome
         written = [r for r in results if r is not None]
         if len(written) != len(results):  # a bug, never the content: stop, nothing acked
             raise RuntimeError("an intake batch left a message without its row")

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
@@ -13,80 +13,53 @@ from engine.store.records import Original
 from engine.store.schema import deliveries, events, messages
 from engine.store.statuses import DeliveryStatus
 
+T = TypeVar("T")
 
-class Lookups(StoreBase):
-    """What corrections ask of the history, and what health and tests count."""
 
-    async def find_original(
-        self, patient_key: str, stay_id: str | None, kind: str
-    ) -> Original | None:
+class History:
+    """What corrections ask of the history, on a connection of the caller's: the intake write
+    asks it inside its own transaction (`IntakeWrites.link_and_record`), so the answers and the
+    batch's rows are of one moment and cost no connection, thread hand-off or round trip of
+    their own. Each statement is built once (`_FIND_ORIGINAL` and the rest)."""
+
+    def __init__(self, conn: sa.Connection) -> None:
+        self._conn = conn
+
+    def find_original(self, patient_key: str, stay_id: str | None, kind: str) -> Original | None:
         """The newest accepted event of `kind` for this patient and stay, with the destinations
         that received it or are still to (not those where it was dead-lettered)."""
-        same_stay = (events.c.stay_id.is_(None) if stay_id is None
-                     else events.c.stay_id == stay_id)  # fmt: skip
-        async with self.reading() as conn:
-            row = (await conn.execute(
-                sa.select(events.c.event_id)
-                .where(events.c.patient_key == patient_key, events.c.kind == kind, same_stay)
-                .order_by(events.c.message_id.desc())
-                .limit(1)
-            )).first()  # fmt: skip
-            if row is None:
-                return None
-            sent = await conn.execute(
-                sa.select(deliveries.c.destination)
-                .where(deliveries.c.event_id == row.event_id,
-                       deliveries.c.status.in_([DeliveryStatus.PENDING, DeliveryStatus.DELIVERED]))
-                .order_by(deliveries.c.id)
-            )  # fmt: skip
-            return Original(row.event_id, tuple(r.destination for r in sent))
+        query = _FIND_ORIGINAL_NO_STAY if stay_id is None else _FIND_ORIGINAL
+        params = {"patient_key": patient_key, "stay_id": stay_id, "kind": kind}
+        event_id = self._conn.execute(query, params).scalar()
+        if event_id is None:
+            return None
+        sent = self._conn.execute(_SENT_TO, {"event_id": event_id}).scalars()
+        return Original(event_id, tuple(sent))
 
-    async def patients_with_unmatched_cancels(self, patient_keys: Sequence[str]) -> set[str]:
+    def patients_with_unmatched_cancels(self, patient_keys: Sequence[str]) -> set[str]:
         """Which of these patients have a cancel on record that found nothing to cancel: only
         their events need `find_early_cancel` (one query per intake batch, not per message)."""
         if not patient_keys:
             return set()
-        async with self.reading() as conn:
-            rows = await conn.execute(
-                sa.select(events.c.patient_key)
-                .where(events.c.patient_key.in_(sorted(set(patient_keys))),
-                       events.c.kind.like("cancel_%"), events.c.corrects.is_(None))
-                .distinct()
-            )  # fmt: skip
-            return {row.patient_key for row in rows}
+        keys = {"keys": sorted(set(patient_keys))}
+        return set(self._conn.execute(_UNMATCHED_CANCELS, keys).scalars())
 
-    async def patients_with_discharges(self, patient_keys: Sequence[str]) -> set[str]:
+    def patients_with_discharges(self, patient_keys: Sequence[str]) -> set[str]:
         """Which of these patients have a discharge on record (one query per intake batch)."""
         if not patient_keys:
             return set()
-        async with self.reading() as conn:
-            rows = await conn.execute(
-                sa.select(events.c.patient_key)
-                .where(events.c.patient_key.in_(sorted(set(patient_keys))),
-                       events.c.kind == "discharge")
-                .distinct()
-            )  # fmt: skip
-            return {row.patient_key for row in rows}
+        keys = {"keys": sorted(set(patient_keys))}
+        return set(self._conn.execute(_WITH_DISCHARGES, keys).scalars())
 
-    async def standing_discharge(self, patient_key: str, stay_id: str | None) -> str | None:
+    def standing_discharge(self, patient_key: str, stay_id: str | None) -> str | None:
         """The newest discharge of this patient and stay that still stands: not cancelled, and
         not itself superseded by a cancel that arrived before it."""
-        same_stay = (events.c.stay_id.is_(None) if stay_id is None
-                     else events.c.stay_id == stay_id)  # fmt: skip
-        cancel = events.alias("cancel")
-        cancelled = sa.exists().where(cancel.c.kind == "cancel_discharge",
-                                      cancel.c.corrects == events.c.event_id)  # fmt: skip
-        async with self.reading() as conn:
-            row = (await conn.execute(
-                sa.select(events.c.event_id)
-                .where(events.c.patient_key == patient_key, events.c.kind == "discharge",
-                       events.c.corrects.is_(None), same_stay, ~cancelled)
-                .order_by(events.c.message_id.desc())
-                .limit(1)
-            )).first()  # fmt: skip
-            return None if row is None else str(row.event_id)
+        query = _STANDING_NO_STAY if stay_id is None else _STANDING
+        found = self._conn.execute(query, {"patient_key": patient_key, "stay_id": stay_id})
+        event_id = found.scalar()
+        return None if event_id is None else str(event_id)
 
-    async def find_early_cancel(
+    def find_early_cancel(
         self, patient_key: str, stay_id: str | None, cancel_kind: str, occurred_at: datetime | None
     ) -> str | None:
         """A cancel of `cancel_kind` for this patient and stay that found nothing to cancel when
@@ -97,15 +70,98 @@ class Lookups(StoreBase):
         not_before = (sa.true() if occurred_at is None
                       else sa.or_(events.c.occurred_at.is_(None),
                                   events.c.occurred_at >= occurred_at))  # fmt: skip
+        event_id = self._conn.execute(
+            sa.select(events.c.event_id)
+            .where(events.c.patient_key == patient_key, events.c.kind == cancel_kind,
+                   events.c.corrects.is_(None), same_stay, not_before)
+            .order_by(events.c.message_id)
+            .limit(1)
+        ).scalar()  # fmt: skip
+        return None if event_id is None else str(event_id)
+
+
+def _same_stay(table: sa.TableClause, stay: bool) -> sa.ColumnElement[bool]:
+    return table.c.stay_id == sa.bindparam("stay_id") if stay else table.c.stay_id.is_(None)
+
+
+def _find_original(stay: bool) -> sa.Select[str]:
+    return (
+        sa.select(events.c.event_id)
+        .where(events.c.patient_key == sa.bindparam("patient_key"),
+               events.c.kind == sa.bindparam("kind"), _same_stay(events, stay))
+        .order_by(events.c.message_id.desc())
+        .limit(1)
+    )  # fmt: skip
+
+
+def _standing(stay: bool) -> sa.Select[str]:
+    cancel = events.alias("cancel")
+    cancelled = sa.exists().where(cancel.c.kind == "cancel_discharge",
+                                  cancel.c.corrects == events.c.event_id)  # fmt: skip
+    return (
+        sa.select(events.c.event_id)
+        .where(events.c.patient_key == sa.bindparam("patient_key"), events.c.kind == "discharge",
+               events.c.corrects.is_(None), _same_stay(events, stay), ~cancelled)
+        .order_by(events.c.message_id.desc())
+        .limit(1)
+    )  # fmt: skip
+
+
+_FIND_ORIGINAL, _FIND_ORIGINAL_NO_STAY = _find_original(True), _find_original(False)
+_STANDING, _STANDING_NO_STAY = _standing(True), _standing(False)
+_SENT_TO = (
+    sa.select(deliveries.c.destination)
+    .where(deliveries.c.event_id == sa.bindparam("event_id"),
+           deliveries.c.status.in_([DeliveryStatus.PENDING, DeliveryStatus.DELIVERED]))
+    .order_by(deliveries.c.id)
+)  # fmt: skip
+_UNMATCHED_CANCELS = (
+    sa.select(events.c.patient_key)
+    .where(events.c.patient_key.in_(sa.bindparam("keys", expanding=True)),
+           events.c.kind.like("cancel_%"), events.c.corrects.is_(None))
+    .distinct()
+)  # fmt: skip
+_WITH_DISCHARGES = (
+    sa.select(events.c.patient_key)
+    .where(events.c.patient_key.in_(sa.bindparam("keys", expanding=True)),
+           events.c.kind == "discharge")
+    .distinct()
+)  # fmt: skip
+
+
+class Lookups(StoreBase):
+    """What corrections ask of the history (`History`, on a connection of the store's own), and
+    what health and tests count."""
+
+    async def _history(self, ask: Callable[[History], T]) -> T:
         async with self.reading() as conn:
-            row = (await conn.execute(
-                sa.select(events.c.event_id)
-                .where(events.c.patient_key == patient_key, events.c.kind == cancel_kind,
-                       events.c.corrects.is_(None), same_stay, not_before)
-                .order_by(events.c.message_id)
-                .limit(1)
-            )).first()  # fmt: skip
-            return None if row is None else str(row.event_id)
+            return await conn.run_sync(lambda sync: ask(History(sync)))
+
+    async def find_original(
+        self, patient_key: str, stay_id: str | None, kind: str
+    ) -> Original | None:
+        """`History.find_original`."""
+        return await self._history(lambda h: h.find_original(patient_key, stay_id, kind))
+
+    async def patients_with_unmatched_cancels(self, patient_keys: Sequence[str]) -> set[str]:
+        """`History.patients_with_unmatched_cancels`."""
+        return await self._history(lambda h: h.patients_with_unmatched_cancels(patient_keys))
+
+    async def patients_with_discharges(self, patient_keys: Sequence[str]) -> set[str]:
+        """`History.patients_with_discharges`."""
+        return await self._history(lambda h: h.patients_with_discharges(patient_keys))
+
+    async def standing_discharge(self, patient_key: str, stay_id: str | None) -> str | None:
+        """`History.standing_discharge`."""
+        return await self._history(lambda h: h.standing_discharge(patient_key, stay_id))
+
+    async def find_early_cancel(
+        self, patient_key: str, stay_id: str | None, cancel_kind: str, occurred_at: datetime | None
+    ) -> str | None:
+        """`History.find_early_cancel`."""
+        return await self._history(
+            lambda h: h.find_early_cancel(patient_key, stay_id, cancel_kind, occurred_at)
+        )
 
     async def counts(self) -> dict[str, int]:
         """Messages by status and deliveries by status, for health and tests."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from engine.config import parse_config
 from engine.intake import Intake
-from engine.store import Store
+from engine.store import History, IntakeRecord, Store
 from engine.store import schema as tables
 from tests.adt_factory import adt, patients
 from tests.e2e.harness import wait_until
@@ -35,6 +35,7 @@ routes: [{name: all, match: {kinds: [admission, discharge]}, to: [team]}]
     env={},
 )
 QUEUE = "carebridge.inbound.mh"
+Link = Callable[[History], Sequence[IntakeRecord]]
 T0 = datetime(2026, 6, 1, 9, 0, tzinfo=UTC)
 
 
@@ -42,16 +43,26 @@ def messages(n: int) -> list[bytes]:
     return [adt("A01", p, f"ADM{i}", T0) for i, p in enumerate(patients(n))]
 
 
+def counted(link: Link, sizes: list[int]) -> Link:
+    """`link`, noting the size of the batch it gives the store to write."""
+
+    def counting(history: History) -> Sequence[IntakeRecord]:
+        records = link(history)
+        sizes.append(len(records))
+        return records
+
+    return counting
+
+
 def record_batches(store: Store, monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """The size of every batch intake writes to the store."""
     sizes: list[int] = []
-    record = store.record_intake
+    record = store.link_and_record
 
-    async def spy(records: Sequence[Any], **kwargs: Any) -> Any:
-        sizes.append(len(records))
-        return await record(records, **kwargs)
+    async def spy(link: Link, **kwargs: Any) -> Any:
+        return await record(counted(link, sizes), **kwargs)
 
-    monkeypatch.setattr(store, "record_intake", spy)
+    monkeypatch.setattr(store, "link_and_record", spy)
     return sizes
 
 
@@ -104,14 +115,14 @@ async def test_stop_finishes_the_batch_in_hand_and_leaves_the_rest_unacked(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     writing, release = asyncio.Event(), asyncio.Event()
-    record = store.record_intake
+    record = store.link_and_record
 
-    async def held(records: Sequence[Any], **kwargs: Any) -> Any:
+    async def held(link: Link, **kwargs: Any) -> Any:
         writing.set()
         await release.wait()
-        return await record(records, **kwargs)
+        return await record(link, **kwargs)
 
-    monkeypatch.setattr(store, "record_intake", held)
+    monkeypatch.setattr(store, "link_and_record", held)
     broker = MemoryBroker([QUEUE])
     deliveries = await broker.subscribe([QUEUE])
     first, *rest = messages(3)
@@ -137,35 +148,37 @@ async def test_the_next_batch_is_written_only_after_the_one_before_in_arrival_or
     """Batch 2 is taken (and parsed) while batch 1 is written, but its write starts only once
     batch 1's has returned, so the message log keeps the order of arrival."""
     entered: list[int] = []
+    written: list[int] = []
     release = asyncio.Event()
-    record = store.record_intake
+    record = store.link_and_record
 
-    async def held_first(records: Sequence[Any], **kwargs: Any) -> Any:
-        entered.append(len(records))
+    async def held_first(link: Link, **kwargs: Any) -> Any:
+        entered.append(len(entered) + 1)
         if len(entered) == 1:
             await release.wait()
-        return await record(records, **kwargs)
+        return await record(counted(link, written), **kwargs)
 
-    monkeypatch.setattr(store, "record_intake", held_first)
+    monkeypatch.setattr(store, "link_and_record", held_first)
     broker = MemoryBroker([QUEUE])
     deliveries = await broker.subscribe([QUEUE])
     first, *rest = messages(4)
     broker.send(QUEUE, first)
     intake = Intake(store, CONFIG, deliveries, {QUEUE: "mh"})
     task = asyncio.create_task(intake.run())
-    await wait_until(lambda: entered == [1])
+    await wait_until(lambda: entered == [1])  # the first write called, and held
     for body in rest:
         broker.send(QUEUE, body)
     await wait_until(lambda: intake.backlog == 0)  # batch 2 taken while batch 1 is held
     await asyncio.sleep(0.05)
     assert entered == [1]  # ... and not written yet
+    assert written == []
     assert broker.depth(QUEUE) == 4  # nothing acked before its commit
     release.set()
     await wait_until(lambda: broker.depth(QUEUE) == 0)
     intake.stop()
     async with asyncio.timeout(20):
         await task
-    assert entered == [1, 3]
+    assert written == [1, 3]
     async with store.engine.connect() as conn:
         keys = (await conn.execute(sa.select(tables.messages.c.message_key)
                                    .order_by(tables.messages.c.id))).scalars().all()  # fmt: skip

@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from engine.config import StoreConfig
-from engine.store import Store, StoreRefused
+from engine.store import History, IntakeRecord, Original, Store, StoreRefused
 from engine.store.schema import messages
 from tests.store.test_store import T0, record
 
@@ -221,3 +221,57 @@ async def test_a_store_named_by_sqlites_uri_form_has_room(tmp_path: Path) -> Non
         assert result.status == "accepted"
     finally:
         await store.close()
+
+
+async def test_link_and_record_asks_the_history_in_its_own_write_transaction(
+    store: Store,
+) -> None:
+    """Corrections' lookups run inside the intake write (`link_and_record`): they see what is
+    committed, on the write's own connection (on a SQLite file, on the writer thread), and the
+    records `link` returns are the ones written."""
+    await store.record_intake([record("m1", "p:a"), record("m2", "p:b")])
+    seen: list[object] = []
+
+    def link(history: History) -> list[IntakeRecord]:
+        if store.engine.dialect.name == "sqlite":
+            seen.append(threading.current_thread().name.startswith("store-writer"))
+        seen.append(history.patients_with_discharges(["p:a", "p:b", "p:c"]))
+        original = history.find_original("p:a", None, "discharge")
+        seen.append(original)
+        seen.append(history.standing_discharge("p:b", None))
+        seen.append(history.find_original("p:c", None, "discharge"))
+        return [record("m3", "p:c")]
+
+    results = await store.link_and_record(link)
+    if store.engine.dialect.name == "sqlite":
+        assert seen.pop(0) is True  # on the writer thread
+    assert seen == [
+        {"p:a", "p:b"},
+        Original("ev-m1", ("gp", "team")),
+        "ev-m2",
+        None,
+    ]
+    assert [r.status for r in results] == ["accepted"]
+    assert await store.counts() == {"messages.accepted": 3, "deliveries.pending": 6}
+    # The lookups as their own reads give the same answers.
+    assert await store.find_original("p:a", None, "discharge") == seen[1]
+    assert await store.standing_discharge("p:b", None) == "ev-m2"
+
+
+async def test_link_and_record_runs_link_again_when_the_write_is_retried(store: Store) -> None:
+    """A write whose commit fails leaves nothing, and the next call links afresh (a retry sees
+    the history as it is then)."""
+    await fail_every_commit(store)
+    calls: list[int] = []
+
+    def link(history: History) -> list[IntakeRecord]:
+        calls.append(len(history.patients_with_discharges(["nhs:9434765919"])))
+        return [record("m1")]
+
+    with pytest.raises(StoreRefused):
+        await store.link_and_record(link)
+    await let_commits_through(store)
+    await store.record_intake([record("m0")])
+    results = await store.link_and_record(link)
+    assert [r.status for r in results] == ["accepted"]
+    assert calls == [0, 1]
