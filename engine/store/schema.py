@@ -141,6 +141,13 @@ events = Table(
     Column("corrects", String(40)),
     Index("ix_events_patient_key", "patient_key"),
     Index("ix_events_patient_stay_kind", "patient_key", "stay_id", "kind"),
+    # The corrections of an event, for "has this discharge been cancelled?" (migration 0013).
+    Index(
+        "ix_events_corrects",
+        "corrects",
+        sqlite_where=text("corrects IS NOT NULL"),
+        postgresql_where=text("corrects IS NOT NULL"),
+    ),
 )
 
 deliveries = Table(
