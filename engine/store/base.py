@@ -8,7 +8,7 @@ import contextlib
 import os
 import ssl
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -316,3 +316,68 @@ async def migrate_as_owner(config: StoreConfig, owner_url: str | None = None) ->
     finally:
         await engine.dispose()
     return Migrated(revision, role, tables)
+
+
+_FROM_ROW = object()
+
+
+class Batched:
+    """An INSERT or UPDATE run over many rows as one executemany with less of SQLAlchemy per
+    row than `Connection.execute(statement, rows)`, which builds every row's parameters anew
+    (construct_params) before converting them: here the statement is compiled once per dialect,
+    and each row's values are put in the compiled order and converted by the same bind
+    processors SQLAlchemy would use (UTC datetimes, booleans, bytes), then handed to the driver
+    with `exec_driver_sql`, whose errors are SQLAlchemy's as from any statement (`errors`).
+
+    Every row must hold a value for each bound parameter the statement leaves to its rows (an
+    INSERT's `columns`, an UPDATE's `bindparam`s); values written into the statement itself
+    (`status == 'pending'`) are taken from it. No column defaults are filled in.
+    """
+
+    def __init__(self, statement: sa.Insert | sa.Update, columns: Sequence[str] = ()) -> None:
+        self._statement = statement
+        self._columns = list(columns)
+        self._by_dialect: dict[tuple[str, str], _Plan] = {}
+
+    def run(self, conn: sa.Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+        if not rows:
+            return
+        dialect = conn.dialect
+        plan = self._by_dialect.get((dialect.name, dialect.driver))
+        if plan is None:
+            plan = self._by_dialect[(dialect.name, dialect.driver)] = self._plan(dialect)
+        sql, slots = plan
+        try:
+            params = [
+                tuple([(fixed if fixed is not _FROM_ROW else
+                        convert(row[name]) if convert is not None else row[name])
+                       for name, fixed, convert in slots])
+                for row in rows
+            ]  # fmt: skip
+        except Exception as exc:  # a value the store cannot take, raised as SQLAlchemy does
+            raise sa.exc.StatementError(
+                f"({type(exc).__module__}.{type(exc).__name__}) {exc}", sql, None, exc
+            ) from exc
+        conn.exec_driver_sql(sql, params)
+
+    def _plan(self, dialect: sa.Dialect) -> _Plan:
+        compiled = self._statement.compile(
+            dialect=dialect, column_keys=self._columns or None, for_executemany=True
+        )
+        if not compiled.positional or compiled.positiontup is None:
+            raise TypeError(f"{dialect.name}: only a positional paramstyle is supported here")
+        slots: list[tuple[str, Any, Callable[[Any], Any] | None]] = []
+        for name in compiled.positiontup:
+            bind = compiled.binds[name]
+            convert = bind.type.dialect_impl(dialect).bind_processor(dialect)
+            if isinstance(self._statement, sa.Insert) and name not in self._columns:
+                raise TypeError(f"{name}: a column with a default must be given in every row")
+            if bind.required or name in self._columns:
+                slots.append((name, _FROM_ROW, convert))
+            else:  # a value written into the statement
+                value = bind.effective_value
+                slots.append((name, convert(value) if convert is not None else value, None))
+        return compiled.string, slots
+
+
+_Plan = tuple[str, list[tuple[str, Any, "Callable[[Any], Any] | None"]]]

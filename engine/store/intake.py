@@ -11,7 +11,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from engine.store.base import StoreBase, bounded_text, utc_now
+from engine.store.base import Batched, StoreBase, bounded_text, utc_now
 from engine.store.lookups import History
 from engine.store.records import AcceptedEvent, IntakeRecord, IntakeResult, idempotency_key
 from engine.store.schema import deliveries, events, follow_ups, messages, suspects
@@ -25,13 +25,21 @@ from engine.store.statuses import (
 _MESSAGE_COLUMNS = tuple(  # what intake writes (an operator's resolution comes later)
     c.name for c in messages.c if c.name not in ("id", "resolved_at", "resolved_by", "resolution")
 )
-_INSERT_MESSAGES = sa.insert(messages)
+_INSERT_MESSAGES = Batched(sa.insert(messages), ("id", *_MESSAGE_COLUMNS))
 _INSERT_MESSAGES_RETURNING = sa.insert(messages).returning(
     messages.c.id, sort_by_parameter_order=True
 )
 _LAST_MESSAGE_ID = sa.select(sa.func.coalesce(sa.func.max(messages.c.id), 0))
-_INSERT_EVENTS, _INSERT_DELIVERIES = sa.insert(events), sa.insert(deliveries)
-_INSERT_FOLLOW_UPS = sa.insert(follow_ups)
+# The columns each row of `_PendingRows.add` gives (every other is NULL).
+_INSERT_EVENTS = Batched(sa.insert(events), (
+    "event_id", "stay_id", "corrects", "message_id", "source", "kind", "care_setting",
+    "patient_key", "occurred_at", "received_at", "body"))  # fmt: skip
+_INSERT_DELIVERIES = Batched(sa.insert(deliveries), (
+    "event_id", "destination", "patient_key", "status", "idempotency_key", "attempts",
+    "created_at", "next_attempt_at", "hold"))  # fmt: skip
+_INSERT_FOLLOW_UPS = Batched(sa.insert(follow_ups), (
+    "event_id", "patient_key", "rule", "standard", "discharged_at", "due_at", "created_at",
+    "status", "alerted_unacknowledged", "alerted_overdue"))  # fmt: skip
 
 
 def insert_messages(
@@ -51,7 +59,7 @@ def insert_messages(
     ids = list(range(first, first + len(full)))
     for row, message_id in zip(full, ids, strict=True):
         row["id"] = message_id
-    conn.execute(_INSERT_MESSAGES, full)
+    _INSERT_MESSAGES.run(conn, full)
     return ids
 
 
@@ -76,12 +84,9 @@ class _PendingRows:
             ids = insert_messages(conn, [row for row, _ in queued], postgres=self.postgres)
             for (_row, then), message_id in zip(queued, ids, strict=True):
                 then(message_id)  # may add event, delivery and follow-up rows
-        if self.events:
-            conn.execute(_INSERT_EVENTS, self.events)
-        if self.deliveries:
-            conn.execute(_INSERT_DELIVERIES, self.deliveries)
-        if self.follow_ups:
-            conn.execute(_INSERT_FOLLOW_UPS, self.follow_ups)
+        _INSERT_EVENTS.run(conn, self.events)
+        _INSERT_DELIVERIES.run(conn, self.deliveries)
+        _INSERT_FOLLOW_UPS.run(conn, self.follow_ups)
         self.events, self.deliveries, self.follow_ups = [], [], []
 
     def add(self, record: IntakeRecord, message_id: int, committed_at: datetime) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from engine.store.base import StoreBase, bounded_text, utc_now
+from engine.store.base import Batched, StoreBase, bounded_text, utc_now
 from engine.store.records import (
     AttemptRecord,
     ClaimedDelivery,
@@ -32,18 +32,16 @@ def _outcome_update(**values: Any) -> sa.Update:
     )  # fmt: skip
 
 
-_INSERT_ATTEMPTS = sa.insert(attempts)
+_INSERT_ATTEMPTS = Batched(sa.insert(attempts), (
+    "delivery_id", "started_at", "duration_ms", "outcome", "status_code", "detail"))  # fmt: skip
 _OUTCOME_UPDATES = {
-    "delivered": _outcome_update(
-        status=DeliveryStatus.DELIVERED, delivered_at=sa.bindparam("at"), last_error=None
-    ),
-    "rescheduled": _outcome_update(
-        next_attempt_at=sa.bindparam("at"), last_error=sa.bindparam("error")
-    ),
-    "dead": _outcome_update(
-        status=DeliveryStatus.DEAD, last_error=sa.bindparam("error"), hold=sa.bindparam("hold")
-    ),
-}
+    "delivered": Batched(_outcome_update(
+        status=DeliveryStatus.DELIVERED, delivered_at=sa.bindparam("at"), last_error=None)),
+    "rescheduled": Batched(_outcome_update(
+        next_attempt_at=sa.bindparam("at"), last_error=sa.bindparam("error"))),
+    "dead": Batched(_outcome_update(
+        status=DeliveryStatus.DEAD, last_error=sa.bindparam("error"), hold=sa.bindparam("hold"))),
+}  # fmt: skip
 
 
 def _due_statement() -> sa.Select[int]:
@@ -192,11 +190,9 @@ class Outbox(StoreBase):
                     by_kind["dead"].append({**params, "error": bounded_text(reason), "hold": hold})
 
         def transaction(conn: sa.Connection) -> None:
-            if rows:
-                conn.execute(_INSERT_ATTEMPTS, rows)
+            _INSERT_ATTEMPTS.run(conn, rows)
             for kind, params_list in by_kind.items():
-                if params_list:
-                    conn.execute(_OUTCOME_UPDATES[kind], params_list)
+                _OUTCOME_UPDATES[kind].run(conn, params_list)
 
         await self.write(transaction)
 
