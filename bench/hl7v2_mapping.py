@@ -19,7 +19,9 @@ core at most.
    FHIR, and both together (every file once per pass, so the together figure is the harmonic
    mix of the two, weighted by file count). Beside them, the hand-written split parse of
    `bench/trivial_engine.py` (15 fields, no mapping) on the HL7 v2 files, and each figure's
-   ratio to it. Target: at least 20,000 messages/s per core.
+   ratio to it; and `orjson.loads` alone on the FHIR files, the floor of any FHIR mapping that
+   parses the JSON (no mapping can be faster than its parse). Target: at least 20,000
+   messages/s per core.
 2. **HL7 v2 ADT detail** (the files whose INDEX type is ADT): the reader alone, parse + map,
    and hl7apy's full parse for scale (`--skip-hl7apy` leaves it out: it runs about 20/s).
 """
@@ -36,6 +38,8 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
+
+import orjson
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -129,6 +133,16 @@ def issue_figures(corpus: Path, args: argparse.Namespace) -> None:
               f"{figure / split:>8.3f}  target {TARGET:,}: {verdict}")  # fmt: skip
     print(f"  {'hand-written split parse (15 fields), HL7 v2':44} {len(hl7):>5} {'-':>7} "
           f"{split:>11,.0f} {1:>8.3f}")  # fmt: skip
+    floor = median_rate(fhir, _json_parse, args)
+    print(f"  {'orjson.loads alone (the JSON parse), FHIR':44} {len(fhir):>5} {'-':>7} "
+          f"{floor:>11,.0f} {floor / split:>8.3f}")  # fmt: skip
+
+
+def _json_parse(raw: bytes) -> object:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:  # a corpus file that is not JSON is refused too
+        return exc
 
 
 def adt_detail(corpus: Path, args: argparse.Namespace) -> None:
