@@ -92,6 +92,12 @@ class Element:
         return self.raw == _HL7_NULL
 
     @property
+    def is_plain(self) -> bool:
+        """True when there is nothing below it to split or decode: no subcomponent separator,
+        escape character or ``""`` in it."""
+        return _is_plain(self.raw, self._enc)
+
+    @property
     def is_empty(self) -> bool:
         """True when nothing was sent: the sender means "unchanged" (ITK)."""
         return not self.raw
@@ -224,7 +230,9 @@ class Segment:
         """Field `n` (from 1); MSH-1 and MSH-2 come back literally."""
         if n < 1:
             raise ValueError(f"HL7 fields are numbered from 1, not {n}")
-        fields = self._split_fields()
+        fields = self._fields
+        if fields is None:
+            fields = self._split_fields()
         raw = fields[n] if n < len(fields) else ""
         if self.name == "MSH" and n <= 2:
             return Field(raw, _LITERAL)

@@ -169,17 +169,15 @@ def _identifiers(
         if identifier is not None:
             found.setdefault((identifier.kind, identifier.value, identifier.system), identifier)
     pid2 = pid.field(2)
-    labelled = any(
-        i.kind in (IdentifierKind.NHS_NUMBER, IdentifierKind.UNVERIFIED_NHS_NUMBER)
-        for i in found.values()
-    )
+    kinds = {i.kind for i in found.values()}
+    labelled = IdentifierKind.NHS_NUMBER in kinds or IdentifierKind.UNVERIFIED_NHS_NUMBER in kinds
     if pid2:
         identifier = _identifier(pid2.first(), "PID-2", status, reading)
         if identifier is not None and not labelled:
             identifier = _bare_nhs_number(pid2.first(), identifier, status, reading)
         if identifier is not None:
             external.append(identifier)
-    has_local = any(i.kind is IdentifierKind.LOCAL for i in found.values())
+    has_local = IdentifierKind.LOCAL in kinds
     for identifier in external:
         # PID-2 is the v2.3 external id: an NHS number there counts; a local id only fills in
         # for a PID-3 without one.
@@ -362,8 +360,11 @@ def _ethnic_category(pid: Segment, reading: Reading) -> Coding | None:
 def _street(rep: Repetition) -> str | None:
     """XAD.1 street address. From v2.5 it is an SAD whose parts (street, name, number) may
     be split into subcomponents: join the parts not already in the first."""
+    street = rep.component(1)
+    if street.is_plain:  # one part, nothing to decode: the usual case
+        return street.raw.strip() or None
     line = ""
-    for part in rep.component(1).subcomponents():
+    for part in street.subcomponents():
         text = part.text.strip()
         if text and text not in line:
             line = f"{line} {text}" if line else text
