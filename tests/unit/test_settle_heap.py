@@ -15,7 +15,10 @@ def test_settle_heap_freezes_what_is_alive_and_later_collections_skip_it() -> No
     try:
         frozen = settle_heap()
         assert gc.get_threshold() == (YOUNG_GENERATION, *threshold[1:])
-        assert frozen == gc.get_freeze_count() > len(kept)
+        # What settle_heap counted as it froze; a frozen object freed since by reference
+        # counting (another thread of the suite letting go of one) leaves the count.
+        assert frozen > len(kept)
+        assert len(kept) < gc.get_freeze_count() <= frozen
         assert not any(obj is kept for obj in gc.get_objects())  # out of every generation
         made_after: list[list[int]] = [[] for _ in range(10)]
         assert any(obj is made_after for obj in gc.get_objects())
