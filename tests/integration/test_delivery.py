@@ -100,10 +100,10 @@ class Running:
     task: asyncio.Task[None]
     client: WebhookClient
 
-    async def stop(self) -> None:
+    async def stop(self, drain: float = 5) -> None:
         self.loop.stop()
         await self.task
-        await self.loop.drain(5)
+        await self.loop.drain(drain)
         await self.client.close()
 
 
@@ -112,7 +112,8 @@ SECRET = "a-shared-webhook-secret-32-chars"
 
 async def start_loop(
     store: Store, url: str, *, policy: RetryPolicy = FAST, secret: str | None = None,
-    answer_within: float = 5.0, hold: bool = False,
+    answer_within: float = 5.0, hold: bool = False, concurrency: int = 8,
+    poll_interval: timedelta = timedelta(milliseconds=50), cap: int | None = None,
 ) -> Running:  # fmt: skip
     client = await WebhookClient().__aenter__()
     config = WebhookDestination(type="webhook", name="dest", url=url, secret=secret,
@@ -120,7 +121,8 @@ async def start_loop(
                                 allow_plain_http=True)  # fmt: skip
     loop = DeliveryLoop(
         store, {"dest": WebhookSender(config, client.post)}, {"dest": policy}, {"dest": hold},
-        DeliveryConfig(concurrency=8, poll_interval=timedelta(milliseconds=50)),
+        DeliveryConfig(concurrency=concurrency, poll_interval=poll_interval),
+        caps=None if cap is None else {"dest": cap},
     )  # fmt: skip
     return Running(loop, asyncio.create_task(loop.run()), client)
 
@@ -350,13 +352,7 @@ async def test_claims_are_batched_per_destination(tmp_path: Path, destination: D
         return claimed
 
     store.claim_due = counting_claim  # type: ignore[method-assign]
-    client = await WebhookClient().__aenter__()
-    sender = WebhookSender(WebhookDestination(type="webhook", name="dest", url=destination.url,
-                                              allow_plain_http=True), client.post)  # fmt: skip
-    loop = DeliveryLoop(store, {"dest": sender}, {"dest": FAST}, {"dest": False},
-                        DeliveryConfig(concurrency=32, poll_interval=timedelta(milliseconds=50)),
-                        caps={"dest": 16})  # fmt: skip
-    task = asyncio.create_task(loop.run())
+    running = await start_loop(store, destination.url, concurrency=32, cap=16)
     try:
         await wait_until(lambda: len({h.key for h in destination.hits}) == total, deadline=60,
                          what="every delivery")  # fmt: skip
@@ -364,10 +360,7 @@ async def test_claims_are_batched_per_destination(tmp_path: Path, destination: D
         assert len(claims) <= total // 6, f"{len(claims)} claims for {total} deliveries"
         assert max(loop_busy for loop_busy in claims) <= 16, "never more than the cap claimed"
     finally:
-        loop.stop()
-        await task
-        await loop.drain(0)
-        await client.close()
+        await running.stop(drain=0)
         await store.close()
 
 
@@ -391,13 +384,7 @@ async def test_a_delivery_waiting_for_a_slot_sees_a_hold_and_a_new_body(
     destination.delay = 0.5
     for patient in ("p0", "p1", "p2"):
         await enqueue(store, patient, 0)
-    client = await WebhookClient().__aenter__()
-    sender = WebhookSender(WebhookDestination(type="webhook", name="dest", url=destination.url,
-                                              allow_plain_http=True), client.post)  # fmt: skip
-    loop = DeliveryLoop(store, {"dest": sender}, {"dest": FAST}, {"dest": False},
-                        DeliveryConfig(concurrency=8, poll_interval=timedelta(milliseconds=50)),
-                        caps={"dest": 1})  # fmt: skip
-    task = asyncio.create_task(loop.run())
+    running = await start_loop(store, destination.url, cap=1)
     try:
         await wait_until(lambda: len(destination.hits) == 1, deadline=30, what="the first send")
         first = destination.hits[0].patient
@@ -418,10 +405,7 @@ async def test_a_delivery_waiting_for_a_slot_sees_a_hold_and_a_new_body(
         sent = {(h.patient, h.seq) for h in destination.hits}
         assert sent == {(first, 0), (remapped, 99)}, "the held one waits; the new body went"
     finally:
-        loop.stop()
-        await task
-        await loop.drain(0)
-        await client.close()
+        await running.stop(drain=0)
         await store.close()
 
 
@@ -435,20 +419,11 @@ async def test_a_send_that_does_not_end_holds_back_only_its_own_slot(
     destination.delay_for = lambda hit: 4.0 if hit.patient == "p0" else 0.0
     for patient in range(20):
         await enqueue(store, f"p{patient}", 0)
-    client = await WebhookClient().__aenter__()
-    sender = WebhookSender(WebhookDestination(type="webhook", name="dest", url=destination.url,
-                                              allow_plain_http=True), client.post)  # fmt: skip
-    loop = DeliveryLoop(store, {"dest": sender}, {"dest": FAST}, {"dest": False},
-                        DeliveryConfig(concurrency=8, poll_interval=timedelta(seconds=30)),
-                        caps={"dest": 4})  # fmt: skip
-    task = asyncio.create_task(loop.run())
+    running = await start_loop(store, destination.url, poll_interval=timedelta(seconds=30), cap=4)
     try:
         await wait_until(lambda: len({h.patient for h in destination.hits} - {"p0"}) == 19,
                          deadline=2.5, what="every other patient's delivery")  # fmt: skip
-        await wait_until(lambda: loop.in_flight == 1, deadline=2, what="only p0's send out")
+        await wait_until(lambda: running.loop.in_flight == 1, deadline=2, what="only p0's send out")
     finally:
-        loop.stop()
-        await task
-        await loop.drain(0)
-        await client.close()
+        await running.stop(drain=0)
         await store.close()
