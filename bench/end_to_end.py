@@ -853,6 +853,14 @@ async def trivial_throughput(
         await stop_process(proc, signal.SIGTERM, 10)
 
 
+def tree_command(tree: Path, code: str) -> str:
+    """A command running `code` with this venv's Python and packages but the code of `tree`.
+    `-P`: without it, `python -c` puts the working directory first on the path, ahead of
+    PYTHONPATH, and run from this repository (as the bench is) it imported this build's
+    `engine`, not the tree's: every --compare until then ran this build twice."""
+    return shlex.join(["env", f"PYTHONPATH={tree}", sys.executable, "-P", "-c", code])
+
+
 @contextlib.contextmanager
 def build_at(rev: str) -> Iterator[str]:
     """The engine command for the build at `rev`: its tree checked out in a temp dir and run
@@ -862,8 +870,9 @@ def build_at(rev: str) -> Iterator[str]:
     subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(tree), rev],
                    check=True)  # fmt: skip
     try:
-        code = "import sys; from engine.cli import main; sys.exit(main(sys.argv[1:]))"
-        yield shlex.join(["env", f"PYTHONPATH={tree}", sys.executable, "-c", code])
+        yield tree_command(
+            tree, "import sys; from engine.cli import main; sys.exit(main(sys.argv[1:]))"
+        )
     finally:
         subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)],
                        check=False, capture_output=True)  # fmt: skip
