@@ -18,6 +18,7 @@ from engine.store import operator as actions
 from engine.store.outbox import _due
 from engine.store.schema import deliveries
 from tests.conftest import create_pg_database, drop_pg_database, pg_url
+from tests.store.plans import sqlite_plan
 
 pytestmark = pytest.mark.integration
 LEASE = timedelta(seconds=60)
@@ -116,16 +117,7 @@ async def test_sqlite_walks_the_pending_index_in_id_order_without_a_sort(tmp_pat
     """The plan that bounds a claim by its batch: the destination's pending deliveries in id
     order from ix_deliveries_status_destination (no sort of the backlog), one seek of the
     partial index ix_deliveries_blocking per row (never the patient's delivered history)."""
-    store = await Store.open(StoreConfig(url=f"sqlite+aiosqlite:///{tmp_path / 'cb.db'}"))
-    try:
-        query = _due("gp", 50, datetime.now(UTC)).compile(
-            dialect=store.engine.dialect, compile_kwargs={"literal_binds": True}
-        )
-        async with store.engine.connect() as conn:
-            rows = await conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {query}")
-            plan = [str(r[-1]) for r in rows]
-    finally:
-        await store.close()
+    plan = await sqlite_plan(tmp_path, _due("gp", 50, datetime.now(UTC)))
     assert plan[0].startswith("SEARCH deliveries USING INDEX ix_deliveries_status_destination")
     assert any("USING INDEX ix_deliveries_blocking" in line for line in plan), plan
     assert not any("TEMP B-TREE" in line or line.startswith("SCAN") for line in plan), plan
