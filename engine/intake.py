@@ -103,7 +103,7 @@ class Intake:
         self._profiles = config.feed_profiles
         self._follow_up_rules = config.follow_up_rules
         self._corrections = Corrections(
-            store, {d.name: d.hold_on_dead_letter for d in config.destinations}
+            {d.name: d.hold_on_dead_letter for d in config.destinations}
         )
         self._on_committed = on_committed
         self._deliveries = deliveries

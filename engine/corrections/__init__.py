@@ -2,7 +2,8 @@
 deliveries and follow-ups.
 
     rules.py    the rules, pure: a prepared event and what is known of earlier ones -> a Decision
-    lookup.py   Corrections.link(batch): asks the store what the rules need, applies the decisions
+    lookup.py   Corrections.linked_in(batch, history): asks the history what the rules need
+                (inside intake's write), applies the decisions
 
 The store only executes what was decided (`engine.store`'s intake write).
 """
