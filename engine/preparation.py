@@ -8,6 +8,7 @@ precise reason (and the HL7 table 0357 code and location the sender's standard u
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -53,34 +54,31 @@ def prepare(
 ) -> Prepared:
     """Parse, map and route one message. Never raises for bad content: that is a rejection."""
     profile = profiles[source]
+
+    record = functools.partial(IntakeRecord, source=source, payload=payload,
+                               received_at=received_at, transport_id=transport_id)  # fmt: skip
+
     limit = config.intake.max_message_bytes
     if len(payload) > limit:
         reason = f"message is {len(payload)} bytes, over the {limit}-byte limit"
-        return Prepared(IntakeRecord(source=source, payload=payload, received_at=received_at,
-                                     transport_id=transport_id, error_code="207",
-                                     reason=reason), None)  # fmt: skip
+        return Prepared(record(error_code="207", reason=reason), None)
     try:
         mapped = with_transitions(map_message(payload, profile), config.transitions)
         event = withhold_hidden_location(mapped.model_copy(update={"received_at": received_at}))
     except MappingError as exc:
         location = (exc.location or "")[:64] or None
-        rejected = IntakeRecord(source=source, payload=payload, received_at=received_at,
-                                transport_id=transport_id, reason=exc.reason,
-                                error_code=exc.code, error_location=location)  # fmt: skip
+        rejected = record(reason=exc.reason, error_code=exc.code, error_location=location)
         return Prepared(rejected, None)
     message_format = event.source.format.value
     if len(event.source.message_id) > MAX_MESSAGE_KEY:
-        rejected = IntakeRecord(
-            source=source, payload=payload, received_at=received_at, transport_id=transport_id,
+        rejected = record(
             format=message_format, error_code="102", error_location="MSH-10",
             reason=f"message id longer than {MAX_MESSAGE_KEY} characters",
         )  # fmt: skip
         return Prepared(rejected, None)
     accepted = _accepted(event, config, follow_up_rules)
-    return Prepared(IntakeRecord(source=source, payload=payload, received_at=received_at,
-                                 transport_id=transport_id, format=message_format,
-                                 message_key=event.source.message_id,
-                                 accepted=accepted), event)  # fmt: skip
+    return Prepared(record(format=message_format, message_key=event.source.message_id,
+                           accepted=accepted), event)  # fmt: skip
 
 
 def _accepted(event: CareEvent, config: Config, rules: Sequence[FollowUpRule]) -> AcceptedEvent:
