@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.faults import reaper
 from tests.faults.rabbit_node import free_port, port_open
 
 
@@ -40,8 +41,10 @@ class PgCluster:
 
     @classmethod
     def start(cls) -> PgCluster:
+        reaper.reap("cb-faults-pg-", lambda dead: PgCluster(dead, 0).destroy())
         folder = Path(tempfile.mkdtemp(prefix="cb-faults-pg-"))
         folder.chmod(0o755)
+        reaper.claim(folder)
         cluster = cls(folder, free_port())
         subprocess.run(["chown", "-R", "postgres:postgres", str(folder)], check=True)
         try:
@@ -102,6 +105,7 @@ class PgPair:
         primary = PgCluster.start()
         folder = Path(tempfile.mkdtemp(prefix="cb-faults-pg-standby-"))
         folder.chmod(0o755)
+        reaper.claim(folder)
         standby = PgCluster(folder, free_port())
         try:
             subprocess.run(["chown", "-R", "postgres:postgres", str(folder)], check=True)

@@ -18,6 +18,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.faults import reaper
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -49,8 +51,10 @@ class RabbitNode:
 
     @classmethod
     def start(cls, deadline: float = 90.0) -> RabbitNode:
+        reaper.reap("cb-faults-rabbit-", lambda dead: reaper.kill_pid_file(dead / "pid"))
         folder = Path(tempfile.mkdtemp(prefix="cb-faults-rabbit-"))
         folder.chmod(0o755)
+        reaper.claim(folder)
         node = cls(folder, f"cbfault{uuid.uuid4().hex[:8]}@localhost", free_port(), free_port())
         (folder / "plugins").write_text("[].\n")
         (folder / "rabbitmq.conf").write_text(
