@@ -3,6 +3,11 @@
 A message at the broker, or a delivery outcome in memory, is safe while the store is away: the
 caller waits, backing off from 0.2 s to at most 10 s between tries, for as long as it takes.
 Only content the store refused (`StoreRefused`) is raised at once, for the caller to isolate.
+
+An error that is not the store's (`StoreError`) is a fault in the engine itself (a bug, a driver
+error nothing translated): it is retried the same way, since the message is safe at the broker
+meanwhile, but logged at critical level with `unexpected: true`, so that it does not read as an
+outage of the store.
 """
 
 from __future__ import annotations
@@ -32,7 +37,12 @@ def until_the_store_answers(
 
     def before_sleep(state: RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome else None
-        log.error(event, attempt=state.attempt_number, error=_describe(error))
+        if error is None or isinstance(error, StoreError):
+            log.error(event, attempt=state.attempt_number, error=_describe(error))
+        else:  # not the store's: the engine's own fault, which waiting may not mend
+            log.critical(
+                event, attempt=state.attempt_number, error=_describe(error), unexpected=True
+            )
 
     options: dict[str, Any] = {} if sleep is None else {"sleep": sleep}
     return AsyncRetrying(

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+import structlog
 from sqlalchemy.ext.asyncio import create_async_engine
+from structlog.testing import capture_logs
 
 from engine.store import (
     AcceptedEvent,
@@ -115,6 +117,31 @@ async def test_the_wait_retries_an_unavailable_store_until_it_answers() -> None:
 
     assert await until_the_store_answers(sleep=_no_sleep)(flaky) == "answered"
     assert len(calls) == 4
+
+
+async def test_the_wait_tells_an_engine_fault_from_an_outage() -> None:
+    """Both are retried (the message is safe at the broker), but an error that is not the
+    store's is logged as critical and `unexpected`, so an operator does not read a bug as an
+    outage of the store."""
+    calls: list[int] = []
+
+    async def buggy() -> str:
+        calls.append(1)
+        if len(calls) == 1:
+            raise StoreUnavailable(ConnectionRefusedError())
+        if len(calls) == 2:
+            raise AttributeError("a bug")
+        return "answered"
+
+    log = structlog.get_logger("test")
+    with capture_logs() as logs:
+        answered: str = await until_the_store_answers(log=log, event="x.store_unavailable",
+                                                 sleep=_no_sleep)(buggy)  # fmt: skip
+    assert answered == "answered"
+    assert [(e["log_level"], e["error"], e.get("unexpected")) for e in logs] == [
+        ("error", "ConnectionRefusedError", None),
+        ("critical", "AttributeError", True),
+    ]
 
 
 async def test_the_wait_raises_refused_content_at_once() -> None:
