@@ -3,6 +3,7 @@ lies behind it; held dead letters and replays keep per-patient order. Both store
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -123,14 +124,17 @@ async def test_sqlite_walks_the_pending_index_in_id_order_without_a_sort(tmp_pat
     assert not any("TEMP B-TREE" in line or line.startswith("SCAN") for line in plan), plan
 
 
-def _to_0011(connection: sa.Connection) -> None:
-    config, script = migrate._script()
-    with EnvironmentContext(
-        config, script, fn=lambda rev, _ctx: script._upgrade_revs("0011", rev),
-        destination_rev="0011",
-    ) as env:  # fmt: skip
-        env.configure(connection=connection)
-        env.run_migrations()
+def _to(revision: str) -> Callable[[sa.Connection], None]:
+    def upgrade(connection: sa.Connection) -> None:
+        config, script = migrate._script()
+        with EnvironmentContext(
+            config, script, fn=lambda rev, _ctx: script._upgrade_revs(revision, rev),
+            destination_rev=revision,
+        ) as env:  # fmt: skip
+            env.configure(connection=connection)
+            env.run_migrations()
+
+    return upgrade
 
 
 def _index_sql(connection: sa.Connection) -> dict[str, str]:
@@ -157,7 +161,7 @@ async def test_migration_0012_keeps_a_backlog_claimable_in_order(
     try:
         engine = create_async_engine(url)
         async with engine.begin() as conn:
-            await conn.run_sync(_to_0011)
+            await conn.run_sync(_to("0011"))
         await engine.dispose()
         store = await Store.open(StoreConfig(url=url))  # migrates to the head
         try:
@@ -172,3 +176,27 @@ async def test_migration_0012_keeps_a_backlog_claimable_in_order(
     finally:
         if database:
             await drop_pg_database(database)
+
+
+async def test_migration_0013_takes_an_index_an_operator_built_concurrently() -> None:
+    """docs/deploy.md: on a large PostgreSQL store, ix_events_corrects may be built beforehand
+    with CREATE INDEX CONCURRENTLY (no write lock on events); the migration then finds it."""
+    database = await create_pg_database()
+    url = pg_url(database)
+    try:
+        engine = create_async_engine(url, isolation_level="AUTOCOMMIT")
+        async with engine.connect() as conn:
+            await conn.run_sync(_to("0012"))
+            await conn.execute(sa.text(
+                "CREATE INDEX CONCURRENTLY ix_events_corrects ON events (corrects) "
+                "WHERE corrects IS NOT NULL"
+            ))  # fmt: skip
+        await engine.dispose()
+        store = await Store.open(StoreConfig(url=url))  # migrates to the head
+        try:
+            async with store.engine.connect() as conn:
+                assert await conn.run_sync(migrate.current_revision) == migrate.head_revision()
+        finally:
+            await store.close()
+    finally:
+        await drop_pg_database(database)

@@ -7,6 +7,9 @@ stay (a correlated scan of events): about 6 ms a changed discharge at 10,000 eve
 with the history. Partial (``corrects IS NOT NULL``): the events that correct nothing, nearly
 all of them, cost no index write; ``corrects = ...`` lets both planners use it.
 
+IF NOT EXISTS: on a large PostgreSQL store, an operator may build the index beforehand without
+blocking writes (`CREATE INDEX CONCURRENTLY`, docs/deploy.md), and this migration then finds it.
+
 Revision ID: 0013
 Revises: 0012
 """
@@ -27,6 +30,7 @@ def upgrade() -> None:
         "ix_events_corrects",
         "events",
         ["corrects"],
+        if_not_exists=True,
         sqlite_where=sa.text("corrects IS NOT NULL"),
         postgresql_where=sa.text("corrects IS NOT NULL"),
     )
