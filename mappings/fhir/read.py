@@ -101,12 +101,47 @@ def validate(model: Any, data: JsonObject, path: str) -> None:
     except ValidationError as exc:
         raise invalid_at(exc, path) from None
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        unknown = _unknown_resource_type(data, path)
+        if unknown is not None:
+            location, name = unknown
+            if not isinstance(name, str):
+                raise MappingError(
+                    "resourceType must be a string", location=location, code="102"
+                ) from None
+            raise MappingError(
+                f"not a FHIR R4 resource type: {shown_code(name)}", location=location, code="103"
+            ) from None
         raise MappingError(
             f"not a valid FHIR R4 {model.__name__} (the validator failed on it:"
             f" {type(exc).__name__})",
             location=path,
             code="102",
         ) from None
+
+
+def _unknown_resource_type(data: JsonObject, path: str) -> tuple[str, object] | None:
+    """The path and value of the first nested ``resourceType`` (a contained resource, an
+    entry's) that names no FHIR R4 resource: the fault the models raise on it (KeyError) says
+    nothing of where it is. Walked only once validation has failed, so valid messages pay
+    nothing; in document order, without recursion."""
+    from fhir.resources import get_fhir_model_class
+
+    stack: list[tuple[Any, str]] = [(data, path)]
+    while stack:
+        value, at = stack.pop()
+        if isinstance(value, dict):
+            name = value.get("resourceType")
+            if at != path and name is not None:
+                if not isinstance(name, str):
+                    return f"{at}.resourceType", name
+                try:
+                    get_fhir_model_class(name)
+                except (KeyError, ValueError):
+                    return f"{at}.resourceType", name
+            stack.extend((child, f"{at}.{key}") for key, child in reversed(value.items()))
+        elif isinstance(value, list):
+            stack.extend((child, f"{at}[{i}]") for i, child in reversed(list(enumerate(value))))
+    return None
 
 
 def invalid_at(exc: ValidationError, path: str) -> MappingError:

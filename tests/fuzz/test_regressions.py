@@ -140,11 +140,14 @@ def test_fhir_contained_resource_of_an_unknown_type_is_a_content_error() -> None
     profile = FeedProfile(feed="fuzz")
     with pytest.raises(MappingError) as caught:
         map_fhir(doc, profile)
-    assert (caught.value.location, caught.value.code) == ("Encounter", "102")
-    assert "Encounter" in caught.value.reason
+    assert (caught.value.location, caught.value.code) == (
+        "Encounter.contained[0].resourceType",
+        "103",
+    )
+    assert caught.value.reason == "not a FHIR R4 resource type: Locat.on"
     with pytest.raises(MappingError) as again:
         map_message(doc, profile)
-    assert again.value.code == "102"
+    assert again.value.code == "103"
 
 
 # --- config_loader ----------------------------------------------------------------------------

@@ -829,6 +829,21 @@ def test_the_event_id_is_stable_per_feed_and_message() -> None:
             "102",
             "Bundle.entry[1].resource.contained[0].birthDate",
         ),
+        (  # the models fault (KeyError) on an unknown contained type: found by its path
+            lambda e: e.update(
+                contained=[
+                    {"resourceType": "Patient", "id": "p"},
+                    {"resourceType": "Nope", "id": "n"},
+                ]
+            ),
+            "103",
+            "Bundle.entry[1].resource.contained[1].resourceType",
+        ),
+        (
+            lambda e: e.update(contained=[{"resourceType": 7, "id": "n"}]),
+            "102",
+            "Bundle.entry[1].resource.contained[0].resourceType",
+        ),
     ],
 )
 def test_an_invalid_resource_is_refused_at_its_element_path(
