@@ -19,6 +19,35 @@ from engine.store.schema import (
 from engine.store.statuses import OPEN_FOLLOW_UPS, DeliveryStatus, MessageStatus
 
 
+def _eligible(older_than: datetime, limit: int) -> sa.Select[tuple[int]]:
+    """The ids of up to `limit` settled messages received before `older_than`, oldest first."""
+    unsettled = sa.exists().where(
+        deliveries.c.event_id == messages.c.event_id,
+        deliveries.c.status != DeliveryStatus.DELIVERED,
+    )
+    following = sa.exists().where(
+        follow_ups.c.event_id == messages.c.event_id,
+        follow_ups.c.status.in_(OPEN_FOLLOW_UPS),
+    )
+    # Oldest first, read straight from ix_messages_received_at: the walk covers only the
+    # messages older than the cut-off (those kept for good reason, and the `limit` pruned),
+    # never the whole log. The settled test is one CASE, which no index can serve, so
+    # SQLite does not read every accepted message by ix_messages_status_id and sort them
+    # (as it did for an OR of the two statuses: a scan of the log at every call, under
+    # the write lock, growing with history).
+    settled = sa.case(
+        (messages.c.status == MessageStatus.DUPLICATE, 1),
+        (sa.and_(messages.c.status == MessageStatus.ACCEPTED, ~unsettled, ~following), 1),
+        else_=0,
+    )
+    return (
+        sa.select(messages.c.id)
+        .where(messages.c.received_at < older_than, settled == 1)
+        .order_by(messages.c.received_at, messages.c.id)
+        .limit(limit)
+    )
+
+
 class Pruning(StoreBase):
     async def prune(self, older_than: datetime, *, limit: int = 1000) -> int:
         """Delete up to `limit` settled messages received before `older_than`; return how many.
@@ -27,28 +56,8 @@ class Pruning(StoreBase):
         Never touched: pending deliveries, dead letters, rejected messages (unresolved errors).
         A pruned message's id no longer de-duplicates: the dedupe window is the retention.
         """
-        unsettled = sa.exists().where(
-            deliveries.c.event_id == messages.c.event_id,
-            deliveries.c.status != DeliveryStatus.DELIVERED,
-        )
-        following = sa.exists().where(
-            follow_ups.c.event_id == messages.c.event_id,
-            follow_ups.c.status.in_(OPEN_FOLLOW_UPS),
-        )
-        eligible = (
-            sa.select(messages.c.id)
-            .where(
-                messages.c.received_at < older_than,
-                sa.or_(
-                    messages.c.status == MessageStatus.DUPLICATE,
-                    sa.and_(messages.c.status == MessageStatus.ACCEPTED, ~unsettled, ~following),
-                ),
-            )
-            .order_by(messages.c.id)
-            .limit(limit)
-        )
         async with self.writing() as conn:
-            ids = [row.id for row in await conn.execute(eligible)]
+            ids = [row.id for row in await conn.execute(_eligible(older_than, limit))]
             if not ids:
                 await conn.rollback()
                 return 0

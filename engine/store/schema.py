@@ -141,6 +141,9 @@ events = Table(
     Column("corrects", String(40)),
     Index("ix_events_patient_key", "patient_key"),
     Index("ix_events_patient_stay_kind", "patient_key", "stay_id", "kind"),
+    # The events of a message: retention's deletes, and the foreign key's check when a message
+    # row is deleted (without it, each deleted message scanned every event: migration 0014).
+    Index("ix_events_message_id", "message_id"),
     # The corrections of an event, for "has this discharge been cancelled?" (migration 0013).
     Index(
         "ix_events_corrects",
