@@ -42,6 +42,7 @@ from engine.config import StoreConfig
 from engine.store import AcceptedEvent, IntakeRecord, Store
 from engine.store.intake import accepted_keys_query
 from engine.store.outbox import _due
+from engine.store.pruning import _eligible
 from engine.store.schema import attempts, deliveries, events, messages
 
 DESTINATIONS: tuple[str, ...] = ("gp", "team")
@@ -168,6 +169,9 @@ def probes() -> dict[str, tuple[Probe, Callable[[], sa.Select[Any]] | None]]:
     async def due(store: Store, _round: int) -> None:
         await _select(store, _due(DESTINATIONS[0], 200, datetime.now(UTC)))
 
+    async def retention(store: Store, _round: int) -> None:
+        await _select(store, _eligible(T0 - timedelta(days=1), 200))
+
     return {
         "intake: accepted keys of a batch (100 keys)": (
             accepted_keys, lambda: _accepted_keys_query(keys)),
@@ -177,6 +181,8 @@ def probes() -> dict[str, tuple[Probe, Callable[[], sa.Select[Any]] | None]]:
         "corrections: discharges on record (50 patients)": (discharges, None),
         "delivery: the claim's due query": (
             due, lambda: _due(DESTINATIONS[0], 200, datetime.now(UTC))),
+        "retention: settled messages past the cut-off (none)": (
+            retention, lambda: _eligible(T0 - timedelta(days=1), 200)),
     }  # fmt: skip
 
 
