@@ -50,9 +50,13 @@ class _Channel:
         self.cancelled = False
         self.unacked: dict[int, Message] = {}
         self._last_tag = 0
+        self._unsettled: dict[int, None] = {}  # as the real adapter's consumer keeps them
 
-    def basic_ack(self, tag: int) -> None:
+    def basic_ack(self, tag: int, multiple: bool = False) -> None:
         self._take_back(tag)
+        if multiple:  # as RabbitMQ: every outstanding tag up to this one
+            for earlier in [t for t in self.unacked if t < tag]:
+                self._take_back(earlier)
         self.broker.dispatch(self.queue)
 
     def basic_nack(self, tag: int, requeue: bool) -> None:
@@ -83,7 +87,7 @@ class _Channel:
                 exchange=message.exchange,
                 queue=self.queue,
                 delivery_tag=self._last_tag,
-                _settlement=Settlement(self, self._last_tag),
+                _settlement=Settlement(self, self._last_tag, self._unsettled),
             )
         )
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,19 +27,26 @@ Handler = Callable[["InboundDelivery"], Awaitable[None]]
 
 
 class Settlement:
-    """The mutable part of a delivery: which channel it came on, and whether it is settled."""
+    """The mutable part of a delivery: which channel it came on, and whether it is settled.
 
-    __slots__ = ("channel", "settled", "tag")
+    `unsettled`, shared by every delivery of one channel, holds the tags of that channel not
+    settled yet, in delivery (= tag) order: what lets `ack_all` ack a run of deliveries with
+    one frame. A delivery's tag is in it from the moment it arrives until it is settled."""
 
-    def __init__(self, channel: Any, tag: int) -> None:
+    __slots__ = ("channel", "settled", "tag", "unsettled")
+
+    def __init__(self, channel: Any, tag: int, unsettled: dict[int, None] | None = None) -> None:
         self.channel = channel
         self.tag = tag
         self.settled = False
+        self.unsettled = unsettled
+        if unsettled is not None:
+            unsettled[tag] = None
 
     def settle(self, ack: bool, requeue: bool) -> None:
         if self.settled:
             return  # a second ack/nack of one tag would make RabbitMQ close the channel
-        self.settled = True
+        self._settled()
         if not self.channel.is_open:
             log.debug("amqp.settle_dropped", delivery_tag=self.tag, reason="channel closed")
             return  # the broker requeues it; the engine deduplicates the redelivery
@@ -50,6 +57,47 @@ class Settlement:
                 self.channel.basic_nack(self.tag, requeue=requeue)
         except pika.exceptions.AMQPError as exc:
             log.debug("amqp.settle_dropped", delivery_tag=self.tag, reason=describe(exc))
+
+    def _settled(self) -> None:
+        self.settled = True
+        if self.unsettled is not None:
+            self.unsettled.pop(self.tag, None)
+
+
+def ack_all(settlements: Iterable[Settlement]) -> None:
+    """Ack these deliveries, as each one's `ack()` would, in as few frames as is safe: on each
+    channel, the tags below the lowest tag still unsettled there go as one ack with `multiple`
+    (RabbitMQ acks every outstanding tag up to it, and no other below it is outstanding); a
+    tag above an unsettled one is acked alone. Already settled ones are skipped."""
+    runs: dict[int, tuple[Settlement, list[int]]] = {}
+    for settlement in settlements:
+        if settlement.settled:
+            continue
+        if settlement.unsettled is None:  # not tracked: no run can be proved safe
+            settlement.settle(ack=True, requeue=False)
+            continue
+        settlement._settled()
+        run = runs.get(id(settlement.unsettled))
+        if run is None:
+            runs[id(settlement.unsettled)] = (settlement, [settlement.tag])
+        else:
+            run[1].append(settlement.tag)
+    for first, tags in runs.values():
+        channel = first.channel
+        if not channel.is_open:
+            log.debug("amqp.settle_dropped", delivery_tags=len(tags), reason="channel closed")
+            continue
+        assert first.unsettled is not None
+        lowest = next(iter(first.unsettled), None)
+        below = tags if lowest is None else [t for t in tags if t < lowest]
+        alone = [] if lowest is None else [t for t in tags if t > lowest]
+        try:
+            if below:
+                channel.basic_ack(max(below), multiple=True)
+            for tag in alone:
+                channel.basic_ack(tag)
+        except pika.exceptions.AMQPError as exc:
+            log.debug("amqp.settle_dropped", delivery_tags=len(tags), reason=describe(exc))
 
 
 @dataclass(frozen=True, eq=False)
@@ -123,6 +171,17 @@ class Deliveries:
             if batch:
                 return batch
 
+    @staticmethod
+    def ack_all(deliveries: Iterable[object]) -> None:
+        """Ack these deliveries (each an `InboundDelivery`), as `ack()` each would, with as few
+        frames as is safe (`ack_all` of their settlements)."""
+        settlements = []
+        for delivery in deliveries:
+            if not isinstance(delivery, InboundDelivery):
+                raise TypeError(f"not a delivery of this adapter: {type(delivery).__name__}")
+            settlements.append(delivery._settlement)
+        ack_all(settlements)
+
     def discard_stale(self) -> None:
         """Drop what came on channels that have closed (called when one does)."""
         kept = [d for d in self._items if not d.stale]
@@ -153,15 +212,21 @@ class Consumer:
     busy: set[asyncio.Task[Any]] = field(default_factory=set)
     chan: Chan | None = None
     cancelled: bool = False
+    _unsettled: tuple[Any, dict[int, None]] | None = None
+    """The channel deliveries last came on, and its unsettled tags (`Settlement.unsettled`)."""
 
     @property
     def attached(self) -> bool:
         return self.chan is not None and self.chan.is_open
 
     def on_message(self, channel: Any, method: Any, props: Any, body: bytes) -> None:
+        tag = int(method.delivery_tag)
+        if self._unsettled is None or self._unsettled[0] is not channel:
+            self._unsettled = (channel, {})
+        # First, before anything can fail: an unsettled tag stops any `multiple` ack above it.
+        settlement = Settlement(channel, tag, self._unsettled[1])
         headers = dict(props.headers or {})
         headers.pop(TAG_HEADER, None)
-        tag = int(method.delivery_tag)
         self.deliveries.put(
             InboundDelivery(
                 body=body,
@@ -173,7 +238,7 @@ class Consumer:
                 exchange=method.exchange,
                 queue=self.queue,
                 delivery_tag=tag,
-                _settlement=Settlement(channel, tag),
+                _settlement=settlement,
             )
         )
 

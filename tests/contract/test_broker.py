@@ -295,6 +295,44 @@ async def test_acked_is_gone_requeued_comes_back_and_unsettled_returns_on_reopen
     assert [(d.message_id, d.redelivered) for d in got] == [("m3", True), ("end", False)]
 
 
+async def test_ack_all_acks_those_given_and_none_still_unsettled_below_them(
+    make_rig: RigMaker,
+) -> None:
+    # Intake acks a committed batch with `ack_all`: a run of tags goes as one frame with
+    # `multiple`, which must never take an unsettled delivery below it with it.
+    rig = make_rig()
+    deliveries = await rig.subscribe()
+    for i in range(6):
+        await rig.send("a", f"m{i}")
+    batch = await take_n(deliveries, 6)
+    batch[1].ack()
+    deliveries.ack_all([batch[0], batch[1], batch[3], batch[4]])  # m2 and m5 left unsettled
+    deliveries.ack_all([batch[0]])  # a second settlement is ignored
+    assert [d.settled for d in batch] == [True, True, False, True, True, False]
+    deliveries = await rig.reopen()
+    await rig.send("a", "end")
+    got = await take_n(deliveries, 3)
+    assert [(d.message_id, d.redelivered) for d in got] == [
+        ("m2", True), ("m5", True), ("end", False)]  # fmt: skip
+    deliveries.ack_all(got)
+    deliveries = await rig.reopen()
+    await rig.send("a", "last")
+    [last] = await take(deliveries, 10)
+    assert (last.message_id, last.redelivered) == ("last", False)
+
+
+async def test_ack_all_settles_each_queue_on_its_own_channel(make_rig: RigMaker) -> None:
+    rig = make_rig(prefetch=2)
+    deliveries = await rig.subscribe(SOURCES)
+    for name in ("a0", "b0", "a1", "b1"):
+        await rig.send(name[0], name)
+    got = await take_n(deliveries, 4)  # the prefetch of both queues is used up
+    deliveries.ack_all(got)
+    await rig.send("a", "a2")
+    await rig.send("b", "b2")
+    assert set(ids(await take_n(deliveries, 2))) == {"a2", "b2"}
+
+
 async def test_after_a_lost_connection_stale_deliveries_are_dropped_and_come_again(
     make_rig: RigMaker,
 ) -> None:
