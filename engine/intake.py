@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
 import structlog
 
-from engine import metrics
+from engine import logs, metrics
 from engine.config import Config
 from engine.corrections import Corrections
 from engine.corrections.lookup import Linked, log_decisions
@@ -240,9 +241,10 @@ class Intake:
             acked.append(delivery)
             stored.append((item, result))
         self._deliveries.ack_all(acked)  # a run of them as one frame
-        for item, result in stored:
-            self._log(item, result)
-            metrics.count_intake(item.record.source, result.status)
+        with logs.one_write():  # the batch's lines, each whole, in one write
+            for item, result in stored:
+                self._log(item, result)
+        metrics.count_intake(Counter((i.record.source, r.status) for i, r in stored))
         self._on_committed()
 
     async def _write_alone(

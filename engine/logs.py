@@ -17,7 +17,10 @@ import contextvars
 import logging
 import re
 import sys
+import threading
+import time
 from collections.abc import Iterator, Mapping, MutableMapping
+from datetime import UTC, datetime
 from typing import Any, TextIO
 
 import orjson
@@ -91,10 +94,101 @@ def _scrub(value: Any) -> Any:
 def redact_digits(
     _logger: object, _name: str, event_dict: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
+    # Most lines hold no ten-digit run at all: a search of each text says so without building
+    # anything; a line with one, or with a nested value, is scrubbed field by field.
+    for key, value in event_dict.items():
+        if isinstance(value, str):
+            if key != "timestamp" and _TEN_DIGITS.search(value) is not None:
+                return _redact_each(event_dict)
+        elif isinstance(value, _NESTED):
+            return _redact_each(event_dict)
+    return event_dict
+
+
+_NESTED = (dict, list, tuple)
+
+
+def _redact_each(event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     for key, value in list(event_dict.items()):
         if key not in ("timestamp", "level"):
             event_dict[key] = _scrub(value)
     return event_dict
+
+
+_HELD: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar(
+    "carebridge_held_lines", default=None
+)
+
+
+class _LineWriter:
+    """structlog's logger: each line written whole with one write, or, within `one_write()`,
+    held and written together with the block's other lines at its end (one write call, one
+    flush, for a batch's lines). One for all loggers (structlog's `WriteLoggerFactory` makes a
+    logger, and finds its file's lock, for every line)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._lock = threading.Lock()
+
+    def msg(self, message: str) -> None:
+        held = _HELD.get()
+        if held is not None:
+            held.append(message)
+            return
+        self.write(message + "\n")
+
+    def write(self, text: str) -> None:
+        with self._lock:
+            self._stream.write(text)
+            self._stream.flush()
+
+    log = debug = info = warn = warning = msg
+    fatal = failure = err = error = critical = exception = msg
+
+
+_WRITER: _LineWriter | None = None
+
+
+@contextlib.contextmanager
+def one_write() -> Iterator[None]:
+    """Within it (synchronous code only: a block without an await), this thread's structlog
+    lines are held and written at its end with one write, in order; each line still whole.
+    Nested blocks write at the outermost one's end."""
+    if _HELD.get() is not None or _WRITER is None:
+        yield
+        return
+    held: list[str] = []
+    token = _HELD.set(held)
+    try:
+        yield
+    finally:
+        _HELD.reset(token)
+        if held:
+            _WRITER.write("\n".join(held) + "\n")
+
+
+class _Timestamp:
+    """structlog's ``TimeStamper(fmt="iso", utc=True)`` (``2026-12-05T00:40:28.193378Z``, no
+    fraction at a whole second, as `datetime.isoformat`), with the date and time of day
+    formatted once a second instead of for every line."""
+
+    __slots__ = ("_second", "_text")
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._text = ""
+
+    def __call__(
+        self, _logger: object, _name: str, event_dict: MutableMapping[str, Any]
+    ) -> MutableMapping[str, Any]:
+        now = time.time()
+        second = int(now)
+        if second != self._second:
+            moment = datetime.fromtimestamp(second, UTC)
+            self._text, self._second = moment.strftime("%Y-%m-%dT%H:%M:%S"), second
+        micro = int((now - second) * 1_000_000)
+        event_dict["timestamp"] = f"{self._text}.{micro:06d}Z" if micro else self._text + "Z"
+        return event_dict
 
 
 def _orjson_text(obj: Any, **_kwargs: Any) -> str:
@@ -112,14 +206,16 @@ def configure(level: str = "info", fmt: str = "json", stream: TextIO | None = No
         structlog.contextvars.merge_contextvars,
         merge_delivery_context,
         structlog.processors.add_log_level,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        _Timestamp(),
         structlog.processors.format_exc_info,
         redact_digits,
     ]
+    global _WRITER  # configured once per process, as structlog itself
+    writer = _WRITER = _LineWriter(stream or sys.stderr)
     structlog.configure(
         processors=[*shared, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
-        logger_factory=structlog.WriteLoggerFactory(stream or sys.stderr),  # one write a line
+        logger_factory=lambda *_args: writer,  # one write a line (or a `one_write` block)
         cache_logger_on_first_use=False,
     )
     handler = logging.StreamHandler(stream or sys.stderr)

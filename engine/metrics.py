@@ -20,7 +20,7 @@ names and fixed words only, never patient data.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram, generate_latest
 
@@ -61,8 +61,10 @@ NOTIFIED_KINDS = frozenset({"discharge", "cancel_discharge"})
 """Kinds every notification destination sends (a transfer is notified only across sites)."""
 
 
-def count_intake(source: str, status: str) -> None:
-    INTAKE.labels(source, status).inc()
+def count_intake(counts: Mapping[tuple[str, str], int]) -> None:
+    """Count a batch's messages: how many of each (source, status)."""
+    for (source, status), n in counts.items():
+        INTAKE.labels(source, status).inc(n)
 
 
 def count_attempts(destination: str, outcomes: Iterable[str]) -> None:

@@ -4,7 +4,9 @@ import asyncio
 import io
 import json
 import logging
+import re
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import structlog
@@ -99,3 +101,73 @@ async def test_a_task_started_outside_the_delivery_does_not_carry_its_identifier
     outside, inherited = lines(stream)
     assert "delivery_id" not in outside
     assert inherited["delivery_id"] == 7
+
+
+def test_digits_in_nested_values_are_redacted_and_other_fields_kept_as_they_are() -> None:
+    stream = io.StringIO()
+    logs.configure("info", "json", stream)
+    structlog.get_logger("t").info(
+        "something", detail={"nhs": "9434765919"}, items=["943-476-5919", 3], row=1234567890,
+        key="MSG000123", run="12345678901",
+    )  # fmt: skip
+    [record] = lines(stream)
+    assert record["detail"] == {"nhs": "[redacted]"}
+    assert record["items"] == ["[redacted]", 3]
+    # Only text is scrubbed, and only a run of exactly ten digits.
+    assert (record["row"], record["key"], record["run"]) == (1234567890, "MSG000123", "12345678901")
+
+
+class CountingStream(io.StringIO):
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    def write(self, text: str) -> int:
+        self.writes += 1
+        return super().write(text)
+
+
+def test_the_lines_of_a_one_write_block_are_written_together_at_its_end_in_order() -> None:
+    stream = CountingStream()
+    logs.configure("info", "json", stream)
+    log = structlog.get_logger("t")
+    log.info("before")
+    with logs.one_write():
+        log.info("first", n=1)
+        with logs.one_write():  # nested: written with the outer block
+            log.warning("second", detail="9434765919")
+        log.info("third")
+        assert stream.writes == 1  # only "before" so far
+    assert stream.writes == 2
+    log.info("after")
+    assert [(r["event"], r["level"]) for r in lines(stream)] == [
+        ("before", "info"), ("first", "info"), ("second", "warning"), ("third", "info"),
+        ("after", "info")]  # fmt: skip
+    assert lines(stream)[2]["detail"] == "[redacted]"
+
+
+def test_a_one_write_block_left_by_an_exception_still_writes_its_lines() -> None:
+    stream = io.StringIO()
+    logs.configure("info", "json", stream)
+
+    def fails() -> None:
+        with logs.one_write():
+            structlog.get_logger("t").info("kept")
+            raise ValueError("boom")
+
+    with pytest.raises(ValueError, match="boom"):
+        fails()
+    assert [r["event"] for r in lines(stream)] == ["kept"]
+
+
+def test_the_timestamp_is_iso_8601_in_utc() -> None:
+    stream = io.StringIO()
+    logs.configure("info", "json", stream)
+    before = datetime.now(UTC)
+    structlog.get_logger("t").info("now")
+    after = datetime.now(UTC)
+    [record] = lines(stream)
+    stamp = str(record["timestamp"])
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?Z", stamp)
+    moment = datetime.fromisoformat(stamp)
+    assert before - timedelta(milliseconds=1) <= moment <= after + timedelta(milliseconds=1)
