@@ -24,6 +24,15 @@ core at most.
    messages/s per core.
 2. **HL7 v2 ADT detail** (the files whose INDEX type is ADT): the reader alone, parse + map,
    and hl7apy's full parse for scale (`--skip-hl7apy` leaves it out: it runs about 20/s).
+
+A speed change to the mapping must not change one output. ``--dump FILE`` measures nothing:
+it maps every corpus HL7 v2 file, the golden fixtures, the fuzz seeds and `--mutants` seeded
+mutants of them (bytes and timestamps changed, ``""`` and separators inserted, spans copied)
+under five profiles (the golden fixtures' three, and two more: zones UTC and New York, code
+tables, local fields, test NHS numbers, a local PID-2) and writes one line per outcome: the
+``repr`` of the `CareEvent` (every value with its type) or the `MappingError`'s code,
+location and reason. Run it before and after a change and
+``cmp`` the two files; the mutants are the same on every run.
 """
 
 from __future__ import annotations
@@ -32,6 +41,8 @@ import argparse
 import csv
 import os
 import platform
+import random
+import re
 import statistics
 import sys
 import time
@@ -40,6 +51,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import orjson
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -161,16 +173,99 @@ def adt_detail(corpus: Path, args: argparse.Namespace) -> None:
         print(f"  {name:44} {figure:>11,.0f} messages/s per core")
 
 
+_INSERTS = (
+    b"|", b"^", b"~", b"&", b"\\", b'""', b"\r", b"\n", b"0", b"9", b" ", b"A", b".", b"00", b"19",
+    b"+0100", b"-0500", b"2026", b"20261025013000", b"20260329013000", b"\\X41\\", b"\\.br\\",
+    b"NHS", b"NH", b"9434765919", b"9434765910", b"\xc3\xa9", b"\xff", b"A01", b"A03", b"A07",
+    b"A40", b"PV2|", b"ZU5|", b"OBX|", b"MRG|", b"EVN|", b"PD1|", b"ZU8|", b"MSH|^~\\&|",
+)  # fmt: skip
+_STAMP = re.compile(rb"\d{8,14}(?:[+-]\d{4})?")
+_DUMP_PROFILES: dict[str, object] = {
+    "utc-test-local": {"feed": "x", "timezone": "UTC", "nhs_numbers": "test", "pid_2": "local"},
+    "new-york-local-fields": {
+        "feed": "y",
+        "timezone": "America/New_York",
+        "ward_component": 1,
+        "code_tables": {"discharge_method": "itk-0112-discharge-method"},
+        "legal_status": [{"field": "ZU5-2", "start": "ZU5-4", "end": "ZU5-5"}],
+        "risk_flags": [{"field": "ZU5-3"}],
+    },
+}
+
+
+def _mutant(seed: bytes, rng: random.Random) -> bytes:
+    data = bytearray(seed)
+    for _ in range(rng.randint(1, 3)):
+        stamps = list(_STAMP.finditer(data)) if rng.random() < 0.4 else []
+        if stamps:  # a timestamp, valid or not, with or without a fraction or an offset
+            match = rng.choice(stamps)
+            year = rng.choice((1, 1900, 1970, 2025, 2026, 9999))
+            parts = (rng.randint(0, 13), rng.randint(0, 32), rng.randint(0, 25), rng.randint(0, 60))
+            text = f"{year:04d}" + "".join(f"{p:02d}" for p in parts) + f"{rng.randint(0, 60):02d}"
+            text = text[: rng.choice((4, 6, 8, 10, 12, 14, 14, 14))]
+            if rng.random() < 0.2:
+                text += f".{rng.randint(0, 99999)}"
+            if rng.random() < 0.3:
+                text += (
+                    f"{rng.choice('+-')}{rng.randint(0, 15):02d}{rng.choice((0, 30, 45, 60)):02d}"
+                )
+            data[match.start() : match.end()] = text.encode()
+            continue
+        for _ in range(rng.randint(1, 6)):
+            op, at = rng.random(), rng.randrange(len(data) + 1)
+            if op < 0.3 and data:
+                del data[at : at + rng.randint(1, 4)]
+            elif op < 0.7:
+                data[at:at] = rng.choice(_INSERTS)
+            elif op < 0.85 and data:
+                to = rng.randrange(len(data) + 1)
+                data[to:to] = data[at : at + rng.randint(1, 30)]
+            elif data:
+                data[at : at + 1] = bytes([rng.choice(b"0123456789")])
+    return bytes(data)
+
+
+def dump(corpus: Path, out: Path, mutants: int) -> None:
+    """Every outcome of `map_message` on a fixed set of inputs, one line each (see above)."""
+    fixtures = REPO / "tests" / "fixtures" / "hl7v2"
+    settings = yaml.safe_load((fixtures / "profiles.yaml").read_text(encoding="utf-8"))
+    profiles = {
+        name: FeedProfile.from_mapping(data)
+        for name, data in {**settings, **_DUMP_PROFILES}.items()
+    }
+    seeds = read(corpus, corpus_files(corpus), "hl7v2")
+    seeds += [p.read_bytes() for p in sorted(fixtures.glob("*.hl7"))]
+    seeds += [
+        p.read_bytes() for p in sorted((REPO / "tests" / "fuzz" / "corpus").glob("hl7v2_*/*"))
+    ]
+    rng = random.Random(1234)
+    inputs = seeds + [_mutant(rng.choice(seeds), rng) for _ in range(mutants)]
+    with out.open("w", encoding="utf-8") as lines:
+        for number, raw in enumerate(inputs):
+            for name, profile in profiles.items():
+                try:
+                    outcome = repr(map_message(raw, profile))
+                except MappingError as exc:
+                    outcome = f"refused {exc.code} {exc.location}: {str(exc)!r}"
+                lines.write(f"{number} {name} {outcome}\n")
+    print(f"{len(inputs)} inputs x {len(profiles)} profiles written to {out}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--corpus", type=Path, default=default_corpus())
     parser.add_argument("--seconds", type=float, default=2.0)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--skip-hl7apy", action="store_true")
+    parser.add_argument("--dump", type=Path, help="write every outcome here; measure nothing")
+    parser.add_argument("--mutants", type=int, default=12_000)
     args = parser.parse_args()
     if not (args.corpus / "INDEX.tsv").exists():
         print(f"no corpus at {args.corpus} (--corpus or CAREBRIDGE_CORPUS)", file=sys.stderr)
         return 2
+    if args.dump is not None:
+        dump(args.corpus, args.dump, args.mutants)
+        return 0
     machine = f"python {platform.python_version()}, {os.cpu_count()} cores, one process"
     print(f"{machine}; rates are messages per CPU second (median of {args.repeat}), "
           f"load {os.getloadavg()[0]:.1f}")  # fmt: skip
