@@ -156,9 +156,13 @@ def _zone(name: str) -> ZoneInfo:
     return ZoneInfo(name)
 
 
+_SHOWN_CODE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,9}")
+
+
 def _shown(code: str) -> str:
-    """A sender's code for an error reason: short codes as sent, anything else not echoed."""
-    return code if 0 < len(code) <= 10 else "(none)" if not code else "(unreadable)"
+    """A sender's code for an error reason: short plain codes as sent, anything else (a line
+    break the reader joined into MSH-9, control characters, spaces) not echoed."""
+    return "(none)" if not code else code if _SHOWN_CODE.fullmatch(code) else "(unreadable)"
 
 
 def _trigger(msh: Segment, evn: Segment | None, reading: Reading) -> str:

@@ -243,6 +243,20 @@ def test_an_unknown_trigger_is_rejected_as_sent() -> None:
     assert rejection(MSH_9="ADT^O01").reason == "trigger event O01 is not supported"
 
 
+@pytest.mark.parametrize(
+    ("msh_9", "reason"),
+    [
+        ("AD\nT^A01", "message type (unreadable) is not supported"),
+        ("ADT^A0 1", "trigger event (unreadable) is not supported"),
+        ("ADT^A0\x0b1", "trigger event (unreadable) is not supported"),
+    ],
+)
+def test_a_code_with_a_line_break_or_a_control_is_not_echoed(msh_9: str, reason: str) -> None:
+    """A stray line break the reader joined into MSH-9 (or a control character) never goes
+    into the reason kept in the message log and sent back in the ACK."""
+    assert rejection(MSH_9=msh_9).reason == reason
+
+
 def test_evn_1_disagreeing_with_msh_9_is_noted_and_msh_9_wins() -> None:
     event = mapped(MSH_9="ADT^A08", EVN_1="A01")
     assert event.kind is EventKind.UPDATE
