@@ -12,7 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from engine.store.base import Batched, StoreBase, bounded_text, utc_now
-from engine.store.lookups import History
+from engine.store.lookups import History, one_of_keys
 from engine.store.records import AcceptedEvent, IntakeRecord, IntakeResult, idempotency_key
 from engine.store.schema import deliveries, events, follow_ups, messages, suspects
 from engine.store.statuses import (
@@ -136,20 +136,29 @@ class _Result:
         return lambda message_id: self.set(IntakeResult(message_id, status, reason=reason))
 
 
-def accepted_keys_query(source: str, keys: Sequence[str]) -> sa.Select[Any]:
-    """The accepted messages of `source` with these keys, found through ix_messages_message_key
-    whatever the length of the message log.
+def _accepted_keys(postgres: bool) -> sa.Select[Any]:
+    """The accepted messages of the "source" parameter with one of the "keys", found through
+    ix_messages_message_key whatever the length of the message log.
 
     Source and status are compared as expressions (``|| ''``) so that no planner can read them
     from an index: SQLite without statistics otherwise chose ix_messages_status_id and read every
     accepted message ever kept (bench/history.py: 76 ms a batch at 100,000 messages, growing with
-    the log); one index lookup per key is bounded by the batch.
+    the log); one index lookup per key is bounded by the batch. Built once for each kind of
+    store (`one_of_keys`).
     """
     return sa.select(messages.c.id, messages.c.message_key, messages.c.payload_sha256).where(
-        messages.c.message_key.in_(list(keys)),
-        (messages.c.source + "") == source,
+        one_of_keys(messages.c.message_key, postgres),
+        (messages.c.source + "") == sa.bindparam("source"),
         (messages.c.status + "") == MessageStatus.ACCEPTED.value,
     )
+
+
+_ACCEPTED_KEYS = (_accepted_keys(False), _accepted_keys(True))  # by `postgres`
+
+
+def accepted_keys_query(source: str, keys: Sequence[str]) -> sa.Select[Any]:
+    """The statement intake asks on SQLite, with these values (bench/history.py times it)."""
+    return _ACCEPTED_KEYS[False].params(source=source, keys=list(keys))
 
 
 class IntakeWrites(StoreBase):
@@ -225,13 +234,13 @@ class IntakeWrites(StoreBase):
                 source=source, payload_sha256=digest, marked_at=utc_now()))  # fmt: skip
             await conn.commit()
 
-    @staticmethod
-    def _accepted_keys(conn: sa.Connection, records: Sequence[IntakeRecord]) -> _Seen:
+    def _accepted_keys(self, conn: sa.Connection, records: Sequence[IntakeRecord]) -> _Seen:
         keys = {(r.source, r.message_key) for r in records if r.accepted and r.message_key}
         found: _Seen = {}
+        query = _ACCEPTED_KEYS[self._is_postgres]
         for source in {s for s, _ in keys}:
-            wanted = [k for s, k in keys if s == source]
-            rows = conn.execute(accepted_keys_query(source, wanted))
+            wanted = sorted(k for s, k in keys if s == source)
+            rows = conn.execute(query, {"source": source, "keys": wanted})
             for row in rows:
                 found[(source, row.message_key)] = (row.id, row.payload_sha256)
         return found

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 
 from engine.store.base import StoreBase
 from engine.store.records import Original
@@ -24,6 +25,7 @@ class History:
 
     def __init__(self, conn: sa.Connection) -> None:
         self._conn = conn
+        self._postgres = conn.dialect.name == "postgresql"
 
     def find_original(self, patient_key: str, stay_id: str | None, kind: str) -> Original | None:
         """The newest accepted event of `kind` for this patient and stay, with the destinations
@@ -42,14 +44,14 @@ class History:
         if not patient_keys:
             return set()
         keys = {"keys": sorted(set(patient_keys))}
-        return set(self._conn.execute(_UNMATCHED_CANCELS, keys).scalars())
+        return set(self._conn.execute(_UNMATCHED_CANCELS[self._postgres], keys).scalars())
 
     def patients_with_discharges(self, patient_keys: Sequence[str]) -> set[str]:
         """Which of these patients have a discharge on record (one query per intake batch)."""
         if not patient_keys:
             return set()
         keys = {"keys": sorted(set(patient_keys))}
-        return set(self._conn.execute(_WITH_DISCHARGES, keys).scalars())
+        return set(self._conn.execute(_WITH_DISCHARGES[self._postgres], keys).scalars())
 
     def standing_discharge(self, patient_key: str, stay_id: str | None) -> str | None:
         """The newest discharge of this patient and stay that still stands: not cancelled, and
@@ -115,18 +117,37 @@ _SENT_TO = (
            deliveries.c.status.in_([DeliveryStatus.PENDING, DeliveryStatus.DELIVERED]))
     .order_by(deliveries.c.id)
 )  # fmt: skip
-_UNMATCHED_CANCELS = (
-    sa.select(events.c.patient_key)
-    .where(events.c.patient_key.in_(sa.bindparam("keys", expanding=True)),
-           events.c.kind.like("cancel_%"), events.c.corrects.is_(None))
-    .distinct()
-)  # fmt: skip
-_WITH_DISCHARGES = (
-    sa.select(events.c.patient_key)
-    .where(events.c.patient_key.in_(sa.bindparam("keys", expanding=True)),
-           events.c.kind == "discharge")
-    .distinct()
-)  # fmt: skip
+
+
+def one_of_keys(column: sa.ColumnElement[str], postgres: bool) -> sa.ColumnElement[bool]:
+    """`column` is one of the values of the "keys" parameter (a list): on PostgreSQL one array
+    parameter (``= ANY``), compiled once, where SQLAlchemy renders an expanded IN anew for each
+    call, with a cast for each value; elsewhere (SQLite has no arrays) the expanded IN."""
+    if postgres:
+        return column == sa.any_(sa.bindparam("keys", type_=postgresql.ARRAY(sa.String)))
+    return column.in_(sa.bindparam("keys", expanding=True))
+
+
+def _unmatched_cancels(postgres: bool) -> sa.Select[Any]:
+    return (
+        sa.select(events.c.patient_key)
+        .where(one_of_keys(events.c.patient_key, postgres),
+               events.c.kind.like("cancel_%"), events.c.corrects.is_(None))
+        .distinct()
+    )  # fmt: skip
+
+
+def _with_discharges(postgres: bool) -> sa.Select[Any]:
+    return (
+        sa.select(events.c.patient_key)
+        .where(one_of_keys(events.c.patient_key, postgres), events.c.kind == "discharge")
+        .distinct()
+    )
+
+
+# By `postgres` (False, True).
+_UNMATCHED_CANCELS = (_unmatched_cancels(False), _unmatched_cancels(True))
+_WITH_DISCHARGES = (_with_discharges(False), _with_discharges(True))
 
 
 class Lookups(StoreBase):
