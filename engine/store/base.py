@@ -54,6 +54,12 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: object) -> None:
     cursor.close()
 
 
+def _closed_at_checkout(dbapi_connection: Any, _record: object, _proxy: object) -> None:
+    """PostgreSQL: a pooled connection the server closed is replaced (asyncpg knows it)."""
+    if (driver := getattr(dbapi_connection, "driver_connection", None)) and driver.is_closed():
+        raise sa.exc.DisconnectionError("the server closed this connection")
+
+
 def bounded_text(value: str | None, limit: int = 4000) -> str | None:
     """Free text bound for the store: PostgreSQL refuses NUL characters; keep it bounded."""
     return None if value is None else value.replace("\x00", "")[:limit]
@@ -73,9 +79,13 @@ class StoreBase:
     _room: tuple[float, bool] = field(init=False, default=(0.0, True))
     _writer: _WriterThread | None = field(init=False, default=None)
     """SQLite file: the thread the hot write transactions run on, each as one call (`write`)."""
+    _autocommit: AsyncEngine | None = field(init=False, default=None)
+    """PostgreSQL: the same pool, each statement its own transaction (`Outbox._write_one`)."""
 
     def __post_init__(self) -> None:
         self._is_postgres = self.engine.dialect.name == "postgresql"
+        if self._is_postgres:
+            self._autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self._write_lock = asyncio.Lock()
         database = sqlite_file(self.engine.url)
         if database is not None:
@@ -118,7 +128,9 @@ class StoreBase:
         kwargs: dict[str, Any] = {}
         if config.url.startswith("postgresql"):
             kwargs["pool_size"] = config.pool_size
-            kwargs["pool_pre_ping"] = True
+            # No pool_pre_ping (on asyncpg, BEGIN, ping, ROLLBACK at every checkout): a closed
+            # connection is replaced at checkout (`_closed_at_checkout`); one failing in use
+            # invalidates the pool, and the caller's retry gets a fresh one.
             if config.tls is not None:
                 kwargs["connect_args"] = {"ssl": ssl_context(config.tls)}
         else:
@@ -130,6 +142,7 @@ class StoreBase:
             sa_event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         else:  # which server answers: a failover to a standby is said in the log
             sa_event.listen(engine.sync_engine, "connect", ServerWatch())
+            sa_event.listen(engine.sync_engine, "checkout", _closed_at_checkout)
         store = cls(engine)
         if store._space is not None:
             store._space = (store._space[0], config.min_free_bytes)

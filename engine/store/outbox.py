@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 
-from engine.store.base import Batched, StoreBase, bounded_text, utc_now
+from engine.store.base import Batched, StoreBase, T, bounded_text, utc_now
+from engine.store.errors import translated
 from engine.store.records import (
     AttemptRecord,
     ClaimedDelivery,
@@ -44,9 +45,31 @@ _OUTCOME_UPDATES = {
 }  # fmt: skip
 
 
+_FINISH_IN_ONE = """\
+WITH tried AS (
+    INSERT INTO attempts (delivery_id, started_at, duration_ms, outcome, status_code, detail)
+    SELECT * FROM unnest($1::bigint[], $2::timestamptz[], $3::integer[], $4::varchar[],
+                         $5::integer[], $6::text[])
+)
+UPDATE deliveries AS d SET
+    lease_until = NULL, lease_owner = NULL, attempts = d.attempts + v.n, status = v.status,
+    delivered_at = CASE WHEN v.status = 'delivered' THEN v.at ELSE d.delivered_at END,
+    next_attempt_at = CASE WHEN v.status = 'pending' THEN v.at ELSE d.next_attempt_at END,
+    last_error = v.error,
+    hold = CASE WHEN v.status = 'dead' THEN v.hold ELSE d.hold END
+FROM unnest($7::bigint[], $8::integer[], $9::varchar[], $10::timestamptz[], $11::text[],
+            $12::boolean[]) AS v (id, n, status, at, error, hold)
+WHERE d.id = v.id AND d.status = 'pending'"""
+"""PostgreSQL: `finish_deliveries` as one statement, so one round trip in autocommit: the
+attempts inserted and the outcomes set, each delivery's row only while it is pending, as
+`_INSERT_ATTEMPTS` and `_OUTCOME_UPDATES` do in three (the values as arrays, row by row)."""
+
+
 def _due_statement() -> sa.Select[int]:
     """The ids of a destination's pending deliveries due now that nothing earlier holds back,
-    oldest first: at most `limit` (bound parameters `destination`, `limit`, `now`).
+    oldest first: at most `limit` (bound parameters `for_destination`, `limit`, `now`; not
+    `destination`, which in the UPDATE that embeds it (`_claim_in_one`) SQLAlchemy would take
+    for a value to SET).
 
     Its cost is bounded by the batch it returns, not by history nor by the backlog: the outer
     rows are read in id order straight from ix_deliveries_status_destination (status,
@@ -80,7 +103,7 @@ def _due_statement() -> sa.Select[int]:
         sa.select(deliveries.c.id)
         .where(
             deliveries.c.status == DeliveryStatus.PENDING,
-            deliveries.c.destination == sa.bindparam("destination"),
+            deliveries.c.destination == sa.bindparam("for_destination"),
             deliveries.c.next_attempt_at <= now,
             sa.or_(deliveries.c.lease_until.is_(None), deliveries.c.lease_until < now),
             first_blocking_before.is_(None),
@@ -111,13 +134,47 @@ _CLAIMED = (  # the columns of ClaimedDelivery, in its order
 )  # fmt: skip
 
 
+def _claim_in_one() -> sa.Select[Any]:
+    """PostgreSQL: a destination's claim as one statement, so one round trip: the due rows
+    locked (SKIP LOCKED, as `_DUE_SKIP_LOCKED`), leased, and returned with their events, in
+    id order (bound parameters those of `_DUE` and of `_LEASE` but `ids`)."""
+    due = _DUE_SKIP_LOCKED.cte("due")
+    leased = (
+        sa.update(deliveries)
+        .where(deliveries.c.id.in_(sa.select(due.c.id)))
+        .values(lease_until=sa.bindparam("until", type_=UtcDateTime()),
+                lease_owner=sa.bindparam("owner"))
+        .returning(deliveries.c.id, deliveries.c.event_id, deliveries.c.destination,
+                   deliveries.c.patient_key, deliveries.c.idempotency_key,
+                   deliveries.c.attempts, deliveries.c.created_at)
+        .cte("leased")
+    )  # fmt: skip
+    return (
+        sa.select(leased, events.c.kind, events.c.care_setting, events.c.source, events.c.body)
+        .join(events, events.c.event_id == leased.c.event_id)
+        .order_by(leased.c.id)
+    )
+
+
+_CLAIM_IN_ONE = _claim_in_one()
+
+
 def _due(destination: str, limit: int, now: datetime) -> sa.Select[int]:
     """The due query with its values bound (tests and bench/history.py compile it)."""
-    return _DUE.params(destination=destination, limit=limit, now=now)
+    return _DUE.params(for_destination=destination, limit=limit, now=now)
 
 
 class Outbox(StoreBase):
     """`claim_due`, `renew_leases`, `finish_deliveries` and `release`."""
+
+    async def _write_one(self, work: Callable[[sa.Connection], T]) -> T:
+        """`write` for a `work` of ONE statement (atomic by itself): on PostgreSQL in
+        autocommit, without the BEGIN and COMMIT round trips (the same durable commit)."""
+        if self._autocommit is None:
+            return await self.write(work)
+        with translated():
+            async with self._autocommit.connect() as conn:
+                return await conn.run_sync(work)
 
     async def claim_due(
         self,
@@ -139,6 +196,9 @@ class Outbox(StoreBase):
         if not destinations:
             return []
         at = now or utc_now()
+        if self._is_postgres:
+            return await self._claim_postgres(list(dict.fromkeys(destinations)), limit,
+                                              at, at + lease, owner)  # fmt: skip
 
         def transaction(conn: sa.Connection) -> list[ClaimedDelivery]:
             ids: list[int] = []
@@ -147,7 +207,7 @@ class Outbox(StoreBase):
                 if len(ids) >= limit:
                     break
                 found = conn.execute(
-                    due, {"destination": destination, "limit": limit - len(ids), "now": at}
+                    due, {"for_destination": destination, "limit": limit - len(ids), "now": at}
                 )
                 ids += found.scalars()
             if not ids:  # nothing written: the commit that follows writes nothing either
@@ -155,6 +215,26 @@ class Outbox(StoreBase):
             conn.execute(_LEASE, {"ids": ids, "until": at + lease, "owner": owner})
             return [ClaimedDelivery(*row) for row in conn.execute(_CLAIMED, {"ids": ids})]
 
+        return await self.write(transaction)
+
+    async def _claim_postgres(
+        self, destinations: list[str], limit: int, at: datetime, until: datetime, owner: str
+    ) -> list[ClaimedDelivery]:
+        """`claim_due` on PostgreSQL: one statement per destination (`_CLAIM_IN_ONE`); for one
+        destination (the delivery loop's every claim) in autocommit, one round trip in all."""
+
+        def transaction(conn: sa.Connection) -> list[ClaimedDelivery]:
+            claimed: list[ClaimedDelivery] = []
+            for destination in destinations:
+                if len(claimed) >= limit:
+                    break
+                params = {"for_destination": destination, "limit": limit - len(claimed),
+                          "now": at, "until": until, "owner": owner}  # fmt: skip
+                claimed += [ClaimedDelivery(*row) for row in conn.execute(_CLAIM_IN_ONE, params)]
+            return sorted(claimed, key=lambda c: c.id)  # in id order, as on SQLite
+
+        if len(destinations) == 1:
+            return await self._write_one(transaction)
         return await self.write(transaction)
 
     async def finish_delivery(
@@ -189,12 +269,48 @@ class Outbox(StoreBase):
                 case DeadLettered(reason=reason, hold=hold):
                     by_kind["dead"].append({**params, "error": bounded_text(reason), "hold": hold})
 
+        if self._is_postgres:
+            await self._finish_postgres(rows, finished)
+            return
+
         def transaction(conn: sa.Connection) -> None:
             _INSERT_ATTEMPTS.run(conn, rows)
             for kind, params_list in by_kind.items():
                 _OUTCOME_UPDATES[kind].run(conn, params_list)
 
         await self.write(transaction)
+
+    async def _finish_postgres(
+        self,
+        rows: list[dict[str, Any]],
+        finished: Sequence[tuple[int, Sequence[AttemptRecord], DeliveryOutcome]],
+    ) -> None:
+        """`finish_deliveries` on PostgreSQL: `_FINISH_IN_ONE`, in autocommit."""
+        tried = tuple(
+            [row[name] for row in rows]
+            for name in ("delivery_id", "started_at", "duration_ms", "outcome", "status_code",
+                         "detail")
+        )  # fmt: skip
+        outcomes: list[tuple[int, int, str, datetime | None, str | None, bool | None]] = []
+        for delivery_id, tries, outcome in finished:
+            match outcome:
+                case Delivered(at=at):
+                    outcomes.append((delivery_id, len(tries), DeliveryStatus.DELIVERED.value,
+                                     at, None, None))  # fmt: skip
+                case Rescheduled(next_attempt_at=at, error=error):
+                    outcomes.append((delivery_id, len(tries), DeliveryStatus.PENDING.value,
+                                     at, bounded_text(error), None))  # fmt: skip
+                case DeadLettered(reason=reason, hold=hold):
+                    outcomes.append((delivery_id, len(tries), DeliveryStatus.DEAD.value,
+                                     None, bounded_text(reason), hold))  # fmt: skip
+        params = (*tried, *(list(column) for column in zip(*outcomes, strict=True)))
+        if not outcomes:
+            params = (*tried, [], [], [], [], [], [])
+
+        def statement(conn: sa.Connection) -> None:
+            conn.exec_driver_sql(_FINISH_IN_ONE, params)
+
+        await self._write_one(statement)
 
     async def renew_leases(
         self, delivery_ids: Sequence[int], *, lease: timedelta, owner: str
