@@ -26,13 +26,18 @@ def _describe(exc: BaseException | None) -> str | None:
     return exc.cause_name if isinstance(exc, StoreError) else type(exc).__name__
 
 
+def _worth_retrying(exc: BaseException) -> bool:
+    return isinstance(exc, Exception) and not isinstance(exc, StoreRefused)
+
+
 def until_the_store_answers(
     *,
     log: Any = None,
     event: str = "store_unavailable",
     sleep: Callable[[float], Awaitable[None]] | None = None,
 ) -> AsyncRetrying:
-    """Retry anything but refused content until it succeeds; each wait logged as `event`
+    """Retry any exception but refused content until it succeeds (a cancellation is not
+    retried: it is raised as it came); each wait logged as `event`
     on `log` (a structlog logger) when given, with the attempt number and the error's type."""
 
     def before_sleep(state: RetryCallState) -> None:
@@ -47,7 +52,8 @@ def until_the_store_answers(
     options: dict[str, Any] = {} if sleep is None else {"sleep": sleep}
     return AsyncRetrying(
         wait=wait_exponential(multiplier=0.2, max=10),
-        retry=retry_if_exception(lambda exc: not isinstance(exc, StoreRefused)),
+        # Exceptions only: a cancellation (shutdown) goes through at once, never retried.
+        retry=retry_if_exception(_worth_retrying),
         before_sleep=None if log is None else before_sleep,
         reraise=True,
         **options,

@@ -3,6 +3,7 @@ stops answering half way, is `StoreUnavailable`; content it cannot hold is `Stor
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from datetime import datetime
 from pathlib import Path
@@ -142,6 +143,32 @@ async def test_the_wait_tells_an_engine_fault_from_an_outage() -> None:
         ("error", "ConnectionRefusedError", None),
         ("critical", "AttributeError", True),
     ]
+
+
+async def test_a_cancelled_wait_is_cancelled_not_retried() -> None:
+    """Shutdown cancels intake and the outcome writer in the middle of a write: the
+    cancellation goes through at once (tenacity caught it as any BaseException, and the write
+    was retried, logged as an unexpected store error)."""
+    calls: list[int] = []
+    started = asyncio.Event()
+
+    async def write() -> None:
+        log = structlog.get_logger("test")
+        async for attempt in until_the_store_answers(log=log, event="x.store_unavailable"):
+            with attempt:
+                calls.append(1)
+                started.set()
+                await asyncio.sleep(60)
+
+    with capture_logs() as logs:
+        task = asyncio.create_task(write())
+        await asyncio.wait_for(started.wait(), 10)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(task, 10)
+    assert task.cancelled()
+    assert calls == [1]
+    assert logs == []
 
 
 async def test_the_wait_raises_refused_content_at_once() -> None:
