@@ -172,6 +172,9 @@ def probes() -> dict[str, tuple[Probe, Callable[[], sa.Select[Any]] | None]]:
     async def retention(store: Store, _round: int) -> None:
         await _select(store, _eligible(T0 - timedelta(days=1), 200))
 
+    async def retention_old(store: Store, _round: int) -> None:
+        await _select(store, _eligible(T0 + timedelta(hours=1), 200))
+
     return {
         "intake: accepted keys of a batch (100 keys)": (
             accepted_keys, lambda: _accepted_keys_query(keys)),
@@ -183,6 +186,8 @@ def probes() -> dict[str, tuple[Probe, Callable[[], sa.Select[Any]] | None]]:
             due, lambda: _due(DESTINATIONS[0], 200, datetime.now(UTC))),
         "retention: settled messages past the cut-off (none)": (
             retention, lambda: _eligible(T0 - timedelta(days=1), 200)),
+        "retention: 200 settled messages past the cut-off": (
+            retention_old, lambda: _eligible(T0 + timedelta(hours=1), 200)),
     }  # fmt: skip
 
 
@@ -206,12 +211,9 @@ async def plans(store: Store) -> dict[str, list[str]]:
         if query is None:
             continue
         async with store.reading() as conn:
-            compiled = query().compile(
-                dialect=conn.dialect, compile_kwargs={"render_postcompile": True}
-            )
-            params = [compiled.params[k] for k in (compiled.positiontup or [])]
+            compiled = query().compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True})
             prefix = "EXPLAIN " if postgres else "EXPLAIN QUERY PLAN "
-            rows = (await conn.exec_driver_sql(prefix + str(compiled), tuple(params))).all()
+            rows = (await conn.exec_driver_sql(prefix + str(compiled))).all()
         out[name] = [str(r[0] if postgres else r[-1]) for r in rows]
     return out
 

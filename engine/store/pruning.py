@@ -18,6 +18,8 @@ from engine.store.schema import (
 )
 from engine.store.statuses import OPEN_FOLLOW_UPS, DeliveryStatus, MessageStatus
 
+_PRUNABLE = (MessageStatus.DUPLICATE.value, MessageStatus.ACCEPTED.value)
+
 
 def _eligible(older_than: datetime, limit: int) -> sa.Select[tuple[int]]:
     """The ids of up to `limit` settled messages received before `older_than`, oldest first."""
@@ -31,18 +33,23 @@ def _eligible(older_than: datetime, limit: int) -> sa.Select[tuple[int]]:
     )
     # Oldest first, read straight from ix_messages_received_at: the walk covers only the
     # messages older than the cut-off (those kept for good reason, and the `limit` pruned),
-    # never the whole log. The settled test is one CASE, which no index can serve, so
-    # SQLite does not read every accepted message by ix_messages_status_id and sort them
-    # (as it did for an OR of the two statuses: a scan of the log at every call, under
-    # the write lock, growing with history).
-    settled = sa.case(
-        (messages.c.status == MessageStatus.DUPLICATE, 1),
-        (sa.and_(messages.c.status == MessageStatus.ACCEPTED, ~unsettled, ~following), 1),
-        else_=0,
+    # never the whole log; each is tested by index seeks (PostgreSQL: nested-loop anti-joins).
+    # A duplicate has no deliveries or follow-ups of its own: its event id is either one never
+    # stored, or its original's, and then it stays until the original is settled and goes
+    # with it. So "a duplicate, or accepted with nothing unsettled" is one AND; as an OR of
+    # the two statuses, SQLite read every accepted message by ix_messages_status_id and sorted them,
+    # at every call, under the write lock, and as a CASE, PostgreSQL misjudged it and compiled
+    # it (JIT) at every call.
+    # `status || ''`: an expression no index serves, so that SQLite (without statistics) does
+    # not take ix_messages_status_id for it over the range of received_at.
+    settled = sa.and_(
+        messages.c.status.concat(sa.literal_column("''")).in_(_PRUNABLE),
+        ~unsettled,
+        ~following,
     )
     return (
         sa.select(messages.c.id)
-        .where(messages.c.received_at < older_than, settled == 1)
+        .where(messages.c.received_at < older_than, settled)
         .order_by(messages.c.received_at, messages.c.id)
         .limit(limit)
     )

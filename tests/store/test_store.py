@@ -203,6 +203,19 @@ async def test_retention_prunes_only_settled_messages(store: Store) -> None:
     assert await store.prune(T0 + timedelta(days=1)) == 0
 
 
+async def test_a_duplicate_of_a_message_still_waiting_goes_with_its_original(
+    store: Store,
+) -> None:
+    await store.record_intake([record("waiting", "p:w")])
+    await store.record_intake([record("waiting", "p:w")])  # the same event id: a duplicate
+    old_enough = T0 + timedelta(days=1)
+    assert await store.prune(old_enough) == 0  # the original's deliveries are pending
+    for c in await store.claim_due(["gp", "team"], limit=10, lease=LEASE, owner="w"):
+        await store.finish_delivery(c.id, [], Delivered(T0))
+    assert await store.prune(old_enough) == 2
+    assert await store.counts() == {}
+
+
 async def test_retention_keeps_open_follow_ups_and_prunes_settled_ones(store: Store) -> None:
     clock = FollowUpRecord("72h", "72h", T0, T0 + timedelta(hours=72))
     followed = record("f1", destinations=("gp",))
