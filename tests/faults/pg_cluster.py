@@ -22,6 +22,12 @@ def _bin(name: str) -> str:
     return found[-1]
 
 
+def _stop_orphan(folder: Path) -> bool:
+    """A dead run's cluster: its postmaster killed if it still runs from `folder` (never a
+    stale pid's new owner: pg_ctl would signal whatever holds it), its children with it."""
+    return reaper.kill_pid_file(folder / "data" / "postmaster.pid", folder)
+
+
 @dataclass
 class PgCluster:
     folder: Path
@@ -41,7 +47,7 @@ class PgCluster:
 
     @classmethod
     def start(cls) -> PgCluster:
-        reaper.reap("cb-faults-pg-", lambda dead: PgCluster(dead, 0).destroy())
+        reaper.reap("cb-faults-pg-", _stop_orphan)
         folder = Path(tempfile.mkdtemp(prefix="cb-faults-pg-"))
         folder.chmod(0o755)
         reaper.claim(folder)

@@ -51,7 +51,7 @@ class RabbitNode:
 
     @classmethod
     def start(cls, deadline: float = 90.0) -> RabbitNode:
-        reaper.reap("cb-faults-rabbit-", lambda dead: reaper.kill_pid_file(dead / "pid"))
+        reaper.reap("cb-faults-rabbit-", lambda dead: reaper.kill_pid_file(dead / "pid", dead))
         folder = Path(tempfile.mkdtemp(prefix="cb-faults-rabbit-"))
         folder.chmod(0o755)
         reaper.claim(folder)

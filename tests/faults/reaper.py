@@ -53,26 +53,55 @@ def orphaned(folder: Path, *, now: float | None = None) -> bool:
     return owner != os.getpid() and not _alive(owner)
 
 
-def kill_pid_file(pid_file: Path) -> None:
-    """SIGKILL the process whose id is the first line of `pid_file`, if it still runs."""
+def runs_from(pid: int, folder: Path) -> bool:
+    """True if process `pid` runs with `folder` in its command line (a private server started
+    from it names its data folder there); a pid file's stale pid, reused by another process
+    since, is not."""
     try:
-        pid = int(pid_file.read_text().split()[0])
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return str(folder).encode() in cmdline
+
+
+def pid_in(pid_file: Path) -> int | None:
+    """The process id on the first line of `pid_file` (RabbitMQ's pid file, postmaster.pid)."""
+    try:
+        return int(pid_file.read_text().split()[0])
     except (OSError, ValueError, IndexError):
-        return
+        return None
+
+
+def kill_pid_file(pid_file: Path, folder: Path) -> bool:
+    """SIGKILL the process named by `pid_file` if it still runs from `folder`; False if it is
+    still there afterwards."""
+    pid = pid_in(pid_file)
+    if pid is None or not runs_from(pid, folder):
+        return True
     with contextlib.suppress(OSError):
         os.kill(pid, signal.SIGCONT)  # a frozen node too
         os.kill(pid, signal.SIGKILL)
+    end = time.monotonic() + 10
+    while time.monotonic() < end:
+        if not runs_from(pid, folder):
+            return True
+        time.sleep(0.05)
+    return False
 
 
-def reap(prefix: str, stop: Callable[[Path], None], *, root: Path | None = None) -> list[Path]:
-    """Stop (`stop(folder)`) and remove every orphaned `prefix*` folder under `root` (the
-    temp dir); the folders reaped."""
+def reap(prefix: str, stop: Callable[[Path], bool], *, root: Path | None = None) -> list[Path]:
+    """Stop (`stop(folder)`: True once nothing runs from it) and remove every orphaned
+    `prefix*` folder under `root` (the temp dir); the folders reaped. A folder whose server
+    could not be stopped is kept, for the next run to try again."""
     reaped: list[Path] = []
     for folder in sorted((root or Path(tempfile.gettempdir())).glob(f"{prefix}*")):
         if not folder.is_dir() or not orphaned(folder):
             continue
-        with contextlib.suppress(Exception):
-            stop(folder)
-        shutil.rmtree(folder, ignore_errors=True)
-        reaped.append(folder)
+        try:
+            stopped = stop(folder)
+        except Exception:
+            stopped = False
+        if stopped:
+            shutil.rmtree(folder, ignore_errors=True)
+            reaped.append(folder)
     return reaped

@@ -17,17 +17,19 @@ def _dead_pid() -> int:
     return done.pid
 
 
-def _folder(root: Path, name: str, owner: int | None, server: subprocess.Popen[bytes]) -> Path:
+def _server(folder: Path | None = None) -> subprocess.Popen[bytes]:
+    """A process standing in for a private server: one started from `folder` names it in its
+    command line, as RabbitMQ's and PostgreSQL's do."""
+    argv = [sys.executable, "-c", "import time; time.sleep(120)"]
+    return subprocess.Popen(argv + ([str(folder / "data")] if folder is not None else []))
+
+
+def _folder(root: Path, name: str, owner: int | None) -> Path:
     folder = root / name
     folder.mkdir()
-    (folder / "pid").write_text(f"{server.pid}\n")
     if owner is not None:
         (folder / reaper.OWNER).write_text(f"{owner}\n")
     return folder
-
-
-def _sleeper() -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
 
 
 def _gone(process: subprocess.Popen[bytes], deadline: float = 20.0) -> bool:
@@ -39,35 +41,62 @@ def _gone(process: subprocess.Popen[bytes], deadline: float = 20.0) -> bool:
     return False
 
 
+def _stop(folder: Path) -> bool:
+    return reaper.kill_pid_file(folder / "pid", folder)
+
+
 def test_a_dead_runs_server_is_stopped_and_its_folder_removed(tmp_path: Path) -> None:
-    orphan_server, live_server, old_server, new_server = (_sleeper() for _ in range(4))
+    other_run = _server()  # a concurrent run: alive, not this process
+    servers: list[subprocess.Popen[bytes]] = [other_run]
     try:
-        orphan = _folder(tmp_path, "cb-x-orphan", _dead_pid(), orphan_server)
-        live = _folder(tmp_path, "cb-x-live", os.getpid(), live_server)
-        old = _folder(tmp_path, "cb-x-old", None, old_server)
+        orphan = _folder(tmp_path, "cb-x-orphan", _dead_pid())
+        live = _folder(tmp_path, "cb-x-live", other_run.pid)
+        old = _folder(tmp_path, "cb-x-old", None)
+        recent = _folder(tmp_path, "cb-x-recent", None)
+        for folder in (orphan, live, old, recent):
+            servers.append(server := _server(folder))
+            (folder / "pid").write_text(f"{server.pid}\n")
         ancient = time.time() - reaper.STALE_WITHOUT_OWNER_S - 60
         os.utime(old, (ancient, ancient))
-        recent = _folder(tmp_path, "cb-x-recent", None, new_server)
         other = tmp_path / "not-ours"
         other.mkdir()
 
-        reaped = reaper.reap(
-            "cb-x-", lambda dead: reaper.kill_pid_file(dead / "pid"), root=tmp_path
-        )
+        assert sorted(reaper.reap("cb-x-", _stop, root=tmp_path)) == sorted([orphan, old])
 
-        assert sorted(reaped) == sorted([orphan, old])
+        _, orphan_server, live_server, old_server, recent_server = servers
         assert _gone(orphan_server)
         assert _gone(old_server)
         assert not orphan.exists()
         assert not old.exists()
-        # a live owner's server, a recent folder without an owner, and other folders stay
+        # a live run's server, a recent folder without an owner, and other folders stay
         assert live_server.poll() is None
-        assert new_server.poll() is None
+        assert recent_server.poll() is None
         assert all(folder.exists() for folder in (live, recent, other))
     finally:
-        for server in (orphan_server, live_server, old_server, new_server):
+        for server in servers:
             server.kill()
             server.wait()
+
+
+def test_a_stale_pid_now_of_another_process_is_not_killed(tmp_path: Path) -> None:
+    """The pid file of a server that died with its run may name a pid the system has given to
+    another process since (the shared broker, another run's server): never signalled."""
+    stranger = _server()  # does not run from the folder
+    try:
+        orphan = _folder(tmp_path, "cb-x-stale", _dead_pid())
+        (orphan / "pid").write_text(f"{stranger.pid}\n")
+        assert reaper.reap("cb-x-", _stop, root=tmp_path) == [orphan]
+        assert stranger.poll() is None
+        assert not orphan.exists()
+    finally:
+        stranger.kill()
+        stranger.wait()
+
+
+def test_a_server_that_will_not_stop_keeps_its_folder(tmp_path: Path) -> None:
+    orphan = _folder(tmp_path, "cb-x-stuck", _dead_pid())
+    assert reaper.reap("cb-x-", lambda _folder: False, root=tmp_path) == []
+    assert orphan.exists()
 
 
 def test_claim_names_this_process(tmp_path: Path) -> None:
