@@ -124,7 +124,7 @@ def _unknown_resource_type(data: JsonObject, path: str) -> tuple[str, object] | 
     entry's) that names no FHIR R4 resource: the fault the models raise on it (KeyError) says
     nothing of where it is. Walked only once validation has failed, so valid messages pay
     nothing; in document order, without recursion."""
-    from fhir.resources import get_fhir_model_class
+    from fhir.resources.R4B import get_fhir_model_class  # the failure path only
 
     stack: list[tuple[Any, str]] = [(data, path)]
     while stack:

@@ -831,9 +831,10 @@ def test_the_event_id_is_stable_per_feed_and_message() -> None:
         ),
         (  # the models fault (KeyError) on an unknown contained type: found by its path
             lambda e: e.update(
+                # DeviceUseStatement is R4 (R4B) only, Transport R5 only: the models are R4B
                 contained=[
-                    {"resourceType": "Patient", "id": "p"},
-                    {"resourceType": "Nope", "id": "n"},
+                    {"resourceType": "DeviceUseStatement", "id": "p"},
+                    {"resourceType": "Transport", "id": "n"},
                 ]
             ),
             "103",
