@@ -200,3 +200,23 @@ async def test_migration_0013_takes_an_index_an_operator_built_concurrently() ->
             await store.close()
     finally:
         await drop_pg_database(database)
+
+
+async def test_migration_0014_refuses_an_index_a_failed_concurrent_build_left_invalid() -> None:
+    database = await create_pg_database()
+    url = pg_url(database)
+    try:
+        engine = create_async_engine(url, isolation_level="AUTOCOMMIT")
+        async with engine.connect() as conn:
+            await conn.run_sync(_to("0013"))
+            await conn.execute(sa.text("CREATE INDEX ix_events_message_id ON events (message_id)"))
+            # what a CREATE INDEX CONCURRENTLY that failed half way leaves behind
+            await conn.execute(sa.text(
+                "UPDATE pg_index SET indisvalid = false "
+                "WHERE indexrelid = 'ix_events_message_id'::regclass"
+            ))  # fmt: skip
+        await engine.dispose()
+        with pytest.raises(RuntimeError, match="ix_events_message_id exists but is not valid"):
+            await Store.open(StoreConfig(url=url))
+    finally:
+        await drop_pg_database(database)
