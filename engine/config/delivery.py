@@ -14,8 +14,8 @@ class DeliveryConfig(Strict):
     per_destination: int = Field(default=32, ge=1)
     """Most deliveries in flight to one destination (an MLLP destination always takes one at a
     time: its link is serial), so a slow destination cannot hold every slot (half of them by
-    default). A slot is held from the claim to the outcome's commit, two store transactions
-    besides the send, so this over that cycle bounds a destination's throughput: at 16 (32
+    default). A slot is held from the claim to the outcome's commit (on PostgreSQL, until the
+    outcome is decided), so this over that cycle bounds a destination's throughput: at 16 (32
     slots in all) one webhook destination took about 1,000 deliveries/s on SQLite and 600 on
     PostgreSQL while intake committed 1,400 to 1,900 (issue 16)."""
     batch_size: int = Field(default=100, ge=1)
