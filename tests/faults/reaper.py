@@ -54,14 +54,17 @@ def orphaned(folder: Path, *, now: float | None = None) -> bool:
 
 
 def runs_from(pid: int, folder: Path) -> bool:
-    """True if process `pid` runs with `folder` in its command line (a private server started
-    from it names its data folder there); a pid file's stale pid, reused by another process
-    since, is not."""
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
-    return str(folder).encode() in cmdline
+    """True if process `pid` runs with `folder` in its command line or its environment (a
+    private server started from it names its data folder there: PostgreSQL's -D, RabbitMQ's
+    RABBITMQ_MNESIA_BASE); a pid file's stale pid, reused by another process since, is not."""
+    name = str(folder).encode()
+    for part in ("cmdline", "environ"):
+        try:
+            if name in Path(f"/proc/{pid}/{part}").read_bytes():
+                return True
+        except OSError:
+            return False
+    return False
 
 
 def pid_in(pid_file: Path) -> int | None:

@@ -17,11 +17,16 @@ def _dead_pid() -> int:
     return done.pid
 
 
-def _server(folder: Path | None = None) -> subprocess.Popen[bytes]:
+def _server(folder: Path | None = None, *, in_env: bool = False) -> subprocess.Popen[bytes]:
     """A process standing in for a private server: one started from `folder` names it in its
-    command line, as RabbitMQ's and PostgreSQL's do."""
+    command line (as PostgreSQL's -D) or, `in_env`, in its environment (as RabbitMQ's
+    RABBITMQ_MNESIA_BASE)."""
     argv = [sys.executable, "-c", "import time; time.sleep(120)"]
-    return subprocess.Popen(argv + ([str(folder / "data")] if folder is not None else []))
+    if folder is None:
+        return subprocess.Popen(argv)
+    if in_env:
+        return subprocess.Popen(argv, env={**os.environ, "STAND_IN_BASE": str(folder / "m")})
+    return subprocess.Popen([*argv, str(folder / "data")])
 
 
 def _folder(root: Path, name: str, owner: int | None) -> Path:
@@ -54,7 +59,7 @@ def test_a_dead_runs_server_is_stopped_and_its_folder_removed(tmp_path: Path) ->
         old = _folder(tmp_path, "cb-x-old", None)
         recent = _folder(tmp_path, "cb-x-recent", None)
         for folder in (orphan, live, old, recent):
-            servers.append(server := _server(folder))
+            servers.append(server := _server(folder, in_env=folder is old))
             (folder / "pid").write_text(f"{server.pid}\n")
         ancient = time.time() - reaper.STALE_WITHOUT_OWNER_S - 60
         os.utime(old, (ancient, ancient))
