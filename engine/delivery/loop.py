@@ -69,7 +69,6 @@ class DeliveryLoop:
         self._owner = f"engine-{uuid.uuid4().hex[:12]}"
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
-        self._slots = asyncio.Semaphore(config.concurrency)
         self._in_flight: set[asyncio.Task[None]] = set()
         self._held: set[int] = set()
         """The ids of the deliveries in flight, whose leases are renewed while they run."""
