@@ -172,22 +172,24 @@ class _Timestamp:
     fraction at a whole second, as `datetime.isoformat`), with the date and time of day
     formatted once a second instead of for every line."""
 
-    __slots__ = ("_second", "_text")
+    __slots__ = ("_cached",)
 
     def __init__(self) -> None:
-        self._second = -1
-        self._text = ""
+        self._cached: tuple[int, str] = (-1, "")
+        """The second and its text, as one value: a line of another thread (the store's
+        writer, an executor) reads both of the same second, never one of each."""
 
     def __call__(
         self, _logger: object, _name: str, event_dict: MutableMapping[str, Any]
     ) -> MutableMapping[str, Any]:
         now = time.time()
         second = int(now)
-        if second != self._second:
-            moment = datetime.fromtimestamp(second, UTC)
-            self._text, self._second = moment.strftime("%Y-%m-%dT%H:%M:%S"), second
+        cached_second, text = self._cached
+        if second != cached_second:
+            text = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+            self._cached = (second, text)
         micro = int((now - second) * 1_000_000)
-        event_dict["timestamp"] = f"{self._text}.{micro:06d}Z" if micro else self._text + "Z"
+        event_dict["timestamp"] = f"{text}.{micro:06d}Z" if micro else text + "Z"
         return event_dict
 
 

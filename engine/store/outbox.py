@@ -9,7 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from engine.store.base import Batched, StoreBase, T, bounded_text, utc_now
-from engine.store.errors import translated
+from engine.store.errors import StoreRefused, translated
 from engine.store.records import (
     AttemptRecord,
     ClaimedDelivery,
@@ -63,6 +63,10 @@ WHERE d.id = v.id AND d.status = 'pending'"""
 """PostgreSQL: `finish_deliveries` as one statement, so one round trip in autocommit: the
 attempts inserted and the outcomes set, each delivery's row only while it is pending, as
 `_INSERT_ATTEMPTS` and `_OUTCOME_UPDATES` do in three (the values as arrays, row by row)."""
+
+
+_utc = UtcDateTime().process_bind_param
+"""The check and conversion a UtcDateTime column makes of a value it is given."""
 
 
 def _due_statement() -> sa.Select[int]:
@@ -164,6 +168,25 @@ def _due(destination: str, limit: int, now: datetime) -> sa.Select[int]:
     return _DUE.params(for_destination=destination, limit=limit, now=now)
 
 
+_Finished = Sequence[tuple[int, Sequence[AttemptRecord], DeliveryOutcome]]
+
+
+def _unique_runs(finished: _Finished) -> list[_Finished]:
+    """`finished` cut, in order, into runs that name each delivery once: a delivery named twice
+    in a batch (re-claimed after its lease ran out while an earlier send still ran) is recorded
+    by two statements, in order (one UPDATE ... FROM unnest applies one row per delivery)."""
+    runs: list[_Finished] = []
+    start, seen = 0, set[int]()
+    for at, (delivery_id, _tries, _outcome) in enumerate(finished):
+        if delivery_id in seen:
+            runs.append(finished[start:at])
+            start, seen = at, set[int]()
+        seen.add(delivery_id)
+    if start < len(finished):
+        runs.append(finished[start:])
+    return runs
+
+
 class Outbox(StoreBase):
     """`claim_due`, `renew_leases`, `finish_deliveries` and `release`."""
 
@@ -250,6 +273,10 @@ class Outbox(StoreBase):
         fsync for all of them). Only a pending delivery changes: one another worker already
         finished (after this worker's lease ran out) keeps its outcome; the attempts are still
         recorded."""
+        if self._is_postgres:
+            for run in _unique_runs(finished):
+                await self._finish_postgres(run)
+            return
         rows = [
             {"delivery_id": delivery_id, "started_at": t.started_at,
              "duration_ms": t.duration_ms, "outcome": t.outcome,
@@ -269,10 +296,6 @@ class Outbox(StoreBase):
                 case DeadLettered(reason=reason, hold=hold):
                     by_kind["dead"].append({**params, "error": bounded_text(reason), "hold": hold})
 
-        if self._is_postgres:
-            await self._finish_postgres(rows, finished)
-            return
-
         def transaction(conn: sa.Connection) -> None:
             _INSERT_ATTEMPTS.run(conn, rows)
             for kind, params_list in by_kind.items():
@@ -280,26 +303,28 @@ class Outbox(StoreBase):
 
         await self.write(transaction)
 
-    async def _finish_postgres(
-        self,
-        rows: list[dict[str, Any]],
-        finished: Sequence[tuple[int, Sequence[AttemptRecord], DeliveryOutcome]],
-    ) -> None:
-        """`finish_deliveries` on PostgreSQL: `_FINISH_IN_ONE`, in autocommit."""
-        tried = tuple(
-            [row[name] for row in rows]
-            for name in ("delivery_id", "started_at", "duration_ms", "outcome", "status_code",
-                         "detail")
-        )  # fmt: skip
+    async def _finish_postgres(self, finished: _Finished) -> None:
+        """`finish_deliveries` on PostgreSQL: `_FINISH_IN_ONE`, in autocommit. The values go to
+        the driver as arrays, past the columns' types: each datetime is checked here as
+        `UtcDateTime` would (a naive one refused, not read as the host's local time)."""
+        tries_of = [(delivery_id, t) for delivery_id, tries, _ in finished for t in tries]
+        tried = (
+            [delivery_id for delivery_id, _ in tries_of],
+            [self._aware(t.started_at) for _, t in tries_of],
+            [t.duration_ms for _, t in tries_of],
+            [t.outcome for _, t in tries_of],
+            [t.status_code for _, t in tries_of],
+            [bounded_text(t.detail) for _, t in tries_of],
+        )
         outcomes: list[tuple[int, int, str, datetime | None, str | None, bool | None]] = []
         for delivery_id, tries, outcome in finished:
             match outcome:
                 case Delivered(at=at):
                     outcomes.append((delivery_id, len(tries), DeliveryStatus.DELIVERED.value,
-                                     at, None, None))  # fmt: skip
+                                     self._aware(at), None, None))  # fmt: skip
                 case Rescheduled(next_attempt_at=at, error=error):
                     outcomes.append((delivery_id, len(tries), DeliveryStatus.PENDING.value,
-                                     at, bounded_text(error), None))  # fmt: skip
+                                     self._aware(at), bounded_text(error), None))  # fmt: skip
                 case DeadLettered(reason=reason, hold=hold):
                     outcomes.append((delivery_id, len(tries), DeliveryStatus.DEAD.value,
                                      None, bounded_text(reason), hold))  # fmt: skip
@@ -311,6 +336,12 @@ class Outbox(StoreBase):
             conn.exec_driver_sql(_FINISH_IN_ONE, params)
 
         await self._write_one(statement)
+
+    def _aware(self, value: datetime) -> datetime | None:
+        try:
+            return _utc(value, self.engine.dialect)
+        except ValueError as exc:
+            raise StoreRefused(exc) from exc
 
     async def renew_leases(
         self, delivery_ids: Sequence[int], *, lease: timedelta, owner: str

@@ -20,6 +20,7 @@ from engine.store import (
     IntakeRecord,
     Rescheduled,
     Store,
+    StoreRefused,
     migrate,
 )
 from engine.store.schema import follow_ups, metadata
@@ -177,6 +178,33 @@ async def test_finishing_records_every_attempt(store: Store) -> None:
             )
         ).one()
     assert tuple(n) == (2, 2)
+
+
+async def test_a_delivery_finished_twice_in_one_batch_is_recorded_in_order(store: Store) -> None:
+    """Re-claimed after its lease ran out while the first send still ran, one delivery may be
+    in one batch of outcomes twice: every attempt is recorded, and a delivery that reached its
+    destination is recorded delivered, never left pending to be sent again (on PostgreSQL one
+    UPDATE ... FROM unnest applied one of the two rows, whichever)."""
+    await store.record_intake([record("a1")])
+    [c] = await store.claim_due(["gp"], limit=1, lease=LEASE, owner="w")
+    failed = AttemptRecord(started_at=T0, duration_ms=1, outcome="transient", status_code=503)
+    sent = AttemptRecord(started_at=T0, duration_ms=1, outcome="delivered", status_code=200)
+    await store.finish_deliveries([
+        (c.id, [failed], Rescheduled(T0 + timedelta(minutes=5), "503")),
+        (c.id, [sent], Delivered(T0)),
+    ])  # fmt: skip
+    async with store.engine.connect() as conn:
+        row = (await conn.execute(
+            sa.text("SELECT status, (SELECT count(*) FROM attempts) FROM deliveries "
+                    "WHERE id = :id"), {"id": c.id})).one()  # fmt: skip
+    assert tuple(row) == ("delivered", 2)
+
+
+async def test_a_naive_datetime_is_refused_not_read_as_local_time(store: Store) -> None:
+    await store.record_intake([record("a1")])
+    [c] = await store.claim_due(["gp"], limit=1, lease=LEASE, owner="w")
+    with pytest.raises(StoreRefused):
+        await store.finish_delivery(c.id, [], Rescheduled(datetime(2026, 7, 1, 12), "later"))
 
 
 async def test_concurrent_claimers_never_share_a_delivery(store: Store) -> None:
