@@ -34,6 +34,7 @@ from engine.config.destinations import DESTINATION_TYPES
 from engine.config.environment import literal_credentials, literal_secrets, substitute
 from engine.config.root import Config
 from engine.config.store import StoreConfig
+from engine.yaml_files import load_yaml
 from mappings.settings import path_of, reason_of
 
 
@@ -93,7 +94,7 @@ thousand at most (inline code tables included)."""
 
 def _read_yaml(text: str, origin: str) -> dict[str, Any]:
     try:
-        raw = yaml.safe_load(text)
+        raw = load_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark is not None else origin

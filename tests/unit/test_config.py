@@ -8,6 +8,7 @@ from pydantic import BaseModel
 from engine.config import Config, ConfigError, feed_profiles, load_config, parse_config
 from engine.config.base import FromEnvironment, Secret, Strict
 from engine.config.environment import literal_secrets
+from engine.yaml_files import load_yaml
 from mappings.clinical.follow_up import DEFAULT_RULES
 
 REPO = Path(__file__).resolve().parents[2]
@@ -122,6 +123,24 @@ routes:
 
 def test_yaml_syntax_error_names_the_line() -> None:
     assert problems("sources:\n  - name: [unclosed\n")[0].startswith("line ")
+
+
+def test_a_setting_given_twice_is_refused_naming_its_line() -> None:
+    """PyYAML's last-one-wins would drop the first block without a word: here, the route that
+    sends discharges to the community team."""
+    again = MINIMAL + "routes:\n  - {name: other, to: [community-team]}\n"
+    assert problems(again, {"COMMUNITY_SECRET": "s" * 32}) == [
+        "line 14: not valid YAML (key 'routes' given twice)"
+    ]
+    nested = MINIMAL.replace("    type: webhook\n", "    type: webhook\n    type: amqp\n")
+    assert problems(nested, {"COMMUNITY_SECRET": "s" * 32})[0].startswith("line 8: ")
+
+
+def test_a_merged_key_may_still_be_overridden() -> None:
+    assert load_yaml("base: &b {x: 1, y: 2}\nc:\n  <<: *b\n  x: 3\n") == {
+        "base": {"x": 1, "y": 2},
+        "c": {"x": 3, "y": 2},
+    }
 
 
 def test_unknown_settings_are_refused_not_ignored() -> None:
