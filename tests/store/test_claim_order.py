@@ -3,7 +3,8 @@ lies behind it; held dead letters and replays keep per-patient order. Both store
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -178,45 +179,43 @@ async def test_migration_0012_keeps_a_backlog_claimable_in_order(
             await drop_pg_database(database)
 
 
+@contextlib.asynccontextmanager
+async def _database_at(revision: str, *statements: str) -> AsyncIterator[str]:
+    """A new PostgreSQL database migrated to `revision`, then `statements` run in autocommit
+    (as an operator would, CONCURRENTLY included); its URL, dropped after."""
+    database = await create_pg_database()
+    try:
+        engine = create_async_engine(pg_url(database), isolation_level="AUTOCOMMIT")
+        async with engine.connect() as conn:
+            await conn.run_sync(_to(revision))
+            for statement in statements:
+                await conn.execute(sa.text(statement))
+        await engine.dispose()
+        yield pg_url(database)
+    finally:
+        await drop_pg_database(database)
+
+
 async def test_migration_0013_takes_an_index_an_operator_built_concurrently() -> None:
     """docs/deploy.md: on a large PostgreSQL store, ix_events_corrects may be built beforehand
     with CREATE INDEX CONCURRENTLY (no write lock on events); the migration then finds it."""
-    database = await create_pg_database()
-    url = pg_url(database)
-    try:
-        engine = create_async_engine(url, isolation_level="AUTOCOMMIT")
-        async with engine.connect() as conn:
-            await conn.run_sync(_to("0012"))
-            await conn.execute(sa.text(
-                "CREATE INDEX CONCURRENTLY ix_events_corrects ON events (corrects) "
-                "WHERE corrects IS NOT NULL"
-            ))  # fmt: skip
-        await engine.dispose()
+    built = ("CREATE INDEX CONCURRENTLY ix_events_corrects ON events (corrects) "
+             "WHERE corrects IS NOT NULL")  # fmt: skip
+    async with _database_at("0012", built) as url:
         store = await Store.open(StoreConfig(url=url))  # migrates to the head
         try:
             async with store.engine.connect() as conn:
                 assert await conn.run_sync(migrate.current_revision) == migrate.head_revision()
         finally:
             await store.close()
-    finally:
-        await drop_pg_database(database)
 
 
 async def test_migration_0014_refuses_an_index_a_failed_concurrent_build_left_invalid() -> None:
-    database = await create_pg_database()
-    url = pg_url(database)
-    try:
-        engine = create_async_engine(url, isolation_level="AUTOCOMMIT")
-        async with engine.connect() as conn:
-            await conn.run_sync(_to("0013"))
-            await conn.execute(sa.text("CREATE INDEX ix_events_message_id ON events (message_id)"))
-            # what a CREATE INDEX CONCURRENTLY that failed half way leaves behind
-            await conn.execute(sa.text(
-                "UPDATE pg_index SET indisvalid = false "
-                "WHERE indexrelid = 'ix_events_message_id'::regclass"
-            ))  # fmt: skip
-        await engine.dispose()
+    left = (  # what a CREATE INDEX CONCURRENTLY that failed half way leaves behind
+        "CREATE INDEX ix_events_message_id ON events (message_id)",
+        "UPDATE pg_index SET indisvalid = false "
+        "WHERE indexrelid = 'ix_events_message_id'::regclass",
+    )
+    async with _database_at("0013", *left) as url:
         with pytest.raises(RuntimeError, match="ix_events_message_id exists but is not valid"):
             await Store.open(StoreConfig(url=url))
-    finally:
-        await drop_pg_database(database)
