@@ -542,6 +542,10 @@ def plain_http_allowed(command: str) -> str:
     return ", allow_plain_http: true" if done.returncode == 0 else ""
 
 
+ENGINE_PREFETCH = [200]
+"""The engines' `amqp.prefetch` (`--engine-prefetch`)."""
+
+
 def engine_config(
     tmp: Path,
     source: str,
@@ -554,7 +558,7 @@ def engine_config(
     plain = plain_http_allowed(command)
     store_url = store_url or f"sqlite+aiosqlite:///{tmp / 'carebridge.db'}"
     text = f"""
-amqp: {{url: "${{{AMQP_URL_ENV}}}", prefetch: 200}}
+amqp: {{url: "${{{AMQP_URL_ENV}}}", prefetch: {ENGINE_PREFETCH[0]}}}
 store: {{url: "{store_url}"}}
 http: {{host: 127.0.0.1, port: {port}}}
 sources:
@@ -1277,6 +1281,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--window", type=int, default=256, help="unconfirmed publishes (256)")
     ap.add_argument("--prefetch", type=int, default=200, help="raw consumer prefetch (200)")
     ap.add_argument("--engine-yaml", default="", help="extra YAML appended to the engine config")
+    ap.add_argument("--engine-prefetch", type=int, default=200,
+                    help="the engines' amqp.prefetch (200, the engine's default)")  # fmt: skip
     ap.add_argument(
         "--engine-command",
         default=str(CAREBRIDGE),
@@ -1565,6 +1571,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     global TRAFFIC
     args = parse_args(argv)
     TRAFFIC = args.traffic
+    ENGINE_PREFETCH[0] = args.engine_prefetch
     return run_main(args, bench, report)
 
 
