@@ -67,17 +67,17 @@ class History:
         """A cancel of `cancel_kind` for this patient and stay that found nothing to cancel when
         it arrived and happened no earlier than `occurred_at` (so it cancels an event that came
         late, out of order, not a newer one): its event id, or None."""
-        same_stay = (events.c.stay_id.is_(None) if stay_id is None
-                     else events.c.stay_id == stay_id)  # fmt: skip
         not_before = (sa.true() if occurred_at is None
                       else sa.or_(events.c.occurred_at.is_(None),
                                   events.c.occurred_at >= occurred_at))  # fmt: skip
         event_id = self._conn.execute(
             sa.select(events.c.event_id)
             .where(events.c.patient_key == patient_key, events.c.kind == cancel_kind,
-                   events.c.corrects.is_(None), same_stay, not_before)
+                   events.c.corrects.is_(None), _same_stay(events, stay_id is not None),
+                   not_before)
             .order_by(events.c.message_id)
-            .limit(1)
+            .limit(1),
+            {"stay_id": stay_id},
         ).scalar()  # fmt: skip
         return None if event_id is None else str(event_id)
 

@@ -41,9 +41,10 @@ def _eligible(older_than: datetime, limit: int) -> sa.Select[tuple[int]]:
     # at every call, under the write lock, and as a CASE, PostgreSQL misjudged it and compiled
     # it (JIT) at every call.
     # `status || ''`: an expression no index serves, so that SQLite (without statistics) does
-    # not take ix_messages_status_id for it over the range of received_at.
+    # not take ix_messages_status_id for it over the range of received_at (as intake's
+    # accepted-keys query does, `store/intake.py`).
     settled = sa.and_(
-        messages.c.status.concat(sa.literal_column("''")).in_(_PRUNABLE),
+        (messages.c.status + "").in_(_PRUNABLE),
         ~unsettled,
         ~following,
     )
