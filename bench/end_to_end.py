@@ -211,11 +211,52 @@ def peak_rss_mb(pid: int) -> float:
     return math.nan
 
 
+def postgres_cpu() -> float:
+    """CPU seconds used so far by every process named `postgres` on this machine (the server
+    and its backends; a backend that exited during the window is not counted, so this is a
+    floor). 0.0 where there is none."""
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if (entry / "comm").read_text().strip() != "postgres":
+                continue
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy() -> float | None:
+    """CPU seconds the whole machine has spent busy so far, summed over its cores (everything
+    in /proc/stat's cpu line but idle and iowait)."""
+    try:
+        first = Path("/proc/stat").read_text().splitlines()[0].split()
+    except (OSError, IndexError):
+        return None
+    values = [int(v) for v in first[1:]]
+    busy = sum(values) - values[3] - values[4]  # idle, iowait
+    busy -= sum(values[8:10])  # guest time is already in user time
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
+def ceiling(result: dict[str, Any] | ThroughputResult) -> float:
+    """msg/s the machine could carry if every core were as busy per message as in this run:
+    what more engine processes could reach at best, the rest of the machine unchanged."""
+    values = result if isinstance(result, dict) else vars(result)
+    busy, rate = values["machine_busy_pct"], values["e2e_mps"]
+    cores = os.cpu_count() or 1
+    return rate * 100 * cores / busy if busy and not math.isnan(busy) else math.nan
+
+
 def cpu_snapshot(
     engine_pid: int | Sequence[int], rabbit_pid: int | None
 ) -> tuple[float | None, ...]:
     """CPU seconds so far: the engine (summed over its processes when given several), its
-    event-loop thread(s), its kernel time, RabbitMQ, this process."""
+    event-loop thread(s), its kernel time, RabbitMQ, this process, PostgreSQL (every
+    `postgres` process), the whole machine busy (all cores)."""
     pids = [engine_pid] if isinstance(engine_pid, int) else list(engine_pid)
 
     def summed(**kwargs: bool) -> float | None:
@@ -228,6 +269,8 @@ def cpu_snapshot(
         summed(system=True),
         ticks(rabbit_pid) if rabbit_pid else None,
         time.process_time(),
+        postgres_cpu(),
+        machine_busy(),
     )
 
 
@@ -707,6 +750,10 @@ class ThroughputResult:
     log_events: dict[str, int]
     engine_peak_rss_mb: float = math.nan
     """The engine's peak resident memory (VmHWM) over the whole run, warm-up included."""
+    postgres_cpu_pct: float = math.nan
+    """Every `postgres` process on the machine (the SQLite runs: whatever else uses it)."""
+    machine_busy_pct: float = math.nan
+    """The whole machine, summed over its cores (200 = both of two cores busy)."""
 
 
 async def warm_up(engine: Engine, broker: Broker, receiver: Receiver, count: int) -> None:
@@ -795,6 +842,8 @@ async def e2e_throughput(
         engine_errors=engine.error_lines(),
         log_events=engine.log_events(),
         engine_peak_rss_mb=peak_rss,
+        postgres_cpu_pct=pct(cpu0[5], cpu1[5]),
+        machine_busy_pct=pct(cpu0[6], cpu1[6]),
     )
     if missing or result.engine_errors:
         cleanup.keep.append(engine.tmp)
@@ -1195,6 +1244,8 @@ def report(results: dict[str, Any]) -> str:
         row(f"scale-out, {n} engines / 1 (pairs)", s["scale_out"], pairs, 2)
         row(f"  {n} engines' CPU, % of one core", math.nan,
             [r["engine_cpu_pct"] for r in results["replicas"]])  # fmt: skip
+        row(f"  machine busy with {n} engines, % of one core", math.nan,
+            [r["machine_busy_pct"] for r in results["replicas"]])  # fmt: skip
     row("engine CPU, % of one core", s["engine_cpu_pct"], [r["engine_cpu_pct"] for r in thr])
     row(
         "engine peak RSS, MB (target <= 250)",
@@ -1213,6 +1264,20 @@ def report(results: dict[str, Any]) -> str:
     )
     row("RabbitMQ CPU, % of one core", s["rabbit_cpu_pct"], [r["rabbit_cpu_pct"] for r in thr])
     row("bench process CPU, % of one core", s["bench_cpu_pct"], [r["bench_cpu_pct"] for r in thr])
+    row("PostgreSQL CPU (every postgres process), %", s["postgres_cpu_pct"],
+        [r["postgres_cpu_pct"] for r in thr])  # fmt: skip
+    row(f"machine busy, % of one core ({m['nproc']} cores)", s["machine_busy_pct"],
+        [r["machine_busy_pct"] for r in thr])  # fmt: skip
+    row("  machine's ceiling at this CPU a message, msg/s", s["ceiling_mps"],
+        [ceiling(r) for r in thr])  # fmt: skip
+    share = [
+        (label, 1e4 * s[key] / s["e2e_mps"])
+        for label, key in (("engine", "engine_cpu_pct"), ("RabbitMQ", "rabbit_cpu_pct"),
+                           ("PostgreSQL", "postgres_cpu_pct"), ("bench", "bench_cpu_pct"),
+                           ("machine", "machine_busy_pct"))
+    ]  # fmt: skip
+    lines.append("  CPU a message delivered, us: "
+                 + " · ".join(f"{label} {fmt(us)}" for label, us in share))  # fmt: skip
     lat = results["latency"]
     lines.append(f"  latency at {p['rate']:g} msg/s offered (publish -> receipt):")
     row("  offered, msg/s", s["offered_mps"], [r["offered_mps"] for r in lat], 1)
@@ -1465,6 +1530,9 @@ async def bench(args: argparse.Namespace, cleanup: Cleanup) -> dict[str, Any]:
         "engine_system_cpu_pct": med(throughput, "engine_system_cpu_pct"),
         "rabbit_cpu_pct": med(throughput, "rabbit_cpu_pct"),
         "bench_cpu_pct": med(throughput, "bench_cpu_pct"),
+        "postgres_cpu_pct": med(throughput, "postgres_cpu_pct"),
+        "machine_busy_pct": med(throughput, "machine_busy_pct"),
+        "ceiling_mps": median(ceiling(r) for r in throughput),
         "engine_peak_rss_mb": max((r.engine_peak_rss_mb for r in throughput), default=math.nan),
     }
     summary["ratio"] = summary["e2e_mps"] / summary["raw_mps"]
