@@ -103,13 +103,31 @@ class Run:
                 if cid.endswith("-0003") and int(cid.split("-")[1]) % 4 == 0}  # fmt: skip
         self.receiver.slow = slow.__contains__
 
-    async def until_a_slow_send_outlasts_the_lease(self) -> None:
-        def outlasted() -> bool:
+    async def until_a_slow_send_outlasts_the_lease(self, store_url: str, owners: list[str]) -> None:
+        """Until a slow send has run past the lease and the store shows it still leased to one
+        of `owners`: the moment to kill. A send that has run 22 s has 4 s left before its
+        answer (SLOW plus the receiver's second), so the store is asked, not only the clock."""
+        end = time.monotonic() + 90
+        while True:
             now = time.monotonic()
-            return any(self.receiver.slow(k) and now - times[0] > LEASE + 2
-                       for k, times in self.receiver.requests.items())  # fmt: skip
+            outlasting = {k for k, times in self.receiver.requests.items()
+                          if self.receiver.slow(k) and k not in self.receiver.applied
+                          and now - times[0] > LEASE + 2}  # fmt: skip
+            if outlasting:
+                for owner in owners:
+                    if outlasting & await held_by(store_url, owner):
+                        return
+            if now > end:
+                raise AssertionError("no slow send ran past the lease while still leased")
+            await asyncio.sleep(0.05)
 
-        await wait_until(outlasted, deadline=90, what="a slow send running past the lease")
+    async def at_kill(self, store_url: str) -> str:
+        """What the store and the receiver showed just after the kill, for a failure message."""
+        leased = await store_rows(store_url, "SELECT idempotency_key, status, lease_owner "
+                                  "FROM deliveries WHERE lease_owner IS NOT NULL")  # fmt: skip
+        in_flight = {k: round(self.killed_at - t[0], 1) for k, t in self.receiver.requests.items()
+                     if k not in self.receiver.applied}  # fmt: skip
+        return f"leased rows {leased}; in flight at the receiver (seconds) {in_flight}"
 
     def recovery(self) -> float:
         """Seconds from the kill until every held delivery had been sent again."""
@@ -156,13 +174,14 @@ async def test_sqlite_engine_killed_and_restarted_sends_what_it_held_at_once(
     store_url = f"sqlite:///{engine.config.parent / 'carebridge.db'}"
     task = asyncio.create_task(run.sender.run(deadline=240))
     try:
-        await run.until_a_slow_send_outlasts_the_lease()
         owner = lease_owner(engine)
+        await run.until_a_slow_send_outlasts_the_lease(store_url, [owner])
         engine.kill()
         run.killed_at = time.monotonic()
         assert engine.process is not None
         await engine.process.wait()
         run.held = await held_by(store_url, owner)
+        assert run.held, f"the killed engine ({owner}) held nothing: {await run.at_kill(store_url)}"
         await engine.start()
         await asyncio.wait_for(task, 240)
         await run.check("SIGKILL, SQLite engine restarted", store_url, engine)
@@ -185,9 +204,9 @@ async def test_postgresql_replica_killed_its_deliveries_go_by_the_other(
                                               webhook_timeout="60s"))  # fmt: skip
         task = asyncio.create_task(run.sender.run(deadline=240))
         try:
-            await run.until_a_slow_send_outlasts_the_lease()
-            # the replica holding more deliveries is killed
             owners = [lease_owner(r) for r in replicas]
+            await run.until_a_slow_send_outlasts_the_lease(store_url, owners)
+            # the replica holding more deliveries is killed
             counts = [len(await held_by(store_url, o)) for o in owners]
             victim = counts.index(max(counts))
             replicas[victim].kill()
@@ -196,6 +215,7 @@ async def test_postgresql_replica_killed_its_deliveries_go_by_the_other(
             assert process is not None
             await process.wait()
             run.held = await held_by(store_url, owners[victim])
+            assert run.held, f"the killed replica held nothing: {await run.at_kill(store_url)}"
             await asyncio.wait_for(task, 240)
             await run.check("SIGKILL, one of two PostgreSQL replicas", store_url,
                             replicas[1 - victim])  # fmt: skip
