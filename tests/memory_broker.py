@@ -25,7 +25,7 @@ from typing import Any
 
 from adapters.errors import BrokerUnavailable, ConfirmTimeout, PublishFailed, PublishReturned
 from adapters.rabbitmq import INBOUND_EXCHANGE, HeaderValue, Topology, inbound_topology
-from adapters.rabbitmq.consumer import Deliveries, InboundDelivery, Settlement
+from adapters.rabbitmq.consumer import ChannelTags, Deliveries, InboundDelivery, Settlement
 
 
 @dataclass(eq=False)
@@ -49,8 +49,10 @@ class _Channel:
         self.is_open = True
         self.cancelled = False
         self.unacked: dict[int, Message] = {}
+        self.elsewhere: dict[int, str] = {}
+        """Tags delivered on this channel to another consumer: the queue each came from."""
         self._last_tag = 0
-        self._unsettled: dict[int, None] = {}  # as the real adapter's consumer keeps them
+        self._tags = ChannelTags()  # as the real adapter's consumer keeps them
 
     def basic_ack(self, tag: int, multiple: bool = False) -> None:
         self._take_back(tag)
@@ -87,13 +89,25 @@ class _Channel:
                 exchange=message.exchange,
                 queue=self.queue,
                 delivery_tag=self._last_tag,
-                _settlement=Settlement(self, self._last_tag, self._unsettled),
+                _settlement=Settlement(self, self._last_tag, self._tags),
             )
         )
 
+    def deliver_elsewhere(self, queue: str, message: Message) -> None:
+        """A delivery of `queue` on this channel that the consumer never sees (another consumer
+        tag on the same channel): it takes the next tag and stays unacked until the channel
+        closes, unless a `multiple` ack takes it."""
+        self._last_tag += 1
+        self.unacked[self._last_tag] = message
+        self.elsewhere[self._last_tag] = queue
+
     def close(self) -> list[Message]:
-        """Close; what was unacked goes back to the queue (in delivery order)."""
+        """Close; what was unacked goes back to the queue (in delivery order); what was
+        delivered elsewhere, to its own queue."""
         self.is_open = False
+        for tag, queue in self.elsewhere.items():
+            if tag in self.unacked:
+                self.broker.requeue(queue, [self.unacked.pop(tag)])
         returned = [self.unacked[tag] for tag in sorted(self.unacked)]
         self.unacked.clear()
         self.deliveries.discard_stale()
@@ -215,6 +229,11 @@ class MemoryBroker:
         """A message published to `queue` (confirmed at once)."""
         self._ready[queue].append(Message(body, message_id, dict(headers or {})))
         self.dispatch(queue)
+
+    def deliver_elsewhere(self, consumer_queue: str, queue: str) -> None:
+        """The next message of `queue` delivered on the channel consuming `consumer_queue`, to a
+        consumer the adapter does not know (`_Channel.deliver_elsewhere`)."""
+        self._channels[consumer_queue].deliver_elsewhere(queue, self._ready[queue].popleft())
 
     def lose_connection(self) -> None:
         """The connection drops and the supervisor re-attaches every consumer on new channels."""

@@ -26,22 +26,57 @@ from adapters.rabbitmq.publisher import TAG_HEADER
 Handler = Callable[["InboundDelivery"], Awaitable[None]]
 
 
+class ChannelTags:
+    """The delivery tags of one channel as they reached the consumer: what lets `ack_all` ack
+    a run of deliveries with one frame, and what bounds that run.
+
+    A `multiple` ack up to a tag acks every tag up to it still outstanding on the channel,
+    whoever it was delivered to. RabbitMQ numbers a channel's deliveries 1, 2, 3... in the order
+    it sends them, so a tag that never arrived here (pika drops a delivery for a consumer tag it
+    does not know with only a log line; it rejects one for a consumer being cancelled) may be
+    outstanding at the broker with nothing in the engine behind it; it stays so until the
+    channel closes. `unsettled` holds the tags that arrived and are not settled yet, in tag
+    order; `gap` is the lowest tag that did not arrive in order (None while there is none):
+    no `multiple` ack may reach either."""
+
+    __slots__ = ("gap", "last", "unsettled")
+
+    def __init__(self) -> None:
+        self.unsettled: dict[int, None] = {}
+        self.last = 0
+        self.gap: int | None = None
+
+    def arrived(self, tag: int) -> None:
+        if tag != self.last + 1 and self.gap is None:
+            # Skipped tags went elsewhere. One out of order breaks the order `bound` relies on:
+            # no run is proved safe on this channel from then on (0: below every tag).
+            self.gap = self.last + 1 if tag > self.last else 0
+            log.warning("amqp.delivery_tag_gap", delivery_tag=tag, expected=self.last + 1)
+        self.last = max(self.last, tag)
+        self.unsettled[tag] = None
+
+    def bound(self) -> int | None:
+        """The lowest tag a `multiple` ack must not reach (None: any tag that arrived)."""
+        lowest = next(iter(self.unsettled), None)
+        if self.gap is None or (lowest is not None and lowest < self.gap):
+            return lowest
+        return self.gap
+
+
 class Settlement:
     """The mutable part of a delivery: which channel it came on, and whether it is settled.
+    `tags`, shared by every delivery of one channel, is in it from the moment the delivery
+    arrives until it is settled (`ChannelTags.unsettled`)."""
 
-    `unsettled`, shared by every delivery of one channel, holds the tags of that channel not
-    settled yet, in delivery (= tag) order: what lets `ack_all` ack a run of deliveries with
-    one frame. A delivery's tag is in it from the moment it arrives until it is settled."""
+    __slots__ = ("channel", "settled", "tag", "tags")
 
-    __slots__ = ("channel", "settled", "tag", "unsettled")
-
-    def __init__(self, channel: Any, tag: int, unsettled: dict[int, None] | None = None) -> None:
+    def __init__(self, channel: Any, tag: int, tags: ChannelTags | None = None) -> None:
         self.channel = channel
         self.tag = tag
         self.settled = False
-        self.unsettled = unsettled
-        if unsettled is not None:
-            unsettled[tag] = None
+        self.tags = tags
+        if tags is not None:
+            tags.arrived(tag)
 
     def settle(self, ack: bool, requeue: bool) -> None:
         if self.settled:
@@ -60,26 +95,27 @@ class Settlement:
 
     def _settled(self) -> None:
         self.settled = True
-        if self.unsettled is not None:
-            self.unsettled.pop(self.tag, None)
+        if self.tags is not None:
+            self.tags.unsettled.pop(self.tag, None)
 
 
 def ack_all(settlements: Iterable[Settlement]) -> None:
     """Ack these deliveries, as each one's `ack()` would, in as few frames as is safe: on each
-    channel, the tags below the lowest tag still unsettled there go as one ack with `multiple`
-    (RabbitMQ acks every outstanding tag up to it, and no other below it is outstanding); a
-    tag above an unsettled one is acked alone. Already settled ones are skipped."""
+    channel, the tags below its `ChannelTags.bound` (the lowest tag still unsettled there or
+    that never arrived) go as one ack with `multiple` (RabbitMQ acks every outstanding tag up
+    to it, and every tag below the bound arrived and is settled); the others are acked alone.
+    Already settled ones are skipped."""
     runs: dict[int, tuple[Settlement, list[int]]] = {}
     for settlement in settlements:
         if settlement.settled:
             continue
-        if settlement.unsettled is None:  # not tracked: no run can be proved safe
+        if settlement.tags is None:  # not tracked: no run can be proved safe
             settlement.settle(ack=True, requeue=False)
             continue
         settlement._settled()
-        run = runs.get(id(settlement.unsettled))
+        run = runs.get(id(settlement.tags))
         if run is None:
-            runs[id(settlement.unsettled)] = (settlement, [settlement.tag])
+            runs[id(settlement.tags)] = (settlement, [settlement.tag])
         else:
             run[1].append(settlement.tag)
     for first, tags in runs.values():
@@ -87,10 +123,10 @@ def ack_all(settlements: Iterable[Settlement]) -> None:
         if not channel.is_open:
             log.debug("amqp.settle_dropped", delivery_tags=len(tags), reason="channel closed")
             continue
-        assert first.unsettled is not None
-        lowest = next(iter(first.unsettled), None)
-        below = tags if lowest is None else [t for t in tags if t < lowest]
-        alone = [] if lowest is None else [t for t in tags if t > lowest]
+        assert first.tags is not None
+        bound = first.tags.bound()
+        below = tags if bound is None else [t for t in tags if t < bound]
+        alone = [] if bound is None else [t for t in tags if t >= bound]
         try:
             if below:
                 channel.basic_ack(max(below), multiple=True)
@@ -212,8 +248,8 @@ class Consumer:
     busy: set[asyncio.Task[Any]] = field(default_factory=set)
     chan: Chan | None = None
     cancelled: bool = False
-    _unsettled: tuple[Any, dict[int, None]] | None = None
-    """The channel deliveries last came on, and its unsettled tags (`Settlement.unsettled`)."""
+    _tags: tuple[Any, ChannelTags] | None = None
+    """The channel deliveries last came on, and its tags (`Settlement.tags`)."""
 
     @property
     def attached(self) -> bool:
@@ -221,10 +257,10 @@ class Consumer:
 
     def on_message(self, channel: Any, method: Any, props: Any, body: bytes) -> None:
         tag = int(method.delivery_tag)
-        if self._unsettled is None or self._unsettled[0] is not channel:
-            self._unsettled = (channel, {})
+        if self._tags is None or self._tags[0] is not channel:
+            self._tags = (channel, ChannelTags())  # a new channel numbers its tags from 1
         # First, before anything can fail: an unsettled tag stops any `multiple` ack above it.
-        settlement = Settlement(channel, tag, self._unsettled[1])
+        settlement = Settlement(channel, tag, self._tags[1])
         headers = dict(props.headers or {})
         headers.pop(TAG_HEADER, None)
         self.deliveries.put(

@@ -80,6 +80,12 @@ class Rig(Protocol):
 
     async def send(self, source: str, message_id: str, headers: Headers = None) -> None: ...
 
+    async def send_elsewhere(self, source: str, message_id: str) -> None:
+        """Publish `message_id` to `<prefix>.discharges` and have it delivered on the channel
+        consuming `source`'s queue under another consumer tag: it takes the channel's next
+        delivery tag and never reaches the adapter, as a delivery pika drops would not. It
+        stays unacked (back in its queue once that channel closes) unless an ack takes it."""
+
     async def lose_connection(self) -> None:
         """Returns once every consumer is attached again on a new connection."""
 
@@ -136,6 +142,11 @@ class MemoryRig:
         await self.broker.publish(self.prefix, source, message_id.encode(),
                                   message_id=message_id, headers=headers)  # fmt: skip
 
+    async def send_elsewhere(self, source: str, message_id: str) -> None:
+        discharges = f"{self.prefix}.discharges"
+        self.broker.send(discharges, message_id.encode(), message_id=message_id)
+        self.broker.deliver_elsewhere(self.queue(source), discharges)
+
     async def lose_connection(self) -> None:
         self.broker.lose_connection()
 
@@ -182,6 +193,23 @@ class RabbitRig:
     async def send(self, source: str, message_id: str, headers: Headers = None) -> None:
         await self.publish(self.prefix, source, message_id.encode(),
                            message_id=message_id, headers=headers)  # fmt: skip
+
+    async def send_elsewhere(self, source: str, message_id: str) -> None:
+        chan = self.broker._consumers[self.queue(source)].chan
+        assert chan is not None
+        arrived: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def hold(_channel: Any, _method: Any, _props: Any, _body: bytes) -> None:
+            if not arrived.done():
+                arrived.set_result(None)
+
+        chan.channel.basic_consume(
+            queue=f"{self.prefix}.discharges", on_message_callback=hold, auto_ack=False
+        )
+        await self.publish(f"{self.prefix}.events", "discharge.elsewhere",
+                           message_id.encode(), message_id=message_id)  # fmt: skip
+        async with asyncio.timeout(20):
+            await arrived
 
     async def lose_connection(self) -> None:
         before = self.broker.connection_count
@@ -321,6 +349,33 @@ async def test_ack_all_acks_those_given_and_none_still_unsettled_below_them(
     assert (last.message_id, last.redelivered) == ("last", False)
 
 
+async def test_ack_all_never_acks_a_delivery_of_its_channel_that_did_not_reach_it(
+    make_rig: RigMaker,
+) -> None:
+    # A `multiple` ack takes every tag of the channel up to it still outstanding, whoever it
+    # was delivered to. A tag that never reached the adapter (pika drops a delivery for a
+    # consumer tag it does not know, with a log line) must end the run, or a message the
+    # engine never stored is acked: lost.
+    rig = make_rig()
+    deliveries = await rig.subscribe()
+    await rig.send("a", "m0")
+    batch = await take(deliveries, 1)
+    await rig.send_elsewhere("a", "unseen")  # the channel's next tag, never seen by `take`
+    for i in (1, 2):
+        await rig.send("a", f"m{i}")
+        batch += await take(deliveries, 1)
+    deliveries.ack_all(batch[:2])
+    deliveries.ack_all(batch[2:])  # and every run after it on that channel
+    assert [d.settled for d in batch] == [True, True, True]
+    deliveries = await rig.reopen()
+    await rig.send("a", "end")
+    assert ids(await take(deliveries, 10)) == ["end"]  # m0, m1 and m2 were acked
+    elsewhere = await rig.subscribe_to(f"{rig.prefix}.discharges")
+    await rig.publish(f"{rig.prefix}.events", "discharge.after", b"after", message_id="after")
+    [first] = await take(elsewhere, 1)  # "after" first would mean "unseen" was acked: lost
+    assert (first.message_id, first.redelivered) == ("unseen", True)
+
+
 async def test_ack_all_settles_each_queue_on_its_own_channel(make_rig: RigMaker) -> None:
     rig = make_rig(prefetch=2)
     deliveries = await rig.subscribe(SOURCES)
@@ -341,7 +396,7 @@ async def test_after_a_lost_connection_stale_deliveries_are_dropped_and_come_aga
     for i in range(5):
         await rig.send("a", f"m{i}")
     await eventually(lambda: deliveries.backlog == 5, "five waiting")
-    [held] = await take(deliveries, 1)
+    held, also_held = await take(deliveries, 2)
     await rig.lose_connection()
     assert held.stale
     held.ack()  # dropped: the new channel never sees the old channel's tag
@@ -349,8 +404,10 @@ async def test_after_a_lost_connection_stale_deliveries_are_dropped_and_come_aga
     got = await take_n(deliveries, 5)
     assert sorted(str(d.message_id) for d in got) == [f"m{i}" for i in range(5)]
     assert all(d.redelivered and not d.stale for d in got)
-    for d in got:
-        d.ack()
+    # The new channel numbers its tags from 1 again: a batch with a stale one in it acks the
+    # redeliveries there, and the stale one nowhere.
+    deliveries.ack_all([also_held, *got])
+    assert also_held.settled
     await rig.send("a", "end")
     assert ids(await take(deliveries, 10)) == ["end"]
 
