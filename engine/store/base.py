@@ -19,10 +19,9 @@ import structlog
 from sqlalchemy import event as sa_event
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from engine.store import migrate
+from engine.store import migrate, pool
 from engine.store.errors import StoreError, StoreFull, translated
 from engine.store.roles import Migrated, RoleProblem, audit_exposure, engine_role, grant_engine
-from engine.store.servers import ServerWatch
 from engine.store.sole_engine import sqlite_file
 
 if TYPE_CHECKING:  # the store package does not import the config at run time (no cycle)
@@ -41,23 +40,6 @@ def ssl_context(tls: TlsConfig) -> ssl.SSLContext:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
     return context
-
-
-def _sqlite_pragmas(dbapi_connection: Any, _record: object) -> None:
-    cursor = dbapi_connection.cursor()
-    # WAL lets readers (console, health) run beside the writer; FULL makes every commit durable
-    # before intake acks the broker, so a power cut cannot lose an acknowledged message.
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=FULL")
-    cursor.execute("PRAGMA busy_timeout=10000")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.close()
-
-
-def _closed_at_checkout(dbapi_connection: Any, _record: object, _proxy: object) -> None:
-    """PostgreSQL: a pooled connection the server closed is replaced (asyncpg knows it)."""
-    if (driver := getattr(dbapi_connection, "driver_connection", None)) and driver.is_closed():
-        raise sa.exc.DisconnectionError("the server closed this connection")
 
 
 def bounded_text(value: str | None, limit: int = 4000) -> str | None:
@@ -128,9 +110,9 @@ class StoreBase:
         kwargs: dict[str, Any] = {}
         if config.url.startswith("postgresql"):
             kwargs["pool_size"] = config.pool_size
-            # No pool_pre_ping (on asyncpg, BEGIN, ping, ROLLBACK at every checkout): a closed
-            # connection is replaced at checkout (`_closed_at_checkout`); one failing in use
-            # invalidates the pool, and the caller's retry gets a fresh one.
+            # No pool_pre_ping: `pool` replaces at checkout a connection closed by the server
+            # or dropped while idle; one failing in use invalidates the pool, and the caller's
+            # retry gets a fresh one.
             if config.tls is not None:
                 kwargs["connect_args"] = {"ssl": ssl_context(config.tls)}
         else:
@@ -138,11 +120,7 @@ class StoreBase:
             kwargs["pool_size"] = 4
             kwargs["max_overflow"] = 0
         engine = create_async_engine(config.url, **kwargs)
-        if engine.dialect.name == "sqlite":
-            sa_event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
-        else:  # which server answers: a failover to a standby is said in the log
-            sa_event.listen(engine.sync_engine, "connect", ServerWatch())
-            sa_event.listen(engine.sync_engine, "checkout", _closed_at_checkout)
+        pool.watch(engine)
         store = cls(engine)
         if store._space is not None:
             store._space = (store._space[0], config.min_free_bytes)
@@ -266,7 +244,7 @@ class _WriterThread:
 
     def __init__(self, url: sa.URL) -> None:
         self._engine = sa.create_engine(url.set(drivername="sqlite"), pool_size=1, max_overflow=0)
-        sa_event.listen(self._engine, "connect", _sqlite_pragmas)
+        sa_event.listen(self._engine, "connect", pool.sqlite_pragmas)
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="store-writer")
 
     async def run(self, work: Callable[[sa.Connection], T]) -> T:
