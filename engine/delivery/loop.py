@@ -130,6 +130,12 @@ class DeliveryLoop:
                     continue
                 claimed = await self._claim(destination, room)
                 for item in claimed:
+                    if item.id in self._held:
+                        # Still ours and in flight: its lease ran out while the store could not
+                        # renew it, and this claim renewed it. Sent again, it would reach the
+                        # destination twice and count a slot twice.
+                        log.info("delivery.reclaimed_own", delivery_id=item.id)
+                        continue
                     self._launch(item)
                 free -= len(claimed)
                 more_due = more_due or (len(claimed) == room and free > 0)

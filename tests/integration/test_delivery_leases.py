@@ -88,3 +88,39 @@ async def test_renewal_extends_only_the_owners_pending_leases(store: Store) -> N
         rows = dict((await conn.execute(query)).all())
     assert rows[first.id] > datetime.now(UTC) + timedelta(minutes=4)
     assert rows[second.id] < datetime.now(UTC) + timedelta(seconds=6)
+
+
+async def test_a_delivery_reclaimed_by_its_own_engine_is_not_sent_again(
+    store: Store, destination: Destination, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store cannot renew leases (stalled), a send outlasts its lease, and the same engine's
+    next claim finds its own delivery due: it is still in flight here, so it is not sent a
+    second time, and its slot is counted once (an MLLP destination has one)."""
+
+    async def stalled(*_args: object, **_kwargs: object) -> int:
+        raise sa.exc.OperationalError("UPDATE deliveries", {}, Exception("store stalled"))
+
+    monkeypatch.setattr(store, "renew_leases", stalled)
+    destination.delay = 3.0
+    await enqueue(store, "p", 0)
+    client = await WebhookClient().__aenter__()
+    config = WebhookDestination(type="webhook", name="dest", url=destination.url,
+                                timeout=timedelta(seconds=30), allow_plain_http=True)  # fmt: skip
+    lease = DeliveryConfig(concurrency=4, poll_interval=timedelta(milliseconds=50),
+                           lease=timedelta(milliseconds=500))  # fmt: skip
+    loop = DeliveryLoop(store, {"dest": WebhookSender(config, client.post)}, {"dest": FAST},
+                        {"dest": False}, lease, caps={"dest": 1})  # fmt: skip
+    task = asyncio.create_task(loop.run())
+    try:
+        end = asyncio.get_running_loop().time() + 20
+        while (await statuses(store)) != {"ev-p-0": "delivered"}:
+            assert asyncio.get_running_loop().time() < end, "never delivered"
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(1.5)  # three leases more: nothing goes again
+        assert len(destination.hits) == 1, f"sent {len(destination.hits)} times"
+        assert loop._busy["dest"] == 0, "a slot still counted with nothing in flight"
+    finally:
+        loop.stop()
+        await task
+        await loop.drain(0)
+        await client.close()
