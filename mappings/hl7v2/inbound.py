@@ -29,7 +29,7 @@ from mappings.hl7v2.events import SUPPORTED_TRIGGERS, AdtEvent, trigger_name
 from mappings.hl7v2.patient import map_merge, map_patient
 from mappings.hl7v2.reader import parse
 from mappings.hl7v2.stay import end_inpatient_spell, map_stay, movement
-from mappings.hl7v2.types import Reading, clean, read_instant
+from mappings.hl7v2.types import Reading, clean, model_factory, read_instant
 from mappings.model import (
     CareEvent,
     EventKind,
@@ -43,6 +43,9 @@ from mappings.model import (
 from mappings.profile import FeedProfile, event_id
 
 __all__ = ["SUPPORTED_TRIGGERS", "map_hl7v2"]
+
+_CARE_EVENT = model_factory(CareEvent)
+_MESSAGE_SOURCE = model_factory(MessageSource)
 
 _VERSION = re.compile(r"2\.[1-8](?:\.\d+)*")
 _HL7_NULL = '""'
@@ -112,21 +115,23 @@ def map_hl7v2(raw: bytes | str, profile: FeedProfile) -> CareEvent:
         location_to = None
     patient = map_patient(message, reading)
     merge = map_merge(message, patient, reading) if event.kind is EventKind.MERGE else None
-    return CareEvent(
-        event_id=event_id(profile.feed, message_id),
-        kind=event.kind,
-        trigger=trigger,
-        occurred_at=occurred_at,
-        recorded_at=recorded_at,
-        source=source,
-        patient=patient,
-        stay=stay,
-        location_from=location_from,
-        location_to=location_to,
-        cancels=event.cancels,
-        merge=merge,
-        cleared=_cleared(message, patient, stay) + cleared,
-        warnings=tuple(reading.warnings),
+    return _CARE_EVENT(
+        {
+            "event_id": event_id(profile.feed, message_id),
+            "kind": event.kind,
+            "trigger": trigger,
+            "occurred_at": occurred_at,
+            "recorded_at": recorded_at,
+            "source": source,
+            "patient": patient,
+            "stay": stay,
+            "location_from": location_from,
+            "location_to": location_to,
+            "cancels": event.cancels,
+            "merge": merge,
+            "cleared": _cleared(message, patient, stay) + cleared,
+            "warnings": tuple(reading.warnings),
+        }
     )
 
 
@@ -200,17 +205,19 @@ def _source(msh: Segment, trigger: str, profile: FeedProfile, reading: Reading) 
     sent_at = read_instant(reading, msh.value(7), "MSH-7", required=True)
     if sent_at is None:
         reading.warn("MSH-7", "message date/time missing")
-    return MessageSource(
-        feed=profile.feed,
-        format=MessageFormat.HL7V2,
-        message_id=msh.value(10).strip(),
-        system=clean(msh.value(3)) or clean(msh.value(3, 2)),
-        facility_ods=clean(msh.value(4)),
-        message_type=f"ADT^{trigger}",
-        version=version or None,
-        profile=clean(msh.value(21)),
-        sent_at=sent_at,
-        sequence=clean(msh.value(13)),
+    return _MESSAGE_SOURCE(
+        {
+            "feed": profile.feed,
+            "format": MessageFormat.HL7V2,
+            "message_id": msh.value(10).strip(),
+            "system": clean(msh.value(3)) or clean(msh.value(3, 2)),
+            "facility_ods": clean(msh.value(4)),
+            "message_type": f"ADT^{trigger}",
+            "version": version or None,
+            "profile": clean(msh.value(21)),
+            "sent_at": sent_at,
+            "sequence": clean(msh.value(13)),
+        }
     )
 
 

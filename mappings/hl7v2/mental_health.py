@@ -13,11 +13,13 @@ from __future__ import annotations
 
 from mappings.codes import LEGAL_STATUS_ENGLAND, LEGAL_STATUSES, RISK_FLAG, local_system
 from mappings.hl7v2.elements import Hl7Message, Segment
-from mappings.hl7v2.types import Reading, clean, read_code, read_instant
+from mappings.hl7v2.types import Reading, clean, model_factory, read_code, read_instant
 from mappings.model import Coding, Instant, LegalStatus, LegalStatusContext
 from mappings.profile import FeedProfile, FieldRef, LocalField
 
 __all__ = ["read_legal_status", "read_risk_flags"]
+
+_LEGAL_STATUS = model_factory(LegalStatus)
 
 _YES = frozenset({"Y", "YES", "T", "TRUE", "1"})
 _NO = frozenset({"N", "NO", "F", "FALSE", "0"})
@@ -56,11 +58,13 @@ def read_legal_status(
             if code is None:
                 continue
             statuses.append(
-                LegalStatus(
-                    code=code,
-                    context=source.context or event_context,
-                    start=_instant(segment, source, source.start, reading),
-                    end=_instant(segment, source, source.end, reading),
+                _LEGAL_STATUS(
+                    {
+                        "code": code,
+                        "context": source.context or event_context,
+                        "start": _instant(segment, source, source.start, reading),
+                        "end": _instant(segment, source, source.end, reading),
+                    }
                 )
             )
     return tuple(statuses), cleared and not statuses

@@ -25,6 +25,7 @@ from mappings.hl7v2.mental_health import read_legal_status, read_risk_flags
 from mappings.hl7v2.types import (
     Reading,
     clean,
+    model_factory,
     national_coding,
     read_clinician,
     read_code,
@@ -44,6 +45,8 @@ from mappings.model import (
 from mappings.profile import FeedProfile
 
 __all__ = ["end_inpatient_spell", "map_stay", "movement"]
+
+_STAY = model_factory(Stay)
 
 _MENTAL_HEALTH_FUNCTIONS = range(700, 730)
 ITK_0112 = load_code_table("itk-0112-discharge-method")
@@ -74,35 +77,39 @@ def map_stay(
     tables = profile.code_tables
     legal_status, risk_flags, cleared = _mental_health(message, event, profile, reading)
     pv2 = message.segment("PV2")
-    stay = Stay(
-        id=clean(pv1.value(19)),
-        episode_id=clean(pv1.value(50)),
-        care_setting=_care_setting(profile.care_setting, specialty),
-        patient_class=read_code(
-            reading,
-            pv1.value(2),
-            "PV1-2",
-            system=HL7_PATIENT_CLASS,
-            known=PATIENT_CLASSES,
-            what="patient class",
-        ),
-        status=event.status,
-        provider_ods=clean(message.msh.value(4)),
-        site_ods=location.facility if location else None,
-        location=location,
-        specialty=specialty,
-        admitted_at=admitted_at,
-        discharged_at=discharged_at,
-        admission_method=_coded(pv1, 4, tables, reading),
-        admission_source=_coded(pv1, 14, tables, reading),
-        legal_status=legal_status,
-        responsible_clinician=read_clinician(clinician_field.first()),
-        discharge_method=_coded(pv1, 36, tables, reading) if event.reads_discharge else None,
-        discharge_destination=(_coded(pv1, 37, tables, reading) if event.reads_discharge else None),
-        leave_expected_return=(
-            read_instant(reading, pv2.value(47), "PV2-47") if pv2 is not None else None
-        ),
-        risk_flags=risk_flags,
+    stay = _STAY(
+        {
+            "id": clean(pv1.value(19)),
+            "episode_id": clean(pv1.value(50)),
+            "care_setting": _care_setting(profile.care_setting, specialty),
+            "patient_class": read_code(
+                reading,
+                pv1.value(2),
+                "PV1-2",
+                system=HL7_PATIENT_CLASS,
+                known=PATIENT_CLASSES,
+                what="patient class",
+            ),
+            "status": event.status,
+            "provider_ods": clean(message.msh.value(4)),
+            "site_ods": location.facility if location else None,
+            "location": location,
+            "specialty": specialty,
+            "admitted_at": admitted_at,
+            "discharged_at": discharged_at,
+            "admission_method": _coded(pv1, 4, tables, reading),
+            "admission_source": _coded(pv1, 14, tables, reading),
+            "legal_status": legal_status,
+            "responsible_clinician": read_clinician(clinician_field.first()),
+            "discharge_method": _coded(pv1, 36, tables, reading) if event.reads_discharge else None,
+            "discharge_destination": (
+                _coded(pv1, 37, tables, reading) if event.reads_discharge else None
+            ),
+            "leave_expected_return": (
+                read_instant(reading, pv2.value(47), "PV2-47") if pv2 is not None else None
+            ),
+            "risk_flags": risk_flags,
+        }
     )
     return stay, cleared
 

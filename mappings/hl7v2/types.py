@@ -19,11 +19,14 @@ Timestamps: ``YYYY[MM[DD[HH[MM[SS[.S+]]]]]][+/-ZZZZ]``.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, timezone
 from functools import lru_cache
+from typing import Any, TypeVar, cast
 from zoneinfo import ZoneInfo
+
+from pydantic import BaseModel
 
 from mappings import nhs_number
 from mappings.codes import local_system
@@ -37,6 +40,7 @@ __all__ = [
     "Reading",
     "clean",
     "looks_like_ods",
+    "model_factory",
     "national_coding",
     "parse_dtm",
     "read_clinician",
@@ -67,6 +71,23 @@ _combine = datetime.combine
 _ODS = re.compile(r"[RT][A-Z0-9]{2}(?:[A-Z0-9]{2})?|[A-Z]\d{5}")
 
 
+_M = TypeVar("_M", bound=BaseModel)
+
+
+def model_factory(model: type[_M]) -> Callable[[dict[str, Any]], _M]:
+    """`model`'s own pydantic-core validator: ``model_factory(M)(data)`` is ``M(**data)`` (the
+    same checks: types, ``extra="forbid"``, the same fields set) without the Python-level
+    ``BaseModel.__init__`` around it, about a quarter of a small model's cost. Every model of
+    a mapped message is made here or through a model's constructor, never unvalidated."""
+    return cast(Callable[[dict[str, Any]], _M], model.__pydantic_validator__.validate_python)
+
+
+_INSTANT = model_factory(Instant)
+_CODING = model_factory(Coding)
+_CLINICIAN = model_factory(Clinician)
+_LOCATION = model_factory(Location)
+
+
 @dataclass(slots=True)
 class Reading:
     """What mapping one message needs besides the message itself, and what it has noticed."""
@@ -79,6 +100,8 @@ class Reading:
     pid_2_nhs_number: bool = True
     """A valid number alone in PID-2 (v2.3 style) is the NHS number, unless the profile says
     the feed's PID-2 is a local id."""
+    instants: dict[str, tuple[Instant, ClockNote | None]] = field(default_factory=dict)
+    """The timestamps read so far (`read_instant`), by text: each is read once per message."""
 
     def warn(self, location: str, text: str) -> None:
         """Note a non-fatal oddity. Never put patient data (numbers, names, dates) in `text`."""
@@ -180,7 +203,9 @@ def parse_dtm(text: str, zone: ZoneInfo) -> tuple[Instant, ClockNote | None]:
             utc, note = resolve_local(naive, zone)
     except OverflowError as exc:  # year 1 or 9999 pushed past the calendar by the offset
         raise InvalidTimestamp(text) from exc
-    instant = Instant(utc=utc, original=text, precision=precision, zone_assumed=offset is None)
+    instant = _INSTANT(
+        {"utc": utc, "original": text, "precision": precision, "zone_assumed": offset is None}
+    )
     return instant, note
 
 
@@ -192,8 +217,9 @@ def read_instant(
     text = value.strip()
     if not text:
         return None
+    read = reading.instants.get(text)  # MSH-7, EVN-2 and EVN-6 are often the same text
     try:
-        instant, note = parse_dtm(text, reading.zone)
+        instant, note = read or reading.instants.setdefault(text, parse_dtm(text, reading.zone))
     except InvalidTimestamp:
         if required:
             raise MappingError("not a valid HL7 date/time", location=location, code="102") from None
@@ -252,8 +278,12 @@ def read_code(
     # Short codes only: a long "code" is free text, and free text may say anything.
     shown = f" {code!r}" if quote and len(code) <= 12 else ""
     reading.warn(location, f"{what}{shown} is not in the national list; kept as a local code")
-    return Coding(
-        system=local_system(reading.feed, element or location), code=code, display=display
+    return _CODING(
+        {
+            "system": local_system(reading.feed, element or location),
+            "code": code,
+            "display": display,
+        }
     )
 
 
@@ -271,13 +301,34 @@ def national_coding(system: str, code: str, display: str | None = None) -> Codin
     return coding
 
 
+# A trust's wards, beds and consultants are a few thousand at most, and every message names
+# some: their models are frozen, so each is made once and shared (up to `_SHARED_MAX` of each,
+# then the cache starts again: a feed sending ever new values costs no more than without it).
+_SHARED_MAX = 4096
+_LOCATIONS: dict[tuple[str | None, ...], Location] = {}
+_CLINICIANS: dict[tuple[str | None, ...], Clinician] = {}
+
+
+def _keep(cache: dict[tuple[str | None, ...], _M], key: tuple[str | None, ...], model: _M) -> _M:
+    """`model`, kept in `cache` under `key` (the cache emptied first when full)."""
+    if len(cache) >= _SHARED_MAX:
+        cache.clear()
+    cache[key] = model
+    return model
+
+
 def read_clinician(rep: Repetition) -> Clinician | None:
     """A clinician from an XCN: code (consultant 'C' + 7 digits), family, given, prefix."""
     code, family = clean(rep.value(1)), clean(rep.value(2))
     given, prefix = clean(rep.value(3)), clean(rep.value(6))
     if code is None and family is None and given is None and prefix is None:
         return None
-    return Clinician(code=code, family=family, given=given, prefix=prefix)
+    key = (code, family, given, prefix)
+    clinician = _CLINICIANS.get(key)
+    if clinician is None:
+        data = {"code": code, "family": family, "given": given, "prefix": prefix}
+        clinician = _keep(_CLINICIANS, key, _CLINICIAN(data))
+    return clinician
 
 
 def read_location(pl: Repetition, ward_component: int = 2) -> Location | None:
@@ -299,11 +350,16 @@ def read_location(pl: Repetition, ward_component: int = 2) -> Location | None:
     bed, facility, description = clean(pl.value(3)), clean(pl.value(4)), clean(pl.value(9))
     if ward is None and room is None and bed is None and facility is None and description is None:
         return None  # point_of_care is set only when ward is
-    return Location(
-        ward=ward,
-        room=room,
-        bed=bed,
-        facility=facility,
-        point_of_care=point_of_care,
-        description=description,
-    )
+    key = (ward, room, bed, facility, point_of_care, description)
+    location = _LOCATIONS.get(key)
+    if location is None:
+        data = {
+            "ward": ward,
+            "room": room,
+            "bed": bed,
+            "facility": facility,
+            "point_of_care": point_of_care,
+            "description": description,
+        }
+        location = _keep(_LOCATIONS, key, _LOCATION(data))
+    return location
