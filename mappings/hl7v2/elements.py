@@ -154,6 +154,18 @@ class Repetition(Element):
     def _first_raw(self) -> str:
         return self.raw
 
+    def _split_components(self) -> list[str]:
+        first = self._first_raw()
+        parts = self._parts = _split(first, self._enc.component)
+        self._plain = _is_plain(first, self._enc)
+        return parts
+
+    def values(self, count: int) -> list[str]:
+        """``[value(1), ..., value(count)]`` in one call (a name's, an address's components)."""
+        parts = self._parts if self._parts is not None else self._split_components()
+        texts = parts[:count] if self._plain else [_subleaf(p, 1, self._enc) for p in parts[:count]]
+        return texts + [""] * (count - len(texts))
+
     def component(self, n: int) -> Component:
         """Component `n` (from 1)."""
         return Component(_nth(_split(self.raw, self._enc.component), n), self._enc)
@@ -166,9 +178,7 @@ class Repetition(Element):
         """The decoded text of one subcomponent of one component: the usual way to read."""
         parts = self._parts
         if parts is None:
-            first = self._first_raw()
-            parts = self._parts = _split(first, self._enc.component)
-            self._plain = _is_plain(first, self._enc)
+            parts = self._split_components()
         if not 0 < component <= len(parts):
             return ""
         if self._plain and subcomponent == 1:

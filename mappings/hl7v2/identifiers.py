@@ -64,10 +64,11 @@ def read_identifier(
     rep: Repetition, location: str, status: NhsNumberStatus | None, reading: Reading
 ) -> Identifier | None:
     """One CX (a PID-3 repetition, PID-2, MRG-1, MRG-4); None when it has no id (CX.1)."""
-    value = clean(rep.value(1))
+    cx1, _, _, cx4, cx5 = rep.values(5)
+    value = clean(cx1)
     if value is None:
         return None
-    cx4, cx4_2, cx5 = rep.value(4), rep.value(4, 2), rep.value(5)
+    cx4_2 = rep.value(4, 2)
     authority = clean(cx4) or clean(cx4_2)
     type_code = clean(cx5)
     if not _is_nhs_number(cx4, cx4_2, cx5):

@@ -154,24 +154,27 @@ def _names(pid: Segment, reading: Reading) -> tuple[PersonName, ...]:
     for index, rep in enumerate(pid.field(5).repetitions(), start=1):
         if not rep:
             continue
-        type_code = rep.value(7).strip().upper()
+        family, given_1, given_2, suffix, prefix, _, type_text = rep.values(7)
+        type_code = type_text.strip().upper()
         use = _NAME_USES.get(type_code)
         if use is None:
             use = NameUse.OLD if type_code.startswith("PREVIOUS") else NameUse.UNKNOWN
             if use is NameUse.UNKNOWN:
                 reading.warn(f"PID-5[{index}]", f"name type {type_code!r} not recognised")
-        given = tuple(g for g in (clean(rep.value(2)), clean(rep.value(3))) if g)
-        name = _PERSON_NAME(
-            {
-                "use": use,
-                "family": clean(rep.value(1)),
-                "given": given,
-                "prefix": clean(rep.value(5)),
-                "suffix": clean(rep.value(4)),
-            }
-        )
-        if name.family or name.given:
-            names.append(name)
+        given = tuple(g for g in (clean(given_1), clean(given_2)) if g)
+        family_name = clean(family)
+        if family_name or given:
+            names.append(
+                _PERSON_NAME(
+                    {
+                        "use": use,
+                        "family": family_name,
+                        "given": given,
+                        "prefix": clean(prefix),
+                        "suffix": clean(suffix),
+                    }
+                )
+            )
     return tuple(names)
 
 
@@ -180,14 +183,15 @@ def _addresses(pid: Segment, reading: Reading) -> tuple[Address, ...]:
     for index, rep in enumerate(pid.field(11).repetitions(), start=1):
         if not rep:
             continue
-        type_code = rep.value(7).strip().upper()
+        _, other, city_text, district_text, postcode_text, country_text, type_text = rep.values(7)
+        type_code = type_text.strip().upper()
         use = _ADDRESS_USES.get(type_code)
         if use is None:
             reading.warn(f"PID-11[{index}]", f"address type {type_code!r} not recognised")
             use = AddressUse.UNKNOWN
-        lines = tuple(line for line in (_street(rep), clean(rep.value(2))) if line)
-        city, district = clean(rep.value(3)), clean(rep.value(4))
-        postcode, country = clean(rep.value(5)), clean(rep.value(6))
+        lines = tuple(line for line in (_street(rep), clean(other)) if line)
+        city, district = clean(city_text), clean(district_text)
+        postcode, country = clean(postcode_text), clean(country_text)
         if lines or city or district or postcode or country:  # more than a bare use
             addresses.append(
                 _ADDRESS(

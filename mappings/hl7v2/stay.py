@@ -25,6 +25,7 @@ from mappings.hl7v2.mental_health import read_legal_status, read_risk_flags
 from mappings.hl7v2.types import (
     Reading,
     clean,
+    local_coding,
     model_factory,
     national_coding,
     read_clinician,
@@ -256,9 +257,9 @@ def _specialty(value: str, reading: Reading) -> Coding | None:
         return None
     if len(code) == 3 and code.isascii() and code.isdigit():
         return national_coding(TREATMENT_FUNCTION, code)
-    if len(code) == 3 and code.isdigit():  # other digits than ASCII's: not a cached code
-        return Coding(system=TREATMENT_FUNCTION, code=code)
-    return Coding(system=local_system(reading.feed, "PV1-10"), code=code)
+    if len(code) == 3 and code.isdigit():  # other digits than ASCII's: not a national code
+        return local_coding(TREATMENT_FUNCTION, code)
+    return local_coding(local_system(reading.feed, "PV1-10"), code)
 
 
 def _care_setting(configured: CareSetting, specialty: Coding | None) -> CareSetting:

@@ -39,6 +39,7 @@ __all__ = [
     "InvalidTimestamp",
     "Reading",
     "clean",
+    "local_coding",
     "looks_like_ods",
     "model_factory",
     "national_coding",
@@ -278,13 +279,7 @@ def read_code(
     # Short codes only: a long "code" is free text, and free text may say anything.
     shown = f" {code!r}" if quote and len(code) <= 12 else ""
     reading.warn(location, f"{what}{shown} is not in the national list; kept as a local code")
-    return _CODING(
-        {
-            "system": local_system(reading.feed, element or location),
-            "code": code,
-            "display": display,
-        }
-    )
+    return local_coding(local_system(reading.feed, element or location), code, display)
 
 
 _NATIONAL_CODINGS: dict[tuple[str, str, str | None], Coding] = {}
@@ -301,12 +296,14 @@ def national_coding(system: str, code: str, display: str | None = None) -> Codin
     return coding
 
 
-# A trust's wards, beds and consultants are a few thousand at most, and every message names
-# some: their models are frozen, so each is made once and shared (up to `_SHARED_MAX` of each,
-# then the cache starts again: a feed sending ever new values costs no more than without it).
+# A trust's wards, beds, consultants and a feed's local codes are a few thousand at most, and
+# every message names some: their models are frozen, so each is made once and shared (up to
+# `_SHARED_MAX` of each, then the cache starts again: a feed sending ever new values costs no
+# more than without it).
 _SHARED_MAX = 4096
 _LOCATIONS: dict[tuple[str | None, ...], Location] = {}
 _CLINICIANS: dict[tuple[str | None, ...], Clinician] = {}
+_LOCAL_CODINGS: dict[tuple[str | None, ...], Coding] = {}
 
 
 def _keep(cache: dict[tuple[str | None, ...], _M], key: tuple[str | None, ...], model: _M) -> _M:
@@ -317,10 +314,22 @@ def _keep(cache: dict[tuple[str | None, ...], _M], key: tuple[str | None, ...], 
     return model
 
 
+def local_coding(system: str, code: str, display: str | None = None) -> Coding:
+    """The `Coding` of a sender's own code (a feed's local system), shared like a ward: a
+    feed's local codes are a bounded vocabulary too."""
+    key = (system, code, display)
+    coding = _LOCAL_CODINGS.get(key)
+    if coding is None:
+        data = {"system": system, "code": code, "display": display}
+        coding = _keep(_LOCAL_CODINGS, key, _CODING(data))
+    return coding
+
+
 def read_clinician(rep: Repetition) -> Clinician | None:
     """A clinician from an XCN: code (consultant 'C' + 7 digits), family, given, prefix."""
-    code, family = clean(rep.value(1)), clean(rep.value(2))
-    given, prefix = clean(rep.value(3)), clean(rep.value(6))
+    code_text, family_text, given_text, _, _, prefix_text = rep.values(6)
+    code, family = clean(code_text), clean(family_text)
+    given, prefix = clean(given_text), clean(prefix_text)
     if code is None and family is None and given is None and prefix is None:
         return None
     key = (code, family, given, prefix)
@@ -342,12 +351,13 @@ def read_location(pl: Repetition, ward_component: int = 2) -> Location | None:
     """
     if not pl:
         return None
-    point_of_care = clean(pl.value(1))
+    texts = pl.values(9)
+    point_of_care = clean(texts[0])
     if ward_component == 1:
-        ward, room = point_of_care, clean(pl.value(2))
+        ward, room = point_of_care, clean(texts[1])
     else:
-        ward, room = clean(pl.value(2)) or point_of_care, None
-    bed, facility, description = clean(pl.value(3)), clean(pl.value(4)), clean(pl.value(9))
+        ward, room = clean(texts[1]) or point_of_care, None
+    bed, facility, description = clean(texts[2]), clean(texts[3]), clean(texts[8])
     if ward is None and room is None and bed is None and facility is None and description is None:
         return None  # point_of_care is set only when ward is
     key = (ward, room, bed, facility, point_of_care, description)
