@@ -301,13 +301,21 @@ def national_coding(system: str, code: str, display: str | None = None) -> Codin
 # `_SHARED_MAX` of each, then the cache starts again: a feed sending ever new values costs no
 # more than without it).
 _SHARED_MAX = 4096
+_SHARED_CHARS = 200
+"""The most characters (all of a key's texts together) of a value that is shared: a ward, bed,
+consultant or local code is short. A longer one is free text (a sender may put anything in a
+description or a name), made for its message alone, so no cache can hold a sender's long
+texts: 4,096 of them at a message's size each would be gigabytes."""
 _LOCATIONS: dict[tuple[str | None, ...], Location] = {}
 _CLINICIANS: dict[tuple[str | None, ...], Clinician] = {}
 _LOCAL_CODINGS: dict[tuple[str | None, ...], Coding] = {}
 
 
 def _keep(cache: dict[tuple[str | None, ...], _M], key: tuple[str | None, ...], model: _M) -> _M:
-    """`model`, kept in `cache` under `key` (the cache emptied first when full)."""
+    """`model`, kept in `cache` under `key` (the cache emptied first when full), unless the
+    key's texts are longer than `_SHARED_CHARS` together."""
+    if sum(len(text) for text in key if text) > _SHARED_CHARS:
+        return model
     if len(cache) >= _SHARED_MAX:
         cache.clear()
     cache[key] = model
