@@ -9,6 +9,7 @@ with would let an invalid message through unrefused).
 from __future__ import annotations
 
 import copy
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from mappings.errors import MappingError
+from mappings.fhir import plain
 from mappings.fhir.inbound import map_fhir
 from mappings.fhir.message import _MODELS
 from mappings.fhir.plain import plainly_valid
@@ -242,3 +244,19 @@ def test_over_both_limits_the_same_one_is_named(entries: Any, reason: str) -> No
     with pytest.raises(MappingError) as caught:
         load_json(orjson.dumps(document))
     assert caught.value.reason == reason
+
+
+def test_the_proof_runs_only_under_the_versions_it_was_checked_against() -> None:
+    """A fhir_core or fhir.resources release may add a rule the proof does not know: under any
+    version but the verified ones every resource goes to the models. This fails on a version
+    bump until the proof is checked again and VERIFIED moved."""
+    installed = {name: version(name) for name in plain.VERIFIED}
+    assert installed == plain.VERIFIED, f"re-check mappings/fhir/plain.py under {installed}"
+    assert plain.ENABLED
+
+
+def test_off_under_another_version_every_resource_goes_to_the_models(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(plain, "ENABLED", False)
+    assert not plain.plainly_valid(Patient, {"resourceType": "Patient", "id": "p1"})
