@@ -54,6 +54,7 @@ from mappings.fhir.outbound import render_fhir_message  # noqa: E402
 from mappings.inbound import map_message  # noqa: E402
 from mappings.model import CareEvent  # noqa: E402
 from mappings.profile import FeedProfile  # noqa: E402
+from tests.json_paths import json_paths  # noqa: E402
 
 PROFILE = FeedProfile(feed="bench")
 
@@ -96,17 +97,6 @@ _DUMP_PROFILES = (
     FeedProfile(feed="bench"),
     FeedProfile(feed="t", timezone="UTC", nhs_numbers="test"),
 )
-
-
-def _paths(node: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    found = [path]
-    if isinstance(node, dict):
-        for key, value in node.items():
-            found += _paths(value, (*path, key))
-    elif isinstance(node, list):
-        for index, value in enumerate(node):
-            found += _paths(value, (*path, index))
-    return found
 
 
 def _at(node: Any, path: tuple[Any, ...]) -> Any:
@@ -158,7 +148,7 @@ def _changed(target: Any, depth: int, rng: random.Random) -> Any:
 def _mutant(seed: Any, rng: random.Random) -> bytes:
     document = seed
     for _ in range(rng.randint(1, 3)):
-        path = rng.choice(_paths(document))
+        path = rng.choice(json_paths(document))
         document = _replace(document, path, _changed(_at(document, path), len(path), rng))
     raw = orjson.dumps(document)
     return raw[: rng.randrange(len(raw))] if rng.random() < 0.03 else raw

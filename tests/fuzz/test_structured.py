@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.fuzz.targets import fhir_mapping, hl7_ack, hl7v2_mapping, hl7v2_reader
+from tests.json_paths import json_paths
 
 CORPUS = Path(__file__).parent / "corpus"
 SETTINGS = settings(
@@ -37,17 +38,6 @@ _JSON: st.SearchStrategy[Any] = st.recursive(
     ),
     max_leaves=12,
 )
-
-
-def _paths(node: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    found = [path]
-    if isinstance(node, dict):
-        for key, value in node.items():
-            found += _paths(value, (*path, key))
-    elif isinstance(node, list):
-        for index, value in enumerate(node):
-            found += _paths(value, (*path, index))
-    return found
 
 
 def _replace(node: Any, path: tuple[Any, ...], value: Any, delete: bool) -> Any:
@@ -73,7 +63,7 @@ FHIR_SEEDS = [
 def test_fhir_with_hostile_values_in_a_valid_message(data: st.DataObject) -> None:
     document = data.draw(st.sampled_from(FHIR_SEEDS))
     for _ in range(data.draw(st.integers(1, 3))):
-        path = data.draw(st.sampled_from(_paths(document)))
+        path = data.draw(st.sampled_from(json_paths(document)))
         delete = bool(path) and data.draw(st.booleans())
         document = _replace(document, path, data.draw(_JSON), delete)
     fhir_mapping.TestOneInput(json.dumps(document, ensure_ascii=False).encode())

@@ -29,6 +29,7 @@ from mappings.fhir.message import _MODELS
 from mappings.fhir.plain import plainly_valid
 from mappings.fhir.read import MAX_DEPTH, MAX_NODES, load_json
 from mappings.profile import FeedProfile
+from tests.json_paths import json_paths
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "fhir"
 PROFILE = FeedProfile(feed="plain")
@@ -174,17 +175,6 @@ _KEYS = (
 )  # fmt: skip
 
 
-def _paths(node: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    found = [path]
-    if isinstance(node, dict):
-        for key, value in node.items():
-            found += _paths(value, (*path, key))
-    elif isinstance(node, list):
-        for index, value in enumerate(node):
-            found += _paths(value, (*path, index))
-    return found
-
-
 @settings(
     max_examples=400,
     deadline=None,
@@ -197,7 +187,7 @@ def test_plainly_valid_only_when_the_model_accepts(data: st.DataObject) -> None:
     model, resource = data.draw(st.sampled_from(RESOURCES))
     resource = copy.deepcopy(resource)
     for _ in range(data.draw(st.integers(1, 3))):
-        path = data.draw(st.sampled_from(_paths(resource)))
+        path = data.draw(st.sampled_from(json_paths(resource)))
         if not path:
             continue
         *parents, last = path
