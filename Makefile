@@ -4,8 +4,11 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 LOCK   := requirements.lock
+# mappings.hl7v2 compiled with mypyc (tools/native.py); rebuilt when any mappings/ source changes,
+# and used by the import only while it matches the source exactly (mappings/native.py).
+NATIVE := mappings/hl7v2/_native/manifest.json
 
-.PHONY: run check lint typecheck test pip-audit lock bench fuzz schema clean
+.PHONY: run check lint typecheck test pip-audit lock bench fuzz schema native clean
 
 # .venv holds exactly the lock: every dependency pinned and checked against its sha256 hash,
 # then the project itself with no dependencies of its own (docs/deploy.md, "Installs").
@@ -16,7 +19,12 @@ $(STAMP): pyproject.toml $(LOCK) requirements-runtime.lock
 	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
-run: $(STAMP)  ## the engine on its embedded defaults (SQLite store, RabbitMQ on localhost)
+$(NATIVE): $(STAMP) $(shell find mappings -name '*.py' -not -path '*/_native/*')
+	$(BIN)/python tools/native.py build --or-plain
+
+native: $(NATIVE)  ## compile mappings.hl7v2 (a C compiler; without one the engine runs plain Python)
+
+run: $(NATIVE)  ## the engine on its embedded defaults (SQLite store, RabbitMQ on localhost)
 	$(BIN)/carebridge run
 
 check: lint typecheck test pip-audit  ## ruff, mypy --strict, every test, pip-audit of the lock
@@ -29,7 +37,7 @@ lint: $(STAMP)  ## ruff, and the layering as import-linter contracts (pyproject.
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test: $(STAMP)
+test: $(NATIVE)
 	$(BIN)/pytest
 
 pip-audit: $(STAMP)  ## skipped with a message when its vulnerability data cannot be reached
@@ -40,7 +48,7 @@ lock:  ## regenerate both locks from pyproject.toml (PyPI; Python 3.11), keeping
 	  $(BIN)/pip install --quiet --require-hashes -r $(LOCK); }
 	$(BIN)/python tools/lock.py compile $(if $(UPGRADE),--upgrade)
 
-bench: $(STAMP)
+bench: $(NATIVE)
 	$(BIN)/python bench/end_to_end.py
 
 FUZZ_SECONDS ?= 600
@@ -56,4 +64,4 @@ schema: $(STAMP)  ## regenerate docs/care-event.schema.json from mappings/model.
 	$(BIN)/carebridge schema > docs/care-event.schema.json
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) mappings/hl7v2/_native .mypy_cache .ruff_cache .pytest_cache

@@ -57,6 +57,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.trivial_engine import split_parse  # noqa: E402
+from mappings import native  # noqa: E402
 from mappings.errors import MappingError  # noqa: E402
 from mappings.hl7v2.inbound import map_hl7v2  # noqa: E402
 from mappings.hl7v2.reader import parse  # noqa: E402
@@ -263,12 +264,16 @@ def main() -> int:
     if not (args.corpus / "INDEX.tsv").exists():
         print(f"no corpus at {args.corpus} (--corpus or CAREBRIDGE_CORPUS)", file=sys.stderr)
         return 2
+    state = native.STATUS["mappings.hl7v2"]
+    build = f"mappings.hl7v2 {'compiled' if state.compiled else 'plain Python'} ({state.reason})"
     if args.dump is not None:
+        print(build)
         dump(args.corpus, args.dump, args.mutants)
         return 0
     machine = f"python {platform.python_version()}, {os.cpu_count()} cores, one process"
     print(f"{machine}; rates are messages per CPU second (median of {args.repeat}), "
           f"load {os.getloadavg()[0]:.1f}")  # fmt: skip
+    print(build)
     issue_figures(args.corpus, args)
     adt_detail(args.corpus, args)
     return 0

@@ -40,6 +40,7 @@ from engine.mllp_gateway import MllpGateway
 from engine.openapi import document_route, fhir_document
 from engine.senders import Built, build_senders
 from engine.store import SoleEngine, Store
+from mappings import native
 
 log = structlog.get_logger("carebridge.app")
 
@@ -332,8 +333,17 @@ async def start_engine(config: Config, *, settle: bool = False) -> Engine:
         sources=[s.name for s in config.sources],
         destinations=[d.name for d in config.destinations],
         http_port=engine.http_port,
+        hl7v2_mapping=_mapping_build(),
     )
     return engine
+
+
+def _mapping_build() -> str:
+    """Whether `mappings.hl7v2` runs compiled (tools/native.py) and, when not, why."""
+    state = native.STATUS.get("mappings.hl7v2")
+    if state is None:
+        return "not imported"
+    return "compiled" if state.compiled else f"plain Python ({state.reason})"
 
 
 YOUNG_GENERATION = 10_000

@@ -116,16 +116,32 @@ def test_make_installs_the_venv_from_the_lock_with_hashes_then_the_project_witho
 
 def test_the_image_installs_from_the_runtime_lock_on_a_base_pinned_by_digest() -> None:
     dockerfile = (ROOT / "docker" / "Dockerfile").read_text()
-    froms = re.findall(r"^FROM (\S+)", dockerfile, re.M)
-    assert len(froms) == 1
-    assert re.fullmatch(r"python:3\.11\.\d+-slim-bookworm@sha256:[0-9a-f]{64}", froms[0])
-    installs = re.findall(r"pip install [^&\n]*", dockerfile)
-    assert installs == [
+    froms = re.findall(r"^FROM (.+)$", dockerfile, re.M)
+    assert froms == [froms[0], "base AS native", "base"], froms
+    assert re.fullmatch(r"python:3\.11\.\d+-slim-bookworm@sha256:[0-9a-f]{64} AS base", froms[0])
+    base, native, image = re.split(r"^FROM .+$", dockerfile, flags=re.M)[1:]
+    assert re.findall(r"pip install [^&\n]*", base) == [
         f"pip install --no-cache-dir --require-hashes -r {lock.RUNTIME_LOCK}",
         "pip install --no-cache-dir --no-deps --no-build-isolation . ",
     ]
-    assert f"COPY {lock.RUNTIME_LOCK} ./" in dockerfile
+    assert f"COPY {lock.RUNTIME_LOCK} ./" in base
     assert "docker buildx imagetools inspect" in (ROOT / "docs" / "deploy.md").read_text()
+    # The compiled mapping: built in its own stage from the dev lock (mypy) with a compiler, for
+    # the installed copy of `mappings`; only its output reaches the image, which checks it runs.
+    assert re.findall(r"pip install [^&\n]*", native) == [
+        f"pip install --no-cache-dir --require-hashes -r {lock.LOCK}"
+    ]
+    assert "gcc" in native
+    assert "gcc" not in base + image
+    assert "pip install" not in image
+    installed = re.search(r"tools/native\.py build --mappings (\S+)$", native, re.M)
+    assert installed is not None
+    assert (
+        f"COPY --from=native {installed.group(1)}/hl7v2/_native \\\n  {installed.group(1)}" in image
+    )
+    assert "assert s.compiled, s.reason" in image
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert "**/_native" in ignored  # this machine's build never reaches the image
 
 
 def test_the_locks_are_made_for_python_3_11() -> None:

@@ -10,6 +10,7 @@ a crash, and `-timeout` reports a hang.
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from collections.abc import Callable
 from functools import cache
@@ -25,10 +26,20 @@ PRODUCT = ["mappings", "engine", "adapters"]
 
 def instrumented(fuzzing: bool) -> contextlib.AbstractContextManager[Any]:
     """Around a target's product imports: atheris instruments them when the module runs as the
-    fuzzer (``python -m tests.fuzz.targets.NAME``); under pytest nothing is instrumented."""
+    fuzzer (``python -m tests.fuzz.targets.NAME``); under pytest nothing is instrumented.
+
+    A fuzzer runs the plain Python of `mappings.hl7v2`, never its compiled build: atheris
+    counts coverage in Python bytecode only (tests/unit/test_native.py checks that the two map
+    every input alike)."""
     if not fuzzing:
         return contextlib.nullcontext()
     import atheris
+
+    from mappings import native
+
+    os.environ[native.ENV] = "0"
+    if "mappings.hl7v2" in sys.modules:
+        raise RuntimeError("mappings.hl7v2 imported before the fuzzer could choose its build")
 
     return atheris.instrument_imports(include=PRODUCT)  # type: ignore[no-any-return]
 
