@@ -20,8 +20,11 @@ import sys
 import threading
 import time
 from collections.abc import Iterator, Mapping, MutableMapping
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from datetime import time as time_of_day
+from enum import Enum
 from typing import Any, TextIO
+from uuid import UUID
 
 import orjson
 import structlog
@@ -86,26 +89,34 @@ def _scrub(value: Any) -> Any:
         return _TEN_DIGITS.sub("[redacted]", value)
     if isinstance(value, dict):
         return {k: _scrub(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
+    if isinstance(value, list | tuple | set | frozenset):
         return [_scrub(v) for v in value]
-    return value
+    if isinstance(value, bytes | bytearray | memoryview):
+        return _scrub(bytes(value).decode("utf-8", "replace"))
+    if isinstance(value, _PLAIN):
+        return value
+    return _scrub(str(value))  # what the renderer would write (orjson's default=str), scrubbed
 
 
 def redact_digits(
     _logger: object, _name: str, event_dict: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
     # Most lines hold no ten-digit run at all: a search of each text says so without building
-    # anything; a line with one, or with a nested value, is scrubbed field by field.
+    # anything; a line with one, or with any value that is not plain (nested, bytes, a set, an
+    # object the renderer would write with str()), is scrubbed field by field.
     for key, value in event_dict.items():
         if isinstance(value, str):
             if key != "timestamp" and _TEN_DIGITS.search(value) is not None:
                 return _redact_each(event_dict)
-        elif isinstance(value, _NESTED):
+        elif not isinstance(value, _PLAIN):
             return _redact_each(event_dict)
     return event_dict
 
 
-_NESTED = (dict, list, tuple)
+_PLAIN = (int, float, type(None), datetime, date, time_of_day, UUID, Enum)
+"""Values written as they are. Integers are never scrubbed: they are counts, ids and ports (an
+NHS number is text everywhere in the engine); dates, UUIDs and enum members are written by
+the renderer as themselves."""
 
 
 def _redact_each(event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:

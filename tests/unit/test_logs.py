@@ -7,6 +7,9 @@ import logging
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from enum import Enum
+from pathlib import Path
+from uuid import UUID
 
 import pytest
 import structlog
@@ -115,6 +118,35 @@ def test_digits_in_nested_values_are_redacted_and_other_fields_kept_as_they_are(
     assert record["items"] == ["[redacted]", 3]
     # Only text is scrubbed, and only a run of exactly ten digits.
     assert (record["row"], record["key"], record["run"]) == (1234567890, "MSG000123", "12345678901")
+
+
+def test_bytes_sets_and_objects_are_scrubbed_as_they_would_be_written() -> None:
+    # The renderer writes what JSON has no type for with str(): that text is scrubbed too.
+    class Kind(Enum):
+        DISCHARGE = "discharge"
+
+    stream = io.StringIO()
+    logs.configure("info", "json", stream)
+    when, ident = datetime(2026, 12, 5, 6, 0, tzinfo=UTC), UUID(int=9434765919)
+    structlog.get_logger("t").info(
+        "something", raw=b"PID|1||9434765919^^^NHS", ids={"9434765919"},
+        frozen=frozenset({"943 476 5919"}), error=ValueError("bad NHS number 9434765919"),
+        path=Path("/tmp/9434765919.hl7"), view=bytearray(b"943-476-5919"),
+        when=when, ident=ident, kind=Kind.DISCHARGE, count=9434765919, ratio=0.5, none=None,
+    )  # fmt: skip
+    [record] = lines(stream)
+    assert record["raw"] == "PID|1||[redacted]^^^NHS"
+    assert record["ids"] == ["[redacted]"]
+    assert record["frozen"] == ["[redacted]"]
+    assert record["error"] == "bad NHS number [redacted]"
+    assert record["path"] == "/tmp/[redacted].hl7"
+    assert record["view"] == "[redacted]"
+    assert "9434765919" not in stream.getvalue().replace('"count":9434765919', "")
+    # JSON's own types, dates, UUIDs and enums are written as before; integers are not text.
+    assert record["when"] == "2026-12-05T06:00:00+00:00"
+    assert record["ident"] == str(ident)
+    assert (record["kind"], record["count"], record["ratio"], record["none"]) == (
+        "discharge", 9434765919, 0.5, None)  # fmt: skip
 
 
 class CountingStream(io.StringIO):
