@@ -37,6 +37,8 @@ def map_message(raw: bytes, profile: FeedProfile) -> CareEvent:
     (intake, the MLLP and FHIR gateways, the CLI) can be stopped by one message.
     """
     try:
+        if type(raw) is not bytes:  # a bytearray or memoryview: the compiled reader takes bytes
+            raw = bytes(raw)
         if detect_format(raw) is MessageFormat.HL7V2:
             return map_hl7v2(raw, profile)
         return map_fhir(raw, profile)

@@ -2,17 +2,21 @@
 
 `tools/native.py build` compiles every module of `mappings.hl7v2` with mypyc (the same Python,
 no rewrite: about twice as fast, issue 16 point 6) into the package's ``_native/`` directory and
-writes ``_native/manifest.json``: the interpreter's extension suffix, the pydantic version and
-the SHA-256 of every ``.py`` file of `mappings` (compiled code also carries what the type checker
-knew of the modules it imports, such as `mappings.model`, so a change anywhere in `mappings`
-makes the build stale).
+writes ``_native/manifest.json``: the interpreter's extension suffix, the pydantic version, the
+SHA-256 of each compiled file and of every ``.py`` file of `mappings` (compiled code also
+carries what the type checker knew of the modules it imports, such as `mappings.model`, so a
+change anywhere in `mappings` makes the build stale).
 
 A package's ``__init__`` calls `attach` before any of its modules is imported. The compiled
 directory goes first on the package's ``__path__`` only when the manifest matches the source,
 the interpreter and pydantic; otherwise the package runs as plain Python, as before, and
 `STATUS` says why. Nothing here ever runs a stale build: an edited source file is always what
-runs, compiled or not. ``CAREBRIDGE_NATIVE=0`` turns the compiled build off (the coverage-guided
-fuzzers need the Python, which they can instrument).
+runs, compiled or not. ``CAREBRIDGE_NATIVE=0`` (or false, off, no) turns the compiled build off
+(the coverage-guided fuzzers need the Python, which they can instrument).
+
+Compiled modules bind their calls to each other when built: a test that monkeypatches a function
+or constant inside `mappings.hl7v2` changes nothing there; such a test needs the plain Python
+(``CAREBRIDGE_NATIVE=0`` before the import).
 
 The compiled and the plain build map every input to the same outcome: tests/unit/test_native.py
 compares the two on every corpus file, fixture, fuzz seed and 12,000 mutants.
@@ -50,14 +54,22 @@ STATUS: dict[str, NativeStatus] = {}
 
 
 def source_digests(root: Path = ROOT) -> dict[str, str]:
-    """SHA-256 of every ``.py`` file under `root`, by path relative to it (``/``-separated)."""
+    """SHA-256 of every ``.py``/``.pyi`` file under `root` (symbolic links followed), by path
+    relative to it (``/``-separated)."""
     digests: dict[str, str] = {}
-    for path in sorted(root.rglob("*.py")):
-        relative = path.relative_to(root)
-        if DIRECTORY in relative.parts:
-            continue
-        digests[relative.as_posix()] = hashlib.sha256(path.read_bytes()).hexdigest()
-    return digests
+    for folder, subfolders, files in os.walk(root, followlinks=True):
+        subfolders[:] = sorted(d for d in subfolders if not d.startswith(DIRECTORY))
+        for name in files:
+            if name.endswith((".py", ".pyi")):
+                path = Path(folder) / name
+                relative = path.relative_to(root).as_posix()
+                digests[relative] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return dict(sorted(digests.items()))
+
+
+def file_digests(directory: Path, names: list[str]) -> dict[str, str]:
+    """SHA-256 of each named file in `directory` (the compiled modules of a build)."""
+    return {n: hashlib.sha256((directory / n).read_bytes()).hexdigest() for n in sorted(names)}
 
 
 def identity() -> dict[str, str]:
@@ -87,8 +99,8 @@ def attach(package: str, path: list[str]) -> NativeStatus:
 
 def _stale(directory: Path) -> str | None:
     """Why the build in `directory` must not run, or None when it matches."""
-    if os.environ.get(ENV, "1").strip() == "0":
-        return f"turned off ({ENV}=0)"
+    if os.environ.get(ENV, "1").strip().lower() in _OFF:
+        return f"turned off ({ENV}={os.environ[ENV]})"
     manifest_path = directory / MANIFEST
     if not manifest_path.is_file():
         return "not built (make native)"
@@ -100,19 +112,29 @@ def _stale(directory: Path) -> str | None:
     for key, value in identity().items():
         if manifest.get(key) != value:
             return f"built for {key} {manifest.get(key)!r}, this is {value!r}"
+    return mismatch(manifest, directory)
+
+
+_OFF = ("0", "false", "off", "no")
+
+
+def mismatch(manifest: dict[str, object], directory: Path, root: Path = ROOT) -> str | None:
+    """Why the build `manifest` describes is not exactly today's: its sources, or the compiled
+    files in `directory` it names (a build whose own files were replaced is stale too)."""
     built = manifest.get("sources")
     if not isinstance(built, dict):
         raise ValueError("no sources")
-    now = source_digests()
+    now = source_digests(root)
     changed = sorted(name for name in built.keys() | now.keys() if built.get(name) != now.get(name))
     if changed:
         more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
         return f"source changed since the build: {', '.join(changed[:3])}{more}"
-    modules = manifest.get("modules")
-    if not isinstance(modules, list) or not modules:
-        raise ValueError("no modules")
-    suffix = identity()["ext_suffix"]
-    missing = [m for m in modules if not (directory / f"{m}{suffix}").is_file()]
+    compiled = manifest.get("compiled")
+    if not isinstance(compiled, dict) or not compiled:
+        raise ValueError("no compiled modules")
+    missing = sorted(str(n) for n in compiled if not (directory / str(n)).is_file())
     if missing:
-        return f"compiled module missing: {', '.join(sorted(map(str, missing)))}"
+        return f"compiled module missing: {', '.join(missing)}"
+    if file_digests(directory, [str(n) for n in compiled]) != compiled:
+        return "compiled modules differ from the build's manifest"
     return None

@@ -129,8 +129,9 @@ def test_the_image_installs_from_the_runtime_lock_on_a_base_pinned_by_digest() -
     # The compiled mapping: built in its own stage from the dev lock (mypy) with a compiler, for
     # the installed copy of `mappings`; only its output reaches the image, which checks it runs.
     assert re.findall(r"pip install [^&\n]*", native) == [
-        f"pip install --no-cache-dir --require-hashes -r {lock.LOCK}"
+        "pip install --no-cache-dir --require-hashes -r /tmp/native.lock"
     ]
+    assert f"tools/native.py requirements --lock {lock.LOCK} > /tmp/native.lock" in native
     assert "gcc" in native
     assert "gcc" not in base + image
     assert "pip install" not in image
@@ -140,6 +141,7 @@ def test_the_image_installs_from_the_runtime_lock_on_a_base_pinned_by_digest() -
         f"COPY --from=native {installed.group(1)}/hl7v2/_native \\\n  {installed.group(1)}" in image
     )
     assert "assert s.compiled, s.reason" in image
+    assert image.index("USER carebridge") < image.index("assert s.compiled")  # as the engine's user
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert "**/_native" in ignored  # this machine's build never reaches the image
 

@@ -16,12 +16,20 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime
+from importlib import metadata
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
 
 import mappings.hl7v2.stay
 from mappings import native
+from mappings.inbound import map_message
+from mappings.profile import FeedProfile
+from tests.adt_factory import adt, patients
+from tools import lock
+from tools import native as native_tool
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD = REPO / "mappings" / "hl7v2" / native.DIRECTORY
@@ -91,6 +99,19 @@ def _delete_module(root: Path) -> None:
     (root / "mappings" / "hl7v2" / native.DIRECTORY / f"types{SUFFIX}").unlink()
 
 
+def _replace_module(root: Path) -> None:
+    build = root / "mappings" / "hl7v2" / native.DIRECTORY
+    (build / f"types{SUFFIX}").write_bytes((build / f"stay{SUFFIX}").read_bytes())
+
+
+def _edit_through_a_link(root: Path) -> None:
+    """The package is a symbolic link to its real folder; a module is edited there."""
+    package = root / "mappings" / "hl7v2"
+    package.rename(root / "hl7v2-real")
+    package.symlink_to(root / "hl7v2-real", target_is_directory=True)
+    _append("hl7v2/stay.py", b"\n# edited\n")(root)
+
+
 def _break_manifest(root: Path) -> None:
     (root / "mappings" / "hl7v2" / native.DIRECTORY / native.MANIFEST).write_text("{not json")
 
@@ -135,10 +156,13 @@ def test_a_fresh_copy_of_the_build_runs_compiled(copy: Path) -> None:
         (_edit_manifest("pydantic", "1.10.0"), "built for pydantic"),
         (_edit_manifest("built", False), "build failed"),
         (_delete_module, "compiled module missing: types"),
+        (_replace_module, "compiled modules differ from the build's manifest"),
+        (_edit_through_a_link, "source changed since the build: hl7v2/stay.py"),
         (_break_manifest, "manifest.json unreadable"),
     ],
     ids=["module-edited", "model-edited", "module-added", "other-python", "other-pydantic",
-         "failed-build", "module-missing", "broken-manifest"],
+         "failed-build", "module-missing", "module-replaced", "edited-through-a-link",
+         "broken-manifest"],
 )  # fmt: skip
 def test_a_stale_build_never_runs(copy: Path, change: Callable[[Path], None], why: str) -> None:
     change(copy)
@@ -165,9 +189,23 @@ def test_a_failed_build_is_said_and_leaves_the_python_running(copy: Path) -> Non
 
 
 def test_it_can_be_turned_off(copy: Path) -> None:
-    chosen = _import_in(copy, **{native.ENV: "0"})
-    assert chosen == {**chosen, "compiled": False, "reason": f"turned off ({native.ENV}=0)"}
-    assert str(chosen["file"]).endswith("stay.py"), chosen
+    for off in ("0", "false", "OFF"):
+        chosen = _import_in(copy, **{native.ENV: off})
+        assert chosen == {**chosen, "compiled": False, "reason": f"turned off ({native.ENV}={off})"}
+        assert str(chosen["file"]).endswith("stay.py"), chosen
+
+
+def test_make_builds_again_only_when_the_sources_changed(copy: Path) -> None:
+    mappings = copy / "mappings"
+    assert native_tool.fresh(mappings) == "up to date"
+    _append("hl7v2/stay.py", b"\n# edited\n")(copy)
+    assert native_tool.fresh(mappings) is None  # `make test` builds again
+    native_tool.record_failure(mappings, "mypyc failed: error: no compiler")
+    said = native_tool.fresh(mappings)  # the same sources failed: not again until `make native`
+    assert said == "the last build of these sources failed: mypyc failed: error: no compiler"
+    native_tool.record_failure(mappings, native_tool._RETRY)
+    assert native_tool.fresh(mappings) is None  # a build the sources changed under: again
+    assert not list((mappings / "hl7v2").glob(f"{native.DIRECTORY}.*"))  # no staging left
 
 
 def test_compiled_and_plain_map_every_input_alike(tmp_path: Path) -> None:
@@ -191,3 +229,29 @@ def test_compiled_and_plain_map_every_input_alike(tmp_path: Path) -> None:
     assert len(plain) > 50_000
     differ = [(a, b) for a, b in zip(compiled, plain, strict=True) if a != b]
     assert not differ, differ[:3]
+
+
+def test_a_bytearray_or_memoryview_maps_as_its_bytes() -> None:
+    # The compiled reader takes `bytes` only (mypyc checks its arguments' types at run time).
+    raw = adt("A03", patients(1)[0], "CTRL1", datetime(2026, 12, 5, 9, 30, tzinfo=UTC))
+    profile = FeedProfile(feed="t")
+    expected = map_message(raw, profile)
+    assert map_message(bytearray(raw), profile) == expected  # type: ignore[arg-type]
+    assert map_message(memoryview(raw), profile) == expected  # type: ignore[arg-type]
+
+
+def test_the_image_installs_only_what_the_build_needs_pinned_and_hashed() -> None:
+    subset = native_tool.requirements(REPO / lock.LOCK)
+    pinned = lock.pins(subset)
+    assert set(pinned) == set(native_tool.BUILD_NEEDS), pinned.keys()
+    assert all(hashes for _, hashes in pinned.values())
+    dev = lock.pins((REPO / lock.LOCK).read_text())
+    assert all(dev[name] == pin for name, pin in pinned.items())
+    runtime = lock.pins((REPO / lock.RUNTIME_LOCK).read_text())
+    # Everything these packages require (here, on Linux, Python 3.11) is in one lock or the other.
+    for name in native_tool.BUILD_NEEDS:
+        for requirement in metadata.requires(name) or []:
+            wanted = Requirement(requirement)
+            if wanted.marker is not None and not wanted.marker.evaluate({"extra": ""}):
+                continue
+            assert lock.normalise(wanted.name) in pinned.keys() | runtime.keys(), (name, wanted)
