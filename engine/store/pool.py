@@ -12,6 +12,7 @@ load connections come back within milliseconds and are never pinged.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -64,6 +65,13 @@ def _checkout(dbapi_connection: Any, record: Any, _proxy: object) -> None:
         return
     try:
         await_only(driver.execute("SELECT 1", timeout=PING_TIMEOUT))
+    except asyncio.CancelledError:
+        # The caller gave up (its own timeout, or its task cancelled) with the ping half way:
+        # abort the connection here, so the pool (which invalidates it for any failure at
+        # checkout) finds it closed, never lends it again, and does not wait up to 2 s for a
+        # polite close from a peer that may be gone.
+        driver.terminate()
+        raise
     except Exception as exc:  # whatever the failure, this connection is done
         # Abort it now: the pool's own close would first wait for a goodbye from a dead peer.
         driver.terminate()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -29,6 +30,8 @@ class BlackHoleProxy:
         self._server: asyncio.Server | None = None
         self._links: list[tuple[list[bool], list[asyncio.StreamWriter]]] = []
         self._tasks: set[asyncio.Task[None]] = set()
+        self.swallowed = asyncio.Event()
+        """Set once bytes sent on a black-holed connection have been read and dropped."""
 
     async def start(self) -> int:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
@@ -57,15 +60,16 @@ class BlackHoleProxy:
             task = asyncio.create_task(self._pump(source, sink, flowing))
             self._tasks.add(task)
 
-    @staticmethod
     async def _pump(
-        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, flowing: list[bool]
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, flowing: list[bool]
     ) -> None:
         with contextlib.suppress(OSError):
             while data := await reader.read(65536):
                 if flowing[0]:
                     writer.write(data)
                     await writer.drain()
+                else:
+                    self.swallowed.set()
         if flowing[0]:
             writer.close()
 
@@ -107,6 +111,37 @@ async def test_a_connection_dropped_while_idle_is_replaced_before_a_read_uses_it
         assert await backend(store) == first  # and the same one lent again
         proxy.black_hole()
         async with asyncio.timeout(20):  # without the ping it waits here for TCP to give up
+            replaced = await backend(store)
+        assert replaced != first
+        assert await backend(store) == replaced
+    finally:
+        await store.close()
+
+
+async def test_a_checkout_cancelled_during_the_ping_aborts_the_connection_at_once(
+    proxied_url: tuple[str, BlackHoleProxy], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cancelled ping leaves the connection half way through a statement: it is aborted there
+    and then (not closed politely, which waits up to 2 s for a goodbye from a silent peer) and
+    never lent again; the next checkout gets a new connection that works."""
+    url, proxy = proxied_url
+    monkeypatch.setattr(pool, "IDLE_BEFORE_PING", 0.0)
+    monkeypatch.setattr(pool, "PING_TIMEOUT", 60.0)  # only the cancellation ends this ping
+    store = await Store.open(StoreConfig(url=url, pool_size=1))
+    try:
+        first = await backend(store)
+        proxy.black_hole()
+        checkout = asyncio.create_task(backend(store))
+        async with asyncio.timeout(20):
+            await proxy.swallowed.wait()  # the ping is on its way to nowhere
+        assert not checkout.done()
+        cancelled_at = time.monotonic()
+        checkout.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await checkout
+        # Without the abort, SQLAlchemy's own close waits 2 s for the silent peer.
+        assert time.monotonic() - cancelled_at < 1.0
+        async with asyncio.timeout(20):
             replaced = await backend(store)
         assert replaced != first
         assert await backend(store) == replaced
