@@ -200,7 +200,7 @@ class MllpListener:
         while True:
             while pending:
                 conn.busy = True
-                answer = await self._answer(pending.popleft(), peer)
+                answer = await self._answer(pending.popleft(), peer, writer)
                 if answer is None:
                     return
                 if answer:
@@ -241,7 +241,9 @@ class MllpListener:
                 frame_started = loop.time()
             pending.extend(f for f in frames if f.oversized or f.payload.strip(b" \r\n"))
 
-    async def _answer(self, received: Frame, peer: PeerInfo) -> bytes | None:
+    async def _answer(
+        self, received: Frame, peer: PeerInfo, writer: asyncio.StreamWriter
+    ) -> bytes | None:
         """The framed answer to one frame (empty: send nothing); None closes the connection."""
         try:
             if received.oversized:
@@ -256,6 +258,16 @@ class MllpListener:
             if answer is None:
                 return None
             return frame(answer) if answer else b""
-        except Exception:
-            log.exception("mllp.handle_failed", peer_host=peer.host, peer_port=peer.port)
+        except Exception as exc:  # noqa: BLE001 - logged with its traceback, after the hang-up
+            # Hang up first, so the sender learns at once and resends: rendering the traceback
+            # can take a while under load. The transport closes its socket on the loop's next
+            # turn, so give it that turn before the (synchronous) log line, which is written even
+            # if the listener is being closed meanwhile.
+            writer.close()
+            try:
+                await asyncio.sleep(0)
+            finally:
+                log.error(
+                    "mllp.handle_failed", peer_host=peer.host, peer_port=peer.port, exc_info=exc
+                )
             return None

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import select
 import socket
 import ssl
 import subprocess
@@ -236,6 +237,33 @@ async def test_a_failing_handle_closes_the_connection_unanswered(listen: Listen)
             writer.write(frame(adt("MSG-1")))
             assert await closed_by_peer(reader)
     assert [e["event"] for e in logs if e["log_level"] == "error"] == ["mllp.handle_failed"]
+
+
+async def test_a_failing_handle_hangs_up_before_the_failure_is_logged(listen: Listen) -> None:
+    """Rendering the traceback can take a while under load; the sender is told first (the
+    connection closed, so it resends) and the log line carries no message bytes."""
+
+    async def broken(message: bytes, peer: PeerInfo) -> bytes:
+        raise RuntimeError("engine bug")
+
+    listener = await listen(broken)
+    with socket.create_connection((HOST, listener.port), timeout=20) as client:
+        seen: list[bytes] = []  # what the sender could read when the failure was logged
+
+        def probe(_logger: Any, _name: str, event: Any) -> Any:
+            if event["event"] == "mllp.handle_failed":
+                # The loop is held here: the connection is closed already, or stays open.
+                readable, _, _ = select.select([client], [], [], 10.0)
+                seen.append(client.recv(65536) if readable else b"(still open)")
+            return event
+
+        with structlog.testing.capture_logs([structlog.processors.format_exc_info, probe]) as logs:
+            client.sendall(frame(adt("MSG-1")))
+            await eventually(lambda: bool(seen), "the failure to be logged", within=20)
+    assert seen == [b""]
+    [failed] = [e for e in logs if e["event"] == "mllp.handle_failed"]
+    assert "RuntimeError: engine bug" in failed["exception"]
+    assert CANARY not in repr(failed)
 
 
 async def test_an_oversized_message_gets_the_callbacks_ar_and_the_connection_carries_on(
