@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import uuid
@@ -37,34 +38,34 @@ async def drop_pg_database(name: str) -> None:
         await conn.close()
 
 
+@contextlib.contextmanager
+def logging_as_found() -> Iterator[None]:
+    """Put back, on the way out, structlog's configuration and the root logger's handlers and
+    level as they were on the way in."""
+    saved = structlog.get_config()
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        yield
+    finally:
+        structlog.configure(**saved)
+        root.handlers[:] = handlers
+        root.setLevel(level)
+
+
 @pytest.fixture(autouse=True)
-def _logging_restored() -> Iterator[None]:
-    """A test that runs the CLI in-process configures logging onto the stderr pytest captures
-    for that test and closes after it: put the logging set-up back, so later tests' log lines
-    do not fail with "I/O operation on closed file"."""
-    config, handlers = structlog.get_config(), logging.getLogger().handlers[:]
-    yield
-    structlog.configure(**config)
-    logging.getLogger().handlers[:] = handlers
+def _logging_left_as_found() -> Iterator[None]:
+    """A test that runs `carebridge` in-process (`engine.cli.main`) configures logging onto the
+    stderr pytest captures for that test and closes after it: put the logging set-up back, so
+    a later test's log line never writes to a closed file ("I/O operation on closed file", and
+    the task that logged it killed)."""
+    with logging_as_found():
+        yield
 
 
 def pg_url(database: str) -> str:
     base = PG_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
     return f"{base}/{database}"
-
-
-@pytest.fixture(autouse=True)
-def _logging_left_as_found() -> Iterator[None]:
-    """A test that runs `carebridge` in-process (`engine.cli.main`) configures logging to the
-    stderr it sees, which pytest closes after the test: put the configuration back, so a later
-    test's log line never writes to a closed file (and kills the task that logged it)."""
-    saved = structlog.get_config()
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    structlog.configure(**saved)
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
