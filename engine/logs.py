@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import dataclasses
+import json
 import logging
 import re
 import sys
@@ -88,13 +90,18 @@ def _scrub(value: Any) -> Any:
     if isinstance(value, str):
         return _TEN_DIGITS.sub("[redacted]", value)
     if isinstance(value, dict):
-        return {k: _scrub(v) for k, v in value.items()}
+        return {_scrub(k) if isinstance(k, str) else k: _scrub(v) for k, v in value.items()}
     if isinstance(value, list | tuple | set | frozenset):
         return [_scrub(v) for v in value]
     if isinstance(value, bytes | bytearray | memoryview):
-        return _scrub(bytes(value).decode("utf-8", "replace"))
+        # Raw bytes are a payload, or part of one: never written, whatever they hold.
+        return f"<{type(value).__name__}, {memoryview(value).nbytes} bytes>"
     if isinstance(value, _PLAIN):
         return value
+    if isinstance(value, Enum):  # written as its value, which may be text
+        return _scrub(value.value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):  # written as an object
+        return {f.name: _scrub(getattr(value, f.name)) for f in dataclasses.fields(value)}
     return _scrub(str(value))  # what the renderer would write (orjson's default=str), scrubbed
 
 
@@ -103,25 +110,28 @@ def redact_digits(
 ) -> MutableMapping[str, Any]:
     # Most lines hold no ten-digit run at all: a search of each text says so without building
     # anything; a line with one, or with any value that is not plain (nested, bytes, a set, an
-    # object the renderer would write with str()), is scrubbed field by field.
+    # object the renderer would write with str()), is scrubbed field by field. The fields'
+    # names are the code's (keyword arguments), not data: only keys inside values are scrubbed.
     for key, value in event_dict.items():
         if isinstance(value, str):
             if key != "timestamp" and _TEN_DIGITS.search(value) is not None:
                 return _redact_each(event_dict)
-        elif not isinstance(value, _PLAIN):
+        elif not isinstance(value, _PLAIN) and key not in _LEFT_AS_THEY_ARE:
             return _redact_each(event_dict)
     return event_dict
 
 
-_PLAIN = (int, float, type(None), datetime, date, time_of_day, UUID, Enum)
+_PLAIN = (int, float, type(None), datetime, date, time_of_day, UUID)
 """Values written as they are. Integers are never scrubbed: they are counts, ids and ports (an
-NHS number is text everywhere in the engine); dates, UUIDs and enum members are written by
-the renderer as themselves."""
+NHS number is text everywhere in the engine); dates and UUIDs cannot hold a ten-digit run."""
+_LEFT_AS_THEY_ARE = ("timestamp", "level", "_record", "_from_structlog")
+"""The time and level, and structlog's own record of a standard-library line (removed before
+rendering; a later processor may read it)."""
 
 
 def _redact_each(event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     for key, value in list(event_dict.items()):
-        if key not in ("timestamp", "level"):
+        if key not in _LEFT_AS_THEY_ARE:
             event_dict[key] = _scrub(value)
     return event_dict
 
@@ -205,7 +215,10 @@ class _Timestamp:
 
 
 def _orjson_text(obj: Any, **_kwargs: Any) -> str:
-    return orjson.dumps(obj, default=str).decode()
+    try:
+        return orjson.dumps(obj, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+    except orjson.JSONEncodeError:  # an integer over 64 bits: a log call must never raise
+        return json.dumps(obj, default=str, skipkeys=True)
 
 
 def configure(level: str = "info", fmt: str = "json", stream: TextIO | None = None) -> None:

@@ -1,6 +1,7 @@
 """Log lines: JSON, one a line; ten-digit runs redacted; pika's network noise without tracebacks."""
 
 import asyncio
+import dataclasses
 import io
 import json
 import logging
@@ -124,29 +125,62 @@ def test_bytes_sets_and_objects_are_scrubbed_as_they_would_be_written() -> None:
     # The renderer writes what JSON has no type for with str(): that text is scrubbed too.
     class Kind(Enum):
         DISCHARGE = "discharge"
+        NUMBER = "9434765919"
+
+    @dataclasses.dataclass
+    class Row:
+        nhs: str
+        count: int
 
     stream = io.StringIO()
     logs.configure("info", "json", stream)
     when, ident = datetime(2026, 12, 5, 6, 0, tzinfo=UTC), UUID(int=9434765919)
     structlog.get_logger("t").info(
-        "something", raw=b"PID|1||9434765919^^^NHS", ids={"9434765919"},
-        frozen=frozenset({"943 476 5919"}), error=ValueError("bad NHS number 9434765919"),
-        path=Path("/tmp/9434765919.hl7"), view=bytearray(b"943-476-5919"),
+        "something", ids={"9434765919"}, frozen=frozenset({"943 476 5919"}),
+        error=ValueError("bad NHS number 9434765919"), path=Path("/tmp/9434765919.hl7"),
+        keyed={"9434765919": {"943-476-5919": 1}}, row=Row("9434765919", 3), odd=Kind.NUMBER,
         when=when, ident=ident, kind=Kind.DISCHARGE, count=9434765919, ratio=0.5, none=None,
     )  # fmt: skip
     [record] = lines(stream)
-    assert record["raw"] == "PID|1||[redacted]^^^NHS"
     assert record["ids"] == ["[redacted]"]
     assert record["frozen"] == ["[redacted]"]
     assert record["error"] == "bad NHS number [redacted]"
     assert record["path"] == "/tmp/[redacted].hl7"
-    assert record["view"] == "[redacted]"
+    assert record["keyed"] == {"[redacted]": {"[redacted]": 1}}
+    assert record["row"] == {"nhs": "[redacted]", "count": 3}
+    assert record["odd"] == "[redacted]"
     assert "9434765919" not in stream.getvalue().replace('"count":9434765919', "")
     # JSON's own types, dates, UUIDs and enums are written as before; integers are not text.
     assert record["when"] == "2026-12-05T06:00:00+00:00"
     assert record["ident"] == str(ident)
     assert (record["kind"], record["count"], record["ratio"], record["none"]) == (
         "discharge", 9434765919, 0.5, None)  # fmt: skip
+
+
+def test_raw_bytes_are_never_written_only_their_size() -> None:
+    stream = io.StringIO()
+    logs.configure("info", "json", stream)
+    payload = b"MSH|^~\\&|\rPID|1||9434765919^^^NHS||CANARY^PATIENT\r"
+    structlog.get_logger("t").info(
+        "something", raw=payload, view=memoryview(payload), array=bytearray(payload),
+        nested=[payload],
+    )  # fmt: skip
+    [record] = lines(stream)
+    size = len(payload)
+    assert record["raw"] == f"<bytes, {size} bytes>"
+    assert record["view"] == f"<memoryview, {size} bytes>"
+    assert record["array"] == f"<bytearray, {size} bytes>"
+    assert record["nested"] == [f"<bytes, {size} bytes>"]
+    assert "CANARY" not in stream.getvalue()
+
+
+def test_a_value_json_cannot_hold_never_makes_the_log_call_raise() -> None:
+    stream = io.StringIO()
+    logs.configure("info", "json", stream)
+    structlog.get_logger("t").info("something", by_id={1: "a"}, big=2**70)
+    [record] = lines(stream)
+    assert record["by_id"] == {"1": "a"}
+    assert record["big"] == 2**70
 
 
 class CountingStream(io.StringIO):
