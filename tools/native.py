@@ -31,6 +31,7 @@ import re
 import shutil
 import subprocess
 import sys
+import sysconfig
 import tempfile
 from importlib import metadata
 from pathlib import Path
@@ -85,10 +86,12 @@ def fresh(mappings: Path) -> str | None:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
         if manifest.get("sources") != native.source_digests(mappings):
             return None
-        if not manifest.get("built"):
-            return f"the last build of these sources failed: {manifest.get('reason')}"
         if any(manifest.get(k) != v for k, v in native.identity().items()):
             return None
+        if not manifest.get("built"):
+            if any(manifest.get(k) != v for k, v in environment().items()):
+                return None  # a compiler installed, mypy upgraded since: try again
+            return f"the last build of these sources failed: {manifest.get('reason')}"
         if native.mismatch(manifest, manifest_path.parent, mappings) is None:
             return "up to date"
     except (OSError, ValueError, AttributeError):
@@ -131,12 +134,22 @@ def build(mappings: Path) -> dict[str, object]:
             "built": True,
             **native.identity(),
             "python": sys.version.split()[0],
-            "mypy": metadata.version("mypy"),
+            **environment(),
             "compiled": native.file_digests(built, names),
             "sources": sources,
         }
         _install(package, [built / n for n in names], manifest)
     return manifest
+
+
+def environment() -> dict[str, str]:
+    """What a failed build might have lacked: its interpreter, mypy, the C compiler."""
+    try:
+        mypy = metadata.version("mypy")
+    except metadata.PackageNotFoundError:
+        mypy = "none"
+    compiler = str(sysconfig.get_config_var("CC") or "cc").split()[0]
+    return {**native.identity(), "mypy": mypy, "cc": shutil.which(compiler) or "none"}
 
 
 def _cause(output: str) -> str:
@@ -147,10 +160,12 @@ def _cause(output: str) -> str:
     return " | ".join(chosen)[:600] or "no output"
 
 
-def record_failure(mappings: Path, reason: str) -> None:
+def record_failure(mappings: Path, reason: str, *, transient: bool = False) -> None:
     """Leave no compiled module, and a manifest saying why (the engine logs it at start)."""
-    manifest: dict[str, object] = {"built": False, "reason": " ".join(reason.split())[:800]}
-    if _RETRY not in reason:  # else the next `--if-stale` build tries again
+    manifest: dict[str, object] = {
+        "built": False, "reason": " ".join(reason.split())[:800], **environment(),
+    }  # fmt: skip
+    if not transient:  # else the next `--if-stale` build tries again
         manifest["sources"] = native.source_digests(mappings)
     _install(mappings / PACKAGE, [], manifest)
 
@@ -169,6 +184,12 @@ def _install(package: Path, files: list[Path], manifest: dict[str, object]) -> N
         target.rename(old / "build")
     staging.rename(target)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def _remove_leftovers(package: Path) -> None:
+    """Staging directories of a build that was killed between its renames."""
+    for path in package.glob(f"{native.DIRECTORY}.*-*"):
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def requirements(lock: Path) -> str:
@@ -210,20 +231,28 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "clean":
         shutil.rmtree(mappings / PACKAGE / native.DIRECTORY, ignore_errors=True)
+        _remove_leftovers(mappings / PACKAGE)
         return 0
-    with (mappings / PACKAGE / ".native.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # one build of this package at a time
-        said = fresh(mappings) if args.if_stale else None
-        if said is not None:
-            print(f"native: mappings.{PACKAGE}: {said} (make native builds again)")
-            return 0
-        try:
-            manifest = build(mappings)
-        except Exception as error:  # noqa: BLE001  (any failure: say it and leave plain Python)
-            record_failure(mappings, str(error))
-            print(f"native: NOT built, mappings.{PACKAGE} runs as plain Python: {error}",
-                  file=sys.stderr)  # fmt: skip
-            return 0 if args.or_plain else 1
+    try:
+        with (mappings / PACKAGE / ".native.lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # one build of this package at a time
+            _remove_leftovers(mappings / PACKAGE)
+            said = fresh(mappings) if args.if_stale else None
+            if said is not None:
+                print(f"native: mappings.{PACKAGE}: {said} (make native builds again)")
+                return 0
+            try:
+                manifest = build(mappings)
+            except Exception as error:  # any failure: recorded, then said below
+                transient = (
+                    isinstance(error, OSError) or _RETRY in str(error) or "took over" in str(error)
+                )
+                record_failure(mappings, str(error), transient=transient)
+                raise
+    except Exception as error:  # noqa: BLE001
+        print(f"native: NOT built, mappings.{PACKAGE} runs as plain Python: {error}",
+              file=sys.stderr)  # fmt: skip
+        return 0 if args.or_plain else 1
     compiled = manifest["compiled"]
     count = len(compiled) if isinstance(compiled, dict) else 0
     print(f"native: mappings.{PACKAGE} compiled, {count} modules in "

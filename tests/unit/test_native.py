@@ -195,7 +195,9 @@ def test_it_can_be_turned_off(copy: Path) -> None:
         assert str(chosen["file"]).endswith("stay.py"), chosen
 
 
-def test_make_builds_again_only_when_the_sources_changed(copy: Path) -> None:
+def test_make_builds_again_only_when_the_sources_changed(
+    copy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     mappings = copy / "mappings"
     assert native_tool.fresh(mappings) == "up to date"
     _append("hl7v2/stay.py", b"\n# edited\n")(copy)
@@ -203,9 +205,15 @@ def test_make_builds_again_only_when_the_sources_changed(copy: Path) -> None:
     native_tool.record_failure(mappings, "mypyc failed: error: no compiler")
     said = native_tool.fresh(mappings)  # the same sources failed: not again until `make native`
     assert said == "the last build of these sources failed: mypyc failed: error: no compiler"
-    native_tool.record_failure(mappings, native_tool._RETRY)
+    later = {**native_tool.environment(), "cc": "/usr/bin/gcc-installed-since"}
+    monkeypatch.setattr(native_tool, "environment", lambda: later)
+    assert native_tool.fresh(mappings) is None  # a compiler installed since: again
+    monkeypatch.undo()
+    native_tool.record_failure(mappings, native_tool._RETRY, transient=True)
     assert native_tool.fresh(mappings) is None  # a build the sources changed under: again
-    assert not list((mappings / "hl7v2").glob(f"{native.DIRECTORY}.*"))  # no staging left
+    (mappings / "hl7v2" / f"{native.DIRECTORY}.new-killed").mkdir()  # a build killed mid-way
+    native_tool._remove_leftovers(mappings / "hl7v2")
+    assert not list((mappings / "hl7v2").glob(f"{native.DIRECTORY}.*"))
 
 
 def test_compiled_and_plain_map_every_input_alike(tmp_path: Path) -> None:
