@@ -330,7 +330,14 @@ def machine() -> dict[str, Any]:
         "rabbitmq": run_quiet(["rabbitmqctl", "version"]) or "unknown",
         "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
         "git_commit": (commit or "unknown") + ("+local changes" if dirty else ""),
+        "hl7v2_mapping": mapping_build(),
     }
+
+
+def mapping_build() -> str:
+    """What this build's engine runs of `mappings.hl7v2`: compiled, or the Python and why."""
+    status = [sys.executable, str(ROOT / "tools" / "native.py"), "status"]
+    return subprocess.run(status, capture_output=True, text=True, check=False).stdout.strip()
 
 
 def rabbitmq_pid() -> int | None:
@@ -923,6 +930,13 @@ def build_at(rev: str) -> Iterator[str]:
     subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(tree), rev],
                    check=True)  # fmt: skip
     try:
+        if (tree / "tools" / "native.py").is_file():  # built as `make` builds it (since 08c3329)
+            built = subprocess.run(
+                [sys.executable, str(tree / "tools" / "native.py"), "build", "--or-plain",
+                 "--mappings", str(tree / "mappings")],
+                capture_output=True, text=True, check=False,
+            )  # fmt: skip
+            say(f"{rev}: {(built.stdout + built.stderr).strip()}")
         yield tree_command(
             tree, "import sys; from engine.cli import main; sys.exit(main(sys.argv[1:]))"
         )
@@ -1202,6 +1216,7 @@ def report(results: dict[str, Any]) -> str:
         "Carebridge end-to-end benchmark",
         f"  machine : {m['nproc']} CPU ({m['cpu_model']}), Python {m['python']}, "
         f"RabbitMQ {m['rabbitmq']}, load {m['loadavg_at_start']}, commit {m['git_commit']}",
+        f"  build   : {m.get('hl7v2_mapping', 'unknown')}",
         f"  store   : {p['store']}"
         + (f", {p['replicas']} engine processes beside 1" if p["replicas"] > 1 else ""),
         f"  sizes   : raw {p['raw_messages']} msgs, throughput {p['messages']} msgs / "
