@@ -96,7 +96,7 @@ async def run(url: str, messages: int) -> tuple[float, float]:
                     now = datetime.now(UTC)
                     tried = [AttemptRecord(now, 3, "delivered", 200, None)]
                     await store.finish_deliveries(
-                        [(c.id, tried, Delivered(now)) for c in claimed[i : i + OUTCOMES]]
+                        [(c, tried, Delivered(now)) for c in claimed[i : i + OUTCOMES]]
                     )
                 sent += len(claimed)
         cpu, wall = cpu_seconds() - cpu, time.perf_counter() - wall

@@ -3,7 +3,7 @@
     store.claim_due()      the oldest pending delivery per (destination, patient), leased
       ─► sender.send()     a few quick tries, each recorded as an attempt
       ─► classify          delivered │ permanent → dead letter │ transient → backoff or dead letter
-      ─► store.finish_delivery()
+      ─► store.finish_delivery()  recorded only while the claim's guard holds (outcomes.py)
 
 While a delivery is in flight its lease is renewed every quarter of `delivery.lease`, so a slow
 but healthy send is never taken by another worker, and a dead engine's deliveries are free again
@@ -30,6 +30,7 @@ from prometheus_client import Gauge
 
 from engine import logs, metrics
 from engine.config import DeliveryConfig, RetryPolicy
+from engine.delivery.outcomes import OutcomeWriter
 from engine.delivery.policy import decide
 from engine.delivery.sending import Sender, SendResult
 from engine.store import (
@@ -38,9 +39,9 @@ from engine.store import (
     DeadLettered,
     Delivered,
     DeliveryOutcome,
+    OutcomeRefused,
     Rescheduled,
     Store,
-    until_the_store_answers,
 )
 
 log = structlog.get_logger("carebridge.delivery")
@@ -83,10 +84,7 @@ class DeliveryLoop:
         """PostgreSQL: a slot is freed when the outcome is decided (`_free`); SQLite keeps it
         until the outcome is recorded: freed sooner there, the claims it let in were more
         write transactions queued on the one writer, and end to end fell (pairs 0.56-0.97)."""
-        self._outcomes: asyncio.Queue[
-            tuple[int, list[AttemptRecord], DeliveryOutcome, asyncio.Future[None]]
-        ] = asyncio.Queue()
-        self._writer: asyncio.Task[None] | None = None
+        self._outcomes = OutcomeWriter(store, sleep)
         self._gauges: dict[str, Gauge] = {}
         """Each destination's in-flight gauge (`labels()` is a lookup under a lock)."""
 
@@ -227,10 +225,7 @@ class DeliveryLoop:
             await asyncio.wait(set(self._in_flight), timeout=5)
         if self._renewer is not None:
             self._renewer.cancel()
-        if self._writer is not None:
-            with contextlib.suppress(TimeoutError):  # outcomes already queued still go in
-                await asyncio.wait_for(self._outcomes.join(), timeout=5)
-            self._writer.cancel()
+        await self._outcomes.close()
 
     async def _deliver(self, claimed: ClaimedDelivery) -> None:
         sender = self._senders[claimed.destination]
@@ -261,7 +256,11 @@ class DeliveryLoop:
             )
             if self._free_when_decided:
                 self._free(claimed)
-            await self._finish(claimed, tries, outcome)
+            refused = await self._outcomes.record(claimed, tries, outcome)
+            if refused is not None:  # a stale claim's, or one overtaken: nothing was written
+                self._refused(claimed, outcome, refused)
+                metrics.count_attempts(claimed.destination, (t.outcome for t in tries))
+                return
             self._log(claimed, tries, outcome)
             self._measure(claimed, tries, outcome)
 
@@ -316,56 +315,14 @@ class DeliveryLoop:
         )
         return result
 
-    async def _finish(
-        self, claimed: ClaimedDelivery, tries: list[AttemptRecord], outcome: DeliveryOutcome
-    ) -> None:
-        """Record the outcome and wait until it is recorded.
-
-        Outcomes go to one writer task, which records whatever has finished meanwhile in one
-        transaction: one commit (one fsync) for many deliveries.
-        """
-        if self._writer is None or self._writer.done():
-            # Started from a delivery's task: in a context of its own, so that its log lines
-            # do not carry that delivery's identifiers.
-            self._writer = asyncio.create_task(
-                self._write_outcomes(), name="delivery-outcomes", context=logs.outside_delivery()
-            )
-        recorded: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._outcomes.put_nowait((claimed.id, tries, outcome, recorded))
-        await recorded
-
-    async def _write_outcomes(self) -> None:
-        """Record finished deliveries in batches; if the store is down, keep trying (the lease
-        protects each row, and if it runs out another worker resends under the same key)."""
-        while True:
-            batch = [await self._outcomes.get()]
-            while not self._outcomes.empty():
-                batch.append(self._outcomes.get_nowait())
-            retrying = until_the_store_answers(
-                log=log, event="delivery.store_unavailable", sleep=self._sleep
-            )
-            error: BaseException | None = None
-            try:
-                async for attempt in retrying:
-                    with attempt:
-                        await self._store.finish_deliveries([item[:3] for item in batch])
-            except Exception as exc:  # noqa: BLE001 - reported to each waiting delivery
-                error = exc
-            for *_, recorded in batch:
-                if not recorded.done():
-                    if error is None:
-                        recorded.set_result(None)
-                    else:
-                        recorded.set_exception(error)
-                self._outcomes.task_done()
-
     async def _record_cancelled(self, claimed: ClaimedDelivery, tries: list[AttemptRecord]) -> None:
         try:
             if tries:
                 retry_now = Rescheduled(datetime.now(UTC), "interrupted by shutdown")
-                await self._store.finish_delivery(claimed.id, tries, retry_now)
+                if why := await self._store.finish_delivery(claimed, tries, retry_now):
+                    self._refused(claimed, retry_now, why)
             else:
-                await self._store.release([claimed.id])
+                await self._store.release([claimed.id], owner=self._owner)
         except Exception as exc:  # noqa: BLE001 - shutting down; the lease will expire anyway
             log.warning("delivery.release_failed", error=type(exc).__name__)
 
@@ -379,6 +336,16 @@ class DeliveryLoop:
             metrics.observe_delivered(
                 claimed.destination, claimed.kind, seconds, notification=notification
             )
+
+    @staticmethod
+    def _refused(claimed: ClaimedDelivery, outcome: DeliveryOutcome, why: OutcomeRefused) -> None:
+        """An outcome the store did not record (`OutcomeRefused`): delivered (the row had moved
+        on), or rescheduled or dead-lettered under a claim that no longer held. The line names
+        the delivery, its destination and the guard; nothing of the patient's."""
+        kind = type(outcome).__name__.lower()
+        log.warning("delivery.outcome_refused", delivery_id=claimed.id,
+                    destination=claimed.destination, outcome=kind, refused_by=why,
+                    claimed_attempts=claimed.attempts)  # fmt: skip
 
     @staticmethod
     def _log(

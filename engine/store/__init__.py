@@ -8,13 +8,15 @@ transaction here:
   one delivery row per routed destination, then the caller acks the AMQP deliveries;
 - `claim_due`: the oldest pending delivery per (destination, patient) whose time has come,
   leased so no other worker or replica takes it meanwhile;
-- `finish_delivery`: the attempts made and the outcome (delivered, rescheduled, dead-lettered).
+- `finish_delivery`: the attempts made and the outcome (delivered, rescheduled, dead-lettered),
+  each only while the row says it may be (outcomes.py), so a replayed write records nothing more.
 
 The rooms: schema.py (tables) and migrations/ (Alembic, applied at start by migrate.py);
 records.py (what goes in and comes out); statuses.py (the stored states, as enums); base.py
 (opening, the read and write connections, the free space SQLite needs); servers.py (which
 PostgreSQL server answers, logged when a failover changes it); intake.py (the intake write);
-outbox.py (claim, renew leases, finish, release); lookups.py (reads for corrections, health
+outbox.py (claim, renew leases, release); outcomes.py (finish: attempts and
+outcomes, guarded); lookups.py (reads for corrections, health
 and tests); pruning.py (retention); alerts.py (what the alert watches read; what is raised,
 claimed by one replica at a time); errors.py (StoreUnavailable, StoreFull, StoreRefused:
 nothing of SQLAlchemy's leaves the store); waiting.py (the one "wait until the store answers"
@@ -43,6 +45,7 @@ from engine.store.records import (
     IntakeRecord,
     IntakeResult,
     Original,
+    OutcomeRefused,
     Rescheduled,
     idempotency_key,
 )
@@ -75,6 +78,7 @@ __all__ = [
     "Migrated",
     "MigrationRefused",
     "Original",
+    "OutcomeRefused",
     "Rescheduled",
     "RoleProblem",
     "SoleEngine",

@@ -330,9 +330,10 @@ class Batched:
         self._columns = list(columns)
         self._by_dialect: dict[tuple[str, str], _Plan] = {}
 
-    def run(self, conn: sa.Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+    def run(self, conn: sa.Connection, rows: Sequence[Mapping[str, Any]]) -> int:
+        """Run over `rows`; the rows matched (the driver's count for the executemany)."""
         if not rows:
-            return
+            return 0
         dialect = conn.dialect
         plan = self._by_dialect.get((dialect.name, dialect.driver))
         if plan is None:
@@ -349,7 +350,7 @@ class Batched:
             raise sa.exc.StatementError(
                 f"({type(exc).__module__}.{type(exc).__name__}) {exc}", sql, None, exc
             ) from exc
-        conn.exec_driver_sql(sql, params)
+        return int(conn.exec_driver_sql(sql, params).rowcount)
 
     def _plan(self, dialect: sa.Dialect) -> _Plan:
         compiled = self._statement.compile(

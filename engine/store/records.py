@@ -94,6 +94,9 @@ class ClaimedDelivery:
     care_setting: str
     source: str
     body: str
+    lease_owner: str | None = None
+    """Who claimed it (`claim_due`'s owner). With `attempts` (as they were at the claim), what
+    recording a rescheduled or dead-lettered outcome checks: the claim still holds."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,3 +126,9 @@ class DeadLettered:
 
 
 DeliveryOutcome = Delivered | Rescheduled | DeadLettered
+
+OutcomeRefused = Literal["finished", "lease_not_held", "attempts_changed"]
+"""Why an outcome was not recorded (`Outbox.finish_deliveries`), the guard that refused it:
+- finished: the delivery is no longer pending (delivered, dead-lettered, or gone);
+- lease_not_held: (rescheduled, dead) the lease is another owner's, or no one's, now;
+- attempts_changed: (rescheduled, dead) attempts were recorded since this claim."""

@@ -90,11 +90,11 @@ async def _finish(
     for c in claimed:
         if c.destination in dead:
             await store.finish_delivery(
-                c.id,
+                c,
                 [AttemptRecord(now, 5, "permanent", 422, "refused: bad PID")],
                 DeadLettered("refused by the destination: HTTP 422"),
             )
         else:
             await store.finish_delivery(
-                c.id, [AttemptRecord(now, 5, "delivered", 200, "ok")], Delivered(now)
+                c, [AttemptRecord(now, 5, "delivered", 200, "ok")], Delivered(now)
             )

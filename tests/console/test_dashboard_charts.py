@@ -37,11 +37,11 @@ async def seed_traffic(store: Store) -> datetime:
     for n, c in enumerate(claimed):  # attempts in different seconds: each bucket sums them
         tried = later - timedelta(seconds=n)
         if c.destination == "team" and c.event_id == "ev-r3":
-            await store.finish_delivery(c.id, [AttemptRecord(tried, 5, "permanent", 422, "no")],
+            await store.finish_delivery(c, [AttemptRecord(tried, 5, "permanent", 422, "no")],
                                         DeadLettered("refused: HTTP 422"))  # fmt: skip
         else:
             done = c.created_at + timedelta(seconds=4)
-            await store.finish_delivery(c.id, [AttemptRecord(tried, 5, "delivered", 200, "ok")],
+            await store.finish_delivery(c, [AttemptRecord(tried, 5, "delivered", 200, "ok")],
                                         Delivered(done))  # fmt: skip
     return later
 

@@ -53,13 +53,13 @@ async def seed_dead(store: Store) -> None:
     for c in claimed:
         if c.destination == "team":
             why = next(team)
-            await store.finish_delivery(c.id, [AttemptRecord(now, 5, "transient", 503, "busy")],
+            await store.finish_delivery(c, [AttemptRecord(now, 5, "transient", 503, "busy")],
                                         DeadLettered(why))  # fmt: skip
         elif c.event_id == "ev-g0":
-            await store.finish_delivery(c.id, [AttemptRecord(now, 5, "transient", 503, "busy")],
+            await store.finish_delivery(c, [AttemptRecord(now, 5, "transient", 503, "busy")],
                                         DeadLettered(REASONS[0]))  # fmt: skip
         else:
-            await store.finish_delivery(c.id, [AttemptRecord(now, 5, "delivered", 200, "ok")],
+            await store.finish_delivery(c, [AttemptRecord(now, 5, "delivered", 200, "ok")],
                                         Delivered(now))  # fmt: skip
 
 

@@ -67,7 +67,7 @@ async def seed_states(store: Store) -> None:
     for c in await store.claim_due(["team"], limit=10, lease=LEASE, owner="t", now=now):
         team = "east-team" if c.event_id in ("ev-over", "ev-soon") else "west-team"
         detail = f"to {team} by recipients[0] {team} (its GP practice matched): HTTP 200 ok"
-        await store.finish_delivery(c.id, [AttemptRecord(NOW, 5, "delivered", 200, detail)],
+        await store.finish_delivery(c, [AttemptRecord(NOW, 5, "delivered", 200, detail)],
                                     Delivered(NOW))  # fmt: skip
     assert await record_follow_up(store, "ev-ackd", "ack", "dr who")
     assert await record_follow_up(store, "ev-done", "done", "dr who")

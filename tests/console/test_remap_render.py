@@ -81,10 +81,10 @@ async def finish(store: Store, outcome: str) -> None:
     now = datetime.now(UTC)
     for c in await store.claim_due(["team", "gp"], limit=100, lease=LEASE, owner="t", now=now):
         if outcome == "dead":
-            await store.finish_delivery(c.id, [AttemptRecord(now, 1, "permanent", 422)],
+            await store.finish_delivery(c, [AttemptRecord(now, 1, "permanent", 422)],
                                         DeadLettered("HTTP 422"))  # fmt: skip
         else:
-            await store.finish_delivery(c.id, [AttemptRecord(now, 1, "delivered", 200)],
+            await store.finish_delivery(c, [AttemptRecord(now, 1, "delivered", 200)],
                                         Delivered(now))  # fmt: skip
 
 

@@ -8,12 +8,15 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
+from prometheus_client import REGISTRY
+from structlog.testing import capture_logs
 
 from adapters.webhook import WebhookClient
 from engine.config import DeliveryConfig, WebhookDestination
 from engine.delivery.loop import DeliveryLoop
+from engine.delivery.sending import SendResult
 from engine.delivery.webhook import WebhookSender
-from engine.store import Store
+from engine.store import AttemptRecord, ClaimedDelivery, Delivered, Store
 from engine.store.schema import deliveries
 from tests.e2e.harness import wait_until
 from tests.integration.test_delivery import FAST, Destination, destination, enqueue, statuses
@@ -124,3 +127,58 @@ async def test_a_delivery_reclaimed_by_its_own_engine_is_not_sent_again(
         await task
         await loop.drain(0)
         await client.close()
+
+
+FINISHED = ("delivery.outcome_refused", "delivery.delivered")
+
+
+class OvertakenSender:
+    """Its send reaches the destination; meanwhile (its lease having lapsed in a store outage)
+    replica B claimed the delivery, sent it too and recorded it delivered."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    async def send(self, delivery: ClaimedDelivery) -> SendResult:
+        later = datetime.now(UTC) + timedelta(minutes=10)
+        [b] = await self._store.claim_due([delivery.destination], limit=1, owner="replica-b",
+                                          lease=timedelta(minutes=1), now=later)  # fmt: skip
+        tried = [AttemptRecord(datetime.now(UTC), 3, "delivered", 200)]
+        assert await self._store.finish_delivery(b, tried, Delivered(datetime.now(UTC))) is None
+        return SendResult("delivered", 200)
+
+
+async def test_an_outcome_the_store_refused_is_not_logged_nor_counted_delivered(
+    store: Store,
+) -> None:
+    """Replica B recorded the delivery first: this engine's own 'delivered' is refused (the
+    row is no longer pending). It logs why, naming the delivery, and not delivery.delivered;
+    the delivered metrics are B's to count."""
+    await enqueue(store, "p", 0)
+    lease = DeliveryConfig(concurrency=4, poll_interval=timedelta(milliseconds=50),
+                           lease=timedelta(minutes=1))  # fmt: skip
+    loop = DeliveryLoop(store, {"dest": OvertakenSender(store)}, {"dest": FAST},
+                        {"dest": False}, lease)  # fmt: skip
+    labels = {"destination": "dest"}
+    counted = REGISTRY.get_sample_value("carebridge_intake_to_delivery_seconds_count", labels)
+    with capture_logs() as lines:
+        task = asyncio.create_task(loop.run())
+        try:
+            await wait_until(  # refused, or (wrongly) logged delivered
+                lambda: any(line["event"] in FINISHED for line in lines),
+                deadline=20, what="the outcome recorded or refused",
+            )  # fmt: skip
+        finally:
+            loop.stop()
+            await task
+            await loop.drain(0)
+    assert not [line for line in lines if line["event"] == "delivery.delivered"]
+    after = REGISTRY.get_sample_value("carebridge_intake_to_delivery_seconds_count", labels)
+    assert after == counted, "a refused outcome counted as delivered"
+    [refused] = [line for line in lines if line["event"] == "delivery.outcome_refused"]
+    async with store.engine.connect() as conn:
+        delivery_id = (await conn.execute(sa.select(deliveries.c.id))).scalar_one()
+    assert (refused["delivery_id"], refused["destination"]) == (delivery_id, "dest")
+    assert (refused["outcome"], refused["refused_by"]) == ("delivered", "finished")
+    assert refused["log_level"] == "warning"
+    assert await statuses(store) == {"ev-p-0": "delivered"}

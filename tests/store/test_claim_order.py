@@ -15,7 +15,15 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from engine.config import StoreConfig
 from engine.console.auth import Principal
-from engine.store import AcceptedEvent, DeadLettered, Delivered, IntakeRecord, Store, migrate
+from engine.store import (
+    AcceptedEvent,
+    ClaimedDelivery,
+    DeadLettered,
+    Delivered,
+    IntakeRecord,
+    Store,
+    migrate,
+)
 from engine.store import operator as actions
 from engine.store.outbox import _due
 from engine.store.schema import deliveries
@@ -56,7 +64,9 @@ async def deliver(store: Store, event_ids: list[str]) -> None:
             sa.select(deliveries.c.id).where(deliveries.c.event_id.in_(event_ids))
         )
         ids = [r.id for r in rows]
-    await store.finish_deliveries([(i, [], Delivered(T0)) for i in ids])
+    # 'delivered' is recorded whoever holds the lease (or none): no claim needed here.
+    unclaimed = [ClaimedDelivery(i, "", "gp", "", "", 0, T0, "", "", "", "") for i in ids]
+    await store.finish_deliveries([(d, [], Delivered(T0)) for d in unclaimed])
 
 
 async def test_a_large_backlog_gives_only_the_heads_oldest_first(store: Store) -> None:
@@ -93,7 +103,7 @@ async def test_a_held_dead_letter_blocks_behind_a_delivered_history(store: Store
     [head, other] = await store.claim_due(["gp"], limit=10, lease=LEASE, owner="w")
     assert (head.event_id, other.event_id) == ("ev-new00", "ev-b0")
     await store.finish_deliveries(
-        [(head.id, [], DeadLettered("refused", hold=True)), (other.id, [], Delivered(T0))]
+        [(head, [], DeadLettered("refused", hold=True)), (other, [], Delivered(T0))]
     )
     assert await claim(store) == []  # 19 pending behind a held dead letter: none goes
     resolved = await actions.resolve_delivery(store, OPERATOR, head.id, "sent by fax")

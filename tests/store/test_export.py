@@ -82,7 +82,7 @@ async def deliver_notifications(store: Store) -> int:
                                            owner="test"):  # fmt: skip
         at = datetime.now(UTC)
         for delivery in claimed:
-            await store.finish_delivery(delivery.id, [AttemptRecord(at, 5, "delivered", 200)],
+            await store.finish_delivery(delivery, [AttemptRecord(at, 5, "delivered", 200)],
                                         Delivered(at))  # fmt: skip
         total += len(claimed)
     return total

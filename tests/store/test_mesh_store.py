@@ -27,7 +27,7 @@ async def delivered(store: Store, key: str) -> int:
     rec = dataclasses.replace(rec, accepted=dataclasses.replace(rec.accepted, follow_up=clock))
     await store.record_intake([rec])
     [claimed] = await store.claim_due(["gp"], limit=1, lease=LEASE, owner="w")
-    await store.finish_delivery(claimed.id, [], Delivered(T0))
+    await store.finish_delivery(claimed, [], Delivered(T0))
     return claimed.id
 
 

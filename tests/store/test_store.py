@@ -117,7 +117,7 @@ async def test_claims_only_the_head_of_each_patients_queue(store: Store) -> None
     assert [c.event_id for c in claimed] == ["ev-a1", "ev-b1"]
     # Leased heads are neither claimed again nor passed by their successors.
     assert await store.claim_due(["gp"], limit=10, lease=LEASE, owner="w2") == []
-    await store.finish_delivery(claimed[0].id, [], Delivered(T0))
+    await store.finish_delivery(claimed[0], [], Delivered(T0))
     again = await store.claim_due(["gp"], limit=10, lease=LEASE, owner="w2")
     assert [c.event_id for c in again] == ["ev-a2"]
 
@@ -127,12 +127,12 @@ async def test_rescheduled_head_holds_its_patient_but_not_others(store: Store) -
     [head] = await store.claim_due(["gp"], limit=10, lease=LEASE, owner="w")
     attempt = AttemptRecord(started_at=T0, duration_ms=3, outcome="transient", status_code=503)
     later = datetime.now(UTC) + timedelta(hours=1)
-    await store.finish_delivery(head.id, [attempt], Rescheduled(later, "HTTP 503"))
+    await store.finish_delivery(head, [attempt], Rescheduled(later, "HTTP 503"))
     assert await store.claim_due(["gp"], limit=10, lease=LEASE, owner="w") == []
     await store.record_intake([record("b1", "p:b")])
     [other] = await store.claim_due(["gp"], limit=10, lease=LEASE, owner="w")
     assert other.event_id == "ev-b1"
-    await store.finish_delivery(other.id, [], Delivered(T0))
+    await store.finish_delivery(other, [], Delivered(T0))
     due = await store.claim_due(
         ["gp"], limit=10, lease=LEASE, owner="w", now=later + timedelta(seconds=1)
     )
@@ -145,7 +145,7 @@ async def test_dead_letter_holds_later_events_only_when_configured(
 ) -> None:
     await store.record_intake([record("a1", "p:a"), record("a2", "p:a")])
     [head] = await store.claim_due(["gp"], limit=10, lease=LEASE, owner="w")
-    await store.finish_delivery(head.id, [], DeadLettered("refused", hold=hold))
+    await store.finish_delivery(head, [], DeadLettered("refused", hold=hold))
     after = await store.claim_due(["gp"], limit=10, lease=LEASE, owner="w")
     assert [c.event_id for c in after] == ([] if hold else ["ev-a2"])
 
@@ -165,7 +165,7 @@ async def test_finishing_records_every_attempt(store: Store) -> None:
         AttemptRecord(started_at=T0, duration_ms=1, outcome="transient", status_code=503),
         AttemptRecord(started_at=T0, duration_ms=1, outcome="delivered", status_code=200),
     ]
-    await store.finish_delivery(c.id, tries, Delivered(T0))
+    await store.finish_delivery(c, tries, Delivered(T0))
     counts = await store.counts()
     assert counts["deliveries.delivered"] == 1
     async with store.engine.connect() as conn:
@@ -190,8 +190,8 @@ async def test_a_delivery_finished_twice_in_one_batch_is_recorded_in_order(store
     failed = AttemptRecord(started_at=T0, duration_ms=1, outcome="transient", status_code=503)
     sent = AttemptRecord(started_at=T0, duration_ms=1, outcome="delivered", status_code=200)
     await store.finish_deliveries([
-        (c.id, [failed], Rescheduled(T0 + timedelta(minutes=5), "503")),
-        (c.id, [sent], Delivered(T0)),
+        (c, [failed], Rescheduled(T0 + timedelta(minutes=5), "503")),
+        (c, [sent], Delivered(T0)),
     ])  # fmt: skip
     async with store.engine.connect() as conn:
         row = (await conn.execute(
@@ -204,7 +204,7 @@ async def test_a_naive_datetime_is_refused_not_read_as_local_time(store: Store) 
     await store.record_intake([record("a1")])
     [c] = await store.claim_due(["gp"], limit=1, lease=LEASE, owner="w")
     with pytest.raises(StoreRefused):
-        await store.finish_delivery(c.id, [], Rescheduled(datetime(2026, 7, 1, 12), "later"))
+        await store.finish_delivery(c, [], Rescheduled(datetime(2026, 7, 1, 12), "later"))
 
 
 async def test_concurrent_claimers_never_share_a_delivery(store: Store) -> None:
@@ -222,7 +222,7 @@ async def test_retention_prunes_only_settled_messages(store: Store) -> None:
     await store.record_intake([rejected])
     for c in await store.claim_due(["gp", "team"], limit=10, lease=LEASE, owner="w"):
         if c.event_id == "ev-done":
-            await store.finish_delivery(c.id, [], Delivered(T0))
+            await store.finish_delivery(c, [], Delivered(T0))
     # Received at T0, so all are old enough; the young cutoff keeps everything.
     assert await store.prune(T0 - timedelta(days=1)) == 0
     assert await store.prune(T0 + timedelta(days=1)) == 2  # "done" and its duplicate
@@ -239,7 +239,7 @@ async def test_a_duplicate_of_a_message_still_waiting_goes_with_its_original(
     old_enough = T0 + timedelta(days=1)
     assert await store.prune(old_enough) == 0  # the original's deliveries are pending
     for c in await store.claim_due(["gp", "team"], limit=10, lease=LEASE, owner="w"):
-        await store.finish_delivery(c.id, [], Delivered(T0))
+        await store.finish_delivery(c, [], Delivered(T0))
     assert await store.prune(old_enough) == 2
     assert await store.counts() == {}
 
@@ -253,7 +253,7 @@ async def test_retention_keeps_open_follow_ups_and_prunes_settled_ones(store: St
     )
     await store.record_intake([followed])
     [c] = await store.claim_due(["gp"], limit=1, lease=LEASE, owner="w")
-    await store.finish_delivery(c.id, [], Delivered(T0))
+    await store.finish_delivery(c, [], Delivered(T0))
     assert await store.prune(T0 + timedelta(days=1)) == 0  # its follow-up is still open
     async with store.writing() as conn:
         await conn.execute(sa.update(follow_ups).values(status="done"))
