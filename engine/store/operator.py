@@ -186,7 +186,10 @@ async def hold_delivery(
         deliveries.c.held_at.is_(None),
         sa.or_(deliveries.c.lease_until.is_(None), deliveries.c.lease_until < now),
     )
-    values = {"held_at": now, "held_by": actor.name, "next_attempt_at": HELD_UNTIL}
+    # The lapsed lease goes with the hold: its claim's late retry or dead letter is then refused
+    # (engine/store/outcomes.py) and its renewer cannot take the row back.
+    values = {"held_at": now, "held_by": actor.name, "next_attempt_at": HELD_UNTIL,
+              "lease_owner": None, "lease_until": None}  # fmt: skip
     return await _update_deliveries(store, actor, "hold", where, values, _comment(reason))
 
 

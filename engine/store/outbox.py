@@ -207,6 +207,7 @@ class Outbox(Outcomes):
                     deliveries.c.id.in_(list(delivery_ids)),
                     deliveries.c.lease_owner == owner,
                     deliveries.c.status == DeliveryStatus.PENDING,
+                    deliveries.c.held_at.is_(None),  # an operator's hold is not taken back
                 )
                 .values(lease_until=utc_now() + lease)
             )

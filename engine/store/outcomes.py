@@ -48,7 +48,8 @@ def _outcome_update(*, claim_holds: bool, **values: Any) -> sa.Update:
              deliveries.c.status == DeliveryStatus.PENDING]  # fmt: skip
     if claim_holds:
         guard += [deliveries.c.lease_owner == sa.bindparam("owner"),
-                  deliveries.c.attempts == sa.bindparam("claimed")]  # fmt: skip
+                  deliveries.c.attempts == sa.bindparam("claimed"),
+                  deliveries.c.held_at.is_(None)]  # fmt: skip
     return (
         sa.update(deliveries)
         .where(*guard)
@@ -61,7 +62,8 @@ _INSERT_ATTEMPTS = Batched(sa.insert(attempts), (
     "delivery_id", "started_at", "duration_ms", "outcome", "status_code", "detail"))  # fmt: skip
 _OUTCOME_UPDATES = {
     "delivered": Batched(_outcome_update(claim_holds=False,
-        status=DeliveryStatus.DELIVERED, delivered_at=sa.bindparam("at"), last_error=None)),
+        status=DeliveryStatus.DELIVERED, delivered_at=sa.bindparam("at"), last_error=None,
+        held_at=None, held_by=None)),
     "rescheduled": Batched(_outcome_update(claim_holds=True,
         next_attempt_at=sa.bindparam("at"), last_error=sa.bindparam("error"))),
     "dead": Batched(_outcome_update(claim_holds=True,
@@ -70,13 +72,13 @@ _OUTCOME_UPDATES = {
 _STATE = (  # what the guards and `_already_recorded` read of each delivery, by primary key
     sa.select(deliveries.c.id, deliveries.c.status, deliveries.c.lease_owner,
               deliveries.c.attempts, deliveries.c.delivered_at, deliveries.c.next_attempt_at,
-              deliveries.c.last_error)
+              deliveries.c.last_error, deliveries.c.held_at)
     .where(deliveries.c.id.in_(sa.bindparam("ids", expanding=True)))
 )  # fmt: skip
 
 
 _Row = Any
-"""A row of `_STATE` (SQLAlchemy's Row type of seven columns)."""
+"""A row of `_STATE` (SQLAlchemy's Row type of eight columns)."""
 
 
 _FINISH_IN_ONE = """\
@@ -86,12 +88,15 @@ WITH finished AS (
         delivered_at = CASE WHEN v.status = 'delivered' THEN v.at ELSE d.delivered_at END,
         next_attempt_at = CASE WHEN v.status = 'pending' THEN v.at ELSE d.next_attempt_at END,
         last_error = v.error,
-        hold = CASE WHEN v.status = 'dead' THEN v.hold ELSE d.hold END
+        hold = CASE WHEN v.status = 'dead' THEN v.hold ELSE d.hold END,
+        held_at = CASE WHEN v.status = 'delivered' THEN NULL ELSE d.held_at END,
+        held_by = CASE WHEN v.status = 'delivered' THEN NULL ELSE d.held_by END
     FROM unnest($7::bigint[], $8::integer[], $9::varchar[], $10::timestamptz[], $11::text[],
                 $12::boolean[], $13::varchar[], $14::integer[])
          AS v (id, n, status, at, error, hold, owner, claimed)
     WHERE d.id = v.id AND d.status = 'pending'
-      AND (v.status = 'delivered' OR (d.lease_owner = v.owner AND d.attempts = v.claimed))
+      AND (v.status = 'delivered'
+           OR (d.lease_owner = v.owner AND d.attempts = v.claimed AND d.held_at IS NULL))
     RETURNING d.id
 ), tried AS (
     INSERT INTO attempts (delivery_id, started_at, duration_ms, outcome, status_code, detail)
@@ -137,8 +142,8 @@ def _refusal(
         return "finished"
     if isinstance(outcome, Delivered):
         return None
-    if row.lease_owner is None or row.lease_owner != claim.lease_owner:
-        return "lease_not_held"
+    if row.lease_owner is None or row.lease_owner != claim.lease_owner or row.held_at is not None:
+        return "lease_not_held"  # (an operator's hold takes the lease with it)
     if row.attempts != claim.attempts:
         return "attempts_changed"
     return None
@@ -273,13 +278,18 @@ def _finish_sqlite(conn: sa.Connection, finished: _Finished) -> list[OutcomeRefu
     if _write_sqlite(conn, finished):
         conn.exec_driver_sql("RELEASE outcomes")
         return [None] * len(finished)
-    conn.exec_driver_sql("ROLLBACK TO outcomes")
-    conn.exec_driver_sql("RELEASE outcomes")
+    conn.exec_driver_sql("ROLLBACK TO outcomes")  # (the savepoint stays, for the second pass)
     rows = {row.id: row for row in conn.execute(_STATE, {"ids": [c.id for c, _, _ in finished]})}
     refusals = [_refusal(rows.get(claim.id), claim, outcome) for claim, _, outcome in finished]
     recordable = [item for item, why in zip(finished, refusals, strict=True) if why is None]
-    if not _write_sqlite(conn, recordable):  # the writer's lock held: cannot happen
-        raise RuntimeError("an outcome's guard changed its mind; rolled back")
+    if not _write_sqlite(conn, recordable):  # the writer's lock held: should not happen
+        # Never stall the outcome writer (it would retry for ever, every waiting delivery
+        # keeping its slot): write nothing of this run and call it refused. The rows stay
+        # pending; their leases run out and they go again, under the same idempotency keys.
+        conn.exec_driver_sql("ROLLBACK TO outcomes")
+        conn.exec_driver_sql("RELEASE outcomes")
+        return ["finished"] * len(finished)
+    conn.exec_driver_sql("RELEASE outcomes")
     return [
         None if why is None else _verdict(rows.get(claim.id), claim, len(tries), outcome)
         for (claim, tries, outcome), why in zip(finished, refusals, strict=True)

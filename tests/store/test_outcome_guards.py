@@ -28,6 +28,7 @@ from engine.store import (
     Rescheduled,
     Store,
     StoreError,
+    operator,
     until_the_store_answers,
 )
 from engine.store.schema import attempts, deliveries
@@ -245,3 +246,95 @@ async def test_a_commit_whose_answer_is_lost_is_retried_and_recorded_once(
     finally:
         cutter.cancel()
         await direct.close()
+
+
+class _Operator:
+    name = "olive"
+    role = "operator"
+
+
+async def claim_lapsing(store: Store, owner: str) -> ClaimedDelivery:
+    """A claim whose lease has really run out (an operator's hold needs the lease lapsed)."""
+    [claimed] = await store.claim_due(
+        ["gp"], limit=1, lease=timedelta(milliseconds=50), owner=owner, now=datetime.now(UTC)
+    )
+    deadline = asyncio.get_running_loop().time() + 10
+    async with store.engine.connect() as conn:
+        until = (
+            await conn.execute(
+                sa.select(deliveries.c.lease_until).where(deliveries.c.id == claimed.id)
+            )
+        ).scalar_one()
+    while datetime.now(UTC) <= until:
+        assert asyncio.get_running_loop().time() < deadline
+        await asyncio.sleep(0.01)
+    return claimed
+
+
+async def held(store: Store, delivery_id: int) -> tuple[Any, ...]:
+    async with store.engine.connect() as conn:
+        return tuple(
+            (
+                await conn.execute(
+                    sa.select(
+                        deliveries.c.held_at.is_not(None), deliveries.c.next_attempt_at
+                    ).where(deliveries.c.id == delivery_id)
+                )
+            ).one()
+        )
+
+
+@pytest.mark.parametrize("late", ["rescheduled", "dead"])
+async def test_an_operators_hold_is_not_undone_by_a_lapsed_claims_late_outcome(
+    store: Store, late: str
+) -> None:
+    """A's lease lapses (a store outage), an operator holds the delivery meanwhile; A's late
+    retry or dead letter must not release the hold (the notice would go while the console says
+    held), and A's renewer must not take the row back."""
+    await store.record_intake([record("a1", destinations=("gp",))])
+    a = await claim_lapsing(store, "a")
+    assert (await operator.hold_delivery(store, _Operator(), a.id, "wrong ward?")).count == 1
+    assert await store.renew_leases([a.id], lease=LEASE, owner="a") == 0
+    outcome: DeliveryOutcome = (
+        retry_later() if late == "rescheduled" else DeadLettered("gave up", hold=False)
+    )
+    assert await store.finish_delivery(a, tried(503), outcome) == "lease_not_held"
+    status, counted, owner, _until, rows = await state(store, a.id)
+    assert (status, counted, owner, rows) == ("pending", 0, None, 0)
+    assert await held(store, a.id) == (True, operator.HELD_UNTIL)
+    far = datetime.now(UTC) + timedelta(days=1)
+    assert await store.claim_due(["gp"], limit=1, lease=LEASE, owner="c", now=far) == []
+
+
+async def test_a_late_delivered_on_a_held_delivery_ends_delivered_not_held(store: Store) -> None:
+    """It did reach the destination: delivered, and no hold left on a delivered row (release
+    needs a pending one, so it could never be cleared)."""
+    await store.record_intake([record("a1", destinations=("gp",))])
+    a = await claim_lapsing(store, "a")
+    assert (await operator.hold_delivery(store, _Operator(), a.id)).count == 1
+    assert await store.finish_delivery(a, tried(200), Delivered(datetime.now(UTC))) is None
+    status, counted, _owner, _until, rows = await state(store, a.id)
+    assert (status, counted, rows) == ("delivered", 1, 1)
+    assert (await held(store, a.id))[0] is False
+
+
+async def test_a_batch_with_one_outcome_refused_records_the_others_whole(store: Store) -> None:
+    """One write, two outcomes: B's on x holds, A's stale one on y is refused. x is counted
+    once with its attempt row (on SQLite: the first pass rolled back to its savepoint, then
+    only x written), y untouched."""
+    two = [record("x1", destinations=("gp",)), record("y1", "nhs:other", destinations=("gp",))]
+    await store.record_intake(two)
+    [x, y] = await store.claim_due(["gp"], limit=2, lease=LEASE, owner="a", now=datetime.now(UTC))
+    later = datetime.now(UTC) + LAPSED
+    [bx, by] = await store.claim_due(["gp"], limit=2, lease=LEASE, owner="b", now=later)
+    assert {bx.id, by.id} == {x.id, y.id}
+    b_on_x = bx if bx.id == x.id else by
+    a_on_y = y
+    result = await store.finish_deliveries(
+        [(b_on_x, tried(503), retry_later()), (a_on_y, tried(503), retry_later())]
+    )
+    assert result == [None, "lease_not_held"]
+    status, counted, owner, _until, rows = await state(store, x.id)
+    assert (status, counted, owner, rows) == ("pending", 1, None, 1)
+    status, counted, owner, _until, rows = await state(store, y.id)
+    assert (status, counted, owner, rows) == ("pending", 0, "b", 0)
