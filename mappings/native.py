@@ -83,7 +83,6 @@ def identity() -> dict[str, str]:
 def attach(package: str, path: list[str]) -> NativeStatus:
     """Put the package's compiled build first on its `path`, if it is exactly today's source."""
     directory = Path(path[0]) / DIRECTORY
-    status = NativeStatus(package, False, "")
     try:
         reason = _stale(directory)
     except (OSError, ValueError) as error:  # an unreadable or broken manifest: plain Python
@@ -109,10 +108,15 @@ def _stale(directory: Path) -> str | None:
         raise ValueError("not an object")
     if not manifest.get("built"):
         return f"build failed: {manifest.get('reason', 'no reason recorded')}"
+    return built_elsewhere(manifest) or mismatch(manifest, directory)
+
+
+def built_elsewhere(manifest: dict[str, object]) -> str | None:
+    """Why the build `manifest` describes was made for another interpreter or pydantic, or None."""
     for key, value in identity().items():
         if manifest.get(key) != value:
             return f"built for {key} {manifest.get(key)!r}, this is {value!r}"
-    return mismatch(manifest, directory)
+    return None
 
 
 _OFF = ("0", "false", "off", "no")

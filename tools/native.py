@@ -84,15 +84,15 @@ def fresh(mappings: Path) -> str | None:
     manifest_path = mappings / PACKAGE / native.DIRECTORY / native.MANIFEST
     try:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        if manifest.get("sources") != native.source_digests(mappings):
-            return None
-        if any(manifest.get(k) != v for k, v in native.identity().items()):
-            return None
         if not manifest.get("built"):
+            if manifest.get("sources") != native.source_digests(mappings):
+                return None
             if any(manifest.get(k) != v for k, v in environment().items()):
                 return None  # a compiler installed, mypy upgraded since: try again
             return f"the last build of these sources failed: {manifest.get('reason')}"
-        if native.mismatch(manifest, manifest_path.parent, mappings) is None:
+        if native.built_elsewhere(manifest) is None and (
+            native.mismatch(manifest, manifest_path.parent, mappings) is None  # the sources too
+        ):
             return "up to date"
     except (OSError, ValueError, AttributeError):
         return None
